@@ -1,0 +1,54 @@
+"""Where modelloop keeps its state, read from the environment once per call.
+
+Every knob has one environment variable and a default that works with nothing installed:
+SQLite and local files under ``$MODELLOOP_HOME`` (default ``./.modelloop``).
+
+- ``MODELLOOP_HOME``: directory of the embedded store and artifacts (default ``./.modelloop``)
+- ``MODELLOOP_DATABASE_URL``: SQLAlchemy URL of the metadata store
+  (default ``sqlite:///$MODELLOOP_HOME/modelloop.db``; ``postgresql+psycopg://...`` for teams)
+- ``MODELLOOP_ARTIFACT_URI``: blob store root, a directory or any fsspec URL
+  (default ``$MODELLOOP_HOME/artifacts``)
+- ``MODELLOOP_TRACKING_URI``: ``http(s)://host:port`` of a modelloop server; unset = local store
+- ``MODELLOOP_TOKEN``: bearer token a server requires and a client sends (default: none)
+- ``MODELLOOP_MAX_UPLOAD_MB``: the largest artifact a server accepts (default 1024)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    artifact_uri: str
+    tracking_uri: str | None
+    token: str | None
+    max_upload_bytes: int
+
+    @property
+    def is_remote(self) -> bool:
+        """True when the SDK should talk to a server instead of the local store."""
+        return self.tracking_uri is not None
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings from ``environ`` (default: ``os.environ``)."""
+    env = os.environ if environ is None else environ
+    home = Path(env.get("MODELLOOP_HOME") or ".modelloop").expanduser().absolute()
+    database_url = env.get("MODELLOOP_DATABASE_URL") or f"sqlite:///{home / 'modelloop.db'}"
+    artifact_uri = env.get("MODELLOOP_ARTIFACT_URI") or str(home / "artifacts")
+    tracking_uri = (env.get("MODELLOOP_TRACKING_URI") or "").rstrip("/") or None
+    token = env.get("MODELLOOP_TOKEN") or None
+    max_upload_mb = int(env.get("MODELLOOP_MAX_UPLOAD_MB") or "1024")
+    return Settings(
+        home=home,
+        database_url=database_url,
+        artifact_uri=artifact_uri,
+        tracking_uri=tracking_uri,
+        token=token,
+        max_upload_bytes=max_upload_mb * 1024 * 1024,
+    )

@@ -1,0 +1,171 @@
+"""One metadata database: engine set-up, the write discipline, and schema migrations.
+
+SQLite (the embedded default) allows one writer at a time. Rather than letting concurrent
+writers race into "database is locked", every write goes through :meth:`Database.write`, which
+serialises writers across threads (a lock) and across processes (``flock`` on a file next to the
+database) before it opens a ``BEGIN IMMEDIATE`` transaction. Readers never wait: the database runs
+in WAL mode. PostgreSQL needs none of this and gets plain transactions.
+
+The schema is migrated with Alembic on first use (and by ``modelloop db upgrade``). Checking that a
+database is current costs one ``SELECT``; Alembic itself is imported only when there is work to do.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
+
+from modelloop.errors import InvalidArgument, ServerUnavailable
+
+HEAD_REVISION = "0001"
+_MIGRATIONS = str(Path(__file__).parent / "migrations")
+_PG_MIGRATION_LOCK = 0x6D6C6F6F70  # pg_advisory_lock key: "mloop"
+
+
+class Database:
+    """An engine pair (reads, writes) on one URL, with the writer discipline above."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise InvalidArgument(f"Invalid database URL {url!r}: {exc}") from exc
+        self.url = url
+        self.dialect = parsed.get_backend_name()
+        self._thread_lock = threading.Lock()
+        self._lock_file: Any = None
+        try:
+            if self.dialect == "sqlite":
+                self._reader, self._writer = _sqlite_engines(url, parsed.database)
+                self._lock_file = open(f"{parsed.database}.lock", "a+b")  # noqa: SIM115
+            else:
+                self._reader = self._writer = create_engine(url, pool_pre_ping=True)
+        except NoSuchModuleError as exc:
+            raise InvalidArgument(f"Unsupported database URL {url!r}: {exc}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for queries; never blocks on writers."""
+        with _translate_connect_errors(self.url), self._reader.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A transaction that commits on exit; one writer at a time on SQLite."""
+        with self._thread_lock, _translate_connect_errors(self.url):
+            if self._lock_file is not None:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+            try:
+                with self._writer.begin() as conn:
+                    yield conn
+            finally:
+                if self._lock_file is not None:
+                    fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
+    def current_revision(self) -> str | None:
+        """The Alembic revision the database is at, or None when it is empty."""
+        try:
+            with self.read() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except (OperationalError, ProgrammingError):
+            return None
+
+    def upgrade(self) -> str | None:
+        """Migrate to the newest schema; returns the revision it started from."""
+        from alembic import command
+        from alembic.config import Config
+
+        with self.write() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            before = conn.execute(_revision_query(conn)).scalar()
+            if before != HEAD_REVISION:
+                config = Config()
+                config.set_main_option("script_location", _MIGRATIONS)
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        return before
+
+    def ensure_current(self) -> None:
+        """Apply pending migrations; cheap when there are none."""
+        if self.current_revision() != HEAD_REVISION:
+            self.upgrade()
+
+    def dispose(self) -> None:
+        self._reader.dispose()
+        self._writer.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def _revision_query(conn: Connection) -> Any:
+    from sqlalchemy import inspect
+
+    if not inspect(conn).has_table("alembic_version"):
+        return text("SELECT NULL")
+    return text("SELECT version_num FROM alembic_version")
+
+
+def _sqlite_engines(url: str, database: str | None) -> tuple[Engine, Engine]:
+    if not database or database == ":memory:":
+        raise InvalidArgument("An in-memory SQLite database cannot be shared; give a file path")
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    args = {"check_same_thread": False, "timeout": 60}
+    reader = create_engine(url, connect_args=args)
+    writer = create_engine(url, connect_args=args, pool_size=1, max_overflow=0)
+    _configure_sqlite(reader, begin="BEGIN")
+    _configure_sqlite(writer, begin="BEGIN IMMEDIATE")
+    return reader, writer
+
+
+def _configure_sqlite(engine: Engine, begin: str) -> None:
+    """WAL, a long busy timeout, and explicit transactions (pysqlite's implicit ones are off)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+
+@contextmanager
+def _translate_connect_errors(url: str) -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        if "connect" in str(exc.orig).lower() or "could not" in str(exc.orig).lower():
+            safe = make_url(url).render_as_string(hide_password=True)
+            raise ServerUnavailable(f"Cannot reach the database at {safe}: {exc.orig}") from exc
+        raise
+
+
+_open: dict[str, Database] = {}
+_open_lock = threading.Lock()
+
+
+def open_database(url: str) -> Database:
+    """The process-wide :class:`Database` for ``url``, migrated to the newest schema."""
+    with _open_lock:
+        db = _open.get(url)
+        if db is None:
+            db = Database(url)
+            db.ensure_current()
+            _open[url] = db
+        return db

@@ -1,0 +1,156 @@
+"""The nouns of experiment tracking, as immutable values shared by the SDK, stores and server."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from modelloop.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class RunStatus(StrEnum):
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    experiment_id: str
+    name: str
+    created_at: int
+    description: str | None = None
+
+
+class Metric(NamedTuple):
+    """One point of a metric's history. A tuple so that batches of them stay cheap."""
+
+    key: str
+    value: float
+    step: int
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSeries:
+    """The full history of one metric of one run, column by column, in (step, time) order."""
+
+    key: str
+    steps: np.ndarray[Any, np.dtype[np.int64]]
+    values: np.ndarray[Any, np.dtype[np.float64]]
+    timestamps: np.ndarray[Any, np.dtype[np.int64]]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """What it takes to create a run; the store adds the id, status and start time."""
+
+    experiment_id: str
+    name: str | None = None
+    parent_run_id: str | None = None
+    user: str = "unknown"
+    params: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    source: Mapping[str, Any] = field(default_factory=dict)
+    environment: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    run_id: str
+    experiment_id: str
+    name: str
+    status: RunStatus
+    start_time: int
+    end_time: int | None
+    parent_run_id: str | None
+    user: str
+    source: dict[str, Any]
+    environment: dict[str, Any]
+    error: str | None
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: dict[str, float]  # the latest value of each metric
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactInfo:
+    path: str
+    digest: str
+    size: int
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+_KEY = re.compile(r"^[\w\-./: ]{1,250}$")
+_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_VALUE_LENGTH = 8000
+
+
+def check_key(key: object, what: str) -> str:
+    """Metric, param and tag keys: 1-250 word characters, ``-./:`` and spaces."""
+    if not isinstance(key, str) or not _KEY.match(key) or key.strip() != key:
+        raise InvalidArgument(
+            f"Invalid {what} key {key!r}: use 1-250 letters, digits, '_', '-', '.', '/', ':' "
+            "or inner spaces"
+        )
+    return key
+
+
+def check_value(value: object, what: str, key: str) -> str:
+    """Param and tag values are stored as text, at most 8000 characters."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_VALUE_LENGTH:
+        raise InvalidArgument(
+            f"Value of {what} {key!r} is {len(text)} characters long; the limit is "
+            f"{MAX_VALUE_LENGTH}"
+        )
+    if "\x00" in text:
+        raise InvalidArgument(f"Value of {what} {key!r} contains a NUL character")
+    return text
+
+
+def check_metric(key: object, value: object, step: object, timestamp: object) -> Metric:
+    """Validate one point; NaN is allowed (a diverged loss is worth recording)."""
+    name = check_key(key, "metric")
+    if isinstance(value, bool | str | bytes):
+        raise InvalidArgument(f"Metric {name!r}: value must be a number, got {value!r}")
+    try:
+        number = float(value)  # type: ignore[arg-type]  # ints, numpy scalars, Decimal, ...
+    except (TypeError, ValueError):
+        raise InvalidArgument(
+            f"Metric {name!r}: value must be a number, got {type(value).__name__}"
+        ) from None
+    if isinstance(step, bool) or not isinstance(step, int) or not -(2**63) <= step < 2**63:
+        raise InvalidArgument(f"Metric {name!r}: step must be a 64-bit integer, got {step!r}")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or not 0 <= timestamp < 2**63:
+        raise InvalidArgument(f"Metric {name!r}: timestamp must be integer ms, got {timestamp!r}")
+    return Metric(name, number, step, timestamp)
+
+
+def check_run_id(run_id: object) -> str:
+    if not isinstance(run_id, str) or not _ID.match(run_id):
+        raise InvalidArgument(f"Invalid run id {run_id!r}: expected 32 lowercase hex characters")
+    return run_id

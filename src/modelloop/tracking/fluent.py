@@ -1,0 +1,89 @@
+"""The module-level SDK: ``ml.start_run``, ``ml.search_runs`` and the default client.
+
+The default client is made from the settings on first use and remade when the settings change
+(tests and notebooks switch ``MODELLOOP_HOME``); runs started inside another run's ``with`` block
+become its children.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from modelloop.settings import Settings, load_settings
+from modelloop.tracking.client import DEFAULT_EXPERIMENT, Client
+from modelloop.tracking.run import ActiveRun
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_clients: dict[Settings, Client] = {}
+_clients_lock = threading.Lock()
+_active: contextvars.ContextVar[tuple[ActiveRun, ...]] = contextvars.ContextVar(
+    "modelloop_active_runs", default=()
+)
+
+
+def get_client() -> Client:
+    """The process-wide client for the current settings."""
+    settings = load_settings()
+    with _clients_lock:
+        client = _clients.get(settings)
+        if client is None:
+            client = _clients[settings] = Client(settings=settings)
+        return client
+
+
+def start_run(
+    experiment: str | None = None,
+    *,
+    name: str | None = None,
+    params: Mapping[str, object] | None = None,
+    tags: Mapping[str, object] | None = None,
+    parent: ActiveRun | str | None = None,
+) -> ActiveRun:
+    """Start a run; use it as ``with ml.start_run(experiment="fraud") as run:``.
+
+    Without ``parent``, a run started while another is active becomes its child, and inherits
+    its experiment when ``experiment`` is not given.
+    """
+    stack = _active.get()
+    enclosing = stack[-1] if stack else None
+    if parent is None and enclosing is not None:
+        parent = enclosing
+    parent_id = parent.run_id if isinstance(parent, ActiveRun) else parent
+    client = parent.client if isinstance(parent, ActiveRun) else get_client()
+    if experiment is None:
+        experiment = (
+            client.store.get_experiment(enclosing.experiment_id).name
+            if enclosing is not None
+            else DEFAULT_EXPERIMENT
+        )
+    run = ActiveRun(
+        client,
+        client.create_run(experiment, name=name, params=params, tags=tags, parent_run_id=parent_id),
+    )
+    _active.set((*stack, run))
+    return run
+
+
+def active_run() -> ActiveRun | None:
+    """The innermost run started and not yet ended in this context."""
+    stack = _active.get()
+    return stack[-1] if stack else None
+
+
+def _pop(run: ActiveRun) -> None:
+    _active.set(tuple(r for r in _active.get() if r is not run))
+
+
+def search_runs(
+    experiment: str | Sequence[str] | None = None,
+    filter: str | None = None,
+    order_by: Sequence[str] | None = None,
+    max_results: int = 1000,
+) -> pd.DataFrame:
+    """Runs matching ``filter`` (e.g. ``"metrics.auc > 0.9 and params.model = 'lgbm'"``)."""
+    return get_client().search_runs(experiment, filter, order_by, max_results)

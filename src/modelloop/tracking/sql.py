@@ -1,0 +1,527 @@
+"""Tracking on a SQL database (SQLite or PostgreSQL) with artifacts in a blob store.
+
+Hot paths (metric batches, history reads) use Core statements and ``executemany``; every write
+goes through :meth:`Database.write` so SQLite never reports "database is locked".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    exists,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from modelloop.artifacts import BlobStore, canonical_path
+from modelloop.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from modelloop.store import Database
+from modelloop.store import tables as t
+from modelloop.tracking.entities import (
+    ArtifactInfo,
+    Experiment,
+    Metric,
+    MetricSeries,
+    Run,
+    RunSpec,
+    RunStatus,
+    check_key,
+    check_run_id,
+    check_value,
+    new_id,
+    now_ms,
+)
+from modelloop.tracking.filter import And, Comparison, Expr, Or, parse_filter, parse_order_by
+
+MAX_SEARCH_RESULTS = 50_000
+_CHUNK = 500  # ids per IN (...) when loading params/tags/metrics of many runs
+
+
+class SqlTrackingStore:
+    """Implements :class:`~modelloop.tracking.store.TrackingStore` on a :class:`Database`."""
+
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db = db
+        self.blobs = blobs
+
+    def close(self) -> None:
+        """The database is shared process-wide (see ``open_database``); nothing to release."""
+
+    # -- experiments -------------------------------------------------------------------------
+
+    def create_experiment(self, name: str, description: str | None = None) -> Experiment:
+        name = _check_name(name, "experiment")
+        exp = Experiment(new_id(), name, now_ms(), description)
+        try:
+            with self.db.write() as conn:
+                conn.execute(
+                    insert(t.experiments).values(
+                        experiment_id=exp.experiment_id,
+                        name=exp.name,
+                        description=exp.description,
+                        created_at=exp.created_at,
+                    )
+                )
+        except IntegrityError:
+            raise AlreadyExists(f"Experiment {name!r} already exists") from None
+        return exp
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(t.experiments).where(t.experiments.c.experiment_id == experiment_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"Experiment {experiment_id!r} does not exist")
+        return _experiment(row)
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(t.experiments).where(t.experiments.c.name == name)).first()
+        return None if row is None else _experiment(row)
+
+    def list_experiments(self) -> list[Experiment]:
+        with self.db.read() as conn:
+            rows = conn.execute(select(t.experiments).order_by(t.experiments.c.name)).all()
+        return [_experiment(r) for r in rows]
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def create_run(self, spec: RunSpec) -> Run:
+        run_id = new_id()
+        start = now_ms()
+        name = _check_name(spec.name, "run") if spec.name else f"run-{run_id[:8]}"
+        params = _checked_pairs(spec.params, "param")
+        tags = _checked_pairs(spec.tags, "tag")
+        with self.db.write() as conn:
+            if not conn.execute(
+                select(literal(1)).where(t.experiments.c.experiment_id == spec.experiment_id)
+            ).first():
+                raise NotFound(f"Experiment {spec.experiment_id!r} does not exist")
+            if spec.parent_run_id is not None:
+                _require_run(conn, check_run_id(spec.parent_run_id))
+            conn.execute(
+                insert(t.runs).values(
+                    run_id=run_id,
+                    experiment_id=spec.experiment_id,
+                    name=name,
+                    status=RunStatus.RUNNING.value,
+                    start_time=start,
+                    end_time=None,
+                    parent_run_id=spec.parent_run_id,
+                    user=spec.user,
+                    source=json.dumps(dict(spec.source)),
+                    environment=json.dumps(dict(spec.environment)),
+                    error=None,
+                )
+            )
+            _insert_pairs(conn, t.params, run_id, params)
+            _insert_pairs(conn, t.tags, run_id, tags)
+        return self.get_run(run_id)
+
+    def get_run(self, run_id: str) -> Run:
+        check_run_id(run_id)
+        with self.db.read() as conn:
+            row = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
+            if row is None:
+                raise NotFound(f"Run {run_id!r} does not exist")
+            return _load_runs(conn, [row])[0]
+
+    def end_run(self, run_id: str, status: RunStatus, error: str | None = None) -> Run:
+        check_run_id(run_id)
+        status = RunStatus(status)
+        if not status.is_terminal:
+            raise InvalidArgument(f"A run ends as FINISHED, FAILED or KILLED, not {status}")
+        with self.db.write() as conn:
+            current = _require_run(conn, run_id)
+            if current != RunStatus.RUNNING.value and current != status.value:
+                raise Conflict(
+                    f"Run {run_id} already ended as {current}; cannot end it as {status}"
+                )
+            conn.execute(
+                update(t.runs)
+                .where(t.runs.c.run_id == run_id)
+                .values(status=status.value, end_time=now_ms(), error=error)
+            )
+        return self.get_run(run_id)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        check_run_id(run_id)
+        checked_params = _checked_pairs(params or {}, "param")
+        checked_tags = _checked_pairs(tags or {}, "tag")
+        for key in {m.key for m in metrics}:
+            check_key(key, "metric")
+        with self.db.write() as conn:
+            _require_run(conn, run_id)
+            if checked_params:
+                _insert_params(conn, run_id, checked_params)
+            if checked_tags:
+                _upsert_tags(conn, self.db.dialect, run_id, checked_tags)
+            if metrics:
+                _insert_metrics(conn, self.db.dialect, run_id, metrics)
+
+    def metric_history(self, run_id: str, key: str) -> MetricSeries:
+        check_run_id(run_id)
+        m = t.metrics.c
+        with self.db.read() as conn:
+            _require_run(conn, run_id)
+            chunks = conn.execute(
+                select(m.steps, m.timestamps, m["values"])
+                .where(m.run_id == run_id, m.key == key)
+                .order_by(m.chunk_id)
+            ).all()
+        return _series(key, chunks)
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter: str | None = None,
+        order_by: Sequence[str] = (),
+        max_results: int = 1000,
+    ) -> list[Run]:
+        if not 1 <= max_results <= MAX_SEARCH_RESULTS:
+            raise InvalidArgument(f"max_results must be between 1 and {MAX_SEARCH_RESULTS}")
+        expr = parse_filter(filter)
+        query = select(t.runs).where(t.runs.c.experiment_id.in_(list(experiment_ids)))
+        if expr is not None:
+            query = query.where(_compile(expr))
+        for i, order in enumerate(parse_order_by(order_by)):
+            if order.entity == "attribute":
+                column: Any = t.runs.c[_attribute_column(order.key)]
+            else:
+                table = {"metric": t.latest_metrics, "param": t.params, "tag": t.tags}[
+                    order.entity
+                ].alias(f"order_{i}")
+                query = query.outerjoin(
+                    table, and_(table.c.run_id == t.runs.c.run_id, table.c.key == order.key)
+                )
+                column = table.c.value
+            query = query.order_by(
+                column.desc().nulls_last() if order.descending else column.asc().nulls_last()
+            )
+        query = query.order_by(t.runs.c.start_time.desc(), t.runs.c.run_id).limit(max_results)
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+            return _load_runs(conn, rows)
+
+    # -- artifacts ---------------------------------------------------------------------------
+
+    def put_artifact(self, run_id: str, path: str, source: Path | bytes) -> ArtifactInfo:
+        check_run_id(run_id)
+        logical = canonical_path(path)
+        with self.db.read() as conn:
+            _require_run(conn, run_id)
+        if isinstance(source, bytes):
+            digest, size = self.blobs.put_bytes(source), len(source)
+        else:
+            digest, size = self.blobs.put_file(source)
+        return self.index_artifact(run_id, logical, digest, size)
+
+    def index_artifact(self, run_id: str, path: str, digest: str, size: int) -> ArtifactInfo:
+        """Record an already stored blob under a run's logical path (the server's upload path)."""
+        logical = canonical_path(path)
+        with self.db.write() as conn:
+            _require_run(conn, run_id)
+            existing = conn.execute(
+                select(t.artifacts.c.digest).where(
+                    t.artifacts.c.run_id == run_id, t.artifacts.c.path == logical
+                )
+            ).scalar()
+            if existing is None:
+                conn.execute(
+                    insert(t.artifacts).values(
+                        run_id=run_id, path=logical, digest=digest, size=size, created_at=now_ms()
+                    )
+                )
+            elif existing != digest:
+                raise Conflict(
+                    f"Artifact {logical!r} of run {run_id} already exists with other content; "
+                    "artifacts are immutable, log it under a new path"
+                )
+        return ArtifactInfo(logical, digest, size)
+
+    def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactInfo]:
+        check_run_id(run_id)
+        folder = canonical_path(prefix) if prefix else ""
+        with self.db.read() as conn:
+            _require_run(conn, run_id)
+            rows = conn.execute(
+                select(t.artifacts.c.path, t.artifacts.c.digest, t.artifacts.c.size)
+                .where(t.artifacts.c.run_id == run_id)
+                .order_by(t.artifacts.c.path)
+            ).all()
+        return [
+            ArtifactInfo(p, d, s)
+            for p, d, s in rows
+            if not folder or p == folder or p.startswith(folder + "/")
+        ]
+
+    def open_artifact(self, run_id: str, path: str) -> BinaryIO:
+        return self.blobs.open(self.artifact_digest(run_id, path))
+
+    def artifact_digest(self, run_id: str, path: str) -> str:
+        check_run_id(run_id)
+        logical = canonical_path(path)
+        with self.db.read() as conn:
+            digest = conn.execute(
+                select(t.artifacts.c.digest).where(
+                    t.artifacts.c.run_id == run_id, t.artifacts.c.path == logical
+                )
+            ).scalar()
+            if digest is None:
+                _require_run(conn, run_id)
+                raise NotFound(f"Run {run_id} has no artifact {logical!r}")
+        return str(digest)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _check_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > 256:
+        raise InvalidArgument(f"Invalid {what} name {name!r}: use 1-256 characters")
+    if any(ord(c) < 0x20 for c in name):
+        raise InvalidArgument(f"Invalid {what} name {name!r}: control characters are not allowed")
+    return name
+
+
+def _checked_pairs(pairs: Mapping[str, object], what: str) -> dict[str, str]:
+    return {check_key(k, what): check_value(v, what, k) for k, v in pairs.items()}
+
+
+def _experiment(row: Any) -> Experiment:
+    return Experiment(row.experiment_id, row.name, row.created_at, row.description)
+
+
+def _require_run(conn: Connection, run_id: str) -> str:
+    status = conn.execute(select(t.runs.c.status).where(t.runs.c.run_id == run_id)).scalar()
+    if status is None:
+        raise NotFound(f"Run {run_id!r} does not exist")
+    return str(status)
+
+
+def _insert_pairs(conn: Connection, table: Any, run_id: str, pairs: Mapping[str, str]) -> None:
+    if pairs:
+        conn.execute(
+            insert(table), [{"run_id": run_id, "key": k, "value": v} for k, v in pairs.items()]
+        )
+
+
+def _insert_params(conn: Connection, run_id: str, params: Mapping[str, str]) -> None:
+    existing = dict(
+        conn.execute(
+            select(t.params.c.key, t.params.c.value).where(
+                t.params.c.run_id == run_id, t.params.c.key.in_(list(params))
+            )
+        ).all()
+    )
+    for key, value in params.items():
+        if key in existing and existing[key] != value:
+            raise Conflict(
+                f"Param {key!r} of run {run_id} is already {existing[key]!r}; cannot change it "
+                f"to {value!r} (params are immutable: log a new run or use a tag)"
+            )
+    _insert_pairs(conn, t.params, run_id, {k: v for k, v in params.items() if k not in existing})
+
+
+def _upsert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _upsert_tags(conn: Connection, dialect: str, run_id: str, tags: Mapping[str, str]) -> None:
+    stmt = _upsert(dialect)(t.tags)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
+    )
+    conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
+
+
+def _pack(values: array[Any]) -> bytes:
+    """Chunks are little-endian on disk whatever the machine."""
+    if sys.byteorder == "big":  # pragma: no cover
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _insert_metrics(conn: Connection, dialect: str, run_id: str, metrics: Sequence[Metric]) -> None:
+    """One chunk row per key for the whole batch, then the latest point per key upserted."""
+    by_key: dict[str, list[Metric]] = {}
+    for metric in metrics:
+        by_key.setdefault(metric.key, []).append(metric)
+    conn.execute(
+        insert(t.metrics),
+        [
+            {
+                "run_id": run_id,
+                "key": key,
+                "count": len(points),
+                "steps": _pack(array("q", [p.step for p in points])),
+                "timestamps": _pack(array("q", [p.timestamp for p in points])),
+                "values": _pack(array("d", [p.value for p in points])),
+            }
+            for key, points in by_key.items()
+        ],
+    )
+    latest = []
+    for key, points in by_key.items():
+        best = max(points, key=lambda p: (p.step, p.timestamp))
+        value = None if math.isnan(best.value) else best.value
+        latest.append(
+            {
+                "run_id": run_id,
+                "key": key,
+                "value": value,
+                "step": best.step,
+                "timestamp": best.timestamp,
+            }
+        )
+    stmt = _upsert(dialect)(t.latest_metrics)
+    current = t.latest_metrics.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["run_id", "key"],
+        set_={
+            "value": stmt.excluded.value,
+            "step": stmt.excluded.step,
+            "timestamp": stmt.excluded.timestamp,
+        },
+        where=or_(
+            stmt.excluded.step > current.step,
+            and_(stmt.excluded.step == current.step, stmt.excluded.timestamp >= current.timestamp),
+        ),
+    )
+    conn.execute(stmt, latest)
+
+
+def _series(key: str, chunks: Sequence[Any]) -> MetricSeries:
+    """Concatenate chunks (write order), sorting by (step, timestamp) only when needed."""
+    import numpy as np
+
+    steps = np.frombuffer(b"".join(c[0] for c in chunks), dtype="<i8")
+    timestamps = np.frombuffer(b"".join(c[1] for c in chunks), dtype="<i8")
+    values = np.frombuffer(b"".join(c[2] for c in chunks), dtype="<f8")
+    if len(chunks) > 1 or len(steps) > 1:
+        backwards = np.diff(steps) < 0
+        ties = np.diff(steps) == 0
+        if backwards.any() or (ties & (np.diff(timestamps) < 0)).any():
+            order = np.lexsort((timestamps, steps))
+            steps, timestamps, values = steps[order], timestamps[order], values[order]
+    return MetricSeries(key, steps, values, timestamps)
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _load_runs(conn: Connection, rows: Sequence[Any]) -> list[Run]:
+    """Attach params, tags and latest metrics to run rows, a few queries for all of them."""
+    ids = [r.run_id for r in rows]
+    params: dict[str, dict[str, str]] = {i: {} for i in ids}
+    tags: dict[str, dict[str, str]] = {i: {} for i in ids}
+    metrics: dict[str, dict[str, float]] = {i: {} for i in ids}
+    for chunk in _chunks(ids):
+        for run_id, key, value in conn.execute(
+            select(t.params.c.run_id, t.params.c.key, t.params.c.value).where(
+                t.params.c.run_id.in_(chunk)
+            )
+        ):
+            params[run_id][key] = value
+        for run_id, key, value in conn.execute(
+            select(t.tags.c.run_id, t.tags.c.key, t.tags.c.value).where(t.tags.c.run_id.in_(chunk))
+        ):
+            tags[run_id][key] = value
+        lm = t.latest_metrics.c
+        for run_id, key, value in conn.execute(
+            select(lm.run_id, lm.key, lm.value).where(lm.run_id.in_(chunk))
+        ):
+            metrics[run_id][key] = math.nan if value is None else value
+    return [
+        Run(
+            run_id=r.run_id,
+            experiment_id=r.experiment_id,
+            name=r.name,
+            status=RunStatus(r.status),
+            start_time=r.start_time,
+            end_time=r.end_time,
+            parent_run_id=r.parent_run_id,
+            user=r.user,
+            source=json.loads(r.source),
+            environment=json.loads(r.environment),
+            error=r.error,
+            params=params[r.run_id],
+            tags=tags[r.run_id],
+            metrics=metrics[r.run_id],
+        )
+        for r in rows
+    ]
+
+
+# -- filter compilation ----------------------------------------------------------------------
+
+_ATTRIBUTE_COLUMNS = {"run_name": "name"}
+
+
+def _attribute_column(name: str) -> str:
+    return _ATTRIBUTE_COLUMNS.get(name, name)
+
+
+def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op == "=":
+        return column == value  # type: ignore[no-any-return]
+    if op == "!=":
+        return column != value  # type: ignore[no-any-return]
+    if op == "<":
+        return column < value  # type: ignore[no-any-return]
+    if op == "<=":
+        return column <= value  # type: ignore[no-any-return]
+    if op == ">":
+        return column > value  # type: ignore[no-any-return]
+    if op == ">=":
+        return column >= value  # type: ignore[no-any-return]
+    if op == "LIKE":
+        return column.like(value)  # type: ignore[no-any-return]
+    if op == "ILIKE":
+        return column.ilike(value)  # type: ignore[no-any-return]
+    if op == "IN":
+        return column.in_(list(value))  # type: ignore[no-any-return]
+    if op == "NOT IN":
+        return column.not_in(list(value))  # type: ignore[no-any-return]
+    raise InvalidArgument(f"Unsupported operator {op!r}")  # the parser admits no other
+
+
+def _compile(expr: Expr) -> ColumnElement[bool]:
+    if isinstance(expr, And):
+        return and_(_compile(expr.left), _compile(expr.right))
+    if isinstance(expr, Or):
+        return or_(_compile(expr.left), _compile(expr.right))
+    assert isinstance(expr, Comparison)
+    if expr.entity == "attribute":
+        return _compare(t.runs.c[_attribute_column(expr.key)], expr.op, expr.value)
+    table = {"metric": t.latest_metrics, "param": t.params, "tag": t.tags}[expr.entity]
+    return exists().where(
+        table.c.run_id == t.runs.c.run_id,
+        table.c.key == expr.key,
+        _compare(table.c.value, expr.op, expr.value),
+    )

@@ -1,0 +1,69 @@
+"""The storage interfaces of tracking, one small protocol per aggregate.
+
+Implementations: :class:`modelloop.tracking.sql.SqlTrackingStore` (SQLite/PostgreSQL + blob store)
+and :class:`modelloop.tracking.http.HttpTrackingStore` (a modelloop server). One contract suite,
+``tests/tracking/test_store_contract.py``, runs against all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from modelloop.tracking.entities import (
+    ArtifactInfo,
+    Experiment,
+    Metric,
+    MetricSeries,
+    Run,
+    RunSpec,
+    RunStatus,
+)
+
+
+class ExperimentStore(Protocol):
+    def create_experiment(self, name: str, description: str | None = None) -> Experiment: ...
+    def get_experiment(self, experiment_id: str) -> Experiment: ...
+    def get_experiment_by_name(self, name: str) -> Experiment | None: ...
+    def list_experiments(self) -> list[Experiment]: ...
+
+
+class RunStore(Protocol):
+    def create_run(self, spec: RunSpec) -> Run: ...
+    def get_run(self, run_id: str) -> Run: ...
+    def end_run(self, run_id: str, status: RunStatus, error: str | None = None) -> Run: ...
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Params are immutable (a different value raises Conflict); tags are overwritten."""
+        ...
+
+    def metric_history(self, run_id: str, key: str) -> MetricSeries: ...
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter: str | None = None,
+        order_by: Sequence[str] = (),
+        max_results: int = 1000,
+    ) -> list[Run]: ...
+
+
+class ArtifactStore(Protocol):
+    def put_artifact(self, run_id: str, path: str, source: Path | bytes) -> ArtifactInfo:
+        """Store ``source`` as the run's artifact ``path`` (immutable: a different content
+        under an existing path raises Conflict)."""
+        ...
+
+    def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactInfo]: ...
+    def open_artifact(self, run_id: str, path: str) -> BinaryIO: ...
+
+
+class TrackingStore(ExperimentStore, RunStore, ArtifactStore, Protocol):
+    """Everything a :class:`~modelloop.tracking.client.Client` needs from its backend."""
+
+    def close(self) -> None: ...
