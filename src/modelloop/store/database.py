@@ -169,3 +169,11 @@ def open_database(url: str) -> Database:
             db.ensure_current()
             _open[url] = db
         return db
+
+
+def close_database(url: str) -> None:
+    """Dispose of the process-wide :class:`Database` for ``url`` (tests, long-lived tools)."""
+    with _open_lock:
+        db = _open.pop(url, None)
+    if db is not None:
+        db.dispose()

@@ -41,7 +41,8 @@ class MetricWriter:
         self._max_pending = max_pending
         self._lock = threading.Lock()
         self._done = threading.Condition(threading.Lock())
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # something is pending
+        self._hurry = threading.Event()  # a batch is full or someone waits in flush()
         self._pending: list[_Point] = []
         self._submitted = 0
         self._durable = 0
@@ -57,8 +58,10 @@ class MetricWriter:
             size = len(self._pending)
             if self._thread is None:
                 self._start()
-        if size >= self._batch_size:
+        if size == 1:
             self._wake.set()
+        elif size >= self._batch_size:
+            self._hurry.set()
             if size >= self._max_pending:  # back-pressure: a slow backend bounds our memory
                 self.flush()
 
@@ -68,6 +71,7 @@ class MetricWriter:
             target = self._submitted
         if target > self._durable:
             self._wake.set()
+            self._hurry.set()
             deadline = None if timeout is None else time.monotonic() + timeout
             with self._done:
                 while self._durable < target:
@@ -85,15 +89,19 @@ class MetricWriter:
         finally:
             self._closed = True
             self._wake.set()
+            self._hurry.set()
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="modelloop-writer", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
+        """Sleep while idle; once a point arrives, let a batch gather for ``interval``."""
         while not self._closed:
-            self._wake.wait(self._interval)
+            self._wake.wait()
+            self._hurry.wait(self._interval)
             self._wake.clear()
+            self._hurry.clear()
             self._write_pending()
 
     def _write_pending(self) -> None:

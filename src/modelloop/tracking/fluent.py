@@ -36,6 +36,15 @@ def get_client() -> Client:
         return client
 
 
+def close_clients() -> None:
+    """Flush and close every default client (their settings may be about to change)."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
+
+
 def start_run(
     experiment: str | None = None,
     *,

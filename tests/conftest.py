@@ -1,0 +1,99 @@
+"""Shared fixtures: a fresh store per test, on SQLite and (when configured) PostgreSQL.
+
+PostgreSQL tests run when ``MODELLOOP_TEST_POSTGRES_URL`` is set (``.ci/run`` sets it). If it is
+set but the server does not answer, the whole session stops with an error instead of skipping:
+CI must never pass by silently leaving PostgreSQL out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from modelloop.settings import Settings, load_settings
+from modelloop.store import close_database
+from modelloop.tracking import fluent
+
+POSTGRES_URL = os.environ.get("MODELLOOP_TEST_POSTGRES_URL")
+SKIP_POSTGRES = "set MODELLOOP_TEST_POSTGRES_URL=postgresql+psycopg://user@host:5432/db to run"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not POSTGRES_URL:
+        return
+    try:
+        engine = create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        pytest.exit(
+            f"MODELLOOP_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {exc}",
+            returncode=3,
+        )
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A database URL whose search_path is a brand-new schema, dropped afterwards."""
+    if not POSTGRES_URL:
+        pytest.skip(SKIP_POSTGRES)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def store_settings(tmp_path: Path, backend: str) -> Iterator[Settings]:
+    """Settings for a fresh store under ``tmp_path`` on ``backend`` (sqlite or postgres)."""
+    env = {"MODELLOOP_HOME": str(tmp_path / "home")}
+    with contextlib.ExitStack() as stack:
+        if backend == "postgres":
+            env["MODELLOOP_DATABASE_URL"] = stack.enter_context(postgres_schema())
+        settings = load_settings(env)
+        try:
+            yield settings
+        finally:
+            fluent.close_clients()
+            close_database(settings.database_url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """A fresh local store, once on SQLite and once on PostgreSQL."""
+    with store_settings(tmp_path, request.param) as value:
+        yield value
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Iterator[Settings]:
+    with store_settings(tmp_path, "sqlite") as value:
+        yield value
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``MODELLOOP_HOME`` pointed at a fresh directory for SDK-level tests (``ml.start_run``)."""
+    path = tmp_path / "home"
+    for name in ("MODELLOOP_DATABASE_URL", "MODELLOOP_ARTIFACT_URI", "MODELLOOP_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MODELLOOP_HOME", str(path))
+    monkeypatch.chdir(tmp_path)
+    yield path
+    fluent.close_clients()
+    close_database(load_settings().database_url)
