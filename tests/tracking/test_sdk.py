@@ -36,9 +36,15 @@ def test_a_run_finishes_with_everything_logged(home: Path) -> None:
 
 
 def test_an_exception_marks_the_run_failed_with_the_error(home: Path) -> None:
-    with pytest.raises(ZeroDivisionError), ml.start_run(experiment="fraud") as run:
-        run.log_metric("before", 1.0)
-        _ = 1 / 0
+    def train() -> ml.ActiveRun:
+        with ml.start_run(experiment="fraud") as run:
+            run.log_metric("before", 1.0)
+            _ = 1 / 0
+        return run
+
+    with pytest.raises(ZeroDivisionError):
+        train()
+    (run,) = (ml.ActiveRun(ml.get_client(), r) for r in ml.get_client().find_runs("fraud"))
     info = run.info
     assert info.status is ml.RunStatus.FAILED
     assert info.error is not None
