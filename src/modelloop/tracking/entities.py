@@ -139,7 +139,7 @@ def check_metric(key: object, value: object, step: object, timestamp: object) ->
         raise InvalidArgument(f"Metric {name!r}: value must be a number, got {value!r}")
     try:
         number = float(value)  # type: ignore[arg-type]  # ints, numpy scalars, Decimal, ...
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidArgument(
             f"Metric {name!r}: value must be a number, got {type(value).__name__}"
         ) from None

@@ -66,6 +66,8 @@ class SqlTrackingStore:
 
     def create_experiment(self, name: str, description: str | None = None) -> Experiment:
         name = _check_name(name, "experiment")
+        if description is not None:
+            check_value(description, "experiment", "description")
         exp = Experiment(new_id(), name, now_ms(), description)
         try:
             with self.db.write() as conn:
@@ -108,6 +110,7 @@ class SqlTrackingStore:
         name = _check_name(spec.name, "run") if spec.name else f"run-{run_id[:8]}"
         params = _checked_pairs(spec.params, "param")
         tags = _checked_pairs(spec.tags, "tag")
+        user = _check_name(spec.user, "user")
         with self.db.write() as conn:
             if not conn.execute(
                 select(literal(1)).where(t.experiments.c.experiment_id == spec.experiment_id)
@@ -124,7 +127,7 @@ class SqlTrackingStore:
                     start_time=start,
                     end_time=None,
                     parent_run_id=spec.parent_run_id,
-                    user=spec.user,
+                    user=user,
                     source=json.dumps(dict(spec.source)),
                     environment=json.dumps(dict(spec.environment)),
                     error=None,
@@ -147,6 +150,8 @@ class SqlTrackingStore:
         status = RunStatus(status)
         if not status.is_terminal:
             raise InvalidArgument(f"A run ends as FINISHED, FAILED or KILLED, not {status}")
+        if error is not None:
+            error = check_value(error, "run", "error")
         with self.db.write() as conn:
             current = _require_run(conn, run_id)
             if current != RunStatus.RUNNING.value and current != status.value:
@@ -183,6 +188,7 @@ class SqlTrackingStore:
 
     def metric_history(self, run_id: str, key: str) -> MetricSeries:
         check_run_id(run_id)
+        check_key(key, "metric")
         m = t.metrics.c
         with self.db.read() as conn:
             _require_run(conn, run_id)

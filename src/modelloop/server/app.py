@@ -1,0 +1,378 @@
+"""The REST server: app factory, the error contract, bearer auth, body limits, and uvicorn.
+
+Every response that is not a success is ``{"error_code", "message"}`` with the status of the
+:mod:`modelloop.errors` class it came from, so the HTTP client can raise the same exception the
+local store would have. Requests pass, outermost first, through:
+
+- an error boundary: an unexpected exception is logged here and answered with a bare 500, so no
+  traceback ever reaches a client;
+- bearer auth (when a token is configured): everything but ``/health`` needs it, checked before
+  a single body byte is read;
+- a body limit: a declared ``Content-Length`` over the limit is refused at once, and streamed
+  (chunked) bodies are counted as they arrive, so a client cannot make the server buffer or
+  spool more than it allows.
+
+A server never proxies to another server: it refuses to start when ``MODELLOOP_TRACKING_URI`` is
+set, and it refuses to listen beyond loopback without a token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelloop._version import __version__
+from modelloop.errors import (
+    InvalidArgument,
+    ModelloopError,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from modelloop.server.schemas import OrjsonResponse
+from modelloop.settings import Settings, load_settings
+
+JSON_BODY_LIMIT = 32 * 1024 * 1024
+KEEP_ALIVE_SECONDS = 30  # longer than httpx's 5 s pool expiry: the client always hangs up first
+_SETTINGS_ENV = "_MODELLOOP_SERVER_SETTINGS"  # settings handed to worker processes
+_UPLOAD_ROUTE = re.compile(r"^/api/v1/runs/[^/]+/artifact$")
+_PUBLIC_PATHS = frozenset({"/health"})
+_MAX_REPORTED_ERRORS = 5
+_HTTP_ERROR_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: Unauthorized.error_code,
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: PayloadTooLarge.error_code,
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+log = logging.getLogger("modelloop.server")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The tracking API over the local store the settings name."""
+    from modelloop.server.tracking import tracking_router
+    from modelloop.tracking.client import open_store
+    from modelloop.tracking.sql import SqlTrackingStore
+
+    settings = settings or load_settings()
+    _refuse_remote(settings)
+    store = open_store(settings)
+    if not isinstance(store, SqlTrackingStore):  # pragma: no cover - _refuse_remote ensures it
+        raise ModelloopError(f"A server needs a local store, not {type(store).__name__}")
+
+    app = _App(
+        token=settings.token,
+        title="modelloop",
+        version=__version__,
+        description="Experiment tracking: experiments, runs, metrics, params, tags, artifacts.",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        default_response_class=OrjsonResponse,
+        redirect_slashes=False,  # an API answers the URL it was given, or 404
+    )
+    app.include_router(tracking_router(store, max_upload_bytes=settings.max_upload_bytes))
+
+    @app.get("/health", tags=["server"], openapi_extra={"security": []})
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_exception_handler(ModelloopError, _modelloop_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
+    # Added innermost first: requests meet the boundary, then auth, then the body limit.
+    app.add_middleware(_BodyLimit, upload_limit=settings.max_upload_bytes)
+    if settings.token:
+        app.add_middleware(_BearerAuth, token=settings.token)
+    app.add_middleware(_ErrorBoundary)
+    return app
+
+
+def run_server(
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    settings: Settings | None = None,
+    workers: int = 1,
+    log_level: str = "info",
+) -> None:
+    """Serve the API with uvicorn until interrupted. ``token`` defaults to ``settings.token``."""
+    import uvicorn
+
+    settings = settings or load_settings()
+    if token:
+        settings = dataclasses.replace(settings, token=token)
+    _refuse_remote(settings)
+    if not settings.token and not is_loopback(host):
+        raise InvalidArgument(
+            f"Refusing to listen on {host!r} without authentication: anyone who can reach it "
+            "could read and change every run. Pass --token or set MODELLOOP_TOKEN, or bind "
+            "127.0.0.1."
+        )
+    if workers < 1:
+        raise InvalidArgument(f"workers must be at least 1, got {workers}")
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "server_header": False,
+        "ws": "none",
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Worker processes import the app by name; they read these settings from the environment.
+    os.environ[_SETTINGS_ENV] = json.dumps(
+        {**dataclasses.asdict(settings), "home": str(settings.home)}
+    )
+    uvicorn.run(
+        "modelloop.server.app:app_from_environment", factory=True, workers=workers, **options
+    )
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process started by :func:`run_server`."""
+    raw = os.environ.get(_SETTINGS_ENV)
+    if raw is None:
+        return create_app()
+    fields = json.loads(raw)
+    return create_app(Settings(**{**fields, "home": Path(fields["home"])}))
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach: 127.0.0.0/8, ::1 and ``localhost``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def _refuse_remote(settings: Settings) -> None:
+    if settings.tracking_uri is not None:
+        raise InvalidArgument(
+            f"MODELLOOP_TRACKING_URI is set ({settings.tracking_uri}); a server serves its own "
+            "store and does not proxy to another server. Unset it to start the server."
+        )
+
+
+class _App(FastAPI):
+    """FastAPI with the bearer token declared in the OpenAPI document."""
+
+    def __init__(self, *, token: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._requires_token = bool(token)
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            schema = super().openapi()
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The server's token (--token or MODELLOOP_TOKEN).",
+                }
+            }
+            if self._requires_token:
+                schema["security"] = [{"bearerToken": []}]
+        return self.openapi_schema  # type: ignore[return-value]  # set by super().openapi()
+
+
+# -- the error contract ------------------------------------------------------------------------
+
+
+def error_response(
+    status: int, error_code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    return OrjsonResponse({"error_code": error_code, "message": message}, status, headers)
+
+
+async def _modelloop_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelloopError)
+    if exc.status_code >= 500:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return error_response(exc.status_code, exc.error_code, exc.message, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    parts = [_describe(error, exc.body) for error in errors[:_MAX_REPORTED_ERRORS]]
+    if len(errors) > _MAX_REPORTED_ERRORS:
+        parts.append(f"... and {len(errors) - _MAX_REPORTED_ERRORS} more")
+    return error_response(422, InvalidArgument.error_code, "; ".join(parts))
+
+
+def _describe(error: Any, body: Any) -> str:
+    """``body.metrics.0: Input should be a valid list``, never echoing the (maybe huge) input."""
+    loc = [str(part) for part in error.get("loc", ())]
+    if error.get("type") == "json_invalid":
+        position = loc[1] if len(loc) > 1 else "?"
+        reason = (error.get("ctx") or {}).get("error", "not JSON")
+        text = f"body: invalid JSON at character {position}: {reason}"
+        literal = ("NaN", "Infinity", "-Infinity")
+        if isinstance(body, str) and position.isdigit() and body.startswith(literal, int(position)):
+            text += ' (JSON has no NaN or Infinity: send null, "NaN" or "Infinity")'
+        return text
+    if loc == ["body"] and isinstance(error.get("input"), bytes):
+        return "body: expected a JSON object sent with 'Content-Type: application/json'"
+    return f"{'.'.join(loc) or 'request'}: {error.get('msg', 'invalid')}"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_ERROR_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        message = f"No route {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path}"
+    elif exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        message = "body: could not be parsed as JSON"
+    else:
+        message = str(exc.detail)
+    return error_response(exc.status_code, code, message, exc.headers)
+
+
+async def _client_disconnect(request: Request, exc: Exception) -> Response:
+    log.info("%s %s: client disconnected mid-request", request.method, request.url.path)
+    return error_response(400, InvalidArgument.error_code, "The request body was cut short")
+
+
+# -- middleware --------------------------------------------------------------------------------
+
+
+async def _send_error(send: Send, exc: ModelloopError, headers: dict[str, str]) -> None:
+    response = error_response(exc.status_code, exc.error_code, exc.message, headers)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class _ErrorBoundary:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            log.exception("Unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:  # too late for a clean answer: let the server drop the connection
+                raise
+            await _send_error(
+                send,
+                ModelloopError("Internal server error; the server log has the details"),
+                {"Connection": "close"},
+            )
+
+
+class _BearerAuth:
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._token = token.encode("utf-8")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if given is None:
+            reason = "Missing bearer token: send 'Authorization: Bearer <token>'"
+        else:
+            scheme, _, credentials = given.partition(b" ")
+            if scheme.lower() == b"bearer" and hmac.compare_digest(
+                credentials.strip(), self._token
+            ):
+                await self.app(scope, receive, send)
+                return
+            reason = "Wrong bearer token"
+        # Close: whatever body the request carries is not worth reading.
+        await _send_error(
+            send, Unauthorized(reason), {"WWW-Authenticate": "Bearer", "Connection": "close"}
+        )
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive``: an ``HTTPException`` so that FastAPI's body parsing lets it
+    through instead of reporting a generic parse error."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413,
+            f"The request body is larger than the limit of {limit} bytes",
+            {"Connection": "close"},
+        )
+
+
+class _BodyLimit:
+    def __init__(self, app: ASGIApp, upload_limit: int, json_limit: int = JSON_BODY_LIMIT) -> None:
+        self.app = app
+        self.upload_limit = upload_limit
+        self.json_limit = json_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        upload = scope["method"] == "PUT" and _UPLOAD_ROUTE.match(scope["path"])
+        limit = self.upload_limit if upload else self.json_limit
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _send_error(
+                send,
+                PayloadTooLarge(
+                    f"The request body ({int(declared)} bytes) is larger than the limit of "
+                    f"{limit} bytes"
+                ),
+                {"Connection": "close"},  # the body stays unread: this connection is spent
+            )
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted_receive, send)

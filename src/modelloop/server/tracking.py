@@ -1,0 +1,223 @@
+"""The tracking routes under ``/api/v1``: translate HTTP into store calls and back, nothing more.
+
+Every decision (names, keys, param immutability, filters, artifact paths) is the store's, so a
+call through the server fails exactly as the same call on the local store. Blocking store calls
+run in the thread pool (sync routes); the artifact upload is the one async route, because it
+streams the request body into the blob store instead of buffering it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Annotated, Any
+
+import anyio.from_thread
+import orjson
+from fastapi import APIRouter, Path, Query
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from modelloop.artifacts import BlobStore, canonical_path
+from modelloop.errors import NotFound
+from modelloop.server.schemas import (
+    ArtifactList,
+    ArtifactOut,
+    Batch,
+    ErrorOut,
+    ExperimentCreate,
+    ExperimentList,
+    ExperimentOut,
+    MetricHistory,
+    OrjsonResponse,
+    RunCreate,
+    RunEnd,
+    RunList,
+    RunOut,
+    RunSearch,
+    decode_metrics,
+    encode_run,
+    encode_values,
+)
+from modelloop.tracking.entities import RunSpec
+from modelloop.tracking.sql import SqlTrackingStore
+
+_UPLOAD_BLOCK = 1024 * 1024  # bytes handed to the blob store per hop out of the event loop
+
+RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 lowercase hex characters")]
+ArtifactPath = Annotated[
+    str, Query(description="Relative artifact path, e.g. model/model.txt", examples=["model.txt"])
+]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut} for status in (401, 404, 409, 413, 422)
+}
+
+
+class _OrjsonRequest(Request):
+    """Parses JSON bodies with orjson: faster, and strict (no NaN literals, no lone
+    surrogates, at most 1024 levels deep), so what it accepts can always be stored and
+    rendered back. Its errors subclass ``json.JSONDecodeError``, which FastAPI reports."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class _OrjsonRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def orjson_handler(request: Request) -> Response:
+            return await handler(_OrjsonRequest(request.scope, request.receive))
+
+        return orjson_handler
+
+
+def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRouter:
+    """The routes over one store; ``max_upload_bytes`` bounds a single artifact."""
+    router = APIRouter(
+        prefix="/api/v1", tags=["tracking"], route_class=_OrjsonRoute, responses=_ERRORS
+    )
+
+    # -- experiments ---------------------------------------------------------------------------
+
+    @router.post("/experiments", status_code=201, response_model=ExperimentOut)
+    def create_experiment(body: ExperimentCreate) -> Response:
+        return OrjsonResponse(store.create_experiment(body.name, body.description), 201)
+
+    @router.get("/experiments", response_model=ExperimentList)
+    def list_experiments() -> Response:
+        return OrjsonResponse({"experiments": store.list_experiments()})
+
+    @router.get("/experiments/by-name/{name:path}", response_model=ExperimentOut)
+    def get_experiment_by_name(name: str) -> Response:
+        found = store.get_experiment_by_name(name)
+        if found is None:
+            raise NotFound(f"Experiment {name!r} does not exist")
+        return OrjsonResponse(found)
+
+    @router.get("/experiments/{experiment_id}", response_model=ExperimentOut)
+    def get_experiment(experiment_id: str) -> Response:
+        return OrjsonResponse(store.get_experiment(experiment_id))
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    @router.post("/runs", status_code=201, response_model=RunOut)
+    def create_run(body: RunCreate) -> Response:
+        spec = RunSpec(**body.model_dump())
+        return OrjsonResponse(encode_run(store.create_run(spec)), 201)
+
+    @router.post("/runs/search", response_model=RunList)
+    def search_runs(body: RunSearch) -> Response:
+        runs = store.search_runs(body.experiment_ids, body.filter, body.order_by, body.max_results)
+        return OrjsonResponse({"runs": [encode_run(run) for run in runs]})
+
+    @router.get("/runs/{run_id}", response_model=RunOut)
+    def get_run(run_id: RunId) -> Response:
+        return OrjsonResponse(encode_run(store.get_run(run_id)))
+
+    @router.post("/runs/{run_id}/end", response_model=RunOut)
+    def end_run(run_id: RunId, body: RunEnd) -> Response:
+        return OrjsonResponse(encode_run(store.end_run(run_id, body.status, body.error)))
+
+    @router.post("/runs/{run_id}/batch", status_code=204, response_class=Response)
+    def log_batch(run_id: RunId, body: Batch) -> Response:
+        store.log_batch(run_id, decode_metrics(body.metrics), body.params, body.tags)
+        return Response(status_code=204)
+
+    @router.get("/runs/{run_id}/metrics/{key:path}/history", response_model=MetricHistory)
+    def metric_history(run_id: RunId, key: str) -> Response:
+        series = store.metric_history(run_id, key)
+        return OrjsonResponse(
+            {
+                "key": series.key,
+                "steps": series.steps,
+                "values": encode_values(series.values),
+                "timestamps": series.timestamps,
+            }
+        )
+
+    # -- artifacts -----------------------------------------------------------------------------
+
+    @router.put(
+        "/runs/{run_id}/artifact",
+        status_code=201,
+        response_model=ArtifactOut,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        },
+    )
+    async def put_artifact(run_id: RunId, path: ArtifactPath, request: Request) -> Response:
+        """Store the raw request body as the run's artifact ``path`` (immutable)."""
+        logical = canonical_path(path)  # before a byte of the body is read
+        await run_in_threadpool(store.get_run, run_id)
+        digest, size = await run_in_threadpool(
+            store.blobs.put_stream, _body_blocks(request), max_upload_bytes
+        )
+        info = await run_in_threadpool(store.index_artifact, run_id, logical, digest, size)
+        return OrjsonResponse(info, 201)
+
+    @router.get(
+        "/runs/{run_id}/artifact",
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {}}}},
+    )
+    def get_artifact(run_id: RunId, path: ArtifactPath) -> Response:
+        digest = store.artifact_digest(run_id, path)
+        local = store.blobs.local_path(digest)
+        if local is not None:
+            return FileResponse(local, media_type="application/octet-stream")
+        return StreamingResponse(
+            _blob_chunks(store.blobs, digest), media_type="application/octet-stream"
+        )
+
+    @router.get("/runs/{run_id}/artifacts", response_model=ArtifactList)
+    def list_artifacts(
+        run_id: RunId, prefix: Annotated[str, Query(description="A folder to list")] = ""
+    ) -> Response:
+        return OrjsonResponse({"artifacts": store.list_artifacts(run_id, prefix)})
+
+    return router
+
+
+def _body_blocks(request: Request) -> Iterator[bytes]:
+    """The request body as a blocking iterator, for the blob store in a worker thread.
+
+    Each step hops into the event loop and back, so it gathers about 1 MiB per hop.
+    """
+    chunks = request.stream().__aiter__()
+
+    async def next_block() -> bytes | None:
+        parts: list[bytes] = []
+        size = 0
+        while size < _UPLOAD_BLOCK:
+            chunk = await _next(chunks)
+            if chunk is None:
+                break
+            if chunk:
+                parts.append(chunk)
+                size += len(chunk)
+        return b"".join(parts) if parts else None
+
+    while (block := anyio.from_thread.run(next_block)) is not None:
+        yield block
+
+
+async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+def _blob_chunks(blobs: BlobStore, digest: str) -> Iterator[bytes]:
+    with blobs.open(digest) as blob:
+        while chunk := blob.read(_UPLOAD_BLOCK):
+            yield chunk
