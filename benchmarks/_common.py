@@ -100,14 +100,18 @@ def emit(result: dict) -> None:
     print(json.dumps(result), flush=True)
 
 
-def timed_median(fn: Callable[[], object], repeats: int = 3) -> tuple[float, object]:
-    """Median wall time of ``fn()`` in ms over ``repeats`` calls, and the last return value."""
+def timed_reads(fn: Callable[[], object], repeats: int = 3) -> tuple[dict, object]:
+    """Time one cold call of ``fn()`` and then ``repeats`` warm ones; return the last value.
+
+    The timing dict holds ``ms`` (median of the warm calls), ``first_ms`` (the cold call, which
+    pays lazy imports and empty caches) and ``all_ms``.
+    """
     times, value = [], None
-    for _ in range(repeats):
+    for _ in range(repeats + 1):
         t = time.perf_counter()
         value = fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times), value
+        times.append(round((time.perf_counter() - t) * 1000, 3))
+    return {"ms": statistics.median(times[1:]), "first_ms": times[0], "all_ms": times}, value
 
 
 # -- servers ----------------------------------------------------------------------------------
@@ -135,6 +139,32 @@ def wait_http_ok(url: str, timeout: float = 120.0, proc: subprocess.Popen | None
     raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f}s")
 
 
+def _group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) used so far by the live processes of process group ``pgid``."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+                total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pgid: int, timeout: float = 60.0, busy: float = 0.05) -> None:
+    """Wait until process group ``pgid`` uses < ``busy`` of a core for two 0.5 s intervals.
+
+    Servers answer their health check before all workers have started; measuring while they
+    still import their code would charge the peer's startup to its request latency.
+    """
+    deadline, quiet = time.monotonic() + timeout, 0
+    last = _group_cpu_seconds(pgid)
+    while quiet < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _group_cpu_seconds(pgid)
+        quiet = quiet + 1 if now - last < busy * 0.5 else 0
+        last = now
+
+
 @contextlib.contextmanager
 def running_server(
     cmd: Sequence[str | Path],
@@ -144,7 +174,7 @@ def running_server(
     cwd: Path | None = None,
     log_path: Path | None = None,
 ) -> Iterator[subprocess.Popen]:
-    """Start a server in its own process group, wait for ``health_url``, stop it on exit."""
+    """Start a server in its own process group, wait until healthy and idle; stop it on exit."""
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [str(c) for c in cmd],
@@ -155,7 +185,12 @@ def running_server(
         start_new_session=True,
     )
     try:
-        wait_http_ok(health_url, proc=proc)
+        try:
+            wait_http_ok(health_url, proc=proc)
+        except (RuntimeError, TimeoutError) as exc:
+            tail = log_path.read_text(errors="replace")[-3000:] if log_path else ""
+            raise RuntimeError(f"{exc}\n--- server log ---\n{tail}") from exc
+        wait_idle(proc.pid)
         yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -10,7 +10,7 @@ import json
 import math
 import sys
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -49,7 +49,7 @@ from modelloop.tracking.entities import (
 from modelloop.tracking.filter import And, Comparison, Expr, Or, parse_filter, parse_order_by
 
 MAX_SEARCH_RESULTS = 50_000
-_CHUNK = 500  # ids per IN (...) when loading params/tags/metrics of many runs
+_STATUSES = {s.value: s for s in RunStatus}
 
 
 class SqlTrackingStore:
@@ -436,39 +436,41 @@ def _series(key: str, chunks: Sequence[Any]) -> MetricSeries:
     return MetricSeries(key, steps, values, timestamps)
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
-
-
 def _load_runs(conn: Connection, rows: Sequence[Any]) -> list[Run]:
-    """Attach params, tags and latest metrics to run rows, a few queries for all of them."""
+    """Attach params, tags and latest metrics to run rows: one query per table for all runs.
+
+    The ids travel as one JSON parameter (SQLite ``json_each``, PostgreSQL ``json_array_elements``)
+    rather than as thousands of bound parameters, and rows are read at the driver level: this
+    is the bulk of a search over many runs.
+    """
     ids = [r.run_id for r in rows]
+    if not ids:
+        return []
+    if conn.dialect.name == "postgresql":
+        among = "run_id IN (SELECT json_array_elements_text(%s::json))"
+    else:
+        among = "run_id IN (SELECT value FROM json_each(?))"
+    id_list = (json.dumps(ids),)
     params: dict[str, dict[str, str]] = {i: {} for i in ids}
     tags: dict[str, dict[str, str]] = {i: {} for i in ids}
     metrics: dict[str, dict[str, float]] = {i: {} for i in ids}
-    for chunk in _chunks(ids):
-        for run_id, key, value in conn.execute(
-            select(t.params.c.run_id, t.params.c.key, t.params.c.value).where(
-                t.params.c.run_id.in_(chunk)
-            )
-        ):
-            params[run_id][key] = value
-        for run_id, key, value in conn.execute(
-            select(t.tags.c.run_id, t.tags.c.key, t.tags.c.value).where(t.tags.c.run_id.in_(chunk))
-        ):
-            tags[run_id][key] = value
-        lm = t.latest_metrics.c
-        for run_id, key, value in conn.execute(
-            select(lm.run_id, lm.key, lm.value).where(lm.run_id.in_(chunk))
-        ):
-            metrics[run_id][key] = math.nan if value is None else value
+    for table, target in (("params", params), ("tags", tags)):
+        for run_id, key, value in conn.exec_driver_sql(
+            f"SELECT run_id, key, value FROM {table} WHERE {among}",  # noqa: S608 - constants
+            id_list,
+        ).all():
+            target[run_id][key] = value
+    for run_id, key, value in conn.exec_driver_sql(
+        f"SELECT run_id, key, value FROM latest_metrics WHERE {among}",  # noqa: S608
+        id_list,
+    ).all():
+        metrics[run_id][key] = math.nan if value is None else value
     return [
         Run(
             run_id=r.run_id,
             experiment_id=r.experiment_id,
             name=r.name,
-            status=RunStatus(r.status),
+            status=_STATUSES[r.status],
             start_time=r.start_time,
             end_time=r.end_time,
             parent_run_id=r.parent_run_id,
