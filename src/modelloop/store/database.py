@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from modelloop.errors import InvalidArgument, ServerUnavailable
 
@@ -54,29 +54,35 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for queries; never blocks on writers."""
-        with _translate_connect_errors(self.url), self._reader.connect() as conn:
+        with self._connect(self._reader) as conn:
             yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that commits on exit; one writer at a time on SQLite."""
-        with self._thread_lock, _translate_connect_errors(self.url):
+        with self._thread_lock:
             if self._lock_file is not None:
                 fcntl.flock(self._lock_file, fcntl.LOCK_EX)
             try:
-                with self._writer.begin() as conn:
+                with self._connect(self._writer) as conn, conn.begin():
                     yield conn
             finally:
                 if self._lock_file is not None:
                     fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
-    def current_revision(self) -> str | None:
-        """The Alembic revision the database is at, or None when it is empty."""
+    def _connect(self, engine: Engine) -> Connection:
+        """A connection, or ServerUnavailable: a database we cannot reach is not our bug."""
         try:
-            with self.read() as conn:
-                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except (OperationalError, ProgrammingError):
-            return None
+            return engine.connect()
+        except OperationalError as exc:
+            safe = make_url(self.url).render_as_string(hide_password=True)
+            raise ServerUnavailable(f"Cannot reach the database at {safe}: {exc.orig}") from exc
+
+    def current_revision(self) -> str | None:
+        """The Alembic revision the database is at, or None when it has no schema yet."""
+        with self.read() as conn:
+            revision = conn.execute(_revision_query(conn)).scalar()
+        return None if revision is None else str(revision)
 
     def upgrade(self) -> str | None:
         """Migrate to the newest schema; returns the revision it started from."""
@@ -143,17 +149,6 @@ def _configure_sqlite(engine: Engine, begin: str) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql(begin)
-
-
-@contextmanager
-def _translate_connect_errors(url: str) -> Iterator[None]:
-    try:
-        yield
-    except OperationalError as exc:
-        if "connect" in str(exc.orig).lower() or "could not" in str(exc.orig).lower():
-            safe = make_url(url).render_as_string(hide_password=True)
-            raise ServerUnavailable(f"Cannot reach the database at {safe}: {exc.orig}") from exc
-        raise
 
 
 _open: dict[str, Database] = {}

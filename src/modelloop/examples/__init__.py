@@ -1,0 +1,1 @@
+"""Runnable examples: ``python -m modelloop.examples.quickstart`` (what ``make demo`` runs)."""
