@@ -11,6 +11,10 @@ SQLite and local files under ``$MODELLOOP_HOME`` (default ``./.modelloop``).
 - ``MODELLOOP_TRACKING_URI``: ``http(s)://host:port`` of a modelloop server; unset = local store
 - ``MODELLOOP_TOKEN``: bearer token a server requires and a client sends (default: none)
 - ``MODELLOOP_MAX_UPLOAD_MB``: the largest artifact a server accepts (default 1024)
+- ``MODELLOOP_PROTECTED_ALIASES``: comma-separated model aliases that move only through a request
+  approved by a second person (default ``champion``; empty for none)
+- ``MODELLOOP_PREDICTION_LOG``: where serving appends its prediction log (Parquet), a directory or
+  any fsspec URL (default ``$MODELLOOP_HOME/predictions``)
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class Settings:
     tracking_uri: str | None
     token: str | None
     max_upload_bytes: int
+    protected_aliases: frozenset[str] = frozenset({"champion"})
+    prediction_log_uri: str = ""
 
     @property
     def is_remote(self) -> bool:
@@ -44,6 +50,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     tracking_uri = (env.get("MODELLOOP_TRACKING_URI") or "").rstrip("/") or None
     token = env.get("MODELLOOP_TOKEN") or None
     max_upload_mb = int(env.get("MODELLOOP_MAX_UPLOAD_MB") or "1024")
+    protected = env.get("MODELLOOP_PROTECTED_ALIASES", "champion")
     return Settings(
         home=home,
         database_url=database_url,
@@ -51,4 +58,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         tracking_uri=tracking_uri,
         token=token,
         max_upload_bytes=max_upload_mb * 1024 * 1024,
+        protected_aliases=frozenset(a.strip() for a in protected.split(",") if a.strip()),
+        prediction_log_uri=env.get("MODELLOOP_PREDICTION_LOG") or str(home / "predictions"),
     )

@@ -142,7 +142,11 @@ def run_server(
         return
     # Worker processes import the app by name; they read these settings from the environment.
     os.environ[_SETTINGS_ENV] = json.dumps(
-        {**dataclasses.asdict(settings), "home": str(settings.home)}
+        {
+            **dataclasses.asdict(settings),
+            "home": str(settings.home),
+            "protected_aliases": sorted(settings.protected_aliases),
+        }
     )
     uvicorn.run(
         "modelloop.server.app:app_from_environment", factory=True, workers=workers, **options
@@ -155,7 +159,9 @@ def app_from_environment() -> FastAPI:
     if raw is None:
         return create_app()
     fields = json.loads(raw)
-    return create_app(Settings(**{**fields, "home": Path(fields["home"])}))
+    fields["home"] = Path(fields["home"])
+    fields["protected_aliases"] = frozenset(fields["protected_aliases"])
+    return create_app(Settings(**fields))
 
 
 def is_loopback(host: str) -> bool:

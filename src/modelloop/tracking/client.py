@@ -7,6 +7,7 @@ settings (``MODELLOOP_TRACKING_URI`` set -> HTTP, else SQLite/PostgreSQL + blob 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -60,7 +61,7 @@ class Client:
     ) -> None:
         settings = settings or load_settings()
         if tracking_uri is not None:
-            settings = Settings(**{**settings.__dict__, "tracking_uri": tracking_uri.rstrip("/")})
+            settings = dataclasses.replace(settings, tracking_uri=tracking_uri.rstrip("/"))
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
         self._writer = MetricWriter(self.store)
