@@ -209,9 +209,16 @@ class _App(FastAPI):
 
 
 def error_response(
-    status: int, error_code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    error_code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    details: list[dict[str, Any]] | None = None,
 ) -> Response:
-    return OrjsonResponse({"error_code": error_code, "message": message}, status, headers)
+    body: dict[str, Any] = {"error_code": error_code, "message": message}
+    if details:
+        body["details"] = details
+    return OrjsonResponse(body, status, headers)
 
 
 async def _modelloop_error(request: Request, exc: Exception) -> Response:
@@ -219,7 +226,7 @@ async def _modelloop_error(request: Request, exc: Exception) -> Response:
     if exc.status_code >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-    return error_response(exc.status_code, exc.error_code, exc.message, headers)
+    return error_response(exc.status_code, exc.error_code, exc.message, headers, exc.details)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

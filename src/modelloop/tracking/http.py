@@ -304,7 +304,8 @@ def _error(response: httpx.Response) -> ModelloopError:
     except (orjson.JSONDecodeError, KeyError, TypeError):
         code = message = None
     if isinstance(code, str) and isinstance(message, str):
-        return error_from_code(code, message)
+        details = payload.get("details") if isinstance(payload, dict) else None
+        return error_from_code(code, message, details if isinstance(details, list) else None)
     cls = _BY_STATUS.get(response.status_code, ModelloopError)
     text = response.text[:200].strip()
     return cls(
