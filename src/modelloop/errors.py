@@ -13,7 +13,8 @@
     ├── Unauthorized                  401  exit 5   missing or wrong bearer token
     ├── Forbidden                     403  exit 5   known caller, action not allowed (roles,
     │                                               self-approval)
-    └── ServerUnavailable             503  exit 6   the tracking server cannot be reached
+    └── ServerUnavailable             503  exit 6   the server or database cannot be reached
+        └── ConnectionLost            503  exit 6   ... mid-request: it may have been applied
 
 Each class carries its HTTP status (one FastAPI handler on the base class renders them) and its
 CLI exit code (the CLI prints the message and exits with it). ``error_code`` travels over the
@@ -114,3 +115,9 @@ def error_from_code(
         if cls.error_code == error_code:
             return cls(message, details)
     return ModelloopError(message, details)
+
+
+class ConnectionLost(ServerUnavailable):
+    """The request was sent but no answer came back; retrying could apply it twice."""
+
+    error_code = "CONNECTION_LOST"

@@ -16,7 +16,7 @@ import weakref
 from collections import defaultdict
 from typing import Protocol
 
-from modelloop.errors import ModelloopError, ServerUnavailable
+from modelloop.errors import ConnectionLost, ModelloopError, ServerUnavailable
 from modelloop.tracking.entities import Metric
 
 
@@ -124,7 +124,10 @@ class MetricWriter:
             try:
                 self._sink.log_batch(run_id, metrics)
                 return
-            except ServerUnavailable as exc:  # transient: retry with back-off, then report
+            except ConnectionLost as exc:  # maybe applied: a retry could duplicate points
+                self._error = exc
+                return
+            except ServerUnavailable as exc:  # nothing applied: retry with back-off, then report
                 if attempt == 5:
                     self._error = exc
                     return

@@ -29,6 +29,7 @@ from modelloop._version import __version__
 from modelloop.artifacts import canonical_path
 from modelloop.errors import (
     Conflict,
+    ConnectionLost,
     InvalidArgument,
     ModelloopError,
     NotFound,
@@ -58,9 +59,9 @@ _BY_STATUS: dict[int, type[ModelloopError]] = {
     409: Conflict,
     413: PayloadTooLarge,
     422: InvalidArgument,
-    502: ServerUnavailable,
+    502: ConnectionLost,  # a proxy: the request may have reached the server
     503: ServerUnavailable,
-    504: ServerUnavailable,
+    504: ConnectionLost,
 }
 
 
@@ -250,9 +251,14 @@ class HttpTrackingStore:
     ) -> httpx.Response:
         try:
             response = http.send(request, stream=stream)
-        except httpx.TransportError as exc:
-            raise ServerUnavailable(
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise ServerUnavailable(  # nothing was sent: safe to retry
                 f"Cannot reach the modelloop server at {self.url}: {str(exc) or type(exc).__name__}"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ConnectionLost(
+                f"Lost the connection to {self.url} during {request.method} {request.url.path}; "
+                f"the server may have applied it: {str(exc) or type(exc).__name__}"
             ) from exc
         if not response.is_success:  # redirects too: the API never redirects
             try:
