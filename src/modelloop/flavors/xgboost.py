@@ -1,0 +1,75 @@
+"""XGBoost Boosters and scikit-learn-style estimators, stored as XGBoost's UBJSON model.
+
+An ``XGBClassifier`` is reduced to its Booster (whose ``binary:logistic`` output already is
+P(classes_[1])) plus its class labels in the manifest. Prediction uses ``inplace_predict``
+(no DMatrix per request); contributions are XGBoost's TreeSHAP (``pred_contribs``) in margin
+space. XGBoost computes in float32, so both are float32 values widened to float64.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelloop.flavors.package import Contributions, LoadedModel, ModelManifest, SavedModel
+from modelloop.flavors.signature import OutputKind, OutputSpec
+
+MODEL_FILE = "model.ubj"
+_PROBABILITY_OBJECTIVES = ("binary:logistic", "multi:softprob", "reg:logistic")
+
+
+def save(model: Any, directory: Path, trusted_types: Sequence[str]) -> SavedModel:
+    import xgboost
+
+    booster = model if isinstance(model, xgboost.Booster) else model.get_booster()
+    booster.save_model(directory / MODEL_FILE)
+    objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
+    classes = getattr(model, "classes_", None)
+    kind: OutputKind = "probability" if objective in _PROBABILITY_OBJECTIVES else "score"
+    if objective == "multi:softmax":
+        kind = "class"
+    names = booster.feature_names
+    return SavedModel(
+        files=(MODEL_FILE,),
+        output=OutputSpec(kind, None if classes is None else tuple(str(c) for c in classes)),
+        feature_names=None if names is None else tuple(names),
+        n_features=booster.num_features(),
+        libraries={"xgboost": xgboost.__version__},
+        config={"objective": objective},
+    )
+
+
+def load(directory: Path, manifest: ModelManifest, trusted_types: Sequence[str]) -> LoadedModel:
+    import xgboost
+
+    booster = xgboost.Booster()
+    booster.load_model(directory / MODEL_FILE)
+    return XgboostModel(manifest, directory, booster)
+
+
+class XgboostModel(LoadedModel):
+    def __init__(self, manifest: ModelManifest, directory: Path, booster: Any) -> None:
+        super().__init__(manifest, directory)
+        self.booster = booster
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.booster.inplace_predict(self._features(frame)), dtype=np.float64)
+
+    def predict_matrix(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.inplace_predict(X), dtype=np.float64)
+
+    def contributions_matrix(self, X: np.ndarray) -> Contributions:
+        import xgboost
+
+        matrix = xgboost.DMatrix(
+            X,
+            feature_names=self.booster.feature_names,
+            feature_types=self.booster.feature_types,
+            enable_categorical=True,
+        )
+        return self._split(self.booster.predict(matrix, pred_contribs=True), X)
