@@ -4,18 +4,51 @@ import modelloop as ml
 
 with ml.start_run(experiment="fraud", params={"lr": 0.05}) as run:
     run.log_metric("auc", 0.93, step=1)
+    ml.register_model(run, "fraud-detector", booster, training_data=train)
+
+ml.set_alias("fraud-detector", "challenger", 1, reason="beats the baseline")
+model = ml.load_model("models:/fraud-detector@challenger")
 """
 
 from modelloop._version import __version__
 from modelloop.errors import (
     AlreadyExists,
     Conflict,
+    Forbidden,
     InvalidArgument,
     InvalidFilter,
     ModelloopError,
     NotFound,
     UnsafePath,
 )
+from modelloop.registry.client import Registry
+from modelloop.registry.entities import (
+    Alias,
+    AliasRequest,
+    ModelLineage,
+    ModelVersion,
+    RegisteredModel,
+    RequestStatus,
+    VersionStatus,
+)
+from modelloop.registry.fluent import (
+    approve_request,
+    audit_log,
+    delete_alias,
+    download_model,
+    get_model_version,
+    get_registry,
+    load_model,
+    model_lineage,
+    register_model,
+    reject_request,
+    request_alias,
+    resolve_model_uri,
+    set_alias,
+    set_version_status,
+    verify_audit,
+)
+from modelloop.serving.predictions import predictions
 from modelloop.settings import Settings, load_settings
 from modelloop.tracking.client import Client
 from modelloop.tracking.entities import ArtifactInfo, Experiment, Metric, Run, RunStatus
@@ -24,24 +57,49 @@ from modelloop.tracking.run import ActiveRun
 
 __all__ = [
     "ActiveRun",
+    "Alias",
+    "AliasRequest",
     "AlreadyExists",
     "ArtifactInfo",
     "Client",
     "Conflict",
     "Experiment",
+    "Forbidden",
     "InvalidArgument",
     "InvalidFilter",
     "Metric",
+    "ModelLineage",
+    "ModelVersion",
     "ModelloopError",
     "NotFound",
+    "RegisteredModel",
+    "Registry",
+    "RequestStatus",
     "Run",
     "RunStatus",
     "Settings",
     "UnsafePath",
+    "VersionStatus",
     "__version__",
     "active_run",
+    "approve_request",
+    "audit_log",
+    "delete_alias",
+    "download_model",
     "get_client",
+    "get_model_version",
+    "get_registry",
+    "load_model",
     "load_settings",
+    "model_lineage",
+    "predictions",
+    "register_model",
+    "reject_request",
+    "request_alias",
+    "resolve_model_uri",
     "search_runs",
+    "set_alias",
+    "set_version_status",
     "start_run",
+    "verify_audit",
 ]

@@ -1,11 +1,542 @@
-"""``modelloop models|audit|users``: the registry, its audit trail and who may act on it."""
+"""``modelloop models|audit|users``: the registry, its audit trail and who may act on it.
+
+    modelloop models list|show NAME|versions NAME|lineage NAME VERSION
+    modelloop models register RUN_ID NAME [--artifact-path model]
+    modelloop models set-alias NAME ALIAS VERSION --reason ... [--expected-version N]
+    modelloop models delete-alias NAME ALIAS --reason ...
+    modelloop models request-alias NAME ALIAS VERSION --reason ...
+    modelloop models approve|reject|cancel REQUEST_ID [--reason ...]
+    modelloop models requests [--model NAME] [--pending]
+    modelloop models archive|restore NAME VERSION --reason ...
+    modelloop audit log [--model NAME] [--limit N]
+    modelloop audit verify [--anchor SEQ:HASH]
+    modelloop users add NAME --role ROLE | list | disable NAME
+
+Changes are made as ``MODELLOOP_USER`` (or the OS user); through a server with authentication,
+as the user whose ``MODELLOOP_TOKEN`` is set. Users live in the server's database, so ``users``
+commands run where that database is reachable, not through a server.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-models_app = typer.Typer(help="Registered models, versions and aliases.", no_args_is_help=True)
-audit_app = typer.Typer(
-    help="The hash-chained audit trail of registry changes.", no_args_is_help=True
+from modelloop.cli.app import OutputFormat, OutputOption, _client, _examples, report_error
+
+if TYPE_CHECKING:
+    from modelloop.audit import AuditEvent
+    from modelloop.registry.client import Registry
+
+models_app: typer.Typer = typer.Typer(
+    help="Registered models, versions, aliases and alias requests.",
+    no_args_is_help=True,
+    epilog=_examples(
+        "modelloop models register <run-id> quickstart-lgbm --artifact-path model",
+        "modelloop models list",
+    ),
 )
-users_app = typer.Typer(help="Users, their roles and server tokens.", no_args_is_help=True)
+audit_app: typer.Typer = typer.Typer(
+    help="The hash-chained audit trail of registry changes.",
+    no_args_is_help=True,
+    epilog=_examples("modelloop audit log", "modelloop audit verify"),
+)
+users_app: typer.Typer = typer.Typer(
+    help="Users, their roles (viewer < editor < approver < admin) and server tokens.",
+    no_args_is_help=True,
+    epilog=_examples("modelloop users list"),
+)
+
+
+class RoleChoice(StrEnum):  # modelloop.auth.Role, without importing the store for --help
+    viewer = "viewer"
+    editor = "editor"
+    approver = "approver"
+    admin = "admin"
+
+
+Name = Annotated[str, typer.Argument(metavar="NAME", help="Registered model name.")]
+AliasArg = Annotated[str, typer.Argument(metavar="ALIAS", help="e.g. champion, challenger.")]
+VersionArg = Annotated[int, typer.Argument(metavar="VERSION", help="Version number.", min=1)]
+RequestId = Annotated[str, typer.Argument(metavar="REQUEST_ID", help="The request's id.")]
+Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")]
+OptionalReason = Annotated[
+    str | None, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")
+]
+
+
+@contextmanager
+def _registry() -> Iterator[Registry]:
+    from modelloop.registry.client import Registry
+
+    with _client() as client:
+        registry = Registry(client)
+        try:
+            yield registry
+        finally:
+            registry.close()
+
+
+def _record(value: Any) -> Any:
+    """A dataclass as JSON-ready data, enums as their values."""
+    data = value if isinstance(value, dict) else dataclasses.asdict(value)
+    return {k: getattr(v, "value", v) for k, v in data.items()}
+
+
+def _table(title: str | None, columns: list[str], rows: list[list[Any]], empty: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from modelloop.cli import _output
+
+    if not rows:
+        typer.echo(empty)
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("-" if v is None else escape(str(v)) for v in row))
+    _output.console().print(table)
+
+
+def _time(ms: int | None) -> str:
+    from modelloop.cli import _output
+
+    return _output.format_time(ms)
+
+
+# -- models --------------------------------------------------------------------------------------
+
+
+@models_app.command(
+    "register",
+    help="Register a model package already logged in a run's artifacts as the next version.",
+    epilog=_examples(
+        "modelloop models register <run-id> quickstart-lgbm --artifact-path model",
+    ),
+)
+def models_register(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run holding the package.")],
+    name: Name,
+    artifact_path: Annotated[str, typer.Option(help="The package's folder in the run.")] = "model",
+    description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+) -> None:
+    with _registry() as registry:
+        version = registry.register_model(
+            run_id, name, artifact_path=artifact_path, description=description
+        )
+    typer.echo(f"Registered {version.uri} (package {version.package_digest[:12]})")
+
+
+@models_app.command(
+    "list",
+    help="List registered models with their latest version and aliases.",
+    epilog=_examples("modelloop models list", "modelloop models list --output json"),
+)
+def models_list(output: OutputOption = OutputFormat.table) -> None:
+    from modelloop.cli import _output
+
+    with _registry() as registry:
+        models = registry.list_models()
+    if output is OutputFormat.json:
+        _output.print_json([_record(m) for m in models])
+        return
+    rows = [
+        [m.name, m.latest_version, _aliases(m.aliases), _time(m.updated_at), m.description]
+        for m in models
+    ]
+    _table(None, ["name", "latest", "aliases", "updated", "description"], rows, "No models yet.")
+
+
+def _aliases(aliases: dict[str, int]) -> str:
+    return ", ".join(f"{alias}->v{version}" for alias, version in aliases.items())
+
+
+@models_app.command(
+    "show",
+    help="One registered model: description, tags, aliases and its versions.",
+    epilog=_examples("modelloop models show quickstart-lgbm"),
+)
+def models_show(name: Name, output: OutputOption = OutputFormat.table) -> None:
+    from modelloop.cli import _output
+
+    with _registry() as registry:
+        model = registry.get_model(name)
+        versions = registry.list_versions(name)
+    if output is OutputFormat.json:
+        _output.print_json({**_record(model), "versions": [_record(v) for v in versions]})
+        return
+    typer.echo(f"{model.name}: {model.description or '(no description)'}")
+    typer.echo(f"aliases: {_aliases(model.aliases) or '-'}")
+    typer.echo(f"tags: {', '.join(f'{k}={v}' for k, v in model.tags.items()) or '-'}")
+    _versions_table(versions)
+
+
+def _versions_table(versions: list[Any]) -> None:
+    rows = [
+        [
+            v.version,
+            v.status.value,
+            ", ".join(v.aliases),
+            v.flavor,
+            v.run_id,
+            _time(v.created_at),
+            v.created_by,
+        ]
+        for v in versions
+    ]
+    columns = ["version", "status", "aliases", "flavor", "run", "created", "by"]
+    _table(None, columns, rows, "No versions.")
+
+
+@models_app.command(
+    "versions",
+    help="List a model's versions.",
+    epilog=_examples("modelloop models versions quickstart-lgbm --output json"),
+)
+def models_versions(name: Name, output: OutputOption = OutputFormat.table) -> None:
+    from modelloop.cli import _output
+
+    with _registry() as registry:
+        versions = registry.list_versions(name)
+    if output is OutputFormat.json:
+        _output.print_json([_record(v) for v in versions])
+    else:
+        _versions_table(versions)
+
+
+@models_app.command(
+    "set-alias",
+    help="Point an alias at a version, atomically. Protected aliases (champion) need "
+    "request-alias and another user's approval.",
+    epilog=_examples(
+        'modelloop models set-alias quickstart-lgbm challenger 1 --reason "best valid AUC"',
+        "modelloop models set-alias quickstart-lgbm challenger 2 --expected-version 1 "
+        '--reason "retrained on May data"',
+    ),
+)
+def models_set_alias(
+    name: Name,
+    alias: AliasArg,
+    version: VersionArg,
+    reason: Reason,
+    expected_version: Annotated[
+        int | None,
+        typer.Option(help="Only if the alias points at this version now (0: does not exist)."),
+    ] = None,
+) -> None:
+    with _registry() as registry:
+        registry.set_alias(name, alias, version, reason=reason, expected_version=expected_version)
+    typer.echo(f"{name}@{alias} -> version {version}")
+
+
+@models_app.command(
+    "delete-alias",
+    help="Remove an alias (protected aliases cannot be deleted).",
+    epilog=_examples(
+        'modelloop models delete-alias quickstart-lgbm challenger --reason "experiment over"'
+    ),
+)
+def models_delete_alias(name: Name, alias: AliasArg, reason: Reason) -> None:
+    with _registry() as registry:
+        registry.delete_alias(name, alias, reason=reason)
+    typer.echo(f"Deleted {name}@{alias}")
+
+
+@models_app.command(
+    "request-alias",
+    help="Ask for an alias to move; another user approves (approve) or rejects it.",
+    epilog=_examples(
+        'modelloop models request-alias quickstart-lgbm champion 1 --reason "beats v0 by 2% AUC"'
+    ),
+)
+def models_request_alias(name: Name, alias: AliasArg, version: VersionArg, reason: Reason) -> None:
+    with _registry() as registry:
+        request = registry.request_alias(name, alias, version, reason)
+    typer.echo(f"Requested {name}@{alias} -> version {version}: request {request.request_id}")
+    typer.echo("Another user with the approver role must approve it.")
+
+
+@models_app.command(
+    "approve",
+    help="Approve another user's alias request: the alias moves now.",
+    epilog=_examples(
+        "modelloop models requests --pending",
+        'MODELLOOP_USER=bob modelloop models approve <request-id> --reason "checked the report"',
+    ),
+)
+def models_approve(request_id: RequestId, reason: OptionalReason = None) -> None:
+    with _registry() as registry:
+        request = registry.approve_request(request_id, reason)
+    typer.echo(
+        f"Approved: {request.name}@{request.alias} -> version {request.version} "
+        f"(requested by {request.requested_by})"
+    )
+
+
+@models_app.command(
+    "reject",
+    help="Reject another user's alias request.",
+    epilog=_examples(
+        "modelloop models requests --pending",
+        'MODELLOOP_USER=bob modelloop models reject <request-id> --reason "drift on new data"',
+    ),
+)
+def models_reject(request_id: RequestId, reason: Reason) -> None:
+    with _registry() as registry:
+        request = registry.reject_request(request_id, reason)
+    typer.echo(f"Rejected request {request.request_id} of {request.requested_by}")
+
+
+@models_app.command(
+    "cancel",
+    help="Withdraw your own pending alias request.",
+    epilog=_examples(
+        "modelloop models requests --pending",
+        'MODELLOOP_USER=alice modelloop models cancel <request-id> --reason "wrong version"',
+    ),
+)
+def models_cancel(request_id: RequestId, reason: Reason) -> None:
+    with _registry() as registry:
+        request = registry.cancel_request(request_id, reason)
+    typer.echo(f"Cancelled request {request.request_id}")
+
+
+@models_app.command(
+    "requests",
+    help="List alias requests, oldest first.",
+    epilog=_examples(
+        "modelloop models requests --pending", "modelloop models requests --model quickstart-lgbm"
+    ),
+)
+def models_requests(
+    model: Annotated[str | None, typer.Option(help="Only this model's requests.")] = None,
+    pending: Annotated[bool, typer.Option("--pending", help="Only undecided ones.")] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    from modelloop.cli import _output
+
+    with _registry() as registry:
+        requests = registry.list_requests(model, "PENDING" if pending else None)
+    if output is OutputFormat.json:
+        _output.print_json([_record(r) for r in requests])
+        return
+    rows = [
+        [
+            r.request_id,
+            f"{r.name}@{r.alias}",
+            r.version,
+            r.status.value,
+            r.requested_by,
+            r.reason,
+            r.decided_by,
+            _time(r.created_at),
+        ]
+        for r in requests
+    ]
+    columns = ["request", "alias", "version", "status", "by", "reason", "decided by", "created"]
+    _table(None, columns, rows, "No requests.")
+
+
+@models_app.command(
+    "archive",
+    help="Archive a version (no alias may point at it).",
+    epilog=_examples('modelloop models archive quickstart-lgbm 2 --reason "superseded by v1"'),
+)
+def models_archive(name: Name, version: VersionArg, reason: Reason) -> None:
+    with _registry() as registry:
+        registry.set_version_status(name, version, "ARCHIVED", reason=reason)
+    typer.echo(f"Archived {name} version {version}")
+
+
+@models_app.command(
+    "restore",
+    help="Make an archived version READY again.",
+    epilog=_examples('modelloop models restore quickstart-lgbm 2 --reason "needed for a rerun"'),
+)
+def models_restore(name: Name, version: VersionArg, reason: Reason) -> None:
+    with _registry() as registry:
+        registry.set_version_status(name, version, "READY", reason=reason)
+    typer.echo(f"Restored {name} version {version}")
+
+
+@models_app.command(
+    "lineage",
+    help="Where a version came from: run, code version, environment, data digests.",
+    epilog=_examples("modelloop models lineage quickstart-lgbm 1"),
+)
+def models_lineage(
+    name: Name, version: VersionArg, output: OutputOption = OutputFormat.table
+) -> None:
+    from modelloop.cli import _output
+
+    with _registry() as registry:
+        lineage = registry.lineage(name, version)
+    record = {
+        "model": lineage.version.uri,
+        "package_digest": lineage.version.package_digest,
+        "run_id": lineage.run.run_id,
+        "run_name": lineage.run.name,
+        "code_version": lineage.code_version,
+        "environment": lineage.environment,
+        "dataset_digests": lineage.dataset_digests,
+    }
+    if output is OutputFormat.json:
+        _output.print_json(record)
+        return
+    for key, value in record.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        typer.echo(f"{key:>16}: {value}")
+
+
+# -- audit ---------------------------------------------------------------------------------------
+
+
+@audit_app.command(
+    "log",
+    help="Registry changes, oldest first: who moved which alias from which version to which, "
+    "when, why, and who approved it.",
+    epilog=_examples(
+        "modelloop audit log --model quickstart-lgbm",
+        "modelloop audit log --limit 20 --output json",
+    ),
+)
+def audit_log(
+    model: Annotated[str | None, typer.Option(help="Only changes to this model.")] = None,
+    limit: Annotated[int | None, typer.Option(help="The newest N events.", min=1)] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    from modelloop.cli import _output
+
+    with _registry() as registry:
+        events = registry.audit_log(model, limit)
+    if output is OutputFormat.json:
+        _output.print_json([_record(e) for e in events])
+        return
+    rows = [
+        [e.seq, _time(e.time), e.actor, e.action, e.object_id, _change(e), e.reason] for e in events
+    ]
+    columns = ["seq", "time", "actor", "action", "object", "change", "reason"]
+    _table(None, columns, rows, "No audit events.")
+
+
+def _change(event: AuditEvent) -> str:
+    before, after = event.before or {}, event.after or {}
+    if event.object_type == "alias":
+        old = f"v{before['version']}" if "version" in before else "-"
+        text = f"{old} -> v{after['version']}" if "version" in after else f"{old} -> -"
+        if "approved_by" in after:
+            text += f" (requested by {after['requested_by']}, approved by {after['approved_by']})"
+        return text
+    if event.before is None:  # a creation: what was created
+        keys = ("version", "run_id", "package_digest", "role", "status")
+        return ", ".join(f"{k}={str(after[k])[:12]}" for k in keys if k in after)
+    changed = [k for k in after if before.get(k) != after[k]]
+    return ", ".join(f"{k}: {before.get(k, '-')} -> {after[k]}" for k in changed)
+
+
+@audit_app.command(
+    "verify",
+    help="Recompute the audit hash chain; exit 1 naming the first modified or missing event.\n\n"
+    "Record the printed head somewhere the database's writers cannot change, and pass it back "
+    "as --anchor to also detect a rewritten past.",
+    epilog=_examples("modelloop audit verify"),
+)
+def audit_verify(
+    anchor: Annotated[
+        str | None, typer.Option(help="SEQ:HASH printed by an earlier verify.")
+    ] = None,
+) -> None:
+    from modelloop import audit
+
+    parsed = audit.parse_anchor(anchor)
+    with _registry() as registry:
+        result = registry.verify_audit(parsed)
+    if not result.ok:
+        raise typer.Exit(
+            report_error(f"Audit trail broken at event {result.first_bad_seq}: {result.problem}", 1)
+        )
+    if result.head_seq is None:
+        typer.echo("Audit trail is empty.")
+    else:
+        typer.echo(f"Audit trail intact: {result.checked} events verified.")
+        typer.echo(f"Head: {result.head_seq}:{result.head_hash}")
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _users() -> Iterator[Any]:
+    from modelloop.auth import Users
+    from modelloop.errors import InvalidArgument
+    from modelloop.settings import load_settings
+    from modelloop.store import open_database
+
+    settings = load_settings()
+    if settings.tracking_uri is not None:
+        raise InvalidArgument(
+            "Users live in the server's database: run 'modelloop users' where it is reachable "
+            "(unset MODELLOOP_TRACKING_URI, set MODELLOOP_DATABASE_URL)"
+        )
+    yield Users(open_database(settings.database_url))
+
+
+@users_app.command(
+    "add",
+    help="Add a user and print their token, once: only its hash is stored.\n\n"
+    "A server requires tokens from its next start once any user exists.",
+    epilog=_examples("modelloop users add alice --role approver"),
+)
+def users_add(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The user's name.")],
+    role: Annotated[RoleChoice, typer.Option(help="What the user may do.")] = RoleChoice.editor,
+) -> None:
+    from modelloop.tracking.source import current_user
+
+    with _users() as users:
+        user, token = users.add(name, role.value, actor=current_user())
+    typer.echo(f"Added {user.name} ({user.role.value}). Their token, shown only now:")
+    typer.echo(token)
+
+
+@users_app.command(
+    "list",
+    help="List users, their roles and whether they are disabled.",
+    epilog=_examples("modelloop users list", "modelloop users list --output json"),
+)
+def users_list(output: OutputOption = OutputFormat.table) -> None:
+    from modelloop.cli import _output
+
+    with _users() as users:
+        found = users.list()
+    if output is OutputFormat.json:
+        _output.print_json([_record(u) for u in found])
+        return
+    rows = [
+        [u.name, u.role.value, "yes" if u.disabled else "no", _time(u.created_at)] for u in found
+    ]
+    _table(None, ["name", "role", "disabled", "created"], rows, "No users yet.")
+
+
+@users_app.command(
+    "disable",
+    help="Refuse a user's token from now on.",
+    epilog=_examples('modelloop users disable alice --reason "left the team"'),
+)
+def users_disable(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The user.")],
+    reason: OptionalReason = None,
+) -> None:
+    from modelloop.tracking.source import current_user
+
+    with _users() as users:
+        users.disable(name, actor=current_user(), reason=reason)
+    typer.echo(f"Disabled {name}")

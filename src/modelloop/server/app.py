@@ -6,8 +6,12 @@ local store would have. Requests pass, outermost first, through:
 
 - an error boundary: an unexpected exception is logged here and answered with a bare 500, so no
   traceback ever reaches a client;
-- bearer auth (when a token is configured): everything but ``/health`` needs it, checked before
-  a single body byte is read;
+- auth, checked before a single body byte is read. With a token configured or any user added
+  (``modelloop users add``), everything but ``/health`` needs a bearer token: the server's own
+  (acting as ``admin``) or an enabled user's (acting as that user, within its role: reads need
+  viewer, changes editor, approvals approver). Without either (loopback development), requests
+  act as the name in their ``X-Modelloop-User`` header (default ``anonymous``) with every role:
+  trust on loopback, for one developer's machine, never for a shared server;
 - a body limit: a declared ``Content-Length`` over the limit is refused at once, and streamed
   (chunked) bodies are counted as they arrive, so a client cannot make the server buffer or
   spool more than it allows.
@@ -31,18 +35,22 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelloop._version import __version__
+from modelloop.auth import ADMIN, ANONYMOUS, Principal, Role, Users
 from modelloop.errors import (
+    Forbidden,
     InvalidArgument,
     ModelloopError,
     PayloadTooLarge,
     Unauthorized,
 )
+from modelloop.registry.http import USER_HEADER
 from modelloop.server.schemas import OrjsonResponse
 from modelloop.settings import Settings, load_settings
 
@@ -51,6 +59,7 @@ KEEP_ALIVE_SECONDS = 30  # longer than httpx's 5 s pool expiry: the client alway
 _SETTINGS_ENV = "_MODELLOOP_SERVER_SETTINGS"  # settings handed to worker processes
 _UPLOAD_ROUTE = re.compile(r"^/api/v1/runs/[^/]+/artifact$")
 _PUBLIC_PATHS = frozenset({"/health"})
+_READ_ONLY_POSTS = frozenset({"/api/v1/runs/search"})  # reads with a body: viewers may
 _MAX_REPORTED_ERRORS = 5
 _HTTP_ERROR_CODES = {
     400: "INVALID_ARGUMENT",
@@ -65,7 +74,9 @@ log = logging.getLogger("modelloop.server")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The tracking API over the local store the settings name."""
+    """The tracking and registry API over the local store the settings name."""
+    from modelloop.registry.sql import SqlRegistryStore
+    from modelloop.server.registry import registry_router
     from modelloop.server.tracking import tracking_router
     from modelloop.tracking.client import open_store
     from modelloop.tracking.sql import SqlTrackingStore
@@ -75,12 +86,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = open_store(settings)
     if not isinstance(store, SqlTrackingStore):  # pragma: no cover - _refuse_remote ensures it
         raise ModelloopError(f"A server needs a local store, not {type(store).__name__}")
+    users = Users(store.db)
+    authenticated = bool(settings.token) or users.exist()  # decided at start: restart after
+    # adding the first user to a server that runs without authentication
 
     app = _App(
-        token=settings.token,
+        token="required" if authenticated else None,
         title="modelloop",
         version=__version__,
-        description="Experiment tracking: experiments, runs, metrics, params, tags, artifacts.",
+        description="Experiment tracking (experiments, runs, metrics, params, tags, artifacts) "
+        "and the model registry (models, versions, aliases, approvals, audit trail).",
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
@@ -88,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,  # an API answers the URL it was given, or 404
     )
     app.include_router(tracking_router(store, max_upload_bytes=settings.max_upload_bytes))
+    registry = SqlRegistryStore(store.db, protected_aliases=settings.protected_aliases)
+    app.include_router(registry_router(registry))
 
     @app.get("/health", tags=["server"], openapi_extra={"security": []})
     def health() -> dict[str, str]:
@@ -99,8 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ClientDisconnect, _client_disconnect)
     # Added innermost first: requests meet the boundary, then auth, then the body limit.
     app.add_middleware(_BodyLimit, upload_limit=settings.max_upload_bytes)
-    if settings.token:
-        app.add_middleware(_BearerAuth, token=settings.token)
+    app.add_middleware(_Auth, token=settings.token, users=users if authenticated else None)
     app.add_middleware(_ErrorBoundary)
     return app
 
@@ -197,7 +213,8 @@ class _App(FastAPI):
                 "bearerToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "The server's token (--token or MODELLOOP_TOKEN).",
+                    "description": "The server's token (--token or MODELLOOP_TOKEN) or a "
+                    "user's (modelloop users add).",
                 }
             }
             if self._requires_token:
@@ -316,30 +333,92 @@ class _ErrorBoundary:
             )
 
 
-class _BearerAuth:
-    def __init__(self, app: ASGIApp, token: str) -> None:
+class _Auth:
+    """Decides each request's :class:`~modelloop.auth.Principal` (``scope["state"]``) and
+    enforces the role its method needs; ``users=None`` means no authentication."""
+
+    def __init__(self, app: ASGIApp, token: str | None, users: Users | None) -> None:
         self.app = app
-        self._token = token.encode("utf-8")
+        self._token = token.encode("utf-8") if token else None
+        self._users = users
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        given = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if given is None:
-            reason = "Missing bearer token: send 'Authorization: Bearer <token>'"
-        else:
-            scheme, _, credentials = given.partition(b" ")
-            if scheme.lower() == b"bearer" and hmac.compare_digest(
-                credentials.strip(), self._token
-            ):
-                await self.app(scope, receive, send)
+        if self._users is None:
+            principal = _claimed_principal(scope)
+            if principal is None:
+                await _send_error(
+                    send,
+                    InvalidArgument(
+                        f"Invalid {USER_HEADER} header: use a name of 1-256 characters"
+                    ),
+                    {"Connection": "close"},
+                )
                 return
-            reason = "Wrong bearer token"
-        # Close: whatever body the request carries is not worth reading.
-        await _send_error(
-            send, Unauthorized(reason), {"WWW-Authenticate": "Bearer", "Connection": "close"}
-        )
+        else:
+            principal = await self._authenticate(scope)
+            if principal is None:
+                given = _header(scope, b"authorization")
+                reason = (
+                    "Missing bearer token: send 'Authorization: Bearer <token>'"
+                    if given is None
+                    else "Wrong bearer token"
+                )
+                # Close: whatever body the request carries is not worth reading.
+                await _send_error(
+                    send,
+                    Unauthorized(reason),
+                    {"WWW-Authenticate": "Bearer", "Connection": "close"},
+                )
+                return
+            needed = _role_needed(scope)
+            if not principal.role.allows(needed):
+                message = (
+                    f"User {principal.name!r} has the {principal.role.value} role; "
+                    f"{scope['method']} {scope['path']} needs {needed.value} or higher"
+                )
+                await _send_error(send, Forbidden(message), {"Connection": "close"})
+                return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope) -> Principal | None:
+        given = _header(scope, b"authorization")
+        if given is None:
+            return None
+        scheme, _, credentials = given.partition(b" ")
+        credentials = credentials.strip()
+        if scheme.lower() != b"bearer" or not credentials:
+            return None
+        if self._token is not None and hmac.compare_digest(credentials, self._token):
+            return Principal(ADMIN, Role.admin)
+        assert self._users is not None
+        return await run_in_threadpool(self._users.authenticate, credentials.decode("latin-1"))
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((v for k, v in scope["headers"] if k == name), None)
+
+
+def _claimed_principal(scope: Scope) -> Principal | None:
+    """Who an unauthenticated request says it is (trust on loopback); None when malformed."""
+    raw = _header(scope, USER_HEADER.lower().encode())
+    if raw is None:
+        return Principal(ANONYMOUS, Role.admin)
+    name = raw.decode("latin-1").strip()
+    if not name:
+        return Principal(ANONYMOUS, Role.admin)
+    if len(name) > 256 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return None
+    return Principal(name, Role.admin)
+
+
+def _role_needed(scope: Scope) -> Role:
+    if scope["method"] in ("GET", "HEAD", "OPTIONS") or scope["path"] in _READ_ONLY_POSTS:
+        return Role.viewer
+    return Role.editor
 
 
 class _BodyTooLarge(HTTPException):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -109,4 +111,143 @@ artifacts = Table(
     Column("digest", String(64), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+)
+
+# -- registry (migration 0002) ------------------------------------------------------------------
+# JSON columns are text (the same on both databases). Versions number from 1 per model; the
+# registry serialises its writes (see ``modelloop.audit.lock``), so ``max(version) + 1`` is safe.
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+model_tags = Table(
+    "model_tags",
+    metadata,
+    Column("name", String(256), ForeignKey("registered_models.name"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(256), ForeignKey("registered_models.name"), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("run_id", String(32), ForeignKey("runs.run_id"), nullable=False),
+    Column("artifact_path", String(1024), nullable=False),
+    Column("flavor", String(64), nullable=True),
+    Column("signature", Text, nullable=True),  # JSON
+    Column("status", String(16), nullable=False),  # READY | ARCHIVED
+    Column("description", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("metrics", Text, nullable=False),  # JSON object
+    Column("dataset_digests", Text, nullable=False),  # JSON object: role -> sha256
+    Column("package_digest", String(64), nullable=False),
+    Index(None, "run_id"),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    ForeignKeyConstraint(["name", "version"], ["model_versions.name", "model_versions.version"]),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    ForeignKeyConstraint(["name", "version"], ["model_versions.name", "model_versions.version"]),
+)
+
+alias_requests = Table(
+    "alias_requests",
+    metadata,
+    Column("request_id", String(32), primary_key=True),
+    Column("name", String(256), ForeignKey("registered_models.name"), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("requested_by", String(256), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # PENDING | APPROVED | REJECTED | CANCELLED
+    Column("created_at", BigInteger, nullable=False),
+    Column("decided_by", String(256), nullable=True),
+    Column("decided_at", BigInteger, nullable=True),
+    Column("decision_reason", Text, nullable=True),
+    Index(None, "status", "name"),
+)
+
+# Append-only and hash-chained (``modelloop.audit``): ``seq`` is assigned by the appender as the
+# previous seq + 1 under the audit lock, so a gap always means a deleted event.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(512), nullable=False),
+    Column("before", Text, nullable=True),  # canonical JSON
+    Column("after", Text, nullable=True),  # canonical JSON
+    Column("reason", Text, nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index(None, "object_type", "object_id"),
+)
+
+# The newest event's (seq, hash), written with every append: a truncated tail no longer matches.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),  # viewer | editor | approver | admin
+    Column("created_at", BigInteger, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+)
+
+# -- serving (created here, written by ``modelloop.serving``) -----------------------------------
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("config", Text, nullable=False),  # JSON
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("prediction_id", String(36), primary_key=True),
+    Column("deployment", String(256), nullable=True),
+    Column("label", Float(precision=53), nullable=True),
+    Column("value_text", Text, nullable=True),
+    Column("received_at", BigInteger, nullable=False),
+    Column("received_by", String(256), nullable=False),
+    Index(None, "received_at"),
 )

@@ -1,0 +1,256 @@
+"""The registry and audit routes under ``/api/v1``: HTTP in, store calls, entities out.
+
+The actor of every change is the request's principal, which the auth middleware decides (the
+token's user; on a server without authentication, the ``X-Modelloop-User`` header). Reads need
+the viewer role and changes the editor role (both checked by the middleware); deciding an alias
+request needs the approver role, checked here. Every other rule is the store's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelloop import audit
+from modelloop.auth import ANONYMOUS, Principal, Role
+from modelloop.errors import Forbidden
+from modelloop.registry.entities import ModelVersionSpec, RequestStatus, check_version_status
+from modelloop.registry.sql import SqlRegistryStore
+from modelloop.server.schemas import ErrorOut, JsonObject, OrjsonResponse
+from modelloop.server.tracking import _OrjsonRoute
+
+Name = Annotated[str, Path(description="Registered model name", examples=["fraud-detector"])]
+Version = Annotated[int, Path(ge=1, lt=2**31, description="Version number, from 1")]
+AliasName = Annotated[str, Path(description="Alias, e.g. champion", examples=["champion"])]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut} for status in (401, 403, 404, 409, 422)
+}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ModelCreate(_Body):
+    name: str
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class DescriptionAndTags(_Body):
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class VersionCreate(_Body):
+    run_id: str
+    artifact_path: str = "model"
+    flavor: str | None = None
+    signature: JsonObject | None = None
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, Annotated[float, Field(strict=False)]] = Field(default_factory=dict)
+    dataset_digests: dict[str, str] = Field(default_factory=dict)
+
+
+class StatusChange(_Body):
+    status: str = Field(examples=["ARCHIVED"], description="READY or ARCHIVED")
+    reason: str
+
+
+class AliasMove(_Body):
+    version: int
+    reason: str
+    expected_version: int | None = Field(
+        default=None, description="Compare-and-set: 0 = must not exist, n = must point at n"
+    )
+
+
+class AliasDelete(_Body):
+    reason: str
+    expected_version: int | None = None
+
+
+class AliasRequestCreate(_Body):
+    version: int
+    reason: str
+
+
+class Decision(_Body):
+    reason: str | None = None
+
+
+def _principal(request: Request) -> Principal:
+    """Set by the auth middleware; an app built without it acts as an anonymous admin."""
+    found = request.scope.get("state", {}).get("principal")
+    return found if isinstance(found, Principal) else Principal(ANONYMOUS, Role.admin)
+
+
+def _requires(role: Role) -> Callable[[Request], Principal]:
+    def check(request: Request) -> Principal:
+        principal = _principal(request)
+        if not principal.role.allows(role):
+            raise Forbidden(
+                f"User {principal.name!r} has the {principal.role.value} role; this needs "
+                f"{role.value} or higher"
+            )
+        return principal
+
+    return check
+
+
+Actor = Annotated[Principal, Depends(_principal)]
+Approver = Annotated[Principal, Depends(_requires(Role.approver))]
+
+
+def registry_router(store: SqlRegistryStore) -> APIRouter:
+    router = APIRouter(
+        prefix="/api/v1", tags=["registry"], route_class=_OrjsonRoute, responses=_ERRORS
+    )
+
+    # -- models and versions -------------------------------------------------------------------
+
+    @router.get("/models")
+    def list_models() -> Response:
+        return OrjsonResponse({"models": store.list_registered_models()})
+
+    @router.post("/models", status_code=201)
+    def create_model(body: ModelCreate, actor: Actor) -> Response:
+        created = store.create_registered_model(
+            body.name, actor=actor.name, description=body.description, tags=body.tags
+        )
+        return OrjsonResponse(created, 201)
+
+    @router.get("/models/{name}")
+    def get_model(name: Name) -> Response:
+        return OrjsonResponse(store.get_registered_model(name))
+
+    @router.patch("/models/{name}")
+    def update_model(name: Name, body: DescriptionAndTags, actor: Actor) -> Response:
+        return OrjsonResponse(
+            store.update_registered_model(
+                name, actor=actor.name, description=body.description, tags=body.tags
+            )
+        )
+
+    @router.get("/models/{name}/versions")
+    def list_versions(name: Name) -> Response:
+        return OrjsonResponse({"versions": store.list_model_versions(name)})
+
+    @router.post("/models/{name}/versions", status_code=201)
+    def create_version(name: Name, body: VersionCreate, actor: Actor) -> Response:
+        spec = ModelVersionSpec(name=name, **body.model_dump())
+        return OrjsonResponse(store.create_model_version(spec, actor=actor.name), 201)
+
+    @router.get("/models/{name}/versions/{version}")
+    def get_version(name: Name, version: Version) -> Response:
+        return OrjsonResponse(store.get_model_version(name, version))
+
+    @router.patch("/models/{name}/versions/{version}")
+    def update_version(
+        name: Name, version: Version, body: DescriptionAndTags, actor: Actor
+    ) -> Response:
+        updated = store.update_model_version(
+            name, version, actor=actor.name, description=body.description, tags=body.tags
+        )
+        return OrjsonResponse(updated)
+
+    @router.post("/models/{name}/versions/{version}/status")
+    def set_status(name: Name, version: Version, body: StatusChange, actor: Actor) -> Response:
+        changed = store.set_version_status(
+            name, version, check_version_status(body.status), actor=actor.name, reason=body.reason
+        )
+        return OrjsonResponse(changed)
+
+    # -- aliases -------------------------------------------------------------------------------
+
+    @router.get("/models/{name}/aliases/{alias}")
+    def get_alias(name: Name, alias: AliasName) -> Response:
+        return OrjsonResponse(store.get_version_by_alias(name, alias))
+
+    @router.put("/models/{name}/aliases/{alias}")
+    def set_alias(name: Name, alias: AliasName, body: AliasMove, actor: Actor) -> Response:
+        moved = store.set_alias(
+            name,
+            alias,
+            body.version,
+            actor=actor.name,
+            reason=body.reason,
+            expected_version=body.expected_version,
+        )
+        return OrjsonResponse(moved)
+
+    @router.delete("/models/{name}/aliases/{alias}", status_code=204, response_class=Response)
+    def delete_alias(name: Name, alias: AliasName, body: AliasDelete, actor: Actor) -> Response:
+        store.delete_alias(
+            name,
+            alias,
+            actor=actor.name,
+            reason=body.reason,
+            expected_version=body.expected_version,
+        )
+        return Response(status_code=204)
+
+    # -- alias requests ------------------------------------------------------------------------
+
+    @router.post("/models/{name}/aliases/{alias}/requests", status_code=201)
+    def request_alias(
+        name: Name, alias: AliasName, body: AliasRequestCreate, actor: Actor
+    ) -> Response:
+        created = store.request_alias(
+            name, alias, body.version, actor=actor.name, reason=body.reason
+        )
+        return OrjsonResponse(created, 201)
+
+    @router.get("/alias-requests")
+    def list_requests(
+        model: Annotated[str | None, Query(description="Only this model's requests")] = None,
+        status: Annotated[RequestStatus | None, Query(description="e.g. PENDING")] = None,
+    ) -> Response:
+        return OrjsonResponse({"requests": store.list_requests(model, status)})
+
+    @router.get("/alias-requests/{request_id}")
+    def get_request(request_id: str) -> Response:
+        return OrjsonResponse(store.get_request(request_id))
+
+    @router.post("/alias-requests/{request_id}/approve")
+    def approve(request_id: str, body: Decision, actor: Approver) -> Response:
+        return OrjsonResponse(
+            store.approve_request(request_id, actor=actor.name, reason=body.reason)
+        )
+
+    @router.post("/alias-requests/{request_id}/reject")
+    def reject(request_id: str, body: Decision, actor: Approver) -> Response:
+        return OrjsonResponse(
+            store.reject_request(request_id, actor=actor.name, reason=body.reason or "")
+        )
+
+    @router.post("/alias-requests/{request_id}/cancel")
+    def cancel(request_id: str, body: Decision, actor: Actor) -> Response:
+        return OrjsonResponse(
+            store.cancel_request(request_id, actor=actor.name, reason=body.reason or "")
+        )
+
+    # -- audit ---------------------------------------------------------------------------------
+
+    @router.get("/audit", tags=["audit"])
+    def audit_log(
+        model: Annotated[str | None, Query(description="Only events about this model")] = None,
+        limit: Annotated[int | None, Query(ge=1, description="The newest N events")] = None,
+    ) -> Response:
+        return OrjsonResponse({"events": store.audit_events(model, limit)})
+
+    @router.get("/audit/verify", tags=["audit"])
+    def verify(
+        anchor: Annotated[
+            str | None, Query(description="SEQ:HASH recorded earlier", examples=["42:ab12..."])
+        ] = None,
+    ) -> Response:
+        return OrjsonResponse(store.verify_audit(audit.parse_anchor(anchor)))
+
+    return router

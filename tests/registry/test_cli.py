@@ -1,0 +1,132 @@
+"""``modelloop models|audit|users``: a promotion told through the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+import modelloop as ml
+from modelloop.cli import app
+from modelloop.settings import load_settings
+from modelloop.store import open_database
+from modelloop.tracking import fluent
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+def invoke(*args: str) -> typer.testing.Result:
+    return runner.invoke(app, list(args), prog_name="modelloop")
+
+
+def ok(*args: str) -> str:
+    result = invoke(*args)
+    assert result.exit_code == 0, (args, result.output)
+    return result.stdout
+
+
+def fails(code: int, *args: str) -> str:
+    result = invoke(*args)
+    assert result.exit_code == code, (args, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, never a traceback
+    assert lines[0].startswith("Error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def run_id(home: Path) -> str:
+    with ml.start_run(experiment="fraud") as run:
+        run.log_text("tree\n", "model/model.txt")
+    fluent.close_clients()
+    return run.run_id
+
+
+def test_a_promotion_on_the_command_line(run_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELLOOP_USER", "alice")
+    assert "models:/fraud/1" in ok("models", "register", run_id, "fraud", "--description", "v1")
+    assert "models:/fraud/2" in ok("models", "register", run_id, "fraud")
+    listed = json.loads(ok("models", "list", "--output", "json"))
+    assert [(m["name"], m["latest_version"]) for m in listed] == [("fraud", 2)]
+    assert "fraud" in ok("models", "list")
+    ok("models", "set-alias", "fraud", "challenger", "2", "--reason", "candidate")
+    assert "challenger" in ok("models", "show", "fraud")
+    versions = json.loads(ok("models", "versions", "fraud", "-o", "json"))
+    assert [v["aliases"] for v in versions] == [[], ["challenger"]]
+    assert "request-alias" in fails(5, "models", "set-alias", "fraud", "champion", "1", "-r", "x")
+    fails(
+        4, "models", "set-alias", "fraud", "challenger", "1", "-r", "x", "--expected-version", "1"
+    )
+    fails(2, "models", "set-alias", "fraud", "challenger", "1")  # --reason is required
+    requested = ok("models", "request-alias", "fraud", "champion", "1", "--reason", "AUC +2%")
+    request_id = requested.split("request ")[1].split()[0]
+    pending = json.loads(ok("models", "requests", "--pending", "-o", "json"))
+    assert [r["request_id"] for r in pending] == [request_id]
+    assert "self-approval" in fails(5, "models", "approve", request_id)
+    monkeypatch.setenv("MODELLOOP_USER", "bob")
+    assert "requested by alice" in ok("models", "approve", request_id, "--reason", "looks good")
+    assert "already APPROVED" in fails(4, "models", "reject", request_id, "--reason", "late")
+    assert json.loads(ok("models", "requests", "--pending", "-o", "json")) == []
+    assert "aliased as champion" in fails(4, "models", "archive", "fraud", "1", "--reason", "x")
+    ok("models", "delete-alias", "fraud", "challenger", "--reason", "lost")
+    ok("models", "archive", "fraud", "2", "--reason", "lost the A/B test")
+    ok("models", "restore", "fraud", "2", "--reason", "needed after all")
+    lineage = json.loads(ok("models", "lineage", "fraud", "1", "-o", "json"))
+    assert lineage["run_id"] == run_id
+    assert "git_commit" in lineage["code_version"]
+    events = json.loads(ok("audit", "log", "--model", "fraud", "-o", "json"))
+    champion = [e for e in events if e["object_id"] == "fraud@champion"]
+    assert [(e["actor"], e["after"]["requested_by"], e["reason"]) for e in champion] == [
+        ("bob", "alice", "AUC +2%")
+    ]
+    table = ok("audit", "log", "--model", "fraud")
+    assert "approved by bob" in table
+    assert "v- -> v1" not in table  # a first assignment reads as "- -> v1"
+    verified = ok("audit", "verify")
+    assert f"{len(events)} events verified" in verified
+    assert "Head: " in verified
+    fails(3, "models", "show", "nope")
+
+
+def test_audit_verify_names_the_tampered_event(run_id: str) -> None:
+    ok("models", "register", run_id, "fraud")
+    ok("models", "set-alias", "fraud", "challenger", "1", "--reason", "r")
+    head = ok("audit", "verify").split("Head: ")[1].strip()
+    ok("audit", "verify", "--anchor", head)
+    with open_database(load_settings().database_url).write() as conn:
+        conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2"))
+    line = fails(1, "audit", "verify")
+    assert line.startswith("Error: Audit trail broken at event 2")
+    fails(2, "audit", "verify", "--anchor", "not-an-anchor")
+
+
+def test_users(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    added = ok("users", "add", "alice", "--role", "approver").splitlines()
+    assert added[0] == "Added alice (approver). Their token, shown only now:"
+    token = added[1]
+    assert len(token) >= 40
+    users = json.loads(ok("users", "list", "-o", "json"))
+    assert users[0]["name"] == "alice"
+    assert users[0]["role"] == "approver"
+    assert users[0]["disabled"] is False
+    assert token not in json.dumps(users)
+    assert "alice" in ok("users", "list")
+    assert "already exists" in fails(4, "users", "add", "alice")
+    fails(2, "users", "add", "bob", "--role", "root")
+    ok("users", "disable", "alice")
+    assert json.loads(ok("users", "list", "-o", "json"))[0]["disabled"] is True
+    fails(3, "users", "disable", "nobody")
+    monkeypatch.setenv("MODELLOOP_TRACKING_URI", "http://127.0.0.1:1")
+    assert "server's database" in fails(2, "users", "list")
+
+
+def test_empty_registry(home: Path) -> None:
+    assert "No models yet" in ok("models", "list")
+    assert "No requests" in ok("models", "requests")
+    assert "No audit events" in ok("audit", "log")
+    assert "empty" in ok("audit", "verify")
+    assert "No users yet" in ok("users", "list")
