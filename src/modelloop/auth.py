@@ -63,10 +63,12 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a server request acts as."""
+    """Who a server request acts as; ``verified`` is False for a name merely claimed in the
+    ``X-Modelloop-User`` header of a server without authentication."""
 
     name: str
     role: Role
+    verified: bool = True
 
 
 def hash_token(token: str) -> str:

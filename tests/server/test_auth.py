@@ -49,6 +49,39 @@ def test_non_loopback_without_token_is_refused(settings: Settings, host: str) ->
     assert "MODELLOOP_TOKEN" in refused.value.message
 
 
+def test_non_loopback_is_allowed_once_users_exist(settings: Settings) -> None:
+    from modelloop.auth import Role, Users
+    from modelloop.server.app import check_bind_address
+    from modelloop.store import open_database
+
+    with pytest.raises(InvalidArgument):
+        check_bind_address("0.0.0.0", settings)
+    Users(open_database(settings.database_url)).add("alice", Role.editor, actor="admin")
+    check_bind_address("0.0.0.0", settings)  # requests will need a user's token
+
+
+def test_a_token_decides_the_run_user_not_the_request_body(tmp_path: Path) -> None:
+    from modelloop.auth import Role, Users
+    from modelloop.store import close_database, open_database
+    from modelloop.tracking.entities import RunSpec
+
+    settings = load_settings({"MODELLOOP_HOME": str(tmp_path)})
+    _, alice_token = Users(open_database(settings.database_url)).add(
+        "alice", Role.editor, actor="admin"
+    )
+    try:
+        with live_server(settings) as url:
+            store = HttpTrackingStore(url, token=alice_token)
+            try:
+                exp = store.create_experiment("e")
+                run = store.create_run(RunSpec(experiment_id=exp.experiment_id, user="mallory"))
+            finally:
+                store.close()
+        assert run.user == "alice"
+    finally:
+        close_database(settings.database_url)
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [

@@ -137,12 +137,7 @@ def run_server(
     if token:
         settings = dataclasses.replace(settings, token=token)
     _refuse_remote(settings)
-    if not settings.token and not is_loopback(host):
-        raise InvalidArgument(
-            f"Refusing to listen on {host!r} without authentication: anyone who can reach it "
-            "could read and change every run. Pass --token or set MODELLOOP_TOKEN, or bind "
-            "127.0.0.1."
-        )
+    check_bind_address(host, settings)
     if workers < 1:
         raise InvalidArgument(f"workers must be at least 1, got {workers}")
     options: dict[str, Any] = {
@@ -188,6 +183,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:  # a host name: it may resolve to anything
         return False
+
+
+def check_bind_address(host: str, settings: Settings) -> None:
+    """Refuse to listen beyond loopback unless requests will have to authenticate."""
+    if is_loopback(host) or settings.token:
+        return
+    from modelloop.store import open_database
+
+    if Users(open_database(settings.database_url)).exist():
+        return
+    raise InvalidArgument(
+        f"Refusing to listen on {host!r} without authentication: anyone who can reach it "
+        "could read and change every run. Pass --token or set MODELLOOP_TOKEN, add users "
+        "with 'modelloop users add NAME --role ROLE', or bind 127.0.0.1."
+    )
 
 
 def _refuse_remote(settings: Settings) -> None:
@@ -406,13 +416,13 @@ def _claimed_principal(scope: Scope) -> Principal | None:
     """Who an unauthenticated request says it is (trust on loopback); None when malformed."""
     raw = _header(scope, USER_HEADER.lower().encode())
     if raw is None:
-        return Principal(ANONYMOUS, Role.admin)
+        return Principal(ANONYMOUS, Role.admin, verified=False)
     name = raw.decode("latin-1").strip()
     if not name:
-        return Principal(ANONYMOUS, Role.admin)
+        return Principal(ANONYMOUS, Role.admin, verified=False)
     if len(name) > 256 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         return None
-    return Principal(name, Role.admin)
+    return Principal(name, Role.admin, verified=False)
 
 
 def _role_needed(scope: Scope) -> Role:

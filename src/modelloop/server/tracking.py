@@ -8,6 +8,7 @@ streams the request body into the blob store instead of buffering it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from modelloop.artifacts import BlobStore, canonical_path
+from modelloop.auth import Principal
 from modelloop.errors import NotFound
 from modelloop.server.schemas import (
     ArtifactList,
@@ -105,8 +107,11 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
     # -- runs ----------------------------------------------------------------------------------
 
     @router.post("/runs", status_code=201, response_model=RunOut)
-    def create_run(body: RunCreate) -> Response:
+    def create_run(body: RunCreate, request: Request) -> Response:
         spec = RunSpec(**body.model_dump())
+        principal = request.scope.get("state", {}).get("principal")
+        if isinstance(principal, Principal) and principal.verified:
+            spec = dataclasses.replace(spec, user=principal.name)  # a token says who, not a body
         return OrjsonResponse(encode_run(store.create_run(spec)), 201)
 
     @router.post("/runs/search", response_model=RunList)
