@@ -1,0 +1,188 @@
+"""``modelloop audit|users``: the registry's audit trail and who may act on it.
+
+    modelloop audit log [--model NAME] [--limit N]
+    modelloop audit verify [--anchor SEQ:HASH]
+    modelloop users add NAME --role ROLE | list | disable NAME
+
+Users live in the server's database, so ``users`` commands run where that database is
+reachable, not through a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from modelloop.cli.app import OutputFormat, OutputOption, _examples, report_error
+from modelloop.cli.registry import OptionalReason, _record, _registry, _table, _time
+
+if TYPE_CHECKING:
+    from modelloop.audit import AuditEvent
+
+audit_app: typer.Typer = typer.Typer(
+    help="The hash-chained audit trail of registry changes.",
+    no_args_is_help=True,
+    epilog=_examples("modelloop audit log", "modelloop audit verify"),
+)
+users_app: typer.Typer = typer.Typer(
+    help="Users, their roles (viewer < editor < approver < admin) and server tokens.",
+    no_args_is_help=True,
+    epilog=_examples("modelloop users list"),
+)
+
+
+class RoleChoice(StrEnum):  # modelloop.auth.Role, without importing the store for --help
+    viewer = "viewer"
+    editor = "editor"
+    approver = "approver"
+    admin = "admin"
+
+
+# -- audit ---------------------------------------------------------------------------------------
+
+
+@audit_app.command(
+    "log",
+    help="Registry changes, oldest first: who moved which alias from which version to which, "
+    "when, why, and who approved it.",
+    epilog=_examples(
+        "modelloop audit log --model quickstart-lgbm",
+        "modelloop audit log --limit 20 --output json",
+    ),
+)
+def audit_log(
+    model: Annotated[str | None, typer.Option(help="Only changes to this model.")] = None,
+    limit: Annotated[int | None, typer.Option(help="The newest N events.", min=1)] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    from modelloop.cli import _output
+
+    with _registry() as registry:
+        events = registry.audit_log(model, limit)
+    if output is OutputFormat.json:
+        _output.print_json([_record(e) for e in events])
+        return
+    rows = [
+        [e.seq, _time(e.time), e.actor, e.action, e.object_id, _change(e), e.reason] for e in events
+    ]
+    columns = ["seq", "time", "actor", "action", "object", "change", "reason"]
+    _table(None, columns, rows, "No audit events.")
+
+
+def _change(event: AuditEvent) -> str:
+    before, after = event.before or {}, event.after or {}
+    if event.object_type == "alias":
+        old = f"v{before['version']}" if "version" in before else "-"
+        text = f"{old} -> v{after['version']}" if "version" in after else f"{old} -> -"
+        if "approved_by" in after:
+            text += f" (requested by {after['requested_by']}, approved by {after['approved_by']})"
+        return text
+    if event.before is None:  # a creation: what was created
+        keys = ("version", "run_id", "package_digest", "role", "status")
+        return ", ".join(f"{k}={str(after[k])[:12]}" for k in keys if k in after)
+    changed = [k for k in after if before.get(k) != after[k]]
+    return ", ".join(f"{k}: {before.get(k, '-')} -> {after[k]}" for k in changed)
+
+
+@audit_app.command(
+    "verify",
+    help="Recompute the audit hash chain; exit 1 naming the first modified or missing event.\n\n"
+    "Record the printed head somewhere the database's writers cannot change, and pass it back "
+    "as --anchor to also detect a rewritten past.",
+    epilog=_examples("modelloop audit verify"),
+)
+def audit_verify(
+    anchor: Annotated[
+        str | None, typer.Option(help="SEQ:HASH printed by an earlier verify.")
+    ] = None,
+) -> None:
+    from modelloop import audit
+
+    parsed = audit.parse_anchor(anchor)
+    with _registry() as registry:
+        result = registry.verify_audit(parsed)
+    if not result.ok:
+        raise typer.Exit(
+            report_error(f"Audit trail broken at event {result.first_bad_seq}: {result.problem}", 1)
+        )
+    if result.head_seq is None:
+        typer.echo("Audit trail is empty.")
+    else:
+        typer.echo(f"Audit trail intact: {result.checked} events verified.")
+        typer.echo(f"Head: {result.head_seq}:{result.head_hash}")
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _users() -> Iterator[Any]:
+    from modelloop.auth import Users
+    from modelloop.errors import InvalidArgument
+    from modelloop.settings import load_settings
+    from modelloop.store import open_database
+
+    settings = load_settings()
+    if settings.tracking_uri is not None:
+        raise InvalidArgument(
+            "Users live in the server's database: run 'modelloop users' where it is reachable "
+            "(unset MODELLOOP_TRACKING_URI, set MODELLOOP_DATABASE_URL)"
+        )
+    yield Users(open_database(settings.database_url))
+
+
+@users_app.command(
+    "add",
+    help="Add a user and print their token, once: only its hash is stored.\n\n"
+    "A server requires tokens from its next start once any user exists.",
+    epilog=_examples("modelloop users add alice --role approver"),
+)
+def users_add(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The user's name.")],
+    role: Annotated[RoleChoice, typer.Option(help="What the user may do.")] = RoleChoice.editor,
+) -> None:
+    from modelloop.tracking.source import current_user
+
+    with _users() as users:
+        user, token = users.add(name, role.value, actor=current_user())
+    typer.echo(f"Added {user.name} ({user.role.value}). Their token, shown only now:")
+    typer.echo(token)
+
+
+@users_app.command(
+    "list",
+    help="List users, their roles and whether they are disabled.",
+    epilog=_examples("modelloop users list", "modelloop users list --output json"),
+)
+def users_list(output: OutputOption = OutputFormat.table) -> None:
+    from modelloop.cli import _output
+
+    with _users() as users:
+        found = users.list()
+    if output is OutputFormat.json:
+        _output.print_json([_record(u) for u in found])
+        return
+    rows = [
+        [u.name, u.role.value, "yes" if u.disabled else "no", _time(u.created_at)] for u in found
+    ]
+    _table(None, ["name", "role", "disabled", "created"], rows, "No users yet.")
+
+
+@users_app.command(
+    "disable",
+    help="Refuse a user's token from now on.",
+    epilog=_examples('modelloop users disable alice --reason "left the team"'),
+)
+def users_disable(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The user.")],
+    reason: OptionalReason = None,
+) -> None:
+    from modelloop.tracking.source import current_user
+
+    with _users() as users:
+        users.disable(name, actor=current_user(), reason=reason)
+    typer.echo(f"Disabled {name}")
