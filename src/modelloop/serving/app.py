@@ -46,7 +46,7 @@ from modelloop.errors import (
     Unauthorized,
 )
 from modelloop.registry.http import USER_HEADER
-from modelloop.server.app import _ErrorBoundary, error_response
+from modelloop.server.middleware import ErrorBoundary, error_response
 from modelloop.serving import feedback as fb
 from modelloop.serving.metrics import ServingMetrics
 from modelloop.serving.prediction_log import PredictionLog
@@ -248,7 +248,7 @@ def create_app(
         service.route("/ready", "GET", service.ready),
         service.route("/metrics", "GET", service.scrape),
     ]
-    middleware = [Middleware(_ErrorBoundary)]
+    middleware = [Middleware(ErrorBoundary)]
     if token:
         middleware.append(Middleware(_BearerToken, token=token))
     app = Starlette(

@@ -1,0 +1,235 @@
+"""ASGI middleware shared by the REST server and the serving server.
+
+- :class:`ErrorBoundary`: an unexpected exception is logged and answered with a bare 500, so no
+  traceback ever reaches a client;
+- :class:`Auth`: decides each request's principal (admin token, a user's token, or the name
+  claimed on an unauthenticated loopback server) and enforces the role its method needs, before a
+  single body byte is read;
+- :class:`BodyLimit`: a declared ``Content-Length`` over the limit is refused at once, and streamed
+  bodies are counted as they arrive.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelloop.auth import ADMIN, ANONYMOUS, Principal, Role, Users
+from modelloop.errors import (
+    Forbidden,
+    InvalidArgument,
+    ModelloopError,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from modelloop.registry.http import USER_HEADER
+from modelloop.server.schemas import OrjsonResponse
+
+JSON_BODY_LIMIT = 32 * 1024 * 1024
+_UPLOAD_ROUTE = re.compile(r"^/api/v1/runs/[^/]+/artifact$")
+_PUBLIC_PATHS = frozenset({"/health"})
+_READ_ONLY_POSTS = frozenset({"/api/v1/runs/search"})  # reads with a body: viewers may
+
+log = logging.getLogger("modelloop.server")
+
+
+def error_response(
+    status: int,
+    error_code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    details: list[dict[str, Any]] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"error_code": error_code, "message": message}
+    if details:
+        body["details"] = details
+    return OrjsonResponse(body, status, headers)
+
+
+async def send_error(send: Send, exc: ModelloopError, headers: dict[str, str]) -> None:
+    response = error_response(exc.status_code, exc.error_code, exc.message, headers)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class ErrorBoundary:
+    """Answers an unexpected exception with a bare 500 (logged here), never a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            log.exception("Unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:  # too late for a clean answer: let the server drop the connection
+                raise
+            await send_error(
+                send,
+                ModelloopError("Internal server error; the server log has the details"),
+                {"Connection": "close"},
+            )
+
+
+class Auth:
+    """Decides each request's :class:`~modelloop.auth.Principal` (``scope["state"]``) and
+    enforces the role its method needs; ``users=None`` means no authentication."""
+
+    def __init__(self, app: ASGIApp, token: str | None, users: Users | None) -> None:
+        self.app = app
+        self._token = token.encode("utf-8") if token else None
+        self._users = users
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self._users is None:
+            principal = _claimed_principal(scope)
+            if principal is None:
+                await send_error(
+                    send,
+                    InvalidArgument(
+                        f"Invalid {USER_HEADER} header: use a name of 1-256 characters"
+                    ),
+                    {"Connection": "close"},
+                )
+                return
+        else:
+            principal = await self._authenticate(scope)
+            if principal is None:
+                given = _header(scope, b"authorization")
+                reason = (
+                    "Missing bearer token: send 'Authorization: Bearer <token>'"
+                    if given is None
+                    else "Wrong bearer token"
+                )
+                # Close: whatever body the request carries is not worth reading.
+                await send_error(
+                    send,
+                    Unauthorized(reason),
+                    {"WWW-Authenticate": "Bearer", "Connection": "close"},
+                )
+                return
+            needed = _role_needed(scope)
+            if not principal.role.allows(needed):
+                message = (
+                    f"User {principal.name!r} has the {principal.role.value} role; "
+                    f"{scope['method']} {scope['path']} needs {needed.value} or higher"
+                )
+                await send_error(send, Forbidden(message), {"Connection": "close"})
+                return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope) -> Principal | None:
+        given = _header(scope, b"authorization")
+        if given is None:
+            return None
+        scheme, _, credentials = given.partition(b" ")
+        credentials = credentials.strip()
+        if scheme.lower() != b"bearer" or not credentials:
+            return None
+        if self._token is not None and hmac.compare_digest(credentials, self._token):
+            return Principal(ADMIN, Role.admin)
+        assert self._users is not None
+        return await run_in_threadpool(self._users.authenticate, credentials.decode("latin-1"))
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((v for k, v in scope["headers"] if k == name), None)
+
+
+def _claimed_principal(scope: Scope) -> Principal | None:
+    """Who an unauthenticated request says it is (trust on loopback); None when malformed."""
+    raw = _header(scope, USER_HEADER.lower().encode())
+    if raw is None:
+        return Principal(ANONYMOUS, Role.admin, verified=False)
+    name = raw.decode("latin-1").strip()
+    if not name:
+        return Principal(ANONYMOUS, Role.admin, verified=False)
+    if len(name) > 256 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return None
+    return Principal(name, Role.admin, verified=False)
+
+
+def _role_needed(scope: Scope) -> Role:
+    if scope["method"] in ("GET", "HEAD", "OPTIONS") or scope["path"] in _READ_ONLY_POSTS:
+        return Role.viewer
+    return Role.editor
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive``: an ``HTTPException`` so that FastAPI's body parsing lets it
+    through instead of reporting a generic parse error."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413,
+            f"The request body is larger than the limit of {limit} bytes",
+            {"Connection": "close"},
+        )
+
+
+class BodyLimit:
+    """Refuses bodies over the limit: declared ones at once, streamed ones as they arrive."""
+
+    def __init__(self, app: ASGIApp, upload_limit: int, json_limit: int = JSON_BODY_LIMIT) -> None:
+        self.app = app
+        self.upload_limit = upload_limit
+        self.json_limit = json_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        upload = scope["method"] == "PUT" and _UPLOAD_ROUTE.match(scope["path"])
+        limit = self.upload_limit if upload else self.json_limit
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        if declared.isdigit() and int(declared) > limit:
+            await send_error(
+                send,
+                PayloadTooLarge(
+                    f"The request body ({int(declared)} bytes) is larger than the limit of "
+                    f"{limit} bytes"
+                ),
+                {"Connection": "close"},  # the body stays unread: this connection is spent
+            )
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted_receive, send)
