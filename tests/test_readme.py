@@ -3,7 +3,7 @@
 Every ```python block of README.md runs, in order, in one fresh interpreter (cwd and
 ``MODELLOOP_HOME`` a temporary directory). Then every ``$ modelloop ...`` line of the ```console
 blocks runs against that same home and must exit 0; ``<run-id>`` stands for the newest run the
-python blocks made. Lines that block (``modelloop server``) or need an environment a test cannot
+python blocks made. Lines that block (``modelloop server``, ``modelloop serve``) or need an environment a test cannot
 provide (``$ MODELLOOP_...=... modelloop``, ``$ make ...``) are not run.
 """
 
@@ -48,14 +48,18 @@ def fenced_blocks(language: str, text: str | None = None) -> list[tuple[int, str
 
 
 def console_commands(text: str | None = None) -> list[tuple[int, list[str]]]:
-    """``$ modelloop ...`` lines of console blocks as argument lists (``server`` left out)."""
+    """``$ modelloop ...`` lines of console blocks as argument lists (servers left out)."""
     commands = []
     for first_line, body in fenced_blocks("console", text):
-        for offset, line in enumerate(body.splitlines()):
+        lines = body.splitlines()
+        for offset, line in enumerate(lines):
             if not line.startswith("$ modelloop"):
                 continue
+            following = iter(lines[offset + 1 :])
+            while line.endswith("\\"):  # a command continued on the next line
+                line = line[:-1] + next(following, "")
             args = shlex.split(line[2:], comments=True)
-            if args[1:2] != ["server"]:
+            if args[1:2] not in (["server"], ["serve"]):
                 commands.append((first_line + offset, args))
     return commands
 
