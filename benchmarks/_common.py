@@ -165,6 +165,29 @@ def wait_idle(pgid: int, timeout: float = 60.0, busy: float = 0.05) -> None:
         last = now
 
 
+def machine_busy_seconds() -> float:
+    """CPU time (all cores, all processes) the machine has spent busy since boot, in seconds."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_machine_quiet(max_cores: float = 0.3, window: float = 1.0, timeout: float = 30.0) -> float:
+    """Wait until the whole machine uses < ``max_cores`` cores over ``window`` seconds.
+
+    On a shared machine other people's jobs come and go; measuring only in quiet moments keeps
+    them out of the figures. Returns the last load seen (cores), which is above ``max_cores``
+    if ``timeout`` ran out first.
+    """
+    deadline, load = time.monotonic() + timeout, float("inf")
+    while True:
+        before = machine_busy_seconds()
+        time.sleep(window)
+        load = (machine_busy_seconds() - before) / window
+        if load < max_cores or time.monotonic() >= deadline:
+            return load
+
+
 @contextlib.contextmanager
 def running_server(
     cmd: Sequence[str | Path],
@@ -222,6 +245,113 @@ def search_dataset(n_runs: int, seed: int = 7) -> Iterator[tuple[dict[str, float
         params = {"p0": "x" if r % 2 == 0 else "y"}
         params.update({f"p{k}": str(rng.randint(0, 99)) for k in range(1, 5)})
         yield metrics, params
+
+
+FRAUD_ROWS, FRAUD_FEATURES = 50_000, 30
+
+
+def fraud_dataset(n: int = FRAUD_ROWS, d: int = FRAUD_FEATURES, seed: int = 0):
+    """The anchor's fraud-like data (``anchors/mlflow_serving_setup.py``): ``(X, y, columns)``.
+
+    ``X`` is an ``(n, d)`` float array of standard normals, ``y`` a 0/1 label array with ~2%
+    positives. Same numbers in every environment with the same NumPy; NumPy is imported here
+    so this module stays importable without it.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    logit = 2.5 * x[:, 0] - 1.5 * x[:, 1] * x[:, 2] + x[:, 3] ** 2 - 6
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return x, y, [f"f{i}" for i in range(d)]
+
+
+# -- HTTP load (hey) ----------------------------------------------------------------------------
+
+
+HEY = "hey"
+
+
+def _hey_seconds(text: str, label: str) -> float | None:
+    """Seconds after ``label`` in hey's summary (e.g. ``"Average:"``), or None."""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and line.strip().startswith(label):
+            with contextlib.suppress(ValueError):
+                return float(parts[len(label.split())])
+    return None
+
+
+def parse_hey(text: str) -> dict:
+    """The figures of one hey run: req/s, latencies (ms), status codes and errors.
+
+    ``ok`` counts 2xx responses, ``non_2xx`` the other statuses, ``errors`` the requests that
+    got no response at all (connection errors, timeouts), with their messages in
+    ``error_lines``; ``ok_rps`` is 2xx answers per second of the whole run.
+    """
+    out: dict = {"rps": None, "p50_ms": None, "p90_ms": None, "p99_ms": None}
+    out["rps"] = _hey_seconds(text, "Requests/sec:")
+    out["total_s"] = _hey_seconds(text, "Total:")
+    for key, label in (("avg_ms", "Average:"), ("slowest_ms", "Slowest:")):
+        s = _hey_seconds(text, label)
+        out[key] = None if s is None else s * 1000
+    section, statuses, errors, error_lines = "", {}, 0, []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("Latency distribution"):
+            section = "latency"
+        elif line.startswith("Status code distribution"):
+            section = "status"
+        elif line.startswith("Error distribution"):
+            section = "errors"
+        elif line.startswith(("Details", "Response time histogram")):
+            section = ""
+        elif section == "latency" and "% in " in line:
+            pct, rest = line.split("% in ", 1)
+            with contextlib.suppress(ValueError):
+                out[f"p{int(pct)}_ms"] = float(rest.split()[0]) * 1000
+        elif section == "status" and line.startswith("["):
+            code, rest = line[1:].split("]", 1)
+            statuses[int(code)] = int(rest.split()[0])
+        elif section == "errors" and line.startswith("["):
+            count, rest = line[1:].split("]", 1)
+            errors += int(count)
+            error_lines.append(line)
+    out["statuses"] = statuses
+    out["ok"] = sum(n for code, n in statuses.items() if 200 <= code < 300)
+    out["non_2xx"] = sum(n for code, n in statuses.items() if not 200 <= code < 300)
+    out["errors"] = errors
+    out["error_lines"] = error_lines
+    # hey prints no 99% line under 100 requests: then the slowest request stands for it.
+    out["p99_is_max"] = out["p99_ms"] is None and out["slowest_ms"] is not None
+    if out["p99_is_max"] and out["ok"] + out["non_2xx"]:
+        out["p99_ms"] = out["slowest_ms"]
+    # hey's Requests/sec counts failed requests too; this one counts only the 2xx answers.
+    out["ok_rps"] = out["ok"] / out["total_s"] if out["total_s"] else None
+    return out
+
+
+def run_hey(
+    url: str,
+    body: Path,
+    *,
+    concurrency: int,
+    duration_s: float | None = None,
+    requests: int | None = None,
+    timeout_s: int = 20,
+) -> dict:
+    """POST ``body`` (JSON) to ``url`` with hey, bounded by ``duration_s`` or ``requests``.
+
+    Returns :func:`parse_hey` of its output plus the command line and the raw text.
+    """
+    cmd = [HEY, "-c", str(concurrency), "-t", str(timeout_s)]
+    cmd += ["-z", f"{duration_s:g}s"] if duration_s else ["-n", str(requests or 200)]
+    cmd += ["-m", "POST", "-T", "application/json", "-D", str(body), url]
+    limit = (duration_s or 0) + 4 * timeout_s + 60
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
+    if proc.returncode != 0:
+        raise RuntimeError(f"hey failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
+    return {**parse_hey(proc.stdout), "cmd": " ".join(cmd), "raw": proc.stdout}
 
 
 # -- reporting --------------------------------------------------------------------------------
