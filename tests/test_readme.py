@@ -3,8 +3,8 @@
 Every ```python block of README.md runs, in order, in one fresh interpreter (cwd and
 ``MODELLOOP_HOME`` a temporary directory). Then every ``$ modelloop ...`` line of the ```console
 blocks runs against that same home and must exit 0; ``<run-id>`` stands for the newest run the
-python blocks made. Lines that block (``modelloop server``, ``modelloop serve``) or need an environment a test cannot
-provide (``$ MODELLOOP_...=... modelloop``, ``$ make ...``) are not run.
+python blocks made. Lines that block (``modelloop server``, ``modelloop serve``) or need an
+environment a test cannot provide (``$ MODELLOOP_...=... modelloop``, ``$ make ...``) are not run.
 """
 
 from __future__ import annotations
