@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData(
@@ -250,4 +251,61 @@ feedback = Table(
     Column("received_at", BigInteger, nullable=False),
     Column("received_by", String(256), nullable=False),
     Index(None, "received_at"),
+)
+
+# -- datasets ------------------------------------------------------------------------------------
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# One row per distinct content of a dataset: the same content logged again is the same version.
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("name", String(256), ForeignKey("datasets.name"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),  # of the canonical content
+    Column("artifact_digest", String(64), nullable=False),  # the Parquet blob
+    Column("num_rows", BigInteger, nullable=False),
+    Column("num_columns", Integer, nullable=False),
+    Column("schema", Text, nullable=False),  # JSON
+    Column("profile", Text, nullable=False),  # JSON
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.run_id"), nullable=True),
+    UniqueConstraint("name", "digest"),
+)
+
+# -- pipelines -----------------------------------------------------------------------------------
+
+# A successful step execution, found again by its cache key (code, params, inputs, environment).
+step_cache = Table(
+    "step_cache",
+    metadata,
+    Column("cache_key", String(64), primary_key=True),
+    Column("step_name", String(256), nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.run_id"), nullable=False),
+    Column("outputs", Text, nullable=False),  # JSON: output name -> {kind, digest, ...}
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# What was made from what: (source) --relation--> (target), e.g. a dataset version that a run
+# consumed ("input"), an artifact or model version that a run produced ("output").
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("edge_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("source_kind", String(32), nullable=False),  # run | artifact | dataset | model_version
+    Column("source_id", String(512), nullable=False),
+    Column("target_kind", String(32), nullable=False),
+    Column("target_id", String(512), nullable=False),
+    Column("relation", String(32), nullable=False),  # input | output
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "source_kind", "source_id"),
+    Index(None, "target_kind", "target_id"),
 )
