@@ -1,23 +1,17 @@
 """The registry through a modelloop server: :class:`RegistryStore` over the REST API.
 
-Errors come back as the same :mod:`modelloop.errors` classes (the mapping is tracking's
-``_error``). Each change sends its ``actor`` as ``X-Modelloop-User``: a server without
+Requests go through :class:`modelloop.transport.Transport`, so errors come back as the same
+:mod:`modelloop.errors` classes as from the local store. Each change sends its ``actor`` as ``X-Modelloop-User``: a server without
 authentication (loopback development) records that name, trusting whoever can reach it; a server
 with authentication ignores the header and records the user whose token the request carries.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-import orjson
-
-from modelloop._version import __version__
 from modelloop.audit import AuditEvent, AuditVerification
-from modelloop.errors import InvalidArgument, ModelloopError, ServerUnavailable
 from modelloop.registry.entities import (
     Alias,
     AliasRequest,
@@ -30,7 +24,7 @@ from modelloop.registry.entities import (
     check_model_name,
     check_version,
 )
-from modelloop.tracking.http import _URL, DEFAULT_TIMEOUT, _error, _segment
+from modelloop.transport import DEFAULT_TIMEOUT, Transport, segment
 
 USER_HEADER = "X-Modelloop-User"
 _API = "/api/v1"
@@ -42,22 +36,14 @@ class HttpRegistryStore:
     def __init__(
         self, url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
     ) -> None:
-        if not _URL.match(url):
-            raise InvalidArgument(f"Invalid tracking URI {url!r}: expected http(s)://host[:port]")
-        self.url = url.rstrip("/")
-        self._token = token
-        self._timeout = timeout
-        self._http: httpx.Client | None = None
-        self._lock = threading.Lock()
+        self._transport = Transport(url, token=token, timeout=timeout)
+        self.url = self._transport.url
 
     def __repr__(self) -> str:
         return f"HttpRegistryStore({self.url!r})"
 
     def close(self) -> None:
-        with self._lock:
-            http, self._http = self._http, None
-        if http is not None:
-            http.close()
+        self._transport.close()
 
     # -- registered models and versions ------------------------------------------------------
 
@@ -174,11 +160,11 @@ class HttpRegistryStore:
         return self._decide(request_id, "cancel", actor, reason)
 
     def _decide(self, request_id: str, verb: str, actor: str, reason: str | None) -> AliasRequest:
-        path = f"/alias-requests/{_segment(request_id)}/{verb}"
+        path = f"/alias-requests/{segment(request_id)}/{verb}"
         return _request(self._call("POST", path, {"reason": reason}, actor=actor))
 
     def get_request(self, request_id: str) -> AliasRequest:
-        return _request(self._call("GET", f"/alias-requests/{_segment(request_id)}"))
+        return _request(self._call("GET", f"/alias-requests/{segment(request_id)}"))
 
     def list_requests(
         self, name: str | None = None, status: RequestStatus | None = None
@@ -199,19 +185,6 @@ class HttpRegistryStore:
 
     # -- transport ---------------------------------------------------------------------------
 
-    def _client(self) -> httpx.Client:
-        with self._lock:
-            if self._http is None:
-                headers = {"User-Agent": f"modelloop/{__version__}", "Accept": "application/json"}
-                if self._token:
-                    headers["Authorization"] = f"Bearer {self._token}"
-                self._http = httpx.Client(
-                    base_url=self.url,
-                    headers=headers,
-                    timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
-                )
-            return self._http
-
     def _call(
         self,
         method: str,
@@ -221,37 +194,13 @@ class HttpRegistryStore:
         actor: str | None = None,
         params: Mapping[str, str | None] | None = None,
     ) -> Any:
-        headers = {}
-        content = None
-        if body is not None:
-            content = orjson.dumps(body)
-            headers["Content-Type"] = "application/json"
-        if actor is not None:
-            headers[USER_HEADER] = actor
+        headers = {USER_HEADER: actor} if actor is not None else None
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        http = self._client()
-        try:
-            response = http.request(
-                method, f"{_API}{path}", content=content, headers=headers, params=query
-            )
-        except httpx.TransportError as exc:
-            raise ServerUnavailable(
-                f"Cannot reach the modelloop server at {self.url}: {str(exc) or type(exc).__name__}"
-            ) from exc
-        if not response.is_success:
-            raise _error(response)
-        if response.status_code == 204 or not response.content:
-            return None
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise ModelloopError(
-                f"{method} {response.url} did not answer JSON: is {self.url} a modelloop server?"
-            ) from None
+        return self._transport.call(method, path, body, params=query, headers=headers)
 
 
 def _m(name: str) -> str:
-    return f"/models/{_segment(check_model_name(name))}"  # refuse locally what the server would
+    return f"/models/{segment(check_model_name(name))}"  # refuse locally what the server would
 
 
 def _v(name: str, version: int) -> str:
@@ -259,7 +208,7 @@ def _v(name: str, version: int) -> str:
 
 
 def _a(name: str, alias: str) -> str:
-    return f"{_m(name)}/aliases/{_segment(check_alias(alias))}"
+    return f"{_m(name)}/aliases/{segment(check_alias(alias))}"
 
 
 def _model(data: dict[str, Any]) -> RegisteredModel:
