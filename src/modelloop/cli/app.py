@@ -416,10 +416,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 # Command groups of other domains live in their own modules; they import helpers from this one,
 # so they are attached last.
 from modelloop.cli import audit as _audit  # noqa: E402
+from modelloop.cli import datasets as _datasets  # noqa: E402
 from modelloop.cli import registry as _registry  # noqa: E402
 from modelloop.cli import serving as _serving  # noqa: E402
 
 app.add_typer(_registry.models_app, name="models")
 app.add_typer(_audit.audit_app, name="audit")
 app.add_typer(_audit.users_app, name="users")
+app.add_typer(_datasets.datasets_app, name="datasets")
 _serving.register(app)

@@ -6,7 +6,8 @@ It generates a seeded binary-classification data set with a nonlinear signal (nu
 downloads), then trains one model per learning rate, each as a child run of a ``sweep`` run in
 the experiment ``quickstart``. Every child run records its params, the train and validation
 ``binary_logloss`` / ``auc`` of every boosting round (``step`` = round), its feature importance
-as a CSV artifact and the model in LightGBM's native text format. The parent run records the
+as a CSV artifact and the model in LightGBM's native text format. The training split is logged
+as the versioned dataset ``quickstart-train`` with its profile. The parent run records the
 best validation AUC and which child reached it. Everything lands where the settings say
 (``$MODELLOOP_HOME``, default ``./.modelloop``; or a server at ``$MODELLOOP_TRACKING_URI``).
 """
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 EXPERIMENT = "quickstart"
+DATASET = "quickstart-train"
 LEARNING_RATES = (0.03, 0.1, 0.3)
 N_ROWS = 20_000
 N_FEATURES = 10
@@ -182,6 +184,15 @@ def _write_importance(booster: Any, path: Path) -> None:
         writer.writerows((name, f"{g:.6g}", int(s)) for name, g, s in rows)
 
 
+def log_training_data(data: SplitData) -> ml.DatasetVersion:
+    """The training split as a versioned dataset of the active run (same seed, same version)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(data.x_train, columns=FEATURES)
+    frame["label"] = data.y_train.astype("int64")
+    return ml.log_dataset(frame, DATASET, description="quickstart training split")
+
+
 def run_sweep(rounds: int, seed: int, console: Console | None = None) -> SweepSummary:
     """Train one model per learning rate as child runs of a ``sweep`` run; return the results."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -213,6 +224,7 @@ def run_sweep(rounds: int, seed: int, console: Console | None = None) -> SweepSu
         ) as sweep,
         progress,
     ):
+        log_training_data(data)
         tasks = [
             progress.add_task(f"lr={lr}", total=rounds, auc="", start=False)
             for lr in LEARNING_RATES

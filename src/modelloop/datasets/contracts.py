@@ -1,0 +1,372 @@
+"""Contracts: declared expectations on a dataset, and the report of every rule it breaks.
+
+A :class:`Contract` holds per-column :class:`Expect` rules, a key that must be unique, row-count
+bounds and custom :class:`Check` functions. :meth:`Contract.validate` never stops at the first
+problem: it evaluates every rule and returns a :class:`ValidationReport` listing each violation
+with how many rows broke it and up to five examples (row index label and value);
+:meth:`ValidationReport.raise_if_failed` turns a failed report into :class:`ContractViolation`,
+which is what stops a pipeline.
+
+Rules (``Violation.rule``): missing_column, extra_column, dtype, not_null, null_rate, finite,
+min, max, allowed, unique, row_count, check. A value-level rule that cannot apply to a column of
+the wrong type (a range on text) is skipped when ``dtype`` already reports the mismatch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelloop.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_EXAMPLES = 5
+DTYPE_KINDS = ("float", "int", "numeric", "bool", "category", "string", "datetime")
+
+
+class ContractViolation(InvalidArgument):
+    """A dataset broke its contract: ``message`` is the report's summary, ``details`` the
+    violations as dicts."""
+
+    error_code = "CONTRACT_VIOLATION"
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """What one column must satisfy. ``dtype`` is a kind (float, int, numeric, bool, category,
+    string, datetime) or an exact pandas dtype (``int32``). NaN and None count as null;
+    infinities are refused unless ``allow_inf``."""
+
+    dtype: str | None = None
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = True
+    max_null_rate: float | None = None
+    allowed: frozenset[Any] | set[Any] | Sequence[Any] | None = None
+    allow_inf: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A custom rule: ``fn(frame)`` returns a boolean Series (rows where it is not True fail)
+    or one boolean for the whole frame. A check that raises is reported, not propagated."""
+
+    name: str
+    fn: Callable[[pd.DataFrame], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    rule: str
+    column: str | None
+    failed_count: int
+    total: int
+    examples: list[dict[str, Any]]  # {"row": index label, "value": value} (+ "count")
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["examples"] = [{k: _plain(v) for k, v in e.items()} for e in self.examples]
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationReport:
+    num_rows: int
+    violations: list[Violation]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"Contract satisfied ({self.num_rows} rows)."
+        lines = [f"Contract violated: {len(self.violations)} rule(s) on {self.num_rows} rows"]
+        for v in self.violations:
+            shown = [f"row {e['row']}: {e['value']!r}" for e in v.examples[:3] if "row" in e]
+            lines.append(f"  - {v.message}" + (f" (e.g. {'; '.join(shown)})" if shown else ""))
+        return "\n".join(lines)
+
+    def raise_if_failed(self) -> None:
+        if not self.ok:
+            raise ContractViolation(self.summary(), [v.to_dict() for v in self.violations])
+
+
+@dataclass(frozen=True)
+class Contract:
+    columns: Mapping[str, Expect] = field(default_factory=dict)
+    unique: Sequence[str] = ()  # columns that together identify a row
+    rows: tuple[int | None, int | None] = (None, None)
+    checks: Sequence[Check] = ()
+    allow_extra_columns: bool = True
+
+    def __post_init__(self) -> None:
+        for name, expect in self.columns.items():
+            if not isinstance(expect, Expect):
+                raise InvalidArgument(f"Contract column {name!r}: expected an Expect(...)")
+            if expect.dtype is not None and not isinstance(expect.dtype, str):
+                raise InvalidArgument(f"Contract column {name!r}: dtype must be text")
+        if isinstance(self.unique, str):
+            object.__setattr__(self, "unique", (self.unique,))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Contract:
+        """A contract from YAML (``columns``, ``unique``, ``rows: [min, max]``,
+        ``allow_extra_columns``); custom checks exist only in Python."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise InvalidArgument(f"Cannot read contract {str(path)!r}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise InvalidArgument(f"Contract {str(path)!r} is not valid YAML: {exc}") from exc
+        return cls.from_dict(data or {}, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "contract") -> Contract:
+        if not isinstance(data, dict):
+            raise InvalidArgument(f"{source}: expected a mapping at the top")
+        unknown = set(data) - {"columns", "unique", "rows", "allow_extra_columns"}
+        if unknown:
+            raise InvalidArgument(f"{source}: unknown keys {sorted(unknown)}")
+        columns = {}
+        for name, spec in (data.get("columns") or {}).items():
+            try:
+                columns[str(name)] = Expect(**(spec or {}))
+            except TypeError as exc:
+                raise InvalidArgument(f"{source}: column {name!r}: {exc}") from exc
+        rows = data.get("rows") or [None, None]
+        if isinstance(rows, dict):
+            rows = [rows.get("min"), rows.get("max")]
+        if not isinstance(rows, list) or len(rows) != 2:
+            raise InvalidArgument(f"{source}: rows must be [min, max] (null for no bound)")
+        unique = data.get("unique") or ()
+        return cls(
+            columns=columns,
+            unique=[unique] if isinstance(unique, str) else list(unique),
+            rows=(rows[0], rows[1]),
+            allow_extra_columns=bool(data.get("allow_extra_columns", True)),
+        )
+
+    def validate(self, frame: pd.DataFrame) -> ValidationReport:
+        """Every rule ``frame`` breaks (the frame is only read)."""
+        import pandas as pd
+
+        if not isinstance(frame, pd.DataFrame):
+            raise InvalidArgument(f"Cannot validate a {type(frame).__name__}: need a DataFrame")
+        total = len(frame)
+        found: list[Violation] = []
+        low, high = self.rows
+        if (low is not None and total < low) or (high is not None and total > high):
+            off = low - total if low is not None and total < low else total - (high or 0)
+            bounds = f"[{'-' if low is None else low}, {'-' if high is None else high}]"
+            found.append(
+                Violation("row_count", None, off, total, [], f"{total} rows, expected {bounds}")
+            )
+        for name, expect in self.columns.items():
+            if name not in frame.columns:
+                found.append(
+                    Violation("missing_column", name, total, total, [], f"{name}: column missing")
+                )
+                continue
+            found.extend(_column_violations(name, frame[name], expect))
+        if not self.allow_extra_columns:
+            for name in frame.columns:
+                if name not in self.columns:
+                    message = f"{name}: column not in the contract"
+                    found.append(Violation("extra_column", str(name), total, total, [], message))
+        if self.unique:
+            found.extend(_unique_violations(frame, list(self.unique)))
+        for check in self.checks:
+            found.extend(_check_violations(frame, check))
+        return ValidationReport(total, found)
+
+
+def _column_violations(name: str, series: pd.Series[Any], expect: Expect) -> list[Violation]:
+    import numpy as np
+    from pandas.api import types
+
+    total = len(series)
+    out: list[Violation] = []
+    dtype_ok = expect.dtype is None or _dtype_matches(series, expect.dtype)
+    if not dtype_ok:
+        message = f"{name}: dtype {series.dtype}, expected {expect.dtype}"
+        out.append(Violation("dtype", name, total, total, [], message))
+    nulls = series.isna()
+    null_count = int(nulls.sum())
+    if not expect.nullable and null_count:
+        message = f"{name}: {null_count} of {total} values are null (NaN/None), none allowed"
+        out.append(
+            Violation("not_null", name, null_count, total, _examples(series, nulls), message)
+        )
+    if expect.max_null_rate is not None and total and null_count / total > expect.max_null_rate:
+        rate = null_count / total
+        message = f"{name}: null rate {rate:.4g} above {expect.max_null_rate:.4g}"
+        out.append(
+            Violation("null_rate", name, null_count, total, _examples(series, nulls), message)
+        )
+    numeric = types.is_numeric_dtype(series.dtype) and not types.is_bool_dtype(series.dtype)
+    wants_range = expect.min is not None or expect.max is not None
+    if numeric:
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        if not expect.allow_inf:
+            bad = np.isinf(values)
+            if bad.any():
+                message = f"{name}: {int(bad.sum())} of {total} values are infinite"
+                out.append(
+                    Violation(
+                        "finite", name, int(bad.sum()), total, _examples(series, bad), message
+                    )
+                )
+        for rule, bound, bad in (
+            ("min", expect.min, values < (expect.min if expect.min is not None else 0)),
+            ("max", expect.max, values > (expect.max if expect.max is not None else 0)),
+        ):
+            if bound is not None and bad.any():
+                word = "below" if rule == "min" else "above"
+                message = f"{name}: {int(bad.sum())} of {total} values {word} {rule} {bound:g}"
+                out.append(
+                    Violation(rule, name, int(bad.sum()), total, _examples(series, bad), message)
+                )
+    elif wants_range and dtype_ok:
+        message = f"{name}: dtype {series.dtype} is not numeric, cannot check min/max"
+        out.append(Violation("dtype", name, total, total, [], message))
+    if expect.allowed is not None:
+        out.extend(_allowed_violations(name, series, nulls, expect.allowed))
+    return out
+
+
+def _allowed_violations(
+    name: str, series: pd.Series[Any], nulls: pd.Series[bool], allowed: Any
+) -> list[Violation]:
+    permitted = set(allowed)
+    bad = ~(series.isin(permitted) | nulls)
+    count = int(bad.sum())
+    if not count:
+        return []
+    unseen = series[bad].astype(object).value_counts()
+    listed = ", ".join(f"{v!r} ({n})" for v, n in list(unseen.items())[:20])
+    more = f" and {len(unseen) - 20} more" if len(unseen) > 20 else ""
+    message = f"{name}: {count} of {len(series)} values not allowed: {listed}{more}"
+    return [Violation("allowed", name, count, len(series), _examples(series, bad), message)]
+
+
+def _unique_violations(frame: pd.DataFrame, key: list[str]) -> list[Violation]:
+    import numpy as np
+    import pandas as pd
+
+    missing = [c for c in key if c not in frame.columns]
+    label = "+".join(key)
+    if missing:
+        message = f"{label}: cannot check uniqueness, missing column(s) {missing}"
+        return [Violation("unique", label, len(frame), len(frame), [], message)]
+    dupes = frame.duplicated(subset=key, keep=False)
+    count = int(dupes.sum())
+    if not count:
+        return []
+    keyed = frame.loc[dupes, key]
+    positions = pd.Series(np.arange(len(keyed)))
+    groups = positions.groupby([keyed[c].to_numpy() for c in key], sort=False, dropna=False)
+    stats = groups.agg(["size", "first"]).sort_values("size", ascending=False, kind="stable")
+    examples = [
+        {"row": _plain(keyed.index[first]), "value": _plain(value), "count": int(size)}
+        for value, size, first in zip(stats.index, stats["size"], stats["first"], strict=True)
+    ][:MAX_EXAMPLES]
+    message = f"{label}: {count} rows share {len(stats)} duplicated key(s)"
+    return [Violation("unique", label, count, len(frame), examples, message)]
+
+
+def _check_violations(frame: pd.DataFrame, check: Check) -> list[Violation]:
+    import numpy as np
+    import pandas as pd
+
+    total = len(frame)
+    try:
+        result = check.fn(frame)
+    except Exception as exc:  # a broken check is a finding about the data or the check
+        message = f"check {check.name!r} raised {type(exc).__name__}: {exc}"
+        return [Violation("check", check.name, total, total, [], message)]
+    if isinstance(result, np.ndarray) and result.shape == (total,):
+        result = pd.Series(result, index=frame.index)
+    if isinstance(result, pd.Series):
+        passed = result.astype(object).eq(True)
+        failed = ~passed
+        count = int(failed.sum())
+        if not count:
+            return []
+        rows = frame.loc[failed.to_numpy()].head(MAX_EXAMPLES)
+        examples = [
+            {"row": _plain(label), "value": {str(k): _plain(v) for k, v in row.items()}}
+            for label, row in rows.iterrows()
+        ]
+        message = f"check {check.name!r}: {count} of {total} rows fail"
+        return [Violation("check", check.name, count, total, examples, message)]
+    if isinstance(result, bool | np.bool_) and bool(result):
+        return []
+    message = f"check {check.name!r} failed (returned {result!r})"
+    return [Violation("check", check.name, total, total, [], message)]
+
+
+def _dtype_matches(series: pd.Series[Any], expected: str) -> bool:
+    import pandas as pd
+    from pandas.api import types
+
+    dtype = series.dtype
+    kind = expected.lower()
+    if kind == "float":
+        return types.is_float_dtype(dtype)
+    if kind == "int":
+        return types.is_integer_dtype(dtype)
+    if kind == "numeric":
+        return types.is_numeric_dtype(dtype) and not types.is_bool_dtype(dtype)
+    if kind == "bool":
+        return types.is_bool_dtype(dtype)
+    if kind == "category":
+        return isinstance(dtype, pd.CategoricalDtype)
+    if kind == "string":
+        if types.is_object_dtype(dtype):
+            return types.infer_dtype(series, skipna=True) in ("string", "empty")
+        return types.is_string_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
+    if kind == "datetime":
+        return types.is_datetime64_any_dtype(dtype)
+    return str(dtype) == expected
+
+
+def _examples(series: pd.Series[Any], mask: Any) -> list[dict[str, Any]]:
+    import numpy as np
+
+    hits = np.flatnonzero(np.asarray(mask, dtype=bool))[:MAX_EXAMPLES]
+    return [{"row": _plain(series.index[i]), "value": _plain(series.iloc[i])} for i in hits]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready value: numpy scalars as Python ones, NaN/inf as text, timestamps as ISO."""
+    import numpy as np
+
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is not None and not isinstance(value, bool | int | float | str):
+        try:
+            import pandas as pd
+
+            if pd.isna(value):
+                return None
+        except (TypeError, ValueError):
+            pass
+        return str(value)
+    return value

@@ -1,0 +1,127 @@
+"""The module-level datasets SDK: ``ml.log_dataset``, ``ml.load_dataset``, ``ml.skew``...
+
+Each function works on the store named by the default client's settings (``ml.get_client()``):
+the metadata database and the blob store. Datasets need that local store; through a server
+(``MODELLOOP_TRACKING_URI``) they are not available yet and say so.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from modelloop.datasets.entities import Dataset, DatasetVersion, check_dataset_name, parse_ref
+from modelloop.datasets.profile import DatasetProfile, compute_profile
+from modelloop.datasets.skew import SkewReport, Tolerances, compare_profiles
+from modelloop.errors import InvalidArgument
+from modelloop.tracking.fluent import active_run, get_client
+from modelloop.tracking.source import current_user
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelloop.datasets.contracts import Contract
+    from modelloop.datasets.store import SqlDatasetStore
+    from modelloop.tracking.client import Client
+    from modelloop.tracking.run import ActiveRun
+
+_stores: dict[int, tuple[Client, SqlDatasetStore]] = {}
+_stores_lock = threading.Lock()
+
+
+def dataset_store(client: Client | None = None) -> SqlDatasetStore:
+    """The dataset store next to ``client``'s (default: the default client's) tracking store."""
+    from modelloop.artifacts import BlobStore
+    from modelloop.datasets.store import SqlDatasetStore
+    from modelloop.store import open_database
+
+    client = client or get_client()
+    settings = client.settings
+    if settings.tracking_uri is not None:
+        raise InvalidArgument(
+            "Datasets need the local store: they are not available through a tracking server "
+            "(unset MODELLOOP_TRACKING_URI and set MODELLOOP_DATABASE_URL/ARTIFACT_URI instead)"
+        )
+    with _stores_lock:
+        cached = _stores.get(id(client))
+        if cached is None or cached[0] is not client:
+            db = open_database(settings.database_url)
+            cached = _stores[id(client)] = (
+                client,
+                SqlDatasetStore(db, BlobStore(settings.artifact_uri)),
+            )
+        return cached[1]
+
+
+def log_dataset(
+    df: pd.DataFrame,
+    name: str,
+    *,
+    description: str | None = None,
+    run: ActiveRun | str | None = None,
+    contract: Contract | None = None,
+) -> DatasetVersion:
+    """Store ``df`` as a version of ``name`` (Parquet, schema, profile), or return the version
+    that already holds the same content. Linked to ``run`` (default: the active run, if any).
+    With ``contract``, a frame that breaks it raises ContractViolation and nothing is stored.
+
+    The index is not stored: :func:`load_dataset` returns a RangeIndex.
+    """
+    if contract is not None:
+        contract.validate(df).raise_if_failed()
+    if run is None:
+        run = active_run()
+    client = run.client if run is not None and not isinstance(run, str) else None
+    run_id = run if isinstance(run, str) or run is None else run.run_id
+    return dataset_store(client).log_version(
+        name, df, actor=current_user(), description=description, run_id=run_id
+    )
+
+
+def get_dataset(ref: str) -> DatasetVersion:
+    """``"name"`` (the latest version) or ``"name@3"``."""
+    name, version = parse_ref(ref)
+    return dataset_store().get_version(name, version)
+
+
+def load_dataset(ref: str | DatasetVersion) -> pd.DataFrame:
+    """The frame as logged: same columns, dtypes (categoricals included) and values, with a
+    fresh RangeIndex (missing values of plain ``object`` string columns come back as None)."""
+    version = ref if isinstance(ref, DatasetVersion) else get_dataset(ref)
+    return dataset_store().load(version)
+
+
+def list_datasets() -> list[Dataset]:
+    return dataset_store().list_datasets()
+
+
+def dataset_versions(name: str) -> list[DatasetVersion]:
+    return dataset_store().list_versions(check_dataset_name(name))
+
+
+def skew(
+    reference: str | DatasetVersion | DatasetProfile,
+    current: pd.DataFrame | DatasetVersion | DatasetProfile | str,
+    *,
+    tolerances: Tolerances | None = None,
+) -> SkewReport:
+    """Compare ``current`` (a frame, a dataset reference or a profile) against ``reference``
+    (a dataset reference such as ``"train@3"``, a version or a profile)."""
+    return compare_profiles(_profile(reference), _profile(current), tolerances=tolerances)
+
+
+def _profile(value: object) -> DatasetProfile:
+    import pandas as pd
+
+    if isinstance(value, DatasetProfile):
+        return value
+    if isinstance(value, DatasetVersion):
+        return value.profile
+    if isinstance(value, str):
+        return get_dataset(value).profile
+    if isinstance(value, pd.DataFrame):
+        return compute_profile(value)
+    raise InvalidArgument(
+        f"Cannot compare a {type(value).__name__}: expected a DataFrame, a dataset reference "
+        "or a profile"
+    )

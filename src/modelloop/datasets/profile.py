@@ -1,0 +1,195 @@
+"""A dataset's statistical profile: computed once when a version is logged, compared later.
+
+The profile is what skew checks (``modelloop.datasets.skew``) and, later, drift monitors use as
+the reference, so it keeps what a comparison needs without the data: per column the dtype, counts
+and null rate, the distinct count, and
+
+- for numbers: min/max/mean/std and quantiles over the *finite* values (``inf_count`` says how
+  many were infinite; NaN counts as null, as pandas treats it), and a fixed 20-bin histogram whose
+  edges are the values' 5%-quantiles, so every bin holds about 5% of the reference and population
+  stability can be computed against any later sample;
+- for categories, strings and booleans: the shares of the 100 most frequent values (of the
+  non-null ones, ties broken by value so the profile is deterministic) and the share of the rest;
+- for datetimes: min and max (ISO 8601).
+
+Everything is vectorised (one sort per numeric column gives quantiles, distinct count and histogram
+together), so 1M rows x 25 columns take about a second.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+HISTOGRAM_BINS = 20
+MAX_CATEGORIES = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """``counts[i]`` values in ``[edges[i], edges[i+1])`` (the last bin includes its right edge).
+    Equal quantiles collapse, so a column with few values has fewer bins."""
+
+    edges: list[float]
+    counts: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnProfile:
+    name: str
+    dtype: str
+    kind: str  # numeric | categorical | datetime | other
+    count: int  # non-null values
+    null_count: int
+    null_rate: float  # of all rows; 0.0 for an empty frame
+    distinct: int  # distinct non-null values
+    min: float | str | None = None
+    max: float | str | None = None
+    mean: float | None = None
+    std: float | None = None  # sample standard deviation (ddof=1), as pandas
+    inf_count: int = 0
+    quantiles: dict[str, float] | None = None  # str(q) -> value, q in QUANTILES
+    histogram: Histogram | None = None
+    top: dict[str, float] | None = None  # str(value) -> share of the non-null values
+    other_share: float | None = None  # share of the values not in ``top``
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetProfile:
+    num_rows: int
+    columns: dict[str, ColumnProfile]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"num_rows": self.num_rows, "columns": [asdict(c) for c in self.columns.values()]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetProfile:
+        columns = {}
+        for raw in data["columns"]:
+            fields = dict(raw)
+            if fields.get("histogram") is not None:
+                fields["histogram"] = Histogram(**fields["histogram"])
+            columns[fields["name"]] = ColumnProfile(**fields)
+        return cls(int(data["num_rows"]), columns)
+
+
+def compute_profile(frame: pd.DataFrame) -> DatasetProfile:
+    """The profile of ``frame`` (column names are used as text)."""
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        from modelloop.errors import InvalidArgument
+
+        raise InvalidArgument(f"Cannot profile a {type(frame).__name__}: expected a DataFrame")
+    rows = len(frame)
+    columns = {}
+    for position, name in enumerate(frame.columns):
+        series = frame.iloc[:, position]
+        columns[str(name)] = _column(str(name), series, rows)
+    return DatasetProfile(rows, columns)
+
+
+def column_kind(series: pd.Series[Any]) -> str:
+    """numeric, categorical (categories, strings, booleans), datetime or other."""
+    from pandas.api import types
+
+    dtype = series.dtype
+    if types.is_bool_dtype(dtype) or isinstance(dtype, _categorical_type()):
+        return "categorical"
+    if types.is_numeric_dtype(dtype):
+        return "numeric"
+    if types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    if types.is_string_dtype(dtype) or types.is_object_dtype(dtype):
+        return "categorical"
+    return "other"
+
+
+def _categorical_type() -> type:
+    import pandas as pd
+
+    return pd.CategoricalDtype
+
+
+def _column(name: str, series: pd.Series[Any], rows: int) -> ColumnProfile:
+    kind = column_kind(series)
+    nulls = int(series.isna().sum())
+    base: dict[str, Any] = {
+        "name": name,
+        "dtype": str(series.dtype),
+        "kind": kind,
+        "count": rows - nulls,
+        "null_count": nulls,
+        "null_rate": nulls / rows if rows else 0.0,
+    }
+    if kind == "numeric":
+        return ColumnProfile(**base, **_numeric(series))
+    if kind == "categorical":
+        return ColumnProfile(**base, **_categorical(series))
+    distinct = int(series.nunique(dropna=True))
+    if kind == "datetime" and rows - nulls:
+        low, high = series.min(), series.max()
+        return ColumnProfile(**base, distinct=distinct, min=low.isoformat(), max=high.isoformat())
+    return ColumnProfile(**base, distinct=distinct)
+
+
+def _numeric(series: pd.Series[Any]) -> dict[str, Any]:
+    import numpy as np
+
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = np.isfinite(values)
+    infinite = int(np.isinf(values).sum())
+    data = np.sort(values[finite])
+    n = len(data)
+    if n == 0:
+        distinct = 0 if infinite == 0 else len(np.unique(values[np.isinf(values)]))
+        return {"distinct": distinct, "inf_count": infinite}
+    distinct = int(np.count_nonzero(np.diff(data))) + 1
+    distinct += len(np.unique(values[np.isinf(values)])) if infinite else 0
+    quantiles = np.quantile(data, QUANTILES)
+    edges = np.unique(np.quantile(data, np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)))
+    if len(edges) == 1:
+        histogram = Histogram([float(edges[0]), float(edges[0])], [n])
+    else:
+        inner = np.searchsorted(data, edges[1:-1], side="left")
+        counts = np.diff(np.concatenate(([0], inner, [n])))
+        histogram = Histogram(edges.tolist(), counts.tolist())
+    std = float(np.std(data, ddof=1)) if n > 1 else None
+    return {
+        "distinct": distinct,
+        "min": float(data[0]),
+        "max": float(data[-1]),
+        "mean": float(np.mean(data)),
+        "std": std,
+        "inf_count": infinite,
+        "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
+        "histogram": histogram,
+    }
+
+
+def _categorical(series: pd.Series[Any]) -> dict[str, Any]:
+    import numpy as np
+
+    counts = series.value_counts(dropna=True, sort=False)
+    counts = counts[counts > 0]  # a categorical's unused categories
+    total = int(counts.sum())
+    if total == 0:
+        return {"distinct": 0, "top": {}, "other_share": 0.0}
+    keys = counts.index.astype(str)
+    values = counts.to_numpy()
+    if len(values) > MAX_CATEGORIES:  # keep the top ones before sorting in Python
+        kth = np.partition(values, len(values) - MAX_CATEGORIES)[len(values) - MAX_CATEGORIES]
+        above, tie = values > kth, values == kth
+        needed = MAX_CATEGORIES - int(above.sum())
+        tied = set(keys[tie].sort_values()[:needed])
+        keep = above | np.asarray(keys.isin(tied))
+        keys, values = keys[keep], values[keep]
+    order = sorted(zip(keys, values.tolist(), strict=True), key=lambda kv: (-kv[1], kv[0]))
+    top = {key: count / total for key, count in order[:MAX_CATEGORIES]}
+    other = max(0.0, 1.0 - math.fsum(top.values())) if len(counts) > MAX_CATEGORIES else 0.0
+    return {"distinct": len(counts), "top": top, "other_share": other}

@@ -1,0 +1,103 @@
+"""``modelloop datasets``: list, show and validate, through a root command like the real one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import modelloop as ml
+from modelloop.cli.app import _CommandLine
+from modelloop.cli.datasets import datasets_app
+from modelloop.datasets import fluent as ds
+from modelloop.tracking import fluent
+
+root = typer.Typer(cls=_CommandLine, pretty_exceptions_enable=False)
+root.add_typer(datasets_app, name="datasets")
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+@pytest.fixture
+def logged(home: Path) -> str:
+    frame = pd.DataFrame(
+        {
+            "tx_id": [1, 2, 2],
+            "amount": [10.0, -5.0, np.nan],
+            "merchant": pd.Categorical(["grocery", "crypto", "travel"]),
+        }
+    )
+    with ml.start_run(experiment="data") as run:
+        ds.log_dataset(frame, "tx", description="card transactions")
+    ds.log_dataset(frame.assign(amount=[1.0, 2.0, 3.0]), "tx")
+    fluent.close_clients()
+    return run.run_id
+
+
+def test_list(logged: str) -> None:
+    result = runner.invoke(root, ["datasets", "list"])
+    assert result.exit_code == 0, result.output
+    assert "tx" in result.output
+    assert "card transactions" in result.output
+    as_json = json.loads(runner.invoke(root, ["datasets", "list", "-o", "json"]).output)
+    assert [(d["name"], d["latest_version"], d["num_versions"]) for d in as_json] == [("tx", 2, 2)]
+
+
+def test_list_empty(home: Path) -> None:
+    result = runner.invoke(root, ["datasets", "list"])
+    assert (result.exit_code, result.output.strip()) == (0, "No datasets yet.")
+
+
+def test_show(logged: str) -> None:
+    result = runner.invoke(root, ["datasets", "show", "tx@1"])
+    assert result.exit_code == 0, result.output
+    assert "tx@1: 3 rows x 3 columns" in result.output
+    assert f"run: {logged}" in result.output
+    assert "-5 .. 10" in result.output
+    data = json.loads(runner.invoke(root, ["datasets", "show", "tx", "-o", "json"]).output)
+    assert (data["version"], data["run_id"]) == (2, None)
+    assert data["schema"]["columns"][1] == {"name": "amount", "dtype": "float64"}
+    assert data["profile"]["columns"][1]["mean"] == 2.0
+
+
+def test_show_unknown(home: Path) -> None:
+    result = runner.invoke(root, ["datasets", "show", "nope@3"])
+    assert result.exit_code == 3
+    assert result.output.strip() == "Error: No version 3 of dataset 'nope'"
+
+
+def test_validate(logged: str, tmp_path: Path) -> None:
+    contract = tmp_path / "contract.yaml"
+    contract.write_text(
+        "columns:\n  amount: {min: 0, nullable: false}\n"
+        "  merchant: {allowed: [grocery, travel]}\nunique: [tx_id]\n"
+    )
+    failed = runner.invoke(root, ["datasets", "validate", "tx@1", "--contract", str(contract)])
+    assert failed.exit_code == 2
+    assert "amount: 1 of 3 values below min 0" in failed.stdout
+    assert "merchant: 1 of 3 values not allowed: 'crypto' (1)" in failed.stdout
+    errors = [line for line in failed.stderr.splitlines() if line]
+    assert errors == [
+        f"Error: tx@1 violates {contract}: 4 violation(s) (allowed, min, not_null, unique)"
+    ]
+    latest = runner.invoke(root, ["datasets", "validate", "tx", "-c", str(contract), "-o", "json"])
+    assert latest.exit_code == 2  # tx@2 still has crypto and a duplicated key
+    assert [v["rule"] for v in json.loads(latest.stdout)["violations"]] == ["allowed", "unique"]
+
+
+def test_validate_bad_contract_file(logged: str, tmp_path: Path) -> None:
+    result = runner.invoke(root, ["datasets", "validate", "tx", "-c", str(tmp_path / "none.yaml")])
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: Cannot read contract")
+
+
+@pytest.mark.parametrize("command", [[], ["list"], ["show"], ["validate"]])
+def test_help_has_examples(command: list[str]) -> None:
+    result = runner.invoke(root, ["datasets", *command, "--help"])
+    assert result.exit_code == 0
+    assert "Examples" in result.output
+    assert "$ modelloop datasets" in result.output
