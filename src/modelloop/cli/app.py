@@ -417,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 # so they are attached last.
 from modelloop.cli import audit as _audit  # noqa: E402
 from modelloop.cli import datasets as _datasets  # noqa: E402
+from modelloop.cli import pipelines as _pipelines  # noqa: E402
 from modelloop.cli import registry as _registry  # noqa: E402
 from modelloop.cli import serving as _serving  # noqa: E402
 
@@ -424,4 +425,12 @@ app.add_typer(_registry.models_app, name="models")
 app.add_typer(_audit.audit_app, name="audit")
 app.add_typer(_audit.users_app, name="users")
 app.add_typer(_datasets.datasets_app, name="datasets")
+app.add_typer(_pipelines.pipelines_app, name="pipelines")
+app.command(
+    "lineage",
+    epilog=_examples(
+        "modelloop lineage <run-id>",
+        "modelloop lineage models:/fraud-detector/1 --output json",
+    ),
+)(_pipelines.lineage)
 _serving.register(app)

@@ -1,9 +1,10 @@
 """The registry through a modelloop server: :class:`RegistryStore` over the REST API.
 
 Requests go through :class:`modelloop.transport.Transport`, so errors come back as the same
-:mod:`modelloop.errors` classes as from the local store. Each change sends its ``actor`` as ``X-Modelloop-User``: a server without
-authentication (loopback development) records that name, trusting whoever can reach it; a server
-with authentication ignores the header and records the user whose token the request carries.
+:mod:`modelloop.errors` classes as from the local store. Each change sends its ``actor`` as
+``X-Modelloop-User``: a server without authentication (loopback development) records that name,
+trusting whoever can reach it; a server with authentication ignores the header and records the
+user whose token the request carries.
 """
 
 from __future__ import annotations
