@@ -163,6 +163,10 @@ def test_the_examples_in_the_help_work(home: Path) -> None:
     for args in examples:
         if args[1] in ("server", "serve") or any(a.startswith("postgresql") for a in args):
             continue  # blocks, or needs a PostgreSQL server at the example's address
+        if "<pipeline-run-id>" in args:
+            pipeline_run = ml.get_client().find_runs(filter="tags.`modelloop.pipeline` LIKE '%'")
+            args = [pipeline_run[0].run_id if a == "<pipeline-run-id>" else a for a in args]
+            fluent.close_clients()
         result = invoke(*[run_id if a == "<run-id>" else a for a in args[1:]])
         assert result.exit_code == 0, (args, result.output)
 

@@ -11,11 +11,11 @@ from types import ModuleType
 
 import pytest
 
+from modelloop.examples import training_pipeline as ex
 from modelloop.pipelines import Pipeline, step
 from modelloop.pipelines.cache import cache_key
 from modelloop.pipelines.step import spec_of
 from modelloop.tracking.fluent import get_client
-from tests.pipelines import example_pipeline as ex
 
 STEPS = """
 from modelloop.pipelines import Pipeline, step

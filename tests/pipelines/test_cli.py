@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from modelloop.cli.pipelines import lineage, pipelines_app
 
-TARGET = "tests.pipelines.example_pipeline:pipeline"
+TARGET = "modelloop.examples.training_pipeline:pipeline"
 runner = CliRunner()
 
 
@@ -51,7 +51,7 @@ def test_run_list_show(home: Path) -> None:
 
 
 def test_failed_run_exits_non_zero_and_bad_target_is_one_line(home: Path) -> None:
-    bad = runner.invoke(pipelines_app, ["run", "tests.pipelines.example_pipeline:nothing"])
+    bad = runner.invoke(pipelines_app, ["run", "modelloop.examples.training_pipeline:nothing"])
     assert bad.exit_code != 0
     assert isinstance(bad.exception, Exception)
     assert "cannot load" in str(bad.exception)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from modelloop.errors import InvalidArgument
+from modelloop.examples import training_pipeline as ex
 from modelloop.pipelines import Pipeline, step
 from modelloop.tracking.fluent import get_client
-from tests.pipelines import example_pipeline as ex
 
 
 @step

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modelloop.examples import training_pipeline as ex
 from modelloop.pipelines import lineage
 from modelloop.pipelines.lineage import database_of, record_edges
 from modelloop.registry.client import Registry
 from modelloop.tracking.fluent import get_client
-from tests.pipelines import example_pipeline as ex
 
 
 def _run_names(graph: object, node: tuple[str, str]) -> list[str]:

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from modelloop.errors import InvalidArgument, UnsafeFormat
+from modelloop.examples import training_pipeline as ex
 from modelloop.pipelines import Pipeline, fan_out, step
 from modelloop.pipelines.step import SPEC_ATTRIBUTE
 from modelloop.tracking.entities import RunStatus
 from modelloop.tracking.fluent import get_client
-from tests.pipelines import example_pipeline as ex
 
 
 @step

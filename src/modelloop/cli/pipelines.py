@@ -29,8 +29,9 @@ pipelines_app: typer.Typer = typer.Typer(
     help="Run pipelines of cached steps and inspect their runs.",
     no_args_is_help=True,
     epilog=_examples(
-        "modelloop pipelines run myproject.flows:training --param learning_rate=0.05",
-        "modelloop pipelines show <run-id>",
+        "modelloop pipelines run modelloop.examples.training_pipeline:pipeline "
+        "-p train.learning_rate=0.05",
+        "modelloop pipelines list",
     ),
 )
 
@@ -45,7 +46,11 @@ class ExecutorChoice(StrEnum):
     "run",
     help="Run a pipeline, showing each step's progress; steps whose inputs, code and params "
     "are unchanged are reused from the cache.",
-    epilog=_examples("modelloop pipelines run flows:training --param seed=1 --no-cache"),
+    epilog=_examples(
+        "modelloop pipelines run modelloop.examples.training_pipeline:pipeline --param seed=1",
+        "modelloop pipelines run modelloop.examples.training_pipeline:pipeline "
+        "--param seed=1 --no-cache --executor process",
+    ),
 )
 def pipelines_run(
     target: Annotated[str, typer.Argument(metavar="MODULE:PIPELINE", help="What to run.")],
@@ -96,7 +101,11 @@ def pipelines_run(
         raise typer.Exit(1)
 
 
-@pipelines_app.command("list", help="List pipeline runs, newest first.")
+@pipelines_app.command(
+    "list",
+    help="List pipeline runs, newest first.",
+    epilog=_examples("modelloop pipelines list", "modelloop pipelines list --output json"),
+)
 def pipelines_list(output: OutputOption = OutputFormat.table) -> None:
     from modelloop.cli import _output
     from modelloop.pipelines.pipeline import TAG_PIPELINE
@@ -119,7 +128,11 @@ def pipelines_list(output: OutputOption = OutputFormat.table) -> None:
     _table(list(records[0]) if records else [], [list(r.values()) for r in records], "No runs.")
 
 
-@pipelines_app.command("show", help="Show a pipeline run's DAG: states, durations, cache hits.")
+@pipelines_app.command(
+    "show",
+    help="Show a pipeline run's DAG: states, durations, cache hits.",
+    epilog=_examples("modelloop pipelines show <pipeline-run-id>"),
+)
 def pipelines_show(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The pipeline run.")],
     output: OutputOption = OutputFormat.table,

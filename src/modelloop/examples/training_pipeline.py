@@ -1,4 +1,10 @@
-"""A small real pipeline for the tests: synthetic data -> split -> LightGBM -> AUC."""
+"""An example pipeline: synthetic data -> split -> LightGBM -> AUC.
+
+    modelloop pipelines run modelloop.examples.training_pipeline:pipeline --param seed=1
+
+Run it twice: the second run reuses every step from the cache. ``tuned`` fans the training step
+out over learning rates and keeps the best by training AUC. The tests use it too.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +55,8 @@ def train(train: pd.DataFrame, learning_rate: float = 0.1, n_estimators: int = 2
         verbose=-1,
     )
     model.fit(X, train["label"])
-    auc = float(roc_auc_score(train["label"], model.predict_proba(X)[:, 1]))
+    scores = np.asarray(model.predict_proba(X))[:, 1]
+    auc = float(roc_auc_score(train["label"], scores))
     return ModelOutput(model, training_data=X), auc
 
 
