@@ -41,6 +41,7 @@ from modelloop.pipelines import (
     StepState,
     fan_out,
     lineage,
+    reproduce,
     step,
 )
 from modelloop.registry.client import Registry
@@ -133,6 +134,7 @@ __all__ = [
     "predictions",
     "register_model",
     "reject_request",
+    "reproduce",
     "request_alias",
     "resolve_model_uri",
     "search_runs",

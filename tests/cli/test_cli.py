@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 import modelloop as ml
 from modelloop.cli import app, main
 from modelloop.errors import InvalidArgument, NotFound, ServerUnavailable
-from modelloop.examples import quickstart
+from modelloop.examples import quickstart, training_pipeline
 from modelloop.settings import load_settings
 from modelloop.store import HEAD_REVISION, close_database
 from modelloop.tracking import fluent
@@ -144,6 +144,7 @@ def test_every_command_has_help_with_examples() -> None:
 def test_the_examples_in_the_help_work(home: Path) -> None:
     """Every ``$ modelloop ...`` example of every --help runs, on the quickstart demo's data."""
     quickstart.main(["--rounds", "5"])
+    training_pipeline.pipeline.run(params={"seed": 1})  # for the pipelines/reproduce examples
     fluent.close_clients()
     run_id = ml.get_client().find_runs("quickstart", max_results=1)[0].run_id
     # The contract the `datasets validate` examples name, one the demo's data meets.

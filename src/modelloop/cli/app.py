@@ -433,4 +433,11 @@ app.command(
         "modelloop lineage models:/fraud-detector/1 --output json",
     ),
 )(_pipelines.lineage)
+app.command(
+    "reproduce",
+    epilog=_examples(
+        "modelloop reproduce <pipeline-run-id>",
+        "modelloop reproduce <pipeline-run-id> --executor process --output json",
+    ),
+)(_pipelines.reproduce)
 _serving.register(app)

@@ -1,9 +1,10 @@
-"""``modelloop pipelines`` and ``modelloop lineage``: run pipelines, inspect runs and lineage.
+"""``modelloop pipelines``, ``lineage`` and ``reproduce``: run pipelines, inspect and re-run them.
 
     modelloop pipelines run MODULE:PIPELINE [--param k=v ...] [--no-cache] [--executor process]
     modelloop pipelines list [--output table|json]
     modelloop pipelines show RUN_ID [--output table|json]
     modelloop lineage RUN_ID | DIGEST | dataset:NAME@V | models:/NAME/V
+    modelloop reproduce RUN_ID [--executor process] [--output table|json]
 
 ``--param`` values are read as JSON when they parse (``lr=0.1`` is a number, ``name=abc`` a
 string). The pipeline's module is imported from the current directory or ``sys.path``.
@@ -171,6 +172,31 @@ def lineage(
         )
         return
     typer.echo(graph.render())
+
+
+def reproduce(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The pipeline run.")],
+    executor: Annotated[
+        ExecutorChoice, typer.Option(help="Where steps run.")
+    ] = ExecutorChoice.local,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Re-run a pipeline run without the cache; report per step whether outputs match and why
+    not (code changed, inputs or input data changed, package versions, git commit)."""
+    from modelloop.cli import _output
+    from modelloop.cli.app import report_error
+    from modelloop.pipelines.reproduce import reproduce as rerun
+
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # the pipeline's module may live in the current directory
+    with _client() as client:
+        report = rerun(run_id, client=client, executor=executor.value)
+    if output is OutputFormat.json:
+        _output.print_json(report.to_dict())
+    else:
+        typer.echo(report.render())
+    if not report.ok:
+        raise typer.Exit(report_error(report.summary(), 1))
 
 
 def _load(target: str) -> Pipeline:

@@ -11,6 +11,7 @@ def split(load: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame
 run = Pipeline([load, split, train], name="fraud").run(params={"seed": 1})
 run.steps["train"].state        # SUCCEEDED | CACHED | FAILED | SKIPPED
 lineage(run.steps["train"].outputs["model"]["digest"]).render()
+reproduce(run.run_id).ok         # re-run without the cache: every output bit-identical?
 """
 
 from modelloop.pipelines.executors import (
@@ -24,6 +25,7 @@ from modelloop.pipelines.executors import (
 from modelloop.pipelines.lineage import LineageGraph, lineage
 from modelloop.pipelines.outputs import ModelOutput
 from modelloop.pipelines.pipeline import Pipeline, PipelineRun, StepState
+from modelloop.pipelines.reproduce import ReproductionReport, StepComparison, reproduce
 from modelloop.pipelines.step import FanOut, StepSpec, fan_out, step
 
 __all__ = [
@@ -36,11 +38,14 @@ __all__ = [
     "PipelineRun",
     "ProcessExecutor",
     "RayExecutor",
+    "ReproductionReport",
     "StepCall",
+    "StepComparison",
     "StepResult",
     "StepSpec",
     "StepState",
     "fan_out",
     "lineage",
+    "reproduce",
     "step",
 ]

@@ -10,8 +10,10 @@ missing values), so mistakes surface before any step executes.
 
 States: SUCCEEDED, CACHED (a run tagged ``modelloop.cached_from`` = the original run), FAILED,
 SKIPPED (downstream of a failure; no run). The pipeline run holds ``pipeline.json`` (the DAG with
-states, durations, cache hits and run ids) and ``environment.json`` (Python and every installed
-package's version); its run records the code version, and params ending in ``seed`` are tagged.
+states, durations, cache hits, run ids, each step's ``module:qualname`` and code fingerprint, and
+the pipeline's own ``module:attribute`` so :func:`~modelloop.pipelines.reproduce` can rebuild
+it) and ``environment.json`` (Python and every installed package's version); its run records the
+code version, and params ending in ``seed`` are tagged.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import functools
 import inspect
 import json
 import platform
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
@@ -63,6 +66,8 @@ class StepState:
     error: str | None = None
     upstream: list[str] = field(default_factory=list)
     trials: list[dict[str, Any]] = field(default_factory=list)
+    target: str | None = None  # module:qualname of the step function
+    code: dict[str, str] = field(default_factory=dict)  # cache.code_fingerprint at run time
 
 
 @dataclass
@@ -74,6 +79,7 @@ class PipelineRun:
     status: str
     params: dict[str, Any]
     steps: dict[str, StepState]
+    target: str | None = None  # module:attribute of the Pipeline, when it is a module global
 
     def value(
         self, output: str, client: Client | None = None, *, allow_pickle: bool = False
@@ -95,6 +101,7 @@ class PipelineRun:
             "status": self.status,
             "params": self.params,
             "steps": [asdict(s) for s in self.steps.values()],
+            "target": self.target,
         }
 
     @classmethod
@@ -105,7 +112,9 @@ class PipelineRun:
         except NotFound:
             raise NotFound(f"run {run_id} is not a finished pipeline run") from None
         steps = {s["name"]: StepState(**s) for s in doc["steps"]}
-        return cls(doc["run_id"], doc["name"], doc["status"], doc["params"], steps)
+        return cls(
+            doc["run_id"], doc["name"], doc["status"], doc["params"], steps, doc.get("target")
+        )
 
 
 @dataclass
@@ -183,7 +192,9 @@ class Pipeline:
             exe.close()
         failed = [s.name for s in driver.states.values() if s.state == FAILED]
         status = FAILED if failed else "FINISHED"
-        result = PipelineRun(run.run_id, self.name, status, dict(params or {}), driver.states)
+        result = PipelineRun(
+            run.run_id, self.name, status, dict(params or {}), driver.states, _locate(self)
+        )
         client.log_bytes(run.run_id, json.dumps(result.to_dict()).encode(), "pipeline.json")
         client.end_run(
             run.run_id,
@@ -255,8 +266,13 @@ class _Driver:
         self.experiment = client.store.get_experiment(experiment_id).name
         self.use_cache, self.on_event = use_cache, on_event
         self.states = {
-            n: StepState(n, upstream=sorted(set(pipeline.nodes[n].inputs.values())))
-            for n in pipeline.order
+            node.name: StepState(
+                node.name,
+                upstream=sorted(set(node.inputs.values())),
+                target=target_of(node.fn),
+                code=cache.code_fingerprint(node.fn),
+            )
+            for node in (pipeline.nodes[n] for n in pipeline.order)
         }
         self.running: dict[Future[StepResult], tuple[str, int]] = {}
         self.trials: dict[str, list[StepResult | None]] = {}
@@ -417,6 +433,16 @@ def _topological(nodes: Mapping[str, _Node]) -> list[str]:
             order.append(n)
             del remaining[n]
     return order
+
+
+def _locate(pipeline: Pipeline) -> str | None:
+    """``module:attribute`` of ``pipeline`` in a module defining one of its steps, if any."""
+    for node in pipeline.nodes.values():
+        module = sys.modules.get(node.fn.__module__)
+        for attribute, value in vars(module).items() if module is not None else ():
+            if value is pipeline:
+                return f"{node.fn.__module__}:{attribute}"
+    return None
 
 
 def _seeds(params: Mapping[str, Any]) -> dict[str, str]:
