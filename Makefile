@@ -33,6 +33,7 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tracking.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/pipelines.py
 
 clean:
 	rm -rf $(VENV) .modelloop .pytest_cache .mypy_cache .ruff_cache
