@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+import pytest
+
+import modelloop as ml
 from modelloop.examples import training_pipeline as ex
-from modelloop.pipelines import lineage
-from modelloop.pipelines.lineage import database_of, record_edges
+from modelloop.pipelines import Pipeline, lineage, step
+from modelloop.pipelines.lineage import database_of
 from modelloop.registry.client import Registry
+from modelloop.store.lineage import record_edges
 from modelloop.tracking.fluent import get_client
 
 
@@ -64,3 +69,27 @@ def test_dataset_and_model_version_lineage(home: Path) -> None:
     assert result.steps["split"].run_id in graph.runs()
     assert "dataset raw@3" in graph.render()
     assert lineage("dataset:raw@3").parents(("dataset", "raw@3")) == []
+
+
+@step
+def ingest(seed: int = 0) -> int:
+    frame = pd.DataFrame({"x": [seed, seed + 1, seed + 2]})
+    return ml.log_dataset(frame, "ingested").version
+
+
+@step
+def consume(ingest: int) -> float:
+    return float(ml.load_dataset(f"ingested@{ingest}")["x"].sum())
+
+
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_datasets_logged_and_read_by_steps_are_in_the_lineage(home: Path, executor: str) -> None:
+    result = Pipeline([ingest, consume], name="datasets").run(params={"seed": 5}, executor=executor)
+    assert result.value("consume") == 18.0
+    made_by = ("run", result.steps["ingest"].run_id)
+    read_by = ("run", result.steps["consume"].run_id)
+    dataset = lineage("dataset:ingested@1")
+    assert dataset.parents(("dataset", "ingested@1")) == [(made_by, "output")]
+    consumer = lineage(read_by[1] or "")
+    assert (("dataset", "ingested@1"), "input") in consumer.parents(read_by)
+    assert "dataset ingested@1" in consumer.render()

@@ -73,9 +73,15 @@ def log_dataset(
         run = active_run()
     client = run.client if run is not None and not isinstance(run, str) else None
     run_id = run if isinstance(run, str) or run is None else run.run_id
-    return dataset_store(client).log_version(
+    store = dataset_store(client)
+    version = store.log_version(
         name, df, actor=current_user(), description=description, run_id=run_id
     )
+    if run_id is not None:  # lineage: this run produced (or re-logged) this version
+        from modelloop.store.lineage import record_edges
+
+        record_edges(store.db, [("run", run_id, "dataset", version.ref, "output")])
+    return version
 
 
 def get_dataset(ref: str) -> DatasetVersion:
@@ -88,7 +94,14 @@ def load_dataset(ref: str | DatasetVersion) -> pd.DataFrame:
     """The frame as logged: same columns, dtypes (categoricals included) and values, with a
     fresh RangeIndex (missing values of plain ``object`` string columns come back as None)."""
     version = ref if isinstance(ref, DatasetVersion) else get_dataset(ref)
-    return dataset_store().load(version)
+    store = dataset_store()
+    frame = store.load(version)
+    reader = active_run()
+    if reader is not None:  # lineage: the active run consumed this version
+        from modelloop.store.lineage import record_edges
+
+        record_edges(store.db, [("dataset", version.ref, "run", reader.run_id, "input")])
+    return frame
 
 
 def list_datasets() -> list[Dataset]:

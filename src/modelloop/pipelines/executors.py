@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from modelloop.pipelines import cache, outputs
-from modelloop.pipelines.lineage import blobs_of, database_of, record_edges
+from modelloop.pipelines.lineage import blobs_of, database_of
 from modelloop.settings import Settings
 from modelloop.tracking.client import Client
 from modelloop.tracking.entities import RunStatus
+from modelloop.tracking.fluent import activated
+from modelloop.tracking.run import ActiveRun
 
 SUCCEEDED, CACHED, FAILED, SKIPPED = "SUCCEEDED", "CACHED", "FAILED", "SKIPPED"
 TAG_STEP = "modelloop.pipeline.step"
@@ -155,7 +157,8 @@ def run_step(call: StepCall, client: Client, fn: Callable[..., Any] | None = Non
             kwargs[name] = outputs.decode(
                 ref["kind"], _read(blobs, ref), allow_pickle=call.allow_pickle
             )
-        value = func(**kwargs)
+        with activated(ActiveRun(client, run)):  # ml.active_run() in the step is its run
+            value = func(**kwargs)
         refs = _store_outputs(client, run_id, call, value)
     except Exception as exc:
         error = "".join(traceback.format_exception(exc, limit=-3))
@@ -164,6 +167,8 @@ def run_step(call: StepCall, client: Client, fn: Callable[..., Any] | None = Non
     db = database_of(client)
     edges = [("artifact", ref["digest"], "run", run_id, "input") for ref in call.inputs.values()]
     edges += [("run", run_id, "artifact", ref["digest"], "output") for ref in refs.values()]
+    from modelloop.store.lineage import record_edges
+
     record_edges(db, edges)
     if call.cache_key:
         cache.remember(db, call.cache_key, call.step, run_id, refs)

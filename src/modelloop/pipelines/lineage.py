@@ -15,20 +15,17 @@ registered model version is linked to the run it was registered from through the
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelloop.artifacts import BlobStore
 from modelloop.errors import InvalidArgument, NotFound
 from modelloop.tracking.client import Client
-from modelloop.tracking.entities import now_ms
 
 if TYPE_CHECKING:
     from modelloop.store.database import Database
 
 Node = tuple[str, str]  # (kind, id)
-Edge = tuple[str, str, str, str, str]  # source kind, source id, target kind, target id, relation
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/]+)/(?P<version>\d+)")
 
@@ -48,27 +45,6 @@ def blobs_of(client: Client) -> BlobStore:
     if not isinstance(blobs, BlobStore):
         raise InvalidArgument("pipelines need the local store (unset MODELLOOP_TRACKING_URI)")
     return blobs
-
-
-def record_edges(db: Database, edges: Iterable[Edge]) -> None:
-    from sqlalchemy import insert
-
-    from modelloop.store.tables import lineage_edges
-
-    rows = [
-        {
-            "source_kind": sk,
-            "source_id": si,
-            "target_kind": tk,
-            "target_id": ti,
-            "relation": rel,
-            "created_at": now_ms(),
-        }
-        for sk, si, tk, ti, rel in edges
-    ]
-    if rows:
-        with db.write() as conn:
-            conn.execute(insert(lineage_edges), rows)
 
 
 @dataclass

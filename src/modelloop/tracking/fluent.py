@@ -7,9 +7,10 @@ become its children.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from modelloop.settings import Settings, load_settings
@@ -82,6 +83,17 @@ def active_run() -> ActiveRun | None:
     """The innermost run started and not yet ended in this context."""
     stack = _active.get()
     return stack[-1] if stack else None
+
+
+@contextlib.contextmanager
+def activated(run: ActiveRun) -> Iterator[ActiveRun]:
+    """Make ``run`` the active run for a block without ending it (a pipeline step's run:
+    ``ml.active_run()``, ``ml.log_dataset`` and nested ``ml.start_run`` inside the step use it)."""
+    token = _active.set((*_active.get(), run))
+    try:
+        yield run
+    finally:
+        _active.reset(token)
 
 
 def _pop(run: ActiveRun) -> None:
