@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from modelloop.audit import AuditEvent, AuditVerification
     from modelloop.flavors import LoadedModel
+    from modelloop.monitoring.drift import ColumnReference
     from modelloop.tracking.client import Client
     from modelloop.tracking.run import ActiveRun
 
@@ -124,6 +125,8 @@ class Registry:
                         "metrics": dict(metrics or {}),
                     },
                 )
+                if training_data is not None:
+                    _write_reference(Path(tmp) / "package", training_data, allow_pickle)
                 self.client.log_artifacts(run_id, Path(tmp) / "package", prefix)
             flavor, signature_dict = manifest.flavor, manifest.signature.to_dict()
         else:
@@ -188,6 +191,22 @@ class Registry:
         if not ready:
             raise NotFound(f"Model {parsed.name!r} has no READY version")
         return ready[-1]
+
+    def reference_profile(self, uri: str) -> dict[str, ColumnReference]:
+        """The drift reference stored with a version at registration: one per input feature and
+        ``score`` (the model's output on its training data), so monitoring never re-reads the
+        training data. Empty for a version registered without ``training_data``."""
+        import json
+
+        from modelloop.monitoring.drift import ColumnReference
+
+        version = self.resolve_model_uri(uri)
+        path = f"{version.artifact_path}/{REFERENCE_FILE}"
+        try:
+            raw = self.client.read_artifact(version.run_id, path)
+        except NotFound:
+            return {}
+        return {k: ColumnReference.from_dict(v) for k, v in json.loads(raw).items()}
 
     def download_model(self, version: ModelVersion) -> Path:
         """The version's package as a local directory (cached by its package digest)."""
@@ -306,3 +325,26 @@ def _sha256(path: Path) -> str:
         while chunk := file.read(1024 * 1024):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+REFERENCE_FILE = "reference.json"
+
+
+def _write_reference(package: Path, training_data: pd.DataFrame, allow_pickle: bool) -> None:
+    """Fit the drift reference of a package's inputs and score once, when it is registered."""
+    import json
+
+    from modelloop import flavors
+    from modelloop.monitoring.drift import fit_reference, fit_references
+
+    manifest = flavors.read_manifest(package)
+    features = training_data[list(manifest.signature.names)]
+    references = fit_references(features)
+    try:
+        scores = flavors.load_model(package, allow_pickle=allow_pickle).predict(features)
+    except ModelloopError:  # e.g. skops types that need trusting at load: inputs only
+        scores = None
+    if scores is not None and scores.ndim == 1:
+        references["score"] = fit_reference(scores)
+    payload = {name: ref.to_dict() for name, ref in references.items()}
+    (package / REFERENCE_FILE).write_text(json.dumps(payload))

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from modelloop.audit import AuditEvent, AuditVerification
     from modelloop.flavors import LoadedModel
+    from modelloop.monitoring.drift import ColumnReference
     from modelloop.tracking.run import ActiveRun
 
 _registry: Registry | None = None
@@ -97,6 +98,11 @@ def load_model(uri: str, *, allow_pickle: bool = False) -> LoadedModel:
 def resolve_model_uri(uri: str) -> ModelVersion:
     """The version a ``models:/`` URI names now."""
     return get_registry().resolve_model_uri(uri)
+
+
+def reference_profile(uri: str) -> dict[str, ColumnReference]:
+    """The drift reference stored with a version (inputs and score of its training data)."""
+    return get_registry().reference_profile(uri)
 
 
 def download_model(version: ModelVersion) -> Path:
