@@ -13,6 +13,8 @@ SQLite and local files under ``$MODELLOOP_HOME`` (default ``./.modelloop``).
 - ``MODELLOOP_MAX_UPLOAD_MB``: the largest artifact a server accepts (default 1024)
 - ``MODELLOOP_PROTECTED_ALIASES``: comma-separated model aliases that move only through a request
   approved by a second person (default ``champion``; empty for none)
+- ``MODELLOOP_RAY_ADDRESS``: the Ray cluster ``executor="ray"`` pipelines run on (default: start
+  or join a local instance)
 - ``MODELLOOP_PREDICTION_LOG``: where serving appends its prediction log (Parquet), a directory or
   any fsspec URL (default ``$MODELLOOP_HOME/predictions``)
 """
@@ -34,6 +36,7 @@ class Settings:
     max_upload_bytes: int
     protected_aliases: frozenset[str] = frozenset({"champion"})
     prediction_log_uri: str = ""
+    ray_address: str | None = None
 
     @property
     def is_remote(self) -> bool:
@@ -60,4 +63,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         max_upload_bytes=max_upload_mb * 1024 * 1024,
         protected_aliases=frozenset(a.strip() for a in protected.split(",") if a.strip()),
         prediction_log_uri=env.get("MODELLOOP_PREDICTION_LOG") or str(home / "predictions"),
+        ray_address=env.get("MODELLOOP_RAY_ADDRESS") or None,
     )

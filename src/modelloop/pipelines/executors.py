@@ -120,7 +120,7 @@ class RayExecutor:
         self.settings = settings
         if not ray.is_initialized():
             ray.init(
-                address=address or os.environ.get("MODELLOOP_RAY_ADDRESS") or None,
+                address=address or settings.ray_address,
                 include_dashboard=False,
                 log_to_driver=False,
                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}},
