@@ -37,6 +37,7 @@ class Settings:
     protected_aliases: frozenset[str] = frozenset({"champion"})
     prediction_log_uri: str = ""
     ray_address: str | None = None
+    webhook_allowed_networks: tuple[str, ...] = ()  # CIDRs webhooks may reach though private
 
     @property
     def is_remote(self) -> bool:
@@ -64,4 +65,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         protected_aliases=frozenset(a.strip() for a in protected.split(",") if a.strip()),
         prediction_log_uri=env.get("MODELLOOP_PREDICTION_LOG") or str(home / "predictions"),
         ray_address=env.get("MODELLOOP_RAY_ADDRESS") or None,
+        webhook_allowed_networks=tuple(
+            n.strip()
+            for n in env.get("MODELLOOP_WEBHOOK_ALLOWED_NETWORKS", "").split(",")
+            if n.strip()
+        ),
     )

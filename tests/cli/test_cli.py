@@ -151,6 +151,11 @@ def test_the_examples_in_the_help_work(home: Path) -> None:
     Path("contract.yaml").write_text(
         "columns:\n  label: {dtype: int, min: 0, max: 1, nullable: false}\nrows: [1000, null]\n"
     )
+    # The monitor the `monitor` examples name, on the demo's registered model.
+    Path("monitor.yaml").write_text(
+        "name: quickstart\ndeployment: quickstart\nmodel: quickstart-lgbm\nwindow: 1h\n"
+        "alerts:\n  - {name: inputs, metric: drift.share, above: 0.3, consecutive: 2}\n"
+    )
     fluent.close_clients()
     examples = []
     for path in _command_paths(typer.main.get_command(app)):

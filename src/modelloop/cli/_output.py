@@ -94,7 +94,7 @@ def _status(run: Run) -> str:
     return f"[{style}]{run.status.value}[/]" if style else run.status.value
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
@@ -152,9 +152,9 @@ def experiments_table(experiments: Sequence[Experiment]) -> None:
     for exp in experiments:
         table.add_row(
             exp.experiment_id,
-            _escape(exp.name),
+            escape(exp.name),
             format_time(exp.created_at),
-            _escape(exp.description or ""),
+            escape(exp.description or ""),
         )
     out.print(table)
 
@@ -234,7 +234,7 @@ def runs_table(
     kept = [c for c in columns if id(c) in shown]
     for column in kept:
         table.add_column(
-            _escape(column.header),
+            escape(column.header),
             justify=column.justify,
             style=column.style,
             no_wrap=not column.wrap,
@@ -242,7 +242,7 @@ def runs_table(
             max_width=column.max_width,
         )
     for i in range(len(runs)):
-        table.add_row(*(c.markup[i] if c.markup else _escape(c.cells[i]) for c in kept))
+        table.add_row(*(c.markup[i] if c.markup else escape(c.cells[i]) for c in kept))
     out.print(table)
     noun = "run" if len(runs) == 1 else "runs"
     hidden = len(columns) - len(kept)
@@ -251,7 +251,7 @@ def runs_table(
         notes.append(f"{hidden} more columns with --output json or a wider terminal")
     if more_hint:
         notes.append(more_hint)
-    out.print(f"[dim]{_escape('; '.join(notes))}[/]")
+    out.print(f"[dim]{escape('; '.join(notes))}[/]")
 
 
 def run_detail(run: Run, experiment_name: str | None, artifacts: Sequence[ArtifactInfo]) -> None:
@@ -262,10 +262,10 @@ def run_detail(run: Run, experiment_name: str | None, artifacts: Sequence[Artifa
     summary.add_column(style="bold", no_wrap=True)
     summary.add_column()
     summary.add_row("run id", run.run_id)
-    summary.add_row("name", _escape(run.name))
-    summary.add_row("experiment", _escape(experiment_name or run.experiment_id))
+    summary.add_row("name", escape(run.name))
+    summary.add_row("experiment", escape(experiment_name or run.experiment_id))
     summary.add_row("status", _status(run))
-    summary.add_row("user", _escape(run.user))
+    summary.add_row("user", escape(run.user))
     if run.parent_run_id:
         summary.add_row("parent run", run.parent_run_id)
     summary.add_row("started", format_time(run.start_time))
@@ -296,7 +296,7 @@ def run_detail(run: Run, experiment_name: str | None, artifacts: Sequence[Artifa
         table.add_column("size", justify="right", no_wrap=True)
         table.add_column("sha256", no_wrap=True, style="dim")
         for art in artifacts:
-            table.add_row(_escape(art.path), format_size(art.size), art.digest[:12])
+            table.add_row(escape(art.path), format_size(art.size), art.digest[:12])
         out.print(table)
     else:
         out.print("  [dim]none[/]")
@@ -309,7 +309,7 @@ def run_detail(run: Run, experiment_name: str | None, artifacts: Sequence[Artifa
             out.print(
                 f"  [dim]... {len(lines) - _ERROR_LINES} earlier lines (see --output json)[/]"
             )
-        out.print(_escape("\n".join(lines[-_ERROR_LINES:])), style="red")
+        out.print(escape("\n".join(lines[-_ERROR_LINES:])), style="red")
 
 
 def _section(out: Console, title: str, values: Mapping[str, Any], *, empty: str) -> None:
@@ -325,5 +325,5 @@ def _section(out: Console, title: str, values: Mapping[str, Any], *, empty: str)
     grid.add_column()
     for key in sorted(values):
         value = values[key]
-        grid.add_row(f"  {_escape(str(key))}", _escape("-" if value is None else str(value)))
+        grid.add_row(f"  {escape(str(key))}", escape("-" if value is None else str(value)))
     out.print(grid)

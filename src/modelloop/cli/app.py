@@ -198,7 +198,8 @@ def _client() -> Iterator[Client]:
 
 
 @app.command(
-    help="Serve the REST API (docs at /docs) over the store named by the settings.\n\n"
+    help="Serve the REST API (docs at /docs) over the store named by the settings, and run "
+    "the stored monitors on schedule (Prometheus gauges at /metrics).\n\n"
     "Clients point at it with MODELLOOP_TRACKING_URI=http://HOST:PORT (and MODELLOOP_TOKEN).",
     epilog=_examples(
         "modelloop server",
@@ -224,10 +225,25 @@ def server(
     ] = None,
     workers: Annotated[int, typer.Option(help="Server processes.", min=1)] = 1,
     log_level: Annotated[LogLevel, typer.Option(help="Server log verbosity.")] = LogLevel.info,
+    monitor_interval: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between runs of the stored monitors (their due windows); 0 turns "
+            "the scheduler off.",
+            min=0,
+        ),
+    ] = 60.0,
 ) -> None:
     from modelloop.server import run_server
 
-    run_server(host, port, token=token, workers=workers, log_level=log_level.value)
+    run_server(
+        host,
+        port,
+        token=token,
+        workers=workers,
+        log_level=log_level.value,
+        monitor_interval=monitor_interval,
+    )
 
 
 # -- experiments ---------------------------------------------------------------------------------
@@ -417,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 # so they are attached last.
 from modelloop.cli import audit as _audit  # noqa: E402
 from modelloop.cli import datasets as _datasets  # noqa: E402
+from modelloop.cli import monitoring as _monitoring  # noqa: E402
 from modelloop.cli import pipelines as _pipelines  # noqa: E402
 from modelloop.cli import registry as _registry  # noqa: E402
 from modelloop.cli import serving as _serving  # noqa: E402
@@ -426,6 +443,7 @@ app.add_typer(_audit.audit_app, name="audit")
 app.add_typer(_audit.users_app, name="users")
 app.add_typer(_datasets.datasets_app, name="datasets")
 app.add_typer(_pipelines.pipelines_app, name="pipelines")
+app.add_typer(_monitoring.monitor_app, name="monitor")
 app.command(
     "lineage",
     epilog=_examples(

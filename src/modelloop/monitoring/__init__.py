@@ -1,44 +1,98 @@
 """Watching deployed models: drift of their inputs and outputs against a stored reference, and
-their performance once the delayed labels have arrived."""
+their performance once the delayed labels have arrived, on a schedule, with alerts.
 
-from modelloop.monitoring.drift import (
-    PSI,
-    ChiSquared,
-    ColumnReference,
-    DriftReport,
-    DriftResult,
-    JensenShannon,
-    KolmogorovSmirnov,
-    Wasserstein,
-    check_drift,
-    default_method,
-    fit_reference,
-    fit_references,
+The SDK functions (``apply_monitor``, ``run_monitor``, ...) import nothing heavy; the statistics
+(numpy, pandas, scipy) load on first use of a drift or performance name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from modelloop.monitoring.fluent import (
+    alerts,
+    apply_monitor,
+    get_monitor,
+    list_monitors,
+    monitor_results,
+    run_monitor,
 )
-from modelloop.monitoring.performance import (
-    PerformanceReport,
-    card_precision_at_k,
-    performance,
-    precision_at_k,
-    windows,
-)
+
+if TYPE_CHECKING:
+    from modelloop.monitoring.drift import (
+        PSI,
+        ChiSquared,
+        ColumnReference,
+        DriftReport,
+        DriftResult,
+        JensenShannon,
+        KolmogorovSmirnov,
+        Wasserstein,
+        check_drift,
+        default_method,
+        fit_reference,
+        fit_references,
+    )
+    from modelloop.monitoring.monitor import AlertRule, Monitor
+    from modelloop.monitoring.performance import (
+        PerformanceReport,
+        card_precision_at_k,
+        performance,
+        precision_at_k,
+        windows,
+    )
+    from modelloop.monitoring.store import Alert
+
+_LAZY = {
+    **dict.fromkeys(
+        ("PSI", "ChiSquared", "ColumnReference", "DriftReport", "DriftResult", "JensenShannon",
+         "KolmogorovSmirnov", "Wasserstein", "check_drift", "default_method", "fit_reference",
+         "fit_references"),
+        "drift",
+    ),
+    **dict.fromkeys(
+        ("PerformanceReport", "card_precision_at_k", "performance", "precision_at_k", "windows"),
+        "performance",
+    ),
+    "AlertRule": "monitor",
+    "Monitor": "monitor",
+    "Alert": "store",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelloop.monitoring' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"modelloop.monitoring.{module}"), name)
+
 
 __all__ = [
     "PSI",
+    "Alert",
+    "AlertRule",
     "ChiSquared",
     "ColumnReference",
     "DriftReport",
     "DriftResult",
     "JensenShannon",
     "KolmogorovSmirnov",
+    "Monitor",
     "PerformanceReport",
     "Wasserstein",
+    "alerts",
+    "apply_monitor",
     "card_precision_at_k",
     "check_drift",
     "default_method",
     "fit_reference",
     "fit_references",
+    "get_monitor",
+    "list_monitors",
+    "monitor_results",
     "performance",
     "precision_at_k",
+    "run_monitor",
     "windows",
 ]

@@ -60,6 +60,7 @@ log = logging.getLogger("modelloop.server")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The tracking and registry API over the local store the settings name."""
     from modelloop.registry.sql import SqlRegistryStore
+    from modelloop.server.monitoring import monitoring_router
     from modelloop.server.registry import registry_router
     from modelloop.server.tracking import tracking_router
     from modelloop.tracking.client import open_store
@@ -78,8 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         token="required" if authenticated else None,
         title="modelloop",
         version=__version__,
-        description="Experiment tracking (experiments, runs, metrics, params, tags, artifacts) "
-        "and the model registry (models, versions, aliases, approvals, audit trail).",
+        description="Experiment tracking (experiments, runs, metrics, params, tags, artifacts), "
+        "the model registry (models, versions, aliases, approvals, audit trail) and monitoring "
+        "(monitors, their windows of drift and performance, alerts).",
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tracking_router(store, max_upload_bytes=settings.max_upload_bytes))
     registry = SqlRegistryStore(store.db, protected_aliases=settings.protected_aliases)
     app.include_router(registry_router(registry))
+    app.include_router(monitoring_router(settings))
 
     @app.get("/health", tags=["server"], openapi_extra={"security": []})
     def health() -> dict[str, str]:
@@ -113,9 +116,13 @@ def run_server(
     settings: Settings | None = None,
     workers: int = 1,
     log_level: str = "info",
+    monitor_interval: float = 60.0,
 ) -> None:
-    """Serve the API with uvicorn until interrupted. ``token`` defaults to ``settings.token``."""
-    import uvicorn
+    """Serve the API with uvicorn until interrupted. ``token`` defaults to ``settings.token``.
+
+    Stored monitors run in this (parent) process every ``monitor_interval`` seconds, once per
+    server whatever ``workers`` is; 0 turns the scheduler off."""
+    from modelloop.monitoring.scheduler import Scheduler
 
     settings = settings or load_settings()
     if token:
@@ -132,6 +139,19 @@ def run_server(
         "server_header": False,
         "ws": "none",
     }
+    scheduler = Scheduler(settings, interval=monitor_interval) if monitor_interval > 0 else None
+    try:
+        if scheduler is not None:
+            scheduler.start()
+        _serve(settings, workers, options)
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+
+
+def _serve(settings: Settings, workers: int, options: dict[str, Any]) -> None:
+    import uvicorn
+
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
         return

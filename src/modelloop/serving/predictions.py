@@ -47,7 +47,7 @@ def predictions(
     import pyarrow.dataset as ds
 
     settings = settings or load_settings()
-    lo, hi = _instant(start, "start"), _instant(end, "end")
+    lo, hi = parse_instant(start, "start"), parse_instant(end, "end")
     if lo is not None and hi is not None and hi < lo:
         raise InvalidArgument(f"end ({hi.isoformat()}) is before start ({lo.isoformat()})")
     fs, root = open_log_filesystem(settings.prediction_log_uri)
@@ -113,7 +113,7 @@ def written_at_ms(path: str) -> int:
     return int(stamp[0]) if stamp and stamp[0].isdigit() else 0
 
 
-def _instant(value: TimeLike, what: str) -> datetime | None:
+def parse_instant(value: TimeLike, what: str) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):

@@ -309,3 +309,67 @@ lineage_edges = Table(
     Index(None, "source_kind", "source_id"),
     Index(None, "target_kind", "target_id"),
 )
+
+# -- monitoring ----------------------------------------------------------------------------------
+
+monitors = Table(
+    "monitors",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("config", Text, nullable=False),  # JSON
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+)
+
+# One check of one window: drift or performance, of the deployment as a whole (model_version 0)
+# or of one version. Written with its values and alert changes in one transaction; the unique
+# key makes a window computed twice (two schedulers, a re-run) a no-op.
+monitor_windows = Table(
+    "monitor_windows",
+    metadata,
+    Column("window_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("monitor", String(256), ForeignKey("monitors.name"), nullable=False),
+    Column("kind", String(16), nullable=False),  # drift | performance
+    Column("model_version", Integer, nullable=False),
+    Column("window_start", BigInteger, nullable=False),  # ms since the epoch, inclusive
+    Column("window_end", BigInteger, nullable=False),  # exclusive
+    Column("status", String(32), nullable=False),
+    Column("n_predictions", BigInteger, nullable=False),
+    Column("report", Text, nullable=False),  # JSON
+    Column("computed_at", BigInteger, nullable=False),
+    UniqueConstraint(
+        "monitor", "kind", "model_version", "window_start", "window_end", name="uq_monitor_windows"
+    ),
+)
+
+# The numbers of a window, one row each: what time series and alert rules read.
+monitor_values = Table(
+    "monitor_values",
+    metadata,
+    Column("window_id", BigInteger, ForeignKey("monitor_windows.window_id"), primary_key=True),
+    Column("metric", String(300), primary_key=True),
+    Column("value", Float(precision=53), nullable=False),
+)
+
+# At most one firing alert per (monitor, rule): later breaches update it instead of repeating.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("monitor", String(256), ForeignKey("monitors.name"), nullable=False),
+    Column("rule", String(256), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # firing | resolved
+    Column("metric", String(300), nullable=False),
+    Column("condition", String(64), nullable=False),  # e.g. "> 0.3"
+    Column("value", Float(precision=53), nullable=False),  # the latest window's
+    Column("first_window", BigInteger, nullable=False),  # start of the first breaching window
+    Column("last_window", BigInteger, nullable=False),  # start of the latest window seen
+    Column("breaches", Integer, nullable=False),
+    Column("opened_at", BigInteger, nullable=False),
+    Column("resolved_at", BigInteger, nullable=True),
+    Column("notified", String(16), nullable=True),  # the last state delivered to webhooks
+    Column("deliveries", Text, nullable=True),  # JSON: the last delivery attempts
+    Index(None, "monitor", "rule", "state"),
+    Index(None, "state", "notified"),
+)

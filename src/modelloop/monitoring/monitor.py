@@ -1,0 +1,456 @@
+"""A monitor: what to watch on a deployment, over which windows, and when to alert.
+
+    name: fraud-online                  # one monitor per name; results and alerts hang off it
+    deployment: fraud-online            # whose logged predictions are read
+    model: fraud-detector               # default: the stored deployment's model
+    window: 1d                          # 15m, 1h, 6h, 1d, 7d (UTC-aligned) or "last 10000"
+    every: 1h                           # "last N" windows only: how often the scheduler looks
+    grace: 5m                           # wait after a window closes for late log flushes
+    since: 2026-11-01                   # first window to compute (default: when applied)
+    drift:
+      share_threshold: 0.5              # the window drifts when this share of features does
+      methods: {amount: psi}            # default: by column type and sample size
+      thresholds: {amount: 0.25}
+      columns: [amount, merchant]       # default: every feature of the reference
+    performance:
+      label_delay: 7d                   # labels of a window are final this long after it
+      threshold: 0.5                    # operating threshold for precision/recall
+      k: 100
+      entity: card_id                   # enables card precision@k
+    alerts:
+      - {name: feature-drift, metric: drift.share, above: 0.3, consecutive: 2}
+      - {name: ap-drop, metric: performance.average_precision, below: 0.6, severity: critical}
+    webhooks: [https://hooks.example.com/modelloop]
+
+Like deployments, a monitor is validated whole, with one message per problem, and stored in the
+metadata database (audited) so that the scheduler inside ``modelloop server`` finds it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from modelloop.errors import InvalidArgument, NotFound
+from modelloop.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from modelloop.store import Database
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_LAST = re.compile(r"^\s*last\s+(\d+)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_MAX_LAST = 10_000_000
+PERFORMANCE_METRICS = (
+    "auc_roc",
+    "average_precision",
+    "precision",
+    "recall",
+    "precision_at_k",
+    "card_precision_at_k",
+    "expected_calibration_error",
+    "label_coverage",
+    "n_labelled",
+)
+DRIFT_METRICS = ("share", "dataset", "score", "score_drifted")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"``, a number of seconds or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration: write e.g. 90s, 15m, 1h or 7d")
+    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+class Severity(StrEnum):
+    info = "info"
+    warning = "warning"
+    critical = "critical"
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AlertRule(_Config):
+    """Fire when ``metric`` is above/below a bound in ``consecutive`` windows in a row
+    (windows where the metric could not be computed neither count nor break the streak)."""
+
+    name: str
+    metric: str
+    above: float | None = None
+    below: float | None = None
+    consecutive: int = Field(default=1, ge=1, le=1000)
+    severity: Severity = Severity.warning
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return _check_name(value, "an alert rule name")
+
+    @field_validator("metric")
+    @classmethod
+    def _check_metric(cls, value: str) -> str:
+        kind, _, rest = value.partition(".")
+        if kind == "drift" and (rest in DRIFT_METRICS or (rest.startswith("column.") and rest[7:])):
+            return value
+        if kind == "performance" and rest in PERFORMANCE_METRICS:
+            return value
+        if kind == "predictions" and not rest:
+            return value
+        raise ValueError(
+            f"unknown metric {value!r}: use predictions, drift.share, drift.dataset, "
+            "drift.score, drift.score_drifted, drift.column.<feature> or performance.<name> "
+            f"with a name among {', '.join(PERFORMANCE_METRICS)}"
+        )
+
+    @model_validator(mode="after")
+    def _check_bound(self) -> AlertRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of 'above' or 'below'")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """Which check produces the metric: drift or performance (``predictions``: drift)."""
+        return "performance" if self.metric.startswith("performance.") else "drift"
+
+    @property
+    def condition(self) -> str:
+        return f"> {self.above:g}" if self.above is not None else f"< {self.below:g}"
+
+    def breached(self, value: float) -> bool:
+        if self.above is not None:
+            return value > self.above
+        return self.below is not None and value < self.below
+
+
+class DriftSettings(_Config):
+    enabled: bool = True
+    share_threshold: float = Field(default=0.5, gt=0, le=1)
+    columns: tuple[str, ...] | None = None
+    methods: dict[str, str] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    score: bool = True
+    min_predictions: int = Field(default=1, ge=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _check_methods(cls, value: dict[str, str]) -> dict[str, str]:
+        from modelloop.monitoring.drift import METHODS
+
+        unknown = {column: m for column, m in value.items() if m not in METHODS}
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}: choose among {', '.join(METHODS)}")
+        return value
+
+
+class PerformanceSettings(_Config):
+    enabled: bool = True
+    label_delay: timedelta = timedelta(days=7)
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    k: int = Field(default=100, ge=1)
+    entity: str | None = None
+    min_labels: int = Field(default=50, ge=1)
+    min_coverage: float = Field(default=0.5, ge=0, le=1)
+
+    @field_validator("label_delay", mode="before")
+    @classmethod
+    def _parse_delay(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @field_serializer("label_delay")
+    def _dump_delay(self, value: timedelta) -> str:
+        return format_duration(value)
+
+
+class Monitor(_Config):
+    name: str
+    deployment: str
+    model: str | None = None
+    window: str = "1d"
+    every: timedelta | None = None
+    grace: timedelta = timedelta(minutes=5)
+    since: datetime | None = None
+    max_windows_per_run: int = Field(default=168, ge=1, le=100_000)
+    drift: DriftSettings = DriftSettings()
+    performance: PerformanceSettings = PerformanceSettings()
+    alerts: tuple[AlertRule, ...] = ()
+    webhooks: tuple[str, ...] = ()
+
+    @field_validator("name", "deployment")
+    @classmethod
+    def _check_names(cls, value: str) -> str:
+        return _check_name(value, "a name")
+
+    @field_validator("window")
+    @classmethod
+    def _check_window(cls, value: str) -> str:
+        if _LAST.match(value):
+            count = int(_LAST.match(value)[1])  # type: ignore[index]
+            if not 1 <= count <= _MAX_LAST:
+                raise ValueError(f"'last N' needs 1 <= N <= {_MAX_LAST:,}")
+            return f"last {count}"
+        period = parse_duration(value)
+        seconds = int(period.total_seconds())
+        if seconds < 60 or (86400 % seconds and seconds % 86400):
+            raise ValueError(
+                "a window period is at least 1m and divides a day (15m, 1h, 6h) or is whole "
+                "days (1d, 7d), so windows align on UTC midnight; or write 'last N'"
+            )
+        return format_duration(period)
+
+    @field_validator("every", "grace", mode="before")
+    @classmethod
+    def _parse_durations(cls, value: Any) -> timedelta | None:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _parse_since(cls, value: Any) -> Any:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return value
+
+    @field_validator("since")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _check_webhooks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from modelloop.monitoring.webhooks import check_webhook_url
+
+        try:  # syntax only: which private networks are allowed is the server's setting
+            return tuple(check_webhook_url(url, allow_private=True) for url in value)
+        except InvalidArgument as exc:
+            raise ValueError(exc.message) from None
+
+    @field_serializer("every", "grace")
+    def _dump_durations(self, value: timedelta | None) -> str | None:
+        return None if value is None else format_duration(value)
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Monitor:
+        names = [rule.name for rule in self.alerts]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"alert rule names must be unique: {', '.join(repeated)} repeated")
+        if self.every is not None and self.last is None:
+            raise ValueError("'every' applies to 'last N' windows; periodic windows run as "
+                             "they close")  # fmt: skip
+        return self
+
+    @property
+    def period(self) -> timedelta | None:
+        """The window length, or None for 'last N' windows."""
+        return None if self.last is not None else parse_duration(self.window)
+
+    @property
+    def last(self) -> int | None:
+        match = _LAST.match(self.window)
+        return int(match[1]) if match else None
+
+    def to_record(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_defaults=True) | {"name": self.name}
+
+
+def parse_monitor(data: Any, source: str = "monitor") -> Monitor:
+    """Validate a config mapping; every problem becomes one line of an InvalidArgument."""
+    if isinstance(data, Monitor):
+        return data
+    if not isinstance(data, dict):
+        raise InvalidArgument(
+            f"{source}: expected a mapping of settings, got {type(data).__name__}"
+        )
+    try:
+        return Monitor.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {
+                "field": ".".join(str(p) for p in error["loc"]) or "monitor",
+                "message": _message(error),
+            }
+            for error in exc.errors()
+        ]
+        lines = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        raise InvalidArgument(f"{source} is not a valid monitor: {lines}", details) from None
+
+
+def load_monitor_file(path: str | Path) -> Monitor:
+    """A monitor from a YAML (or JSON) file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidArgument(f"Cannot read the monitor file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidArgument(f"{path} is not valid YAML: {exc}") from exc
+    return parse_monitor(data, str(path))
+
+
+def _check_name(value: str, what: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            f"{what} is 1-128 letters, digits, '_', '.', '-', starting with a letter or digit"
+        )
+    return value
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown setting"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+# -- monitors stored in the metadata database ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMonitor:
+    monitor: Monitor
+    updated_at: int  # ms since the epoch
+    updated_by: str
+
+
+def apply_monitor(
+    monitor: Monitor | dict[str, Any],
+    *,
+    settings: Settings | None = None,
+    actor: str | None = None,
+) -> bool:
+    """Create or replace the stored monitor of that name (audited); False if unchanged.
+    A monitor created without ``since`` starts at the window in which it was applied."""
+    from sqlalchemy import insert, select, update
+
+    from modelloop import audit
+    from modelloop.store import tables as t
+    from modelloop.tracking.source import current_user
+
+    monitor = parse_monitor(monitor)
+    settings = settings or load_settings()
+    check_webhooks(monitor, settings)
+    db = monitor_database(settings)
+    actor = actor or current_user()
+    now = time.time_ns() // 1_000_000
+    table = t.monitors
+    with db.write() as conn:
+        audit.lock(conn)
+        row = conn.execute(select(table.c.config).where(table.c.name == monitor.name)).first()
+        before = None if row is None else json.loads(row.config)
+        if monitor.since is None:
+            since = before.get("since") if before else None
+            since = since or datetime.fromtimestamp(now / 1000, UTC).isoformat()
+            monitor = monitor.model_copy(update={"since": datetime.fromisoformat(since)})
+        after = monitor.to_record()
+        if before == after:
+            return False
+        values = {"config": json.dumps(after, sort_keys=True), "updated_at": now,
+                  "updated_by": actor}  # fmt: skip
+        if row is None:
+            conn.execute(insert(table).values(name=monitor.name, **values))
+        else:
+            conn.execute(update(table).where(table.c.name == monitor.name).values(**values))
+        audit.append(
+            conn,
+            time=now,
+            actor=actor,
+            action="monitor.apply",
+            object_type="monitor",
+            object_id=monitor.name,
+            before=before,
+            after=after,
+        )
+    return True
+
+
+def check_webhooks(monitor: Monitor, settings: Settings) -> None:
+    """Refuse webhook URLs that are private IP literals the server does not allow (names are
+    checked once resolved, at every delivery)."""
+    from modelloop.monitoring.webhooks import check_webhook_url, parse_networks
+
+    networks = parse_networks(settings.webhook_allowed_networks)
+    for i, url in enumerate(monitor.webhooks):
+        try:
+            check_webhook_url(url, allowed_networks=networks)
+        except InvalidArgument as exc:
+            raise InvalidArgument(
+                exc.message, [{"field": f"webhooks.{i}", "message": exc.message}]
+            ) from None
+
+
+def get_monitor(name: str, *, settings: Settings | None = None) -> StoredMonitor:
+    from sqlalchemy import select
+
+    from modelloop.store import tables as t
+
+    with monitor_database(settings).read() as conn:
+        row = conn.execute(select(t.monitors).where(t.monitors.c.name == name)).first()
+    if row is None:
+        raise NotFound(f"No monitor named {name!r}: create it with 'modelloop monitor apply'")
+    return _stored(row)
+
+
+def list_monitors(*, settings: Settings | None = None) -> list[StoredMonitor]:
+    from sqlalchemy import select
+
+    from modelloop.store import tables as t
+
+    with monitor_database(settings).read() as conn:
+        rows = conn.execute(select(t.monitors).order_by(t.monitors.c.name)).all()
+    return [_stored(row) for row in rows]
+
+
+def _stored(row: Any) -> StoredMonitor:
+    config = parse_monitor(json.loads(row.config), f"stored monitor {row.name!r}")
+    return StoredMonitor(config, row.updated_at, row.updated_by)
+
+
+def monitor_database(settings: Settings | None) -> Database:
+    from modelloop.store import open_database
+
+    settings = settings or load_settings()
+    if settings.is_remote:
+        raise InvalidArgument(
+            "Monitors are stored in the metadata database: unset MODELLOOP_TRACKING_URI and "
+            "set MODELLOOP_DATABASE_URL to the server's database, or use the server's REST API "
+            "(/api/v1/monitors)"
+        )
+    return open_database(settings.database_url)

@@ -1,0 +1,402 @@
+"""Running a monitor: which windows are due, checking them, and storing what was found.
+
+Windows are ``[start, end)`` in UTC, aligned on the epoch (so a 1d window is a UTC day), or the
+last N predictions. A drift window is due once it closed and ``grace`` passed (time for the
+prediction log to flush); a performance window once its labels matured too (``label_delay``
+after it closed). Due windows are computed oldest first, at most ``max_windows_per_run`` per
+kind per run, from the monitor's ``since``.
+
+Each window is checked for the deployment as a whole (``model_version`` 0: the predictions it
+answered with, shadow answers left out) and for every model version in it (shadow included), so
+a canary or shadow challenger has its own drift and performance. Drift compares with the
+reference stored with the version at registration; the deployment as a whole is compared with
+the reference of the version that answered most of its predictions.
+
+A window's results (every scope, every value) and the alert changes they cause are written in
+one transaction: a crash leaves the window uncomputed, to be done again, never half-written.
+Writing a window that is already stored is a no-op, so runs are idempotent and two schedulers
+on one database do no harm.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from modelloop.errors import InvalidArgument
+from modelloop.monitoring.monitor import Monitor, get_monitor, monitor_database
+from modelloop.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelloop.monitoring.drift import ColumnReference
+
+log = logging.getLogger("modelloop.monitoring")
+
+DRIFT, PERFORMANCE = "drift", "performance"
+WHOLE = 0  # model_version of the deployment as a whole
+_DAY_MS = 86_400_000
+_RESERVED = frozenset(
+    ("prediction_id", "timestamp", "deployment", "model_name", "model_version", "role",
+     "latency_ms", "score", "model", "date", "label", "label_text", "labelled_at")
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start: int  # ms since the epoch, inclusive
+    end: int  # exclusive
+
+    def __str__(self) -> str:
+        return f"[{_iso(self.start)}, {_iso(self.end)})"
+
+
+@dataclass(slots=True)
+class ScopeResult:
+    """One window checked for one scope: the deployment (version 0) or one model version."""
+
+    model_version: int
+    status: str  # ok | no_data | insufficient_data | insufficient_labels | no_reference
+    n_predictions: int
+    values: dict[str, float] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowResult:
+    """What a run did with one window of one kind."""
+
+    monitor: str
+    kind: str
+    window: Window
+    stored: bool  # False: the window was already stored (nothing written)
+    scopes: tuple[ScopeResult, ...] = ()
+    alerts: tuple[dict[str, Any], ...] = ()  # alert transitions this window caused
+
+    @property
+    def whole(self) -> ScopeResult | None:
+        return next((s for s in self.scopes if s.model_version == WHOLE), None)
+
+
+def run_monitor(
+    monitor: str | Monitor,
+    *,
+    window: datetime | str | None = None,
+    now: datetime | None = None,
+    settings: Settings | None = None,
+    notify: bool = True,
+) -> list[WindowResult]:
+    """Check every due window of a stored monitor, or only the one containing ``window``.
+
+    ``now`` (default: the clock) decides what is due. Returns one result per window and kind
+    looked at, including windows found already stored. Alert transitions are logged and sent
+    to the monitor's webhooks after the window is committed (``notify=False`` leaves them
+    pending for the scheduler)."""
+    from modelloop.monitoring import notify as _notify
+    from modelloop.monitoring.store import record_window, stored_windows
+
+    settings = settings or load_settings()
+    name = monitor if isinstance(monitor, str) else monitor.name
+    config = get_monitor(name, settings=settings).monitor
+    db = monitor_database(settings)
+    now_ms = epoch_ms(now or datetime.now(UTC))
+    checker = _Checker(config, settings, now_ms)
+    results: list[WindowResult] = []
+    for kind in _kinds(config):
+        if window is not None:
+            due = [_window_containing(config, window, kind, now_ms)]
+        else:
+            due = _due_windows(config, kind, now_ms, stored_windows(db, name, kind), checker)
+        for win in due:
+            scopes = checker.check(kind, win)
+            result = record_window(db, config, kind, win, scopes, now_ms)
+            results.append(result)
+            if result.stored:
+                log.info("%s %s %s: %s", name, kind, win, _summary(result))
+    _notify.log_transitions(results)
+    if notify:
+        _notify.notify_pending(config, settings)
+    return results
+
+
+def _kinds(config: Monitor) -> list[str]:
+    return [k for k, s in ((DRIFT, config.drift), (PERFORMANCE, config.performance)) if s.enabled]
+
+
+def _ready_at(config: Monitor, kind: str, end: int) -> int:
+    """When a window ending at ``end`` may be computed."""
+    wait = config.grace
+    if kind == PERFORMANCE:
+        wait += config.performance.label_delay
+    return end + int(wait.total_seconds() * 1000)
+
+
+def _due_windows(
+    config: Monitor, kind: str, now: int, stored: set[tuple[int, int]], checker: _Checker
+) -> list[Window]:
+    period = config.period
+    if period is None:
+        last = checker.last_window(kind)
+        return [] if last is None or (last.start, last.end) in stored else [last]
+    step = int(period.total_seconds() * 1000)
+    since = epoch_ms(config.since) if config.since else now
+    due: list[Window] = []
+    start = since // step * step
+    while _ready_at(config, kind, start + step) <= now and len(due) < config.max_windows_per_run:
+        if (start, start + step) not in stored:
+            due.append(Window(start, start + step))
+        start += step
+    return due
+
+
+def _window_containing(config: Monitor, moment: datetime | str, kind: str, now: int) -> Window:
+    """The periodic window containing ``moment``; refused while it is not due yet."""
+    period = config.period
+    if period is None:
+        raise InvalidArgument(
+            f"Monitor {config.name!r} watches the last {config.last} predictions: it has no "
+            "window to choose, run it without --window"
+        )
+    at = epoch_ms(_instant(moment))
+    step = int(period.total_seconds() * 1000)
+    win = Window(at // step * step, at // step * step + step)
+    ready = _ready_at(config, kind, win.end)
+    if ready > now:
+        why = "its labels mature" if kind == PERFORMANCE else "it closes (plus grace)"
+        raise InvalidArgument(
+            f"The {kind} window {win} of monitor {config.name!r} is not due yet: {why} at "
+            f"{_iso(ready)}"
+        )
+    return win
+
+
+class _Checker:
+    """Reads a window's predictions and computes drift or performance for each scope."""
+
+    def __init__(self, config: Monitor, settings: Settings, now: int) -> None:
+        self.config = config
+        self.settings = settings
+        self.now = now
+        self.model = config.model or _deployed_model(config.deployment, settings)
+        self._references: dict[int, dict[str, ColumnReference]] = {}
+
+    def frame(self, win: Window, *, labels: bool) -> pd.DataFrame:
+        from modelloop.serving.predictions import predictions
+
+        return predictions(
+            self.model,
+            datetime.fromtimestamp(win.start / 1000, UTC),
+            datetime.fromtimestamp(win.end / 1000, UTC),
+            deployment=self.config.deployment,
+            with_labels=labels,
+            settings=self.settings,
+        )
+
+    def last_window(self, kind: str) -> Window | None:
+        """The last N answered predictions (matured ones, for performance), read a day at a
+        time backwards from now until N are found or ``since`` is reached."""
+        n = self.config.last or 0
+        end = self.now
+        if kind == PERFORMANCE:
+            end -= int(self.config.performance.label_delay.total_seconds() * 1000)
+        floor = epoch_ms(self.config.since) if self.config.since else 0
+        found: list[Any] = []
+        count, day = 0, end // _DAY_MS * _DAY_MS
+        while count < n and day + _DAY_MS > floor:
+            frame = self.frame(Window(max(day, floor), min(day + _DAY_MS, end)), labels=False)
+            frame = frame[frame["role"] != "shadow"]
+            found.insert(0, frame["timestamp"])
+            count += len(frame)
+            day -= _DAY_MS
+        if count == 0:
+            return None
+        import pandas as pd
+
+        times = pd.concat(found).sort_values().iloc[-n:]
+        return Window(epoch_ms(times.iloc[0]), epoch_ms(times.iloc[-1]) + 1)
+
+    def check(self, kind: str, win: Window) -> list[ScopeResult]:
+        frame = self.frame(win, labels=kind == PERFORMANCE)
+        if self.config.last is not None:
+            frame = frame[frame["role"] != "shadow"].iloc[-self.config.last :]
+        answered = frame[frame["role"] != "shadow"]
+        scopes = [(WHOLE, answered)]
+        versions = sorted(int(v) for v in frame["model_version"].dropna().unique())
+        scopes += [(v, frame[frame["model_version"] == v]) for v in versions]
+        if kind == DRIFT:
+            primary = int(answered["model_version"].mode().iloc[0]) if len(answered) else None
+            return [self._drift(v, part, primary if v == WHOLE else v) for v, part in scopes]
+        return [self._performance(v, part) for v, part in scopes]
+
+    def reference(self, version: int) -> dict[str, ColumnReference]:
+        if version not in self._references:
+            from modelloop.registry.client import Registry
+            from modelloop.tracking.client import Client
+
+            registry = Registry(Client(settings=self.settings))
+            try:
+                uri = f"models:/{self.model}/{version}"
+                self._references[version] = registry.reference_profile(uri)
+            finally:
+                registry.close()
+        return self._references[version]
+
+    def _drift(self, scope: int, frame: pd.DataFrame, version: int | None) -> ScopeResult:
+        import pandas as pd
+
+        from modelloop.monitoring.drift import check_drift
+
+        n = len(frame)
+        settings = self.config.drift
+        result = ScopeResult(scope, "ok", n, {"predictions": float(n)})
+        if n == 0 or version is None:
+            result.status = "no_data"
+            return result
+        if n < settings.min_predictions:
+            result.status = "insufficient_data"
+            return result
+        reference = self.reference(version)
+        result.report["reference_version"] = version
+        inputs = {
+            k: r
+            for k, r in reference.items()
+            if k != "score" and (settings.columns is None or k in settings.columns)
+        }
+        if not inputs:
+            result.status = "no_reference"
+            result.report["notes"] = [
+                f"version {version} of {self.model} has no stored reference: register it with "
+                "training_data=... to watch drift"
+            ]
+            return result
+        current = pd.DataFrame({k: _logged_column(frame, k) for k in inputs}, index=frame.index)
+        report = check_drift(
+            inputs,
+            current,
+            methods=settings.methods,
+            thresholds=settings.thresholds,
+            share_threshold=settings.share_threshold,
+        )
+        result.values["drift.share"] = report.share_drifted
+        result.values["drift.dataset"] = float(report.dataset_drifted)
+        for column, r in report.results.items():
+            if r.status == "ok" and math.isfinite(r.value):
+                result.values[f"drift.column.{column}"] = r.value
+        result.report.update(
+            share_drifted=report.share_drifted,
+            dataset_drifted=report.dataset_drifted,
+            drifted_columns=list(report.drifted_columns),
+            columns={c: _drift_result(r) for c, r in report.results.items()},
+        )
+        if settings.score and "score" in reference:
+            score = check_drift(
+                {"score": reference["score"]},
+                frame[["score"]],
+                methods={k: v for k, v in settings.methods.items() if k == "score"},
+                thresholds={k: v for k, v in settings.thresholds.items() if k == "score"},
+            ).results["score"]
+            result.report["score"] = _drift_result(score)
+            if score.status == "ok" and math.isfinite(score.value):
+                result.values["drift.score"] = score.value
+                result.values["drift.score_drifted"] = float(score.drifted)
+        if not report.results or len(report.no_data) == len(report.results):
+            result.status = "no_data"
+        return result
+
+    def _performance(self, scope: int, frame: pd.DataFrame) -> ScopeResult:
+        from modelloop.monitoring.performance import performance
+
+        settings = self.config.performance
+        entity = settings.entity
+        notes = []
+        if entity is not None and entity not in frame.columns:
+            notes.append(f"no {entity!r} column in the prediction log: card precision@k skipped")
+            entity = None
+        report = performance(
+            frame,
+            threshold=settings.threshold,
+            k=settings.k,
+            entity=entity,
+            min_labels=settings.min_labels,
+            min_coverage=settings.min_coverage,
+            label_delay=settings.label_delay,
+            as_of=datetime.fromtimestamp(self.now / 1000, UTC),
+        )
+        data = report.to_dict()
+        data["notes"] = notes + list(data["notes"])
+        values = {"predictions": float(len(frame))}
+        for name in ("label_coverage", "n_labelled", "n_positive", "auc_roc", "average_precision",
+                     "precision", "recall", "precision_at_k", "card_precision_at_k",
+                     "expected_calibration_error"):  # fmt: skip
+            value = data.get(name)
+            if isinstance(value, int | float) and math.isfinite(value):
+                values[f"performance.{name}"] = float(value)
+        return ScopeResult(scope, report.status, len(frame), values, data)
+
+
+def _logged_column(frame: pd.DataFrame, feature: str) -> Any:
+    """The log prefixes inputs named like its own columns with ``input_``."""
+    import pandas as pd
+
+    name = feature
+    while name in _RESERVED:
+        name = f"input_{name}"
+    return frame[name] if name in frame.columns else pd.Series(index=frame.index, dtype=object)
+
+
+def _drift_result(r: Any) -> dict[str, Any]:
+    return {
+        "method": r.method,
+        "value": r.value if math.isfinite(r.value) else None,
+        "p_value": r.p_value,
+        "threshold": r.threshold,
+        "drifted": r.drifted,
+        "status": r.status,
+    }
+
+
+def _deployed_model(deployment: str, settings: Settings) -> str:
+    from modelloop.errors import NotFound
+    from modelloop.serving.deployment import get_deployment
+
+    try:
+        return get_deployment(deployment, settings=settings).deployment.model.name
+    except NotFound:
+        raise InvalidArgument(
+            f"Monitor watches deployment {deployment!r}, which is not stored: set 'model' in "
+            "the monitor, or store the deployment with 'modelloop deployments apply'"
+        ) from None
+
+
+def _summary(result: WindowResult) -> str:
+    whole = result.whole
+    if whole is None or whole.status != "ok":
+        return whole.status if whole else "no scopes"
+    shown = {k: round(v, 4) for k, v in whole.values.items() if "column." not in k}
+    return json.dumps(shown)
+
+
+def _instant(value: datetime | str) -> datetime:
+    from modelloop.serving.predictions import parse_instant
+
+    moment = parse_instant(value, "window")
+    assert moment is not None
+    return moment
+
+
+def epoch_ms(moment: Any) -> int:
+    """Milliseconds since the epoch of a datetime (naive = UTC) or a pandas Timestamp."""
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1000)
+    return int(moment.value // 1_000_000)  # pandas Timestamp (ns)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")

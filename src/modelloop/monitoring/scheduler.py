@@ -1,0 +1,78 @@
+"""Monitors on a schedule: a thread of ``modelloop server`` that runs what is due.
+
+Every ``interval`` seconds it reads the stored monitors (so ``monitor apply`` needs no restart),
+runs each one's due windows (periodic windows as they close; "last N" windows every ``every``,
+default 1h) and retries undelivered alerts. Work is idempotent per window, so a tick that
+overlaps another server's, or repeats after a crash, stores nothing twice. One monitor failing
+(a deleted model, an unreadable log) is logged and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+from modelloop.settings import Settings
+
+log = logging.getLogger("modelloop.monitoring.scheduler")
+
+DEFAULT_INTERVAL = 60.0
+_DEFAULT_EVERY = timedelta(hours=1)
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, *, interval: float = DEFAULT_INTERVAL) -> None:
+        self.settings = settings
+        self.interval = interval
+        self.ticks = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_run: dict[str, float] = {}  # "last N" monitors: monotonic time of last run
+
+    def start(self) -> Scheduler:
+        self._thread = threading.Thread(target=self._loop, name="modelloop-monitors", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.tick()
+            self._stop.wait(self.interval)
+
+    def tick(self, now: datetime | None = None) -> int:
+        """Run every due monitor once; the number of windows stored."""
+        from modelloop.monitoring.monitor import list_monitors
+        from modelloop.monitoring.runner import run_monitor
+
+        stored = 0
+        try:
+            monitors = list_monitors(settings=self.settings)
+        except Exception:
+            log.exception("cannot list monitors")
+            return 0
+        for entry in monitors:
+            monitor = entry.monitor
+            if self._stop.is_set():
+                break
+            if monitor.last is not None:
+                every = (monitor.every or _DEFAULT_EVERY).total_seconds()
+                if time.monotonic() - self._last_run.get(monitor.name, -every) < every:
+                    continue
+                self._last_run[monitor.name] = time.monotonic()
+            try:
+                results = run_monitor(monitor.name, now=now or datetime.now(UTC),
+                                      settings=self.settings)  # fmt: skip
+            except Exception as exc:
+                reason = getattr(exc, "message", None) or repr(exc)
+                log.error("monitor %s failed: %s", monitor.name, reason)
+                continue
+            stored += sum(r.stored for r in results)
+        self.ticks += 1
+        return stored

@@ -1,0 +1,103 @@
+"""Monitors over the prediction log: due windows, drift and delayed-label performance per scope,
+stored as time series, idempotent, with alerts that fire once and resolve."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from modelloop.errors import InvalidArgument
+from modelloop.monitoring.monitor import get_monitor
+from modelloop.monitoring.runner import run_monitor
+from modelloop.monitoring.store import alert_rows, window_rows
+from modelloop.store import open_database
+
+from .conftest import Watched, day
+
+
+def _series(watched: Watched, name: str, kind: str, metric: str) -> list[float | None]:
+    rows = window_rows(open_database(watched.settings.database_url), name, kind=kind)
+    return [row["values"].get(metric) for row in rows]
+
+
+def test_daily_windows_find_drift_and_score_matured_labels(watched: Watched) -> None:
+    first = watched.log_predictions(day(1), 2000, seed=1)
+    second = watched.log_predictions(day(2), 2000, seed=2, shift=1.5)
+    watched.send_labels(first, at=day(3))
+    watched.send_labels(second.iloc[:100], at=day(3))  # most labels of day 2 never come
+    name = watched.monitor()
+
+    results = run_monitor(name, now=day(5) + timedelta(hours=1), settings=watched.settings)
+
+    done = {(r.kind, r.window.start) for r in results if r.stored}
+    ms = [int(day(i).timestamp() * 1000) for i in range(1, 5)]
+    assert done == {("drift", m) for m in ms} | {("performance", m) for m in ms[:2]}
+    share = _series(watched, name, "drift", "drift.share")
+    assert share[0] == 0.0
+    assert share[1] is not None
+    assert share[1] >= 0.25
+    assert share[2:] == [None, None]  # no traffic: no values, status says so
+    statuses = [r["status"] for r in window_rows(open_database(watched.settings.database_url),
+                                                  name, kind="drift")]  # fmt: skip
+    assert statuses == ["ok", "ok", "no_data", "no_data"]
+    drifted = window_rows(open_database(watched.settings.database_url), name, kind="drift")[1]
+    assert "amount" in drifted["report"]["drifted_columns"]
+    assert drifted["values"]["drift.score"] > 0
+
+    perf = window_rows(open_database(watched.settings.database_url), name, kind="performance")
+    assert perf[0]["status"] == "ok"
+    assert perf[0]["values"]["performance.auc_roc"] > 0.8
+    assert perf[0]["values"]["performance.label_coverage"] == 1.0
+    assert perf[1]["status"] == "insufficient_labels"
+    assert perf[1]["values"]["performance.label_coverage"] == pytest.approx(0.05)
+    assert "performance.auc_roc" not in perf[1]["values"]
+
+    again = run_monitor(name, now=day(5) + timedelta(hours=1), settings=watched.settings)
+    assert not any(r.stored for r in again)  # idempotent: nothing new is due
+
+
+def test_each_model_version_gets_its_own_scope(watched: Watched) -> None:
+    watched.log_predictions(day(1), 1500, seed=1)
+    watched.log_predictions(day(1), 1500, seed=3, shift=2.0, role="shadow")
+    name = watched.monitor(performance={"enabled": False})
+    [result] = run_monitor(name, window="2026-01-01T12:00", now=day(3), settings=watched.settings)
+    assert [s.model_version for s in result.scopes] == [0, watched.version]
+    whole, version = result.scopes
+    assert whole.n_predictions == 1500  # the shadow's answers are not the deployment's
+    assert version.n_predictions == 3000
+    assert whole.values["drift.share"] < version.values["drift.share"]
+
+
+def test_a_window_not_due_yet_is_refused(watched: Watched) -> None:
+    name = watched.monitor()
+    with pytest.raises(InvalidArgument, match="not due yet"):
+        run_monitor(name, window="2026-01-04", now=day(4) + timedelta(hours=1),
+                    settings=watched.settings)  # fmt: skip
+    stored = get_monitor(name, settings=watched.settings).monitor
+    assert stored.since is not None
+    assert stored.since.isoformat().startswith("2026-01-01")
+
+
+def test_alerts_fire_after_consecutive_breaches_once_and_resolve(watched: Watched) -> None:
+    watched.log_predictions(day(1), 3000, seed=1)  # large windows: distances, not p-values
+    for i in (2, 3, 4):
+        watched.log_predictions(day(i), 3000, seed=i, shift=1.5)
+    watched.log_predictions(day(5), 3000, seed=5)
+    rule = {"name": "inputs-drift", "metric": "drift.share", "above": 0.2, "consecutive": 2}
+    name = watched.monitor(alerts=[rule], performance={"enabled": False})
+    db = open_database(watched.settings.database_url)
+
+    run_monitor(name, now=day(3) + timedelta(hours=1), settings=watched.settings)
+    assert alert_rows(db, monitor=name) == []  # one breaching day is not two
+    run_monitor(name, now=day(4) + timedelta(hours=1), settings=watched.settings)
+    [alert] = alert_rows(db, monitor=name)
+    assert (alert.state, alert.breaches, alert.first_window) == ("firing", 2, day(2))
+    assert alert.notified == "firing"  # no webhooks: delivered by being logged
+    run_monitor(name, now=day(5) + timedelta(hours=1), settings=watched.settings)
+    [alert] = alert_rows(db, monitor=name)
+    assert (alert.state, alert.breaches) == ("firing", 3)  # deduplicated
+    run_monitor(name, now=day(6) + timedelta(hours=1), settings=watched.settings)
+    [alert] = alert_rows(db, monitor=name)
+    assert alert.state == "resolved"
+    assert alert.resolved_at is not None
