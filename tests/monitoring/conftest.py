@@ -3,6 +3,7 @@ labels sent back when chosen, and monitors on it."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -19,7 +20,10 @@ from modelloop.monitoring.monitor import apply_monitor
 from modelloop.serving.feedback import Label, record_feedback
 from modelloop.serving.prediction_log import PredictionBatch, PredictionLog, new_prediction_ids
 from modelloop.settings import Settings, load_settings
-from modelloop.store import open_database
+from modelloop.store import close_database, open_database
+from modelloop.tracking import fluent
+
+from ..conftest import postgres_schema
 
 MODEL = "fraud-detector"
 DEPLOYMENT = "fraud-online"
@@ -145,7 +149,24 @@ def day(n: int) -> datetime:
 
 
 @pytest.fixture
-def watched(home: Path) -> Iterator[Watched]:
+def watched(
+    home: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Watched]:
+    """On SQLite; parametrize indirectly with "postgres" for PostgreSQL."""
+    with contextlib.ExitStack() as stack:
+        if getattr(request, "param", "sqlite") == "postgres":
+            monkeypatch.setenv("MODELLOOP_DATABASE_URL", stack.enter_context(postgres_schema()))
+        yield from _watched()
+        fluent.close_clients()
+        close_database(load_settings().database_url)
+
+
+ON_EVERY_DATABASE = pytest.mark.parametrize(
+    "watched", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+def _watched() -> Iterator[Watched]:
     train = transactions(4000, seed=0)
     y = fraud_labels(train, seed=0)
     with ml.start_run(experiment="fraud") as run:

@@ -4,16 +4,18 @@ stored as time series, idempotent, with alerts that fire once and resolve."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from modelloop.errors import InvalidArgument
-from modelloop.monitoring.monitor import get_monitor
+from modelloop.monitoring import store
+from modelloop.monitoring.monitor import get_monitor, load_monitor_file
 from modelloop.monitoring.runner import run_monitor
 from modelloop.monitoring.store import alert_rows, window_rows
 from modelloop.store import open_database
 
-from .conftest import Watched, day
+from .conftest import ON_EVERY_DATABASE, Watched, day
 
 
 def _series(watched: Watched, name: str, kind: str, metric: str) -> list[float | None]:
@@ -21,6 +23,7 @@ def _series(watched: Watched, name: str, kind: str, metric: str) -> list[float |
     return [row["values"].get(metric) for row in rows]
 
 
+@ON_EVERY_DATABASE
 def test_daily_windows_find_drift_and_score_matured_labels(watched: Watched) -> None:
     first = watched.log_predictions(day(1), 2000, seed=1)
     second = watched.log_predictions(day(2), 2000, seed=2, shift=1.5)
@@ -79,6 +82,7 @@ def test_a_window_not_due_yet_is_refused(watched: Watched) -> None:
     assert stored.since.isoformat().startswith("2026-01-01")
 
 
+@ON_EVERY_DATABASE
 def test_alerts_fire_after_consecutive_breaches_once_and_resolve(watched: Watched) -> None:
     watched.log_predictions(day(1), 3000, seed=1)  # large windows: distances, not p-values
     for i in (2, 3, 4):
@@ -101,3 +105,61 @@ def test_alerts_fire_after_consecutive_breaches_once_and_resolve(watched: Watche
     [alert] = alert_rows(db, monitor=name)
     assert alert.state == "resolved"
     assert alert.resolved_at is not None
+
+
+def test_a_crash_mid_window_stores_nothing_and_the_next_run_completes(
+    watched: Watched, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watched.log_predictions(day(1), 3000, seed=1, shift=1.5)
+    rule = {"name": "inputs-drift", "metric": "drift.share", "above": 0.2}
+    name = watched.monitor(alerts=[rule], performance={"enabled": False})
+
+    def crash(*args: object) -> None:
+        raise RuntimeError("killed mid-check")
+
+    # Alert rules run last inside the window's transaction, after every scope was inserted.
+    monkeypatch.setattr(store, "_apply_rule", crash)
+    with pytest.raises(RuntimeError):
+        run_monitor(name, now=day(2) + timedelta(hours=1), settings=watched.settings)
+    db = open_database(watched.settings.database_url)
+    assert window_rows(db, name, model_version=None) == []
+    with db.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM monitor_values").scalar() == 0
+
+    monkeypatch.undo()
+    [result] = run_monitor(name, now=day(2) + timedelta(hours=1), settings=watched.settings)
+    assert result.stored
+    assert [a["state"] for a in result.alerts] == ["firing"]
+
+
+def test_last_n_windows_follow_the_newest_predictions(watched: Watched) -> None:
+    watched.log_predictions(day(1), 3000, seed=1)
+    name = watched.monitor(window="last 2000", every="10m", performance={"enabled": False})
+    [calm] = run_monitor(name, now=day(2), settings=watched.settings)
+    assert calm.stored
+    assert calm.whole is not None
+    assert calm.whole.n_predictions == 2000
+    assert calm.whole.values["drift.share"] == 0.0
+    assert not run_monitor(name, now=day(2), settings=watched.settings)  # same window: nothing
+
+    watched.log_predictions(day(2), 2000, seed=2, shift=1.5, spread=timedelta(hours=1))
+    [shifted] = run_monitor(name, now=day(3), settings=watched.settings)
+    assert shifted.whole is not None
+    assert shifted.whole.values["drift.share"] >= 0.25
+    assert shifted.window.start == int(day(2).timestamp() * 1000)
+
+
+def test_monitor_files_are_validated_whole(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.yaml"
+    path.write_text(
+        "name: m\ndeployment: d\nwindow: 7m\nevery: 1h\n"
+        "alerts:\n  - {name: a, metric: drift.nothing, above: 1}\n  - {name: a, metric: "
+        "performance.auc_roc}\nperformance: {label_delay: soon}\n"
+    )
+    with pytest.raises(InvalidArgument) as caught:
+        load_monitor_file(path)
+    fields = {d["field"]: d["message"] for d in caught.value.details}
+    assert "divides a day" in fields["window"]
+    assert "unknown metric 'drift.nothing'" in fields["alerts.0.metric"]
+    assert "exactly one of 'above' or 'below'" in fields["alerts.1"]
+    assert "not a duration" in fields["performance.label_delay"]
