@@ -357,7 +357,8 @@ def apply_monitor(
     actor: str | None = None,
 ) -> bool:
     """Create or replace the stored monitor of that name (audited); False if unchanged.
-    A monitor created without ``since`` starts at the window in which it was applied."""
+    A periodic monitor created without ``since`` starts at the window in which it was applied
+    (a "last N" one looks at the newest predictions, whenever they were made)."""
     from sqlalchemy import insert, select, update
 
     from modelloop import audit
@@ -375,7 +376,7 @@ def apply_monitor(
         audit.lock(conn)
         row = conn.execute(select(table.c.config).where(table.c.name == monitor.name)).first()
         before = None if row is None else json.loads(row.config)
-        if monitor.since is None:
+        if monitor.since is None and monitor.last is None:
             since = before.get("since") if before else None
             since = since or datetime.fromtimestamp(now / 1000, UTC).isoformat()
             monitor = monitor.model_copy(update={"since": datetime.fromisoformat(since)})

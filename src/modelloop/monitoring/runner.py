@@ -198,32 +198,41 @@ class _Checker:
         )
 
     def last_window(self, kind: str) -> Window | None:
-        """The last N answered predictions (matured ones, for performance), read a day at a
-        time backwards from now until N are found or ``since`` is reached."""
+        """The last N answered predictions (matured ones, for performance), read a logged day
+        at a time, newest first, until N are found or ``since`` is reached."""
+        import pandas as pd
+
+        from modelloop.serving.predictions import logged_dates
+
         n = self.config.last or 0
         end = self.now
         if kind == PERFORMANCE:
             end -= int(self.config.performance.label_delay.total_seconds() * 1000)
         floor = epoch_ms(self.config.since) if self.config.since else 0
-        found: list[Any] = []
-        count, day = 0, end // _DAY_MS * _DAY_MS
-        while count < n and day + _DAY_MS > floor:
+        found: list[pd.Series[Any]] = []
+        count = 0
+        for text in reversed(logged_dates(self.model, self.settings)):
+            day = epoch_ms(datetime.fromisoformat(text))
+            if count >= n or day + _DAY_MS <= floor:
+                break
+            if day >= end:
+                continue
             frame = self.frame(Window(max(day, floor), min(day + _DAY_MS, end)), labels=False)
             frame = frame[frame["role"] != "shadow"]
             found.insert(0, frame["timestamp"])
             count += len(frame)
-            day -= _DAY_MS
         if count == 0:
             return None
-        import pandas as pd
-
         times = pd.concat(found).sort_values().iloc[-n:]
         return Window(epoch_ms(times.iloc[0]), epoch_ms(times.iloc[-1]) + 1)
 
     def check(self, kind: str, win: Window) -> list[ScopeResult]:
         frame = self.frame(win, labels=kind == PERFORMANCE)
-        if self.config.last is not None:
-            frame = frame[frame["role"] != "shadow"].iloc[-self.config.last :]
+        if self.config.last is not None and len(frame):
+            # A batch shares its timestamp: keep the last N answers by id (ids sort by time),
+            # with the shadow rows of the same predictions.
+            kept = frame.loc[frame["role"] != "shadow", "prediction_id"].iloc[-self.config.last :]
+            frame = frame[frame["prediction_id"] >= kept.iloc[0]] if len(kept) else frame
         answered = frame[frame["role"] != "shadow"]
         scopes = [(WHOLE, answered)]
         versions = sorted(int(v) for v in frame["model_version"].dropna().unique())

@@ -75,6 +75,14 @@ def predictions(
     return frame
 
 
+def logged_dates(model: str, settings: Settings | None = None) -> list[str]:
+    """The days (``YYYY-MM-DD``, ascending) on which ``model`` has logged predictions."""
+    settings = settings or load_settings()
+    fs, root = open_log_filesystem(settings.prediction_log_uri)
+    files = log_files(fs, root, model=model, dates=None)
+    return sorted({f.rsplit("/date=", 1)[1].split("/", 1)[0] for f in files})
+
+
 def log_files(
     fs: pafs.FileSystem, root: str, *, model: str | None, dates: Iterable[str] | None
 ) -> list[str]:

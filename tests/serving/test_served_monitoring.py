@@ -1,0 +1,73 @@
+"""The whole path: a model served over real HTTP with a shadow challenger, its answers and the
+labels sent back to /feedback, watched by a monitor: drift and performance per version."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import modelloop as ml
+from modelloop.monitoring.runner import run_monitor
+
+from .conftest import Registry, serving, transactions
+
+
+def _columns(frame: Any) -> dict[str, list[Any]]:
+    return {
+        "amount": frame["amount"].astype(float).tolist(),
+        "merchant": frame["merchant"].astype(str).tolist(),
+        "hour": frame["hour"].astype(int).tolist(),
+        "foreign": frame["foreign"].astype(bool).tolist(),
+        "velocity": frame["velocity"].astype(float).tolist(),
+    }
+
+
+def test_a_served_deployment_is_monitored_per_version(registry: Registry) -> None:
+    frame, label = transactions(rows=3000, seed=7)
+    live_frame = frame.copy()
+    live_frame["amount"] = live_frame["amount"] * 3  # bigger purchases than in training
+    deployment = {"name": "fraud-online", "model": "fraud@champion",
+                  "challenger": "fraud@challenger", "mode": "shadow"}  # fmt: skip
+    with serving(registry.settings, deployment) as live:
+        ids: list[str] = []
+        for part in range(0, 3000, 500):
+            answer = live.post("/predict", _columns(live_frame.iloc[part : part + 500]))
+            assert answer.status_code == 200, answer.text
+            ids += answer.json()["prediction_id"]
+        live.flush()
+        labels = [{"prediction_id": i, "label": int(y)} for i, y in zip(ids, label, strict=True)]
+        stored = live.post("/feedback", labels)
+        assert stored.status_code == 200, stored.text
+
+    ml.apply_monitor(
+        {
+            "name": "served",
+            "deployment": "fraud-online",
+            "model": "fraud",
+            "window": "last 2000",
+            "performance": {"label_delay": "0s", "k": 50},
+        }
+    )
+    results = run_monitor("served", now=datetime.now(UTC) + timedelta(minutes=1))
+    drift, performance = results
+    assert (drift.kind, performance.kind) == ("drift", "performance")
+    champion, challenger = 1, 2
+    scopes = {s.model_version: s for s in drift.scopes}
+    assert set(scopes) == {0, champion, challenger}
+    assert scopes[0].n_predictions == 2000  # the answers; the shadow's scores are apart
+    assert scopes[challenger].n_predictions == 2000
+    for scope in scopes.values():
+        assert "amount" in scope.report["drifted_columns"]
+        assert "merchant" not in scope.report["drifted_columns"]
+        assert set(scope.report["columns"]) == {"amount", "merchant", "hour", "foreign",
+                                                "velocity"}  # fmt: skip
+
+    quality = {s.model_version: s for s in performance.scopes}
+    for version in (0, champion, challenger):
+        values = quality[version].values
+        assert quality[version].status == "ok"
+        assert values["performance.label_coverage"] == 1.0
+        assert 0.5 < values["performance.auc_roc"] <= 1.0
+    assert (
+        quality[0].values["performance.auc_roc"] == quality[champion].values["performance.auc_roc"]
+    )
