@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tracking.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/pipelines.py
+	$(BIN)/python benchmarks/drift.py
 
 clean:
 	rm -rf $(VENV) .modelloop .pytest_cache .mypy_cache .ruff_cache

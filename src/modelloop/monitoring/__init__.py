@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         KolmogorovSmirnov,
         Wasserstein,
         check_drift,
+        check_drift_chunks,
         default_method,
         fit_reference,
         fit_references,
@@ -44,21 +45,18 @@ if TYPE_CHECKING:
     )
     from modelloop.monitoring.store import Alert
 
+_DRIFT = (
+    "PSI ChiSquared ColumnReference DriftReport DriftResult JensenShannon KolmogorovSmirnov "
+    "Wasserstein check_drift check_drift_chunks default_method fit_reference fit_references"
+)
+_PERFORMANCE = "PerformanceReport card_precision_at_k performance precision_at_k windows"
 _LAZY = {
-    **dict.fromkeys(
-        ("PSI", "ChiSquared", "ColumnReference", "DriftReport", "DriftResult", "JensenShannon",
-         "KolmogorovSmirnov", "Wasserstein", "check_drift", "default_method", "fit_reference",
-         "fit_references"),
-        "drift",
-    ),
-    **dict.fromkeys(
-        ("PerformanceReport", "card_precision_at_k", "performance", "precision_at_k", "windows"),
-        "performance",
-    ),
+    **dict.fromkeys(_DRIFT.split(), "drift"),
+    **dict.fromkeys(_PERFORMANCE.split(), "performance"),
     "AlertRule": "monitor",
     "Monitor": "monitor",
     "Alert": "store",
-}  # fmt: skip
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -85,6 +83,7 @@ __all__ = [
     "apply_monitor",
     "card_precision_at_k",
     "check_drift",
+    "check_drift_chunks",
     "default_method",
     "fit_reference",
     "fit_references",

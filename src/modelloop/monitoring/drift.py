@@ -25,12 +25,23 @@ drifts when ``p_value < alpha`` or ``value >= threshold``, as in Evidently):
   reference range are exact; for continuous data the error is below 0.01 (tested).
 
 Current values: NaN/None are nulls, infinities are excluded and counted, neither is compared.
+
+Chunks: once the reference is fixed, everything the methods read of the current values adds up
+over chunks: per column the counts of values below and at-or-below each sketch edge (the decile
+bin counts follow from them), the sums of the tails beyond the reference range (Wasserstein), the
+category counts, nulls and infinities. ``check_drift`` and ``check_drift_chunks`` both reduce the
+current values to that tally and compute every statistic from it with the same code, so the
+chunked check holds one chunk at a time and agrees with the in-memory one: exactly for PSI,
+Jensen-Shannon, chi-squared and binned KS, to rounding (the tail sums) for binned Wasserstein.
+One difference: with a reference that kept its sample, ``check_drift`` makes KS and Wasserstein
+exact from the current values, which the chunked check never holds all at once, so it uses the
+binned versions (error bounds above; KS p-values from the asymptotic distribution).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -139,6 +150,53 @@ def fit_references(frame: pd.DataFrame) -> dict[str, ColumnReference]:
     }
 
 
+@dataclass(slots=True)
+class _Tally:
+    """The current values of one column as far as any method reads them; it adds up, so a
+    chunk's tally added to the tally of the chunks before gives the tally of their union."""
+
+    count: int = 0  # compared values: finite numbers or non-null categories
+    null_count: int = 0
+    inf_count: int = 0
+    below: Array = field(default_factory=lambda: np.zeros(0, np.int64))  # < each reference edge
+    at_or_below: Array = field(default_factory=lambda: np.zeros(0, np.int64))  # <= each edge
+    tail_low: float = 0.0  # sum of edges[0] - x over the values below the reference range
+    tail_high: float = 0.0  # sum of x - edges[-1] over the values above it
+    categories: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: _Tally) -> None:
+        self.count += other.count
+        self.null_count += other.null_count
+        self.inf_count += other.inf_count
+        if other.below.size:
+            self.below = self.below + other.below if self.below.size else other.below
+            self.at_or_below = (
+                self.at_or_below + other.at_or_below if self.at_or_below.size else other.at_or_below
+            )
+        self.tail_low += other.tail_low
+        self.tail_high += other.tail_high
+        for key, n in other.categories.items():
+            self.categories[key] = self.categories.get(key, 0) + n
+
+
+def _tally(reference: ColumnReference, values: Any) -> tuple[_Tally, Array | None]:
+    """The tally of ``values`` against ``reference`` and, for numbers, the sorted finite values."""
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    if reference.kind == "categorical":
+        counts, nulls = _categories(series)
+        return _Tally(sum(counts.values()), nulls, categories=counts), None
+    finite, nulls, infs = _numbers(series)
+    finite.sort()  # then the edge counts are binary searches and the tails are slices
+    tally = _Tally(len(finite), nulls, infs)
+    if reference.edges:
+        edges = np.asarray(reference.edges)
+        tally.below = np.searchsorted(finite, edges, "left")
+        tally.at_or_below = np.searchsorted(finite, edges, "right")
+        tally.tail_low = float(np.sum(edges[0] - finite[: tally.below[0]]))
+        tally.tail_high = float(np.sum(finite[tally.at_or_below[-1] :] - edges[-1]))
+    return tally, finite
+
+
 @dataclass(frozen=True)
 class _Method:
     """Shared shape: ``fit`` builds the common reference, ``compare`` tests current against it."""
@@ -152,28 +210,38 @@ class _Method:
         return fit_reference(values)
 
     def compare(self, reference: ColumnReference, current: Any, column: str = "") -> DriftResult:
+        tally, values = _tally(reference, current)
+        return self._result(reference, tally, values, column)
+
+    def _result(
+        self, reference: ColumnReference, tally: _Tally, values: Array | None, column: str
+    ) -> DriftResult:
+        """The test from the tally; ``values`` (sorted finite numbers) only make it exact."""
         if reference.kind not in self.kinds:
             raise ValueError(f"{self.name} does not apply to {reference.kind} columns")
-        series = current if isinstance(current, pd.Series) else pd.Series(current)
-        details: dict[str, Any] = {"n_reference": reference.count}
+        details: dict[str, Any] = {
+            "n_reference": reference.count,
+            "n_current": tally.count,
+            "null_current": tally.null_count,
+        }
         if reference.kind == "numeric":
-            values, nulls, infs = _numbers(series)
-            details |= {"n_current": len(values), "null_current": nulls, "inf_current": infs}
-            data: Any = values
+            details["inf_current"] = tally.inf_count
         else:
-            data, nulls = _categories(series)
-            new = sorted(set(data) - set(reference.categories or {}))
-            details |= {"n_current": sum(data.values()), "null_current": nulls}
-            details["new_categories"] = new
-        if reference.count == 0 or details["n_current"] == 0:
+            new = set(tally.categories) - set(reference.categories or {})
+            details["new_categories"] = sorted(new)
+        if reference.count == 0 or tally.count == 0:
             return DriftResult(column, self.name, math.nan, None, self.threshold, False, details,
                                "no_data")  # fmt: skip
-        value, p_value = self._statistic(reference, data, details)
+        value, p_value = self._statistic(reference, tally, values, details)
         drifted = p_value < self.threshold if p_value is not None else value >= self.threshold
         return DriftResult(column, self.name, value, p_value, self.threshold, drifted, details)
 
     def _statistic(
-        self, reference: ColumnReference, data: Any, details: dict[str, Any]
+        self,
+        reference: ColumnReference,
+        tally: _Tally,
+        values: Array | None,
+        details: dict[str, Any],
     ) -> tuple[float, float | None]:
         raise NotImplementedError
 
@@ -184,9 +252,13 @@ class PSI(_Method):
     name: ClassVar[str] = "psi"
 
     def _statistic(
-        self, reference: ColumnReference, data: Any, details: dict[str, Any]
+        self,
+        reference: ColumnReference,
+        tally: _Tally,
+        values: Array | None,
+        details: dict[str, Any],
     ) -> tuple[float, float | None]:
-        p, q = (np.clip(s, PSI_FLOOR, None) for s in _shares(reference, data))
+        p, q = (np.clip(s, PSI_FLOOR, None) for s in _shares(reference, tally))
         return float(np.sum((q - p) * np.log(q / p))), None
 
 
@@ -196,9 +268,13 @@ class JensenShannon(_Method):
     name: ClassVar[str] = "jensen_shannon"
 
     def _statistic(
-        self, reference: ColumnReference, data: Any, details: dict[str, Any]
+        self,
+        reference: ColumnReference,
+        tally: _Tally,
+        values: Array | None,
+        details: dict[str, Any],
     ) -> tuple[float, float | None]:
-        p, q = _shares(reference, data)
+        p, q = _shares(reference, tally)
         m = (p + q) / 2
         kl = sum(float(np.sum(x[x > 0] * np.log2(x[x > 0] / m[x > 0]))) for x in (p, q))
         return math.sqrt(max(kl / 2, 0.0)), None
@@ -211,13 +287,18 @@ class ChiSquared(_Method):
     kinds: ClassVar[tuple[str, ...]] = ("categorical",)
 
     def _statistic(
-        self, reference: ColumnReference, data: Any, details: dict[str, Any]
+        self,
+        reference: ColumnReference,
+        tally: _Tally,
+        values: Array | None,
+        details: dict[str, Any],
     ) -> tuple[float, float | None]:
         from scipy.special import chdtrc
 
-        keys = sorted(set(reference.categories or {}) | set(data))
-        table = np.array([[(reference.categories or {}).get(k, 0) for k in keys],
-                          [data.get(k, 0) for k in keys]], dtype=np.float64)  # fmt: skip
+        ref, cur = reference.categories or {}, tally.categories
+        keys = sorted(set(ref) | set(cur))
+        table = np.array([[ref.get(k, 0) for k in keys], [cur.get(k, 0) for k in keys]],
+                         dtype=np.float64)  # fmt: skip
         expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
         dof = len(keys) - 1
         details["dof"] = dof
@@ -234,21 +315,23 @@ class KolmogorovSmirnov(_Method):
     kinds: ClassVar[tuple[str, ...]] = ("numeric",)
 
     def _statistic(
-        self, reference: ColumnReference, data: Any, details: dict[str, Any]
+        self,
+        reference: ColumnReference,
+        tally: _Tally,
+        values: Array | None,
+        details: dict[str, Any],
     ) -> tuple[float, float | None]:
         from scipy.special import kolmogorov
         from scipy.stats import ks_2samp
 
-        details["exact"] = reference.sample is not None
-        if reference.sample is not None:
-            result = ks_2samp(np.asarray(reference.sample), data)
+        details["exact"] = reference.sample is not None and values is not None
+        if reference.sample is not None and values is not None:
+            result = ks_2samp(np.asarray(reference.sample), values)
             return float(result.statistic), float(result.pvalue)
-        n, m = reference.count, len(data)
-        edges = np.asarray(reference.edges)
-        current = np.sort(data)
+        n, m = reference.count, tally.count
         gaps = (
-            np.asarray(reference.below) / n - np.searchsorted(current, edges, "left") / m,
-            np.asarray(reference.at_or_below) / n - np.searchsorted(current, edges, "right") / m,
+            np.asarray(reference.below) / n - tally.below / m,
+            np.asarray(reference.at_or_below) / n - tally.at_or_below / m,
         )
         d = float(max(np.abs(g).max() for g in gaps))
         return d, float(kolmogorov(d * math.sqrt(n * m / (n + m))))
@@ -261,15 +344,19 @@ class Wasserstein(_Method):
     kinds: ClassVar[tuple[str, ...]] = ("numeric",)
 
     def _statistic(
-        self, reference: ColumnReference, data: Any, details: dict[str, Any]
+        self,
+        reference: ColumnReference,
+        tally: _Tally,
+        values: Array | None,
+        details: dict[str, Any],
     ) -> tuple[float, float | None]:
-        details["exact"] = reference.sample is not None
-        if reference.sample is not None:
+        details["exact"] = reference.sample is not None and values is not None
+        if reference.sample is not None and values is not None:
             from scipy.stats import wasserstein_distance
 
-            distance = float(wasserstein_distance(reference.sample, data))
+            distance = float(wasserstein_distance(reference.sample, values))
         else:
-            distance = _binned_wasserstein(reference, data)
+            distance = _binned_wasserstein(reference, tally)
         scale = reference.std or 0.0
         details["distance"] = distance
         if scale > 0:
@@ -306,17 +393,64 @@ def check_drift(
 
     A column missing from ``current`` counts as empty. The dataset drifts when the share of
     drifted columns among those with data reaches ``share_threshold``."""
-    results: dict[str, DriftResult] = {}
+    tallies: dict[str, _Tally] = {}
+    kept: dict[str, Array] = {}  # sorted current values, only where they make a method exact
     for column, ref in reference.items():
         values = current[column] if column in current.columns else pd.Series([], dtype=object)
+        tallies[column], finite = _tally(ref, values)
+        if ref.sample is not None and finite is not None:
+            kept[column] = finite
+    return _report(reference, tallies, kept, methods, thresholds, share_threshold)
+
+
+def check_drift_chunks(
+    reference: Mapping[str, ColumnReference],
+    chunks: Iterable[Any],
+    *,
+    methods: Mapping[str, _Method | str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    share_threshold: float = 0.5,
+) -> DriftReport:
+    """``check_drift`` of the concatenated ``chunks``, holding only one chunk at a time.
+
+    For current data larger than memory: chunks are DataFrames or Arrow tables/record batches
+    (anything with ``to_pandas()``, e.g. ``pyarrow.parquet.ParquetFile(path).iter_batches()``).
+    A column absent from a chunk adds nothing for it. Default methods are chosen on the total
+    count; KS and Wasserstein are always binned (see the module docstring)."""
+    tallies = {column: _Tally() for column in reference}
+    for chunk in chunks:
+        frame = chunk
+        if not isinstance(chunk, pd.DataFrame):  # Arrow: convert the referenced columns only
+            names = set(chunk.schema.names)
+            frame = chunk.select([c for c in reference if c in names]).to_pandas()
+        for column, ref in reference.items():
+            if column in frame.columns:
+                tallies[column].add(_tally(ref, frame[column])[0])
+    return _report(reference, tallies, {}, methods, thresholds, share_threshold)
+
+
+def _report(
+    reference: Mapping[str, ColumnReference],
+    tallies: Mapping[str, _Tally],
+    kept: Mapping[str, Array],
+    methods: Mapping[str, _Method | str] | None,
+    thresholds: Mapping[str, float] | None,
+    share_threshold: float,
+) -> DriftReport:
+    """The per-column tests and the dataset verdict, from the tallies of the current data."""
+    results: dict[str, DriftResult] = {}
+    for column, ref in reference.items():
+        tally = tallies[column]
         method = (methods or {}).get(column) or default_method(
-            ref.kind, ref.count, int(values.notna().sum())
+            ref.kind,
+            ref.count,
+            tally.count + tally.inf_count,  # the non-null values
         )
         if isinstance(method, str):
             method = METHODS[method]()  # type: ignore[call-arg]  # every method has a default
         if thresholds and column in thresholds:
             method = replace(method, threshold=thresholds[column])
-        results[column] = method.compare(ref, values, column)
+        results[column] = method._result(ref, tally, kept.get(column), column)
     compared = [r for r in results.values() if r.status == "ok"]
     drifted = tuple(r.column for r in compared if r.drifted)
     share = len(drifted) / len(compared) if compared else 0.0
@@ -334,42 +468,43 @@ def _numbers(series: pd.Series[Any]) -> tuple[Array, int, int]:
 
 
 def _categories(series: pd.Series[Any]) -> tuple[dict[str, int], int]:
+    """Count per ``str(value)``; unused categories of a categorical dtype are left out."""
     counts = series.value_counts(dropna=True)
     merged: dict[str, int] = {}
     for key, count in zip(counts.index, counts.to_numpy(), strict=True):
-        merged[str(key)] = merged.get(str(key), 0) + int(count)
+        if count:
+            merged[str(key)] = merged.get(str(key), 0) + int(count)
     return merged, int(series.isna().sum())
 
 
-def _shares(reference: ColumnReference, data: Any) -> tuple[Array, Array]:
-    """Reference and current shares over deciles of the reference or the union of categories."""
+def _shares(reference: ColumnReference, tally: _Tally) -> tuple[Array, Array]:
+    """Reference and current shares over deciles of the reference or the union of categories.
+
+    Decile bins are ``(cut[i-1], cut[i]]``, so their counts are differences of the at-or-below
+    counts at the decile edges."""
     if reference.kind == "categorical":
-        ref = reference.categories or {}
-        keys = sorted(set(ref) | set(data))
+        ref, cur = reference.categories or {}, tally.categories
+        keys = sorted(set(ref) | set(cur))
         p = np.array([ref.get(k, 0) for k in keys], dtype=np.float64)
-        q = np.array([data.get(k, 0) for k in keys], dtype=np.float64)
+        q = np.array([cur.get(k, 0) for k in keys], dtype=np.float64)
     else:
         at = np.searchsorted(np.asarray(reference.levels), DECILES)
-        cuts, first = np.unique(np.asarray(reference.edges)[at], return_index=True)
+        _, first = np.unique(np.asarray(reference.edges)[at], return_index=True)
         ref_le = np.asarray(reference.at_or_below)[at][first]
+        cur_le = tally.at_or_below[at][first]
         p = np.diff(np.concatenate(([0], ref_le, [reference.count]))).astype(np.float64)
-        q = np.bincount(np.searchsorted(cuts, data, "left"), minlength=len(cuts) + 1).astype(
-            np.float64
-        )
+        q = np.diff(np.concatenate(([0], cur_le, [tally.count]))).astype(np.float64)
     return p / p.sum(), q / q.sum()
 
 
-def _binned_wasserstein(reference: ColumnReference, data: Array) -> float:
+def _binned_wasserstein(reference: ColumnReference, tally: _Tally) -> float:
     """Integral of |F_ref - F_cur|: linear CDFs inside sketch bins, exact beyond the range."""
     edges = np.asarray(reference.edges)
-    n, m = reference.count, len(data)
-    low, high = edges[0], edges[-1]
-    tails = float(np.sum(low - data[data < low]) + np.sum(data[data > high] - high)) / m
+    n, m = reference.count, tally.count
+    tails = (tally.tail_low + tally.tail_high) / m
     f = np.asarray(reference.at_or_below) / n  # at each edge (right limit)
-    current = np.sort(data)
-    g = np.searchsorted(current, edges, "right") / m
-    g_left = np.searchsorted(current, edges[1:], "left") / m
-    start, end = f[:-1] - g[:-1], np.asarray(reference.below)[1:] / n - g_left
+    g = tally.at_or_below / m
+    start, end = f[:-1] - g[:-1], np.asarray(reference.below)[1:] / n - tally.below[1:] / m
     width = np.diff(edges)
     same = start * end >= 0
     crossing = np.abs(start) + np.abs(end)
