@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -41,12 +40,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_serializer,
     field_validator,
     model_validator,
 )
 
+from modelloop import configs
 from modelloop.errors import InvalidArgument, NotFound
 from modelloop.settings import Settings, load_settings
 
@@ -292,38 +291,12 @@ def parse_monitor(data: Any, source: str = "monitor") -> Monitor:
     """Validate a config mapping; every problem becomes one line of an InvalidArgument."""
     if isinstance(data, Monitor):
         return data
-    if not isinstance(data, dict):
-        raise InvalidArgument(
-            f"{source}: expected a mapping of settings, got {type(data).__name__}"
-        )
-    try:
-        return Monitor.model_validate(data)
-    except ValidationError as exc:
-        details = [
-            {
-                "field": ".".join(str(p) for p in error["loc"]) or "monitor",
-                "message": _message(error),
-            }
-            for error in exc.errors()
-        ]
-        lines = "; ".join(f"{d['field']}: {d['message']}" for d in details)
-        raise InvalidArgument(f"{source} is not a valid monitor: {lines}", details) from None
+    return configs.validate(Monitor, data, source, "monitor")
 
 
 def load_monitor_file(path: str | Path) -> Monitor:
     """A monitor from a YAML (or JSON) file."""
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidArgument(f"Cannot read the monitor file {path}: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidArgument(f"{path} is not valid YAML: {exc}") from exc
-    return parse_monitor(data, str(path))
+    return parse_monitor(configs.read_yaml(path, "monitor"), str(path))
 
 
 def _check_name(value: str, what: str) -> str:
@@ -332,12 +305,6 @@ def _check_name(value: str, what: str) -> str:
             f"{what} is 1-128 letters, digits, '_', '.', '-', starting with a letter or digit"
         )
     return value
-
-
-def _message(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown setting"
-    return str(error["msg"]).removeprefix("Value error, ")
 
 
 # -- monitors stored in the metadata database ---------------------------------------------------
@@ -359,47 +326,22 @@ def apply_monitor(
     """Create or replace the stored monitor of that name (audited); False if unchanged.
     A periodic monitor created without ``since`` starts at the window in which it was applied
     (a "last N" one looks at the newest predictions, whenever they were made)."""
-    from sqlalchemy import insert, select, update
-
-    from modelloop import audit
     from modelloop.store import tables as t
     from modelloop.tracking.source import current_user
 
     monitor = parse_monitor(monitor)
     settings = settings or load_settings()
     check_webhooks(monitor, settings)
-    db = monitor_database(settings)
-    actor = actor or current_user()
-    now = time.time_ns() // 1_000_000
-    table = t.monitors
-    with db.write() as conn:
-        audit.lock(conn)
-        row = conn.execute(select(table.c.config).where(table.c.name == monitor.name)).first()
-        before = None if row is None else json.loads(row.config)
-        if monitor.since is None and monitor.last is None:
-            since = before.get("since") if before else None
-            since = since or datetime.fromtimestamp(now / 1000, UTC).isoformat()
-            monitor = monitor.model_copy(update={"since": datetime.fromisoformat(since)})
-        after = monitor.to_record()
-        if before == after:
-            return False
-        values = {"config": json.dumps(after, sort_keys=True), "updated_at": now,
-                  "updated_by": actor}  # fmt: skip
-        if row is None:
-            conn.execute(insert(table).values(name=monitor.name, **values))
-        else:
-            conn.execute(update(table).where(table.c.name == monitor.name).values(**values))
-        audit.append(
-            conn,
-            time=now,
-            actor=actor,
-            action="monitor.apply",
-            object_type="monitor",
-            object_id=monitor.name,
-            before=before,
-            after=after,
-        )
-    return True
+
+    def document(before: dict[str, Any] | None) -> dict[str, Any]:
+        config = monitor
+        if config.since is None and config.last is None:  # keep the start it was given
+            since = (before or {}).get("since") or datetime.now(UTC).isoformat()
+            config = config.model_copy(update={"since": datetime.fromisoformat(since)})
+        return config.to_record()
+
+    return configs.save(monitor_database(settings), t.monitors, monitor.name, document,
+                        actor=actor or current_user(), kind="monitor")  # fmt: skip
 
 
 def check_webhooks(monitor: Monitor, settings: Settings) -> None:
@@ -418,25 +360,18 @@ def check_webhooks(monitor: Monitor, settings: Settings) -> None:
 
 
 def get_monitor(name: str, *, settings: Settings | None = None) -> StoredMonitor:
-    from sqlalchemy import select
-
     from modelloop.store import tables as t
 
-    with monitor_database(settings).read() as conn:
-        row = conn.execute(select(t.monitors).where(t.monitors.c.name == name)).first()
-    if row is None:
+    rows = configs.stored(monitor_database(settings), t.monitors, name)
+    if not rows:
         raise NotFound(f"No monitor named {name!r}: create it with 'modelloop monitor apply'")
-    return _stored(row)
+    return _stored(rows[0])
 
 
 def list_monitors(*, settings: Settings | None = None) -> list[StoredMonitor]:
-    from sqlalchemy import select
-
     from modelloop.store import tables as t
 
-    with monitor_database(settings).read() as conn:
-        rows = conn.execute(select(t.monitors).order_by(t.monitors.c.name)).all()
-    return [_stored(row) for row in rows]
+    return [_stored(row) for row in configs.stored(monitor_database(settings), t.monitors)]
 
 
 def _stored(row: Any) -> StoredMonitor:
@@ -445,13 +380,4 @@ def _stored(row: Any) -> StoredMonitor:
 
 
 def monitor_database(settings: Settings | None) -> Database:
-    from modelloop.store import open_database
-
-    settings = settings or load_settings()
-    if settings.is_remote:
-        raise InvalidArgument(
-            "Monitors are stored in the metadata database: unset MODELLOOP_TRACKING_URI and "
-            "set MODELLOOP_DATABASE_URL to the server's database, or use the server's REST API "
-            "(/api/v1/monitors)"
-        )
-    return open_database(settings.database_url)
+    return configs.local_database(settings, "Monitors")

@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from modelloop import configs
 from modelloop.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from modelloop.settings import Settings
-    from modelloop.store import Database
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _MODEL_REF = re.compile(r"^(?P<name>[^@/\s]+)(?:@(?P<alias>[^@/\s]+)|/(?P<version>[0-9]+))$")
@@ -125,50 +124,18 @@ class Deployment(BaseModel):
 
 def parse_deployment(data: Any, source: str = "deployment") -> Deployment:
     """Validate a config mapping; every problem becomes one line of an InvalidArgument."""
-    if not isinstance(data, dict):
-        raise InvalidArgument(
-            f"{source}: expected a mapping of settings, got {type(data).__name__}"
-        )
-    if "allow_pickle" in data:
+    if isinstance(data, dict) and "allow_pickle" in data:
         raise InvalidArgument(
             f"{source}: allow_pickle cannot be set by a deployment; only the person starting "
             "the server can allow pickled models, with 'modelloop serve --allow-pickle'",
             [{"field": "allow_pickle", "message": "not a deployment setting"}],
         )
-    try:
-        return Deployment.model_validate(data)
-    except ValidationError as exc:
-        details = [
-            {
-                "field": ".".join(str(p) for p in error["loc"]) or "deployment",
-                "message": _message(error),
-            }
-            for error in exc.errors()
-        ]
-        lines = "; ".join(f"{d['field']}: {d['message']}" for d in details)
-        raise InvalidArgument(f"{source} is not a valid deployment: {lines}", details) from None
-
-
-def _message(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown setting (known: " + ", ".join(Deployment.model_fields) + ")"
-    return str(error["msg"]).removeprefix("Value error, ")
+    return configs.validate(Deployment, data, source, "deployment")
 
 
 def load_deployment_file(path: str | Path) -> Deployment:
     """A deployment from a YAML (or JSON) file."""
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidArgument(f"Cannot read the deployment file {path}: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidArgument(f"{path} is not valid YAML: {exc}") from exc
-    return parse_deployment(data, str(path))
+    return parse_deployment(configs.read_yaml(path, "deployment"), str(path))
 
 
 def deployment_for_model(uri: str, name: str | None = None) -> Deployment:
@@ -196,83 +163,33 @@ def apply_deployment(
 ) -> bool:
     """Create or replace the stored deployment of that name (audited); False if unchanged.
     Servers started with ``--deployment NAME`` pick the change up at their next poll."""
-    from sqlalchemy import insert, select, update
-
-    from modelloop import audit
     from modelloop.store import tables as t
     from modelloop.tracking.source import current_user
 
-    db = _database(settings)
-    actor = actor or current_user()
-    now = time.time_ns() // 1_000_000
-    after = deployment.to_record()
-    table = t.deployments
-    with db.write() as conn:
-        audit.lock(conn)
-        row = conn.execute(select(table.c.config).where(table.c.name == deployment.name)).first()
-        before = None if row is None else json.loads(row.config)
-        if before == after:
-            return False
-        values = {
-            "config": json.dumps(after, sort_keys=True),
-            "updated_at": now,
-            "updated_by": actor,
-        }
-        if row is None:
-            conn.execute(insert(table).values(name=deployment.name, **values))
-        else:
-            conn.execute(update(table).where(table.c.name == deployment.name).values(**values))
-        audit.append(
-            conn,
-            time=now,
-            actor=actor,
-            action="deployment.apply",
-            object_type="deployment",
-            object_id=deployment.name,
-            before=before,
-            after=after,
-        )
-    return True
+    db = configs.local_database(settings, "Deployments")
+    return configs.save(db, t.deployments, deployment.name, lambda _: deployment.to_record(),
+                        actor=actor or current_user(), kind="deployment")  # fmt: skip
 
 
 def get_deployment(name: str, *, settings: Settings | None = None) -> StoredDeployment:
-    from sqlalchemy import select
-
     from modelloop.store import tables as t
 
-    table = t.deployments
-    with _database(settings).read() as conn:
-        row = conn.execute(select(table).where(table.c.name == name)).first()
-    if row is None:
+    db = configs.local_database(settings, "Deployments")
+    rows = configs.stored(db, t.deployments, name)
+    if not rows:
         raise NotFound(
             f"No deployment named {name!r}: create it with 'modelloop deployments apply'"
         )
-    return _stored(row)
+    return _stored(rows[0])
 
 
 def list_deployments(*, settings: Settings | None = None) -> list[StoredDeployment]:
-    from sqlalchemy import select
-
     from modelloop.store import tables as t
 
-    with _database(settings).read() as conn:
-        rows = conn.execute(select(t.deployments).order_by(t.deployments.c.name)).all()
-    return [_stored(row) for row in rows]
+    db = configs.local_database(settings, "Deployments")
+    return [_stored(row) for row in configs.stored(db, t.deployments)]
 
 
 def _stored(row: Any) -> StoredDeployment:
     config = parse_deployment(json.loads(row.config), f"stored deployment {row.name!r}")
     return StoredDeployment(config, row.updated_at, row.updated_by)
-
-
-def _database(settings: Settings | None) -> Database:
-    from modelloop.settings import load_settings
-    from modelloop.store import open_database
-
-    settings = settings or load_settings()
-    if settings.is_remote:
-        raise InvalidArgument(
-            "Deployments are stored in the metadata database: unset MODELLOOP_TRACKING_URI and "
-            "set MODELLOOP_DATABASE_URL to the server's database"
-        )
-    return open_database(settings.database_url)
