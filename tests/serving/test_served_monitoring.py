@@ -71,3 +71,25 @@ def test_a_served_deployment_is_monitored_per_version(registry: Registry) -> Non
     assert (
         quality[0].values["performance.auc_roc"] == quality[champion].values["performance.auc_roc"]
     )
+
+
+def test_a_simulated_clock_stamps_predictions_and_labels(registry: Registry) -> None:
+    """A simulation replays past days through real HTTP: its clock, not the wall's, decides
+    which day a prediction and its label belong to."""
+    from modelloop.serving.prediction_log import prediction_time_ms
+    from modelloop.serving.server import ServeSpec, build_app
+
+    from .conftest import live_app
+
+    now = {"ms": int(datetime(2018, 4, 3, 12, tzinfo=UTC).timestamp() * 1000)}
+    spec = ServeSpec(deployment={"name": "sim", "model": "fraud@champion"}, stored=False)
+    frame, _ = transactions(rows=10)
+    with live_app(build_app(spec, registry.settings, clock=lambda: now["ms"])) as live:
+        ids = live.post("/predict", _columns(frame)).json()["prediction_id"]
+        live.flush()
+        now["ms"] += 7 * 86_400_000  # the labels come a week later
+        assert live.post("/feedback", [{"prediction_id": i, "label": 0} for i in ids]).is_success
+    assert {prediction_time_ms(i) for i in ids} == {now["ms"] - 7 * 86_400_000}
+    logged = ml.predictions("fraud", "2018-04-03", "2018-04-04")
+    assert sorted(logged["prediction_id"]) == sorted(ids)
+    assert set(logged["labelled_at"]) == {datetime(2018, 4, 10, 12, tzinfo=UTC)}

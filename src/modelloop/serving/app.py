@@ -51,7 +51,7 @@ from modelloop.serving import feedback as fb
 from modelloop.serving.metrics import ServingMetrics
 from modelloop.serving.prediction_log import PredictionLog
 from modelloop.serving.predictor import Predictor
-from modelloop.serving.scoring import answer
+from modelloop.serving.scoring import answer, wall_clock_ms
 from modelloop.settings import Settings
 
 log = logging.getLogger("modelloop.serving")
@@ -74,7 +74,9 @@ class _Service:
         settings: Settings,
         prediction_log: PredictionLog | None,
         token: str | None,
+        clock: Callable[[], int],
     ) -> None:
+        self.clock = clock
         self.predictor = predictor
         self.settings = settings
         self.log = prediction_log
@@ -114,6 +116,7 @@ class _Service:
             "prediction_log": self.log,
             "explain_k": top_k,
             "on_shadow_error": self.metrics.shadow_failed,
+            "now_ms": self.clock,
         }
         if len(body) > _THREAD_BODY:  # seconds of validation must not stall other requests
             result = await run_in_threadpool(answer, serving, payload, **kwargs)
@@ -140,6 +143,7 @@ class _Service:
             pending=self.log.pending_ids if self.log is not None else None,
             deployment=self.predictor.current.deployment.name,
             received_by=self._caller(request),
+            now_ms=self.clock,
         )
         self.metrics.feedback(statuses)
         if not single:
@@ -224,10 +228,12 @@ def create_app(
     settings: Settings,
     prediction_log: PredictionLog | None = None,
     token: str | None = None,
+    clock: Callable[[], int] = wall_clock_ms,
 ) -> Starlette:
     """The ASGI app over ``predictor`` (started on startup if it is not yet); the log (if any)
-    is flushed and closed on shutdown."""
-    service = _Service(predictor, settings, prediction_log, token)
+    is flushed and closed on shutdown. ``clock`` (ms since the epoch) stamps predictions and
+    labels: the wall clock, or a simulation's."""
+    service = _Service(predictor, settings, prediction_log, token, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -52,6 +52,10 @@ class _Part:
     scores: np.ndarray
 
 
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 def answer(
     serving: Serving,
     payload: Any,
@@ -60,15 +64,17 @@ def answer(
     prediction_log: PredictionLog | None,
     explain_k: int | None = None,
     on_shadow_error: Callable[[Exception], None] | None = None,
+    now_ms: Callable[[], int] = wall_clock_ms,
 ) -> dict[str, Any]:
-    """Score ``payload`` (parsed JSON) and return the response body; log every row."""
+    """Score ``payload`` (parsed JSON) and return the response body; log every row at
+    ``now_ms()`` (the wall clock; a simulation passes its own)."""
     shape, rows = _shape(payload)
     deployment = serving.deployment
     keys = None
     if serving.split is not None and deployment.sticky_key is not None:
         keys = _take_keys(payload, shape, rows, deployment.sticky_key, serving)
     parts = _score(serving, payload, shape, rows, keys)
-    ms = time.time_ns() // 1_000_000
+    ms = now_ms()
     ids = new_prediction_ids(rows, ms)
     explanations = _explain(parts, rows, explain_k) if explain_k is not None else None
     body = _body(shape, ids, parts, rows, explanations)

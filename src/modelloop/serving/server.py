@@ -24,6 +24,7 @@ from modelloop.serving.app import create_app
 from modelloop.serving.deployment import Deployment, get_deployment, parse_deployment
 from modelloop.serving.prediction_log import PredictionLog
 from modelloop.serving.predictor import Predictor, RegistrySource
+from modelloop.serving.scoring import wall_clock_ms
 from modelloop.settings import Settings, load_settings
 
 _SPEC_ENV = "_MODELLOOP_SERVING_SPEC"  # what worker processes build their app from
@@ -40,14 +41,22 @@ class ServeSpec:
     token: str | None = None
 
 
-def build_app(spec: ServeSpec, settings: Settings, *, load_now: bool = False) -> Starlette:
+def build_app(
+    spec: ServeSpec,
+    settings: Settings,
+    *,
+    load_now: bool = False,
+    clock: Callable[[], int] = wall_clock_ms,
+) -> Starlette:
     """The app of one serving process: models from the registry, the log under the settings.
-    Models load on startup, or here with ``load_now``."""
+    Models load on startup, or here with ``load_now``; ``clock`` is for simulations."""
     predictor = _predictor(spec, settings)
     if load_now:
         predictor.start()
     prediction_log = PredictionLog(settings.prediction_log_uri)
-    return create_app(predictor, settings=settings, prediction_log=prediction_log, token=spec.token)
+    return create_app(
+        predictor, settings=settings, prediction_log=prediction_log, token=spec.token, clock=clock
+    )
 
 
 def _predictor(spec: ServeSpec, settings: Settings) -> Predictor:
