@@ -11,6 +11,7 @@ model = ml.load_model("models:/fraud-detector@challenger")
 """
 
 from modelloop._version import __version__
+from modelloop.automation import apply_policy, evaluate_gate, step_policy
 from modelloop.datasets import (
     Check,
     Contract,
@@ -125,11 +126,13 @@ __all__ = [
     "active_run",
     "alerts",
     "apply_monitor",
+    "apply_policy",
     "approve_request",
     "audit_log",
     "compare_profiles",
     "delete_alias",
     "download_model",
+    "evaluate_gate",
     "fan_out",
     "get_client",
     "get_dataset",
@@ -159,5 +162,6 @@ __all__ = [
     "skew",
     "start_run",
     "step",
+    "step_policy",
     "verify_audit",
 ]

@@ -156,6 +156,10 @@ def test_the_examples_in_the_help_work(home: Path) -> None:
         "name: quickstart\ndeployment: quickstart\nmodel: quickstart-lgbm\nwindow: 1h\n"
         "alerts:\n  - {name: inputs, metric: drift.share, above: 0.3, consecutive: 2}\n"
     )
+    Path("policy.yaml").write_text(
+        "name: quickstart-loop\ndeployment: quickstart\nmodel: quickstart-lgbm\n"
+        "monitor: quickstart\ntraining: {function: 'my_package.training:train'}\n"
+    )
     fluent.close_clients()
     examples = []
     for path in _command_paths(typer.main.get_command(app)):

@@ -433,8 +433,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 # so they are attached last.
 from modelloop.cli import audit as _audit  # noqa: E402
 from modelloop.cli import datasets as _datasets  # noqa: E402
+from modelloop.cli import gate as _gate  # noqa: E402
 from modelloop.cli import monitoring as _monitoring  # noqa: E402
 from modelloop.cli import pipelines as _pipelines  # noqa: E402
+from modelloop.cli import policy as _policy  # noqa: E402
 from modelloop.cli import registry as _registry  # noqa: E402
 from modelloop.cli import serving as _serving  # noqa: E402
 
@@ -444,6 +446,7 @@ app.add_typer(_audit.users_app, name="users")
 app.add_typer(_datasets.datasets_app, name="datasets")
 app.add_typer(_pipelines.pipelines_app, name="pipelines")
 app.add_typer(_monitoring.monitor_app, name="monitor")
+app.add_typer(_policy.policy_app, name="policy")
 app.command(
     "lineage",
     epilog=_examples(
@@ -459,3 +462,4 @@ app.command(
     ),
 )(_pipelines.reproduce)
 _serving.register(app)
+_gate.register(app)

@@ -303,9 +303,10 @@ class _Checker:
             columns={c: _drift_result(r) for c, r in report.results.items()},
         )
         if settings.score and "score" in reference:
+            own = frame[frame["model_version"] == version]  # scores of other versions differ
             score = check_drift(
                 {"score": reference["score"]},
-                frame[["score"]],
+                own[["score"]],
                 methods={k: v for k, v in settings.methods.items() if k == "score"},
                 thresholds={k: v for k, v in settings.thresholds.items() if k == "score"},
             ).results["score"]

@@ -373,3 +373,29 @@ alerts = Table(
     Index(None, "monitor", "rule", "state"),
     Index(None, "state", "notified"),
 )
+
+# -- automation ----------------------------------------------------------------------------------
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("config", Text, nullable=False),  # JSON
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+)
+
+# Where each policy's loop stands; changed only together with the audit event that explains it.
+policy_state = Table(
+    "policy_state",
+    metadata,
+    Column("name", String(256), ForeignKey("policies.name"), primary_key=True),
+    Column("stage", String(32), nullable=False),  # idle | shadow | canary
+    Column("challenger_version", Integer, nullable=True),
+    Column("champion_version", Integer, nullable=True),
+    Column("stage_started_at", BigInteger, nullable=True),
+    Column("last_trained_at", BigInteger, nullable=True),
+    Column("last_checked_at", BigInteger, nullable=True),
+    Column("trainings", Integer, nullable=False),
+    Column("request_id", String(64), nullable=True),  # the champion alias request awaited
+)

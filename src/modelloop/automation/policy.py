@@ -1,0 +1,215 @@
+"""An automation policy: when a deployment retrains itself, and how a new version earns traffic.
+
+    name: fraud-loop
+    deployment: fraud-online           # what is served (its champion alias is what gets replaced)
+    model: fraud-detector
+    monitor: fraud-watch               # whose stored windows trigger retraining
+    triggers:
+      drifted_features: 3              # a drift window with >= 3 drifted features
+      score_drift: true                # or a drifted score
+      performance: {metric: average_precision, below: 0.5}   # or a matured metric too low
+      every: 30d                       # or simply this long since the last training
+      cooldown: 7d                     # never train more often than this
+    training:
+      function: my_package.fraud:train # train(data, context) -> model (or ModelOutput)
+      window: 21d                      # labelled predictions used, ending at the newest matured one
+      holdout: 3d                      # the newest matured days, kept out of training for the gate
+    gate: {metric: average_precision, margin: 0.0, confidence: 0.95, bootstrap: 1000}
+    rollout:
+      shadow: 1d                       # scores every request, answers none
+      canary_percent: 20               # then answers this share, sticky per key
+      canary: 2d
+      sticky_key: card_id
+      rollback_margin: 0.0             # canary's matured metric below the champion's by more: back
+
+Training data is the deployment's own prediction log joined with the labels that came back: the
+features exactly as they were served (no train/serve skew), labelled by the feedback API.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, field_serializer, field_validator
+
+from modelloop import configs
+from modelloop.errors import NotFound
+from modelloop.monitoring.monitor import PERFORMANCE_METRICS, _check_name, _Config, parse_duration
+from modelloop.monitoring.monitor import format_duration as _format
+from modelloop.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from modelloop.store import Database
+
+GATE_METRICS = ("average_precision", "auc_roc")
+
+
+def _duration(value: Any) -> timedelta | None:
+    return None if value is None else parse_duration(value)
+
+
+class _Durations(_Config):
+    """Durations are written back as they are read: ``90s``, ``15m``, ``1h``, ``7d``."""
+
+    @field_serializer("*")
+    def _dump(self, value: Any) -> Any:
+        return _format(value) if isinstance(value, timedelta) else value
+
+
+class PerformanceTrigger(_Config):
+    metric: str = "average_precision"
+    below: float
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in PERFORMANCE_METRICS:
+            raise ValueError(f"unknown metric {value!r}: one of {', '.join(PERFORMANCE_METRICS)}")
+        return value
+
+
+class Triggers(_Durations):
+    drifted_features: int | None = Field(default=3, ge=1)
+    score_drift: bool = True
+    performance: PerformanceTrigger | None = None
+    every: timedelta | None = None
+    cooldown: timedelta = timedelta(days=7)
+
+    _parse = field_validator("every", "cooldown", mode="before")(_duration)
+
+
+class Training(_Durations):
+    function: str
+    window: timedelta = timedelta(days=21)
+    holdout: timedelta = timedelta(days=3)
+    min_rows: int = Field(default=1000, ge=1)
+
+    _parse = field_validator("window", "holdout", mode="before")(_duration)
+
+    @field_validator("function")
+    @classmethod
+    def _import_path(cls, value: str) -> str:
+        module, _, attribute = value.partition(":")
+        if not module or not attribute:
+            raise ValueError("write the training function as 'package.module:function'")
+        return value
+
+
+class Gate(_Config):
+    metric: str = "average_precision"
+    margin: float = 0.0
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    bootstrap: int = Field(default=1000, ge=100, le=100_000)
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    max_size_mb: float | None = Field(default=None, gt=0)
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in GATE_METRICS:
+            raise ValueError(f"the gate compares one of {', '.join(GATE_METRICS)}")
+        return value
+
+
+class Rollout(_Durations):
+    shadow: timedelta = timedelta(days=1)
+    canary_percent: float = Field(default=20, gt=0, lt=100)
+    canary: timedelta = timedelta(days=2)
+    sticky_key: str | None = None
+    rollback_margin: float = 0.0
+    min_labels: int = Field(default=50, ge=1)
+
+    _parse = field_validator("shadow", "canary", mode="before")(_duration)
+
+
+class Policy(_Config):
+    name: str
+    deployment: str
+    model: str
+    monitor: str
+    triggers: Triggers = Triggers()
+    training: Training
+    gate: Gate = Gate()
+    rollout: Rollout = Rollout()
+
+    @field_validator("name", "deployment", "monitor")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        return _check_name(value, "a name")
+
+    def to_record(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def parse_policy(data: Any, source: str = "policy") -> Policy:
+    if isinstance(data, Policy):
+        return data
+    return configs.validate(Policy, data, source, "policy")
+
+
+def load_policy_file(path: str | Path) -> Policy:
+    return parse_policy(configs.read_yaml(path, "policy"), str(path))
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyState:
+    """Where a policy's loop stands."""
+
+    stage: str  # idle | shadow | canary
+    challenger_version: int | None = None
+    champion_version: int | None = None
+    stage_started_at: int | None = None  # ms
+    last_trained_at: int | None = None
+    last_checked_at: int | None = None
+    trainings: int = 0
+    request_id: str | None = None  # awaiting approval of this champion alias request
+
+
+def apply_policy(
+    policy: Policy | dict[str, Any], *, settings: Settings | None = None, actor: str | None = None
+) -> bool:
+    """Create or replace the stored policy of that name (audited); False if unchanged."""
+    from modelloop.store import tables as t
+    from modelloop.tracking.source import current_user
+
+    policy = parse_policy(policy)
+    db = policy_database(settings)
+    return configs.save(db, t.policies, policy.name, lambda _: policy.to_record(),
+                        actor=actor or current_user(), kind="policy")  # fmt: skip
+
+
+def get_policy(name: str, *, settings: Settings | None = None) -> Policy:
+    from modelloop.store import tables as t
+
+    rows = configs.stored(policy_database(settings), t.policies, name)
+    if not rows:
+        raise NotFound(f"No policy named {name!r}: create it with 'modelloop policies apply'")
+    return parse_policy(json.loads(rows[0].config), f"stored policy {name!r}")
+
+
+def list_policies(*, settings: Settings | None = None) -> list[Policy]:
+    from modelloop.store import tables as t
+
+    rows = configs.stored(policy_database(settings), t.policies)
+    return [parse_policy(json.loads(r.config), f"stored policy {r.name!r}") for r in rows]
+
+
+def policy_state(name: str, *, settings: Settings | None = None) -> PolicyState:
+    from sqlalchemy import select
+
+    from modelloop.store import tables as t
+
+    s = t.policy_state
+    with policy_database(settings).read() as conn:
+        row = conn.execute(select(s).where(s.c.name == name)).first()
+    if row is None:
+        return PolicyState("idle")
+    return PolicyState(**{k: getattr(row, k) for k in PolicyState.__slots__})
+
+
+def policy_database(settings: Settings | None) -> Database:
+    return configs.local_database(settings or load_settings(), "Policies")
