@@ -323,18 +323,51 @@ class _Loop:
         ended = started + _ms_of(rollout.canary)
         if self.now < ended + self.label_delay_ms + int(self.monitor.grace.total_seconds() * 1000):
             return  # the canary's labels have not all arrived yet
-        live = self._live_comparison(started, ended, state)
+        live = self._paired_shadow(started - _ms_of(rollout.shadow), started, state)
+        if live is None:  # straight into canary: each version on its share of the traffic
+            live = self._live_comparison(started, ended, state)
         challenger, champion = live["challenger"], live["champion"]
         if challenger is None or champion is None:
-            self._rollback(state, {**live, "reason": "too few labels to judge the canary"})
+            self._rollback(state, {**live, "reason": "too few labels to judge the rollout"})
             return
-        if challenger < champion - rollout.rollback_margin:
+        worse = live.get("interval", [challenger - champion] * 2)[1] < -rollout.rollback_margin
+        if worse:
             reason = (f"live {live['metric']} of v{state.challenger_version} {challenger:.4f} "
                       f"is below v{state.champion_version}'s {champion:.4f} by more than "
                       f"{rollout.rollback_margin:g}")  # fmt: skip
+            if "interval" in live:
+                low, high = live["interval"]
+                reason += f" (95% interval of the difference {low:+.4f} to {high:+.4f})"
             self._rollback(state, {**live, "reason": reason})
             return
         self._promote(state, live)
+
+    def _paired_shadow(self, start: int, end: int, state: PolicyState) -> dict[str, Any] | None:
+        """Both versions on the same transactions: the shadow period, labels matured. The
+        interval is a paired bootstrap of the difference, as at the gate."""
+        import numpy as np
+
+        from modelloop.automation.gate import paired_bootstrap
+        from modelloop.serving.predictions import predictions
+
+        frame = predictions(self.policy.model, _dt(start), _dt(end),
+                            deployment=self.policy.deployment, settings=self.settings)  # fmt: skip
+        champion = frame[(frame["role"] != "shadow")
+                         & (frame["model_version"] == state.champion_version)]  # fmt: skip
+        shadow = frame[(frame["role"] == "shadow")
+                       & (frame["model_version"] == state.challenger_version)]  # fmt: skip
+        both = champion.merge(shadow[["prediction_id", "score"]], on="prediction_id",
+                              suffixes=("_champion", "_challenger"))  # fmt: skip
+        both = both[both["label"].notna()]
+        if len(both) < self.policy.rollout.min_labels or both["label"].nunique() < 2:
+            return None
+        metric = self.policy.gate.metric
+        boot = paired_bootstrap(both["label"], both["score_champion"], both["score_challenger"],
+                                metric=metric, n_bootstrap=self.policy.gate.bootstrap)  # fmt: skip
+        low, high = np.quantile(boot.differences, [0.025, 0.975]).tolist()
+        return {"metric": metric, "window": [_iso(start), _iso(end)], "paired": True,
+                "challenger": boot.challenger_value, "champion": boot.champion_value,
+                "interval": [low, high], "labelled": len(both)}  # fmt: skip
 
     def _approval(self, state: PolicyState) -> None:
         from modelloop.registry.entities import RequestStatus

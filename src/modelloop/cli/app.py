@@ -433,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 # so they are attached last.
 from modelloop.cli import audit as _audit  # noqa: E402
 from modelloop.cli import datasets as _datasets  # noqa: E402
+from modelloop.cli import demo as _demo  # noqa: E402
 from modelloop.cli import gate as _gate  # noqa: E402
 from modelloop.cli import monitoring as _monitoring  # noqa: E402
 from modelloop.cli import pipelines as _pipelines  # noqa: E402
@@ -447,6 +448,7 @@ app.add_typer(_datasets.datasets_app, name="datasets")
 app.add_typer(_pipelines.pipelines_app, name="pipelines")
 app.add_typer(_monitoring.monitor_app, name="monitor")
 app.add_typer(_policy.policy_app, name="policy")
+app.add_typer(_demo.demo_app, name="demo")
 app.command(
     "lineage",
     epilog=_examples(

@@ -133,6 +133,16 @@ class Registry:
             flavor, signature_dict = self._logged_manifest(run_id, prefix)
             if signature is not None:
                 signature_dict = signature if isinstance(signature, dict) else signature.to_dict()
+            if training_data is not None and flavor is not None:  # e.g. a pipeline step's model
+                with tempfile.TemporaryDirectory(prefix="modelloop-package-") as tmp:
+                    self.client.download_artifacts(run_id, Path(tmp), prefix)
+                    package = Path(tmp).joinpath(*prefix.split("/"))
+                    _write_reference(package, training_data, allow_pickle)
+                    self.client.log_bytes(
+                        run_id,
+                        (package / REFERENCE_FILE).read_bytes(),
+                        f"{prefix}/{REFERENCE_FILE}",
+                    )
         spec = ModelVersionSpec(
             name=name,
             run_id=run_id,
