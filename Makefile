@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m modelloop.examples.quickstart
+	$(BIN)/modelloop demo fraud
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks

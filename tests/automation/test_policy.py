@@ -1,0 +1,63 @@
+"""Policies are validated whole, from YAML or Python, with one precise message per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from modelloop.automation.policy import apply_policy, get_policy, parse_policy
+from modelloop.cli.app import app
+from modelloop.errors import InvalidArgument, NotFound
+
+GOOD = {
+    "name": "fraud-loop",
+    "deployment": "fraud-online",
+    "model": "fraud-detector",
+    "monitor": "fraud-watch",
+    "training": {"function": "my_package.fraud:train", "window": "14d"},
+}
+
+
+def test_a_malformed_policy_file_names_every_problem(home: Path) -> None:
+    path = home.parent / "policy.yaml"
+    path.write_text(
+        "name: fraud loop\ndeployment: fraud-online\nmodel: fraud-detector\n"
+        "triggers: {drifted_features: 0, performance: {metric: f1, below: 0.5}, every: weekly}\n"
+        "training: {function: train_fraud}\ngate: {metric: accuracy, confidence: 1.5}\n"
+        "rollout: {canary_percent: 120}\nretries: 3\n"
+    )
+    result = CliRunner().invoke(app, ["policy", "apply", str(path)])
+    assert result.exit_code == 2
+    message = result.stderr
+    assert message.startswith(f"Error: {path} is not a valid policy:")
+    for expected in (
+        "name: a name is 1-128 letters",
+        "monitor: Field required",
+        "triggers.drifted_features: Input should be greater than or equal to 1",
+        "triggers.performance.metric: unknown metric 'f1'",
+        "triggers.every: 'weekly' is not a duration",
+        "training.function: write the training function as 'package.module:function'",
+        "gate.metric: the gate compares one of average_precision, auc_roc",
+        "gate.confidence: Input should be less than 1",
+        "rollout.canary_percent: Input should be less than 100",
+        "retries: unknown setting (known: name, deployment, model, monitor, triggers",
+    ):
+        assert expected in message, expected
+    assert "Traceback" not in result.output
+    with pytest.raises(NotFound):
+        get_policy("fraud loop")
+
+
+def test_a_policy_from_python_round_trips_through_the_store(home: Path) -> None:
+    assert apply_policy(GOOD) is True
+    assert apply_policy(parse_policy(GOOD)) is False  # unchanged: nothing recorded
+    stored = get_policy("fraud-loop")
+    assert stored.training.window.days == 14
+    assert stored.to_record()["rollout"]["shadow"] == "1d"
+    with pytest.raises(InvalidArgument) as caught:
+        parse_policy({**GOOD, "gate": {"bootstrap": 5}})
+    assert caught.value.details == [
+        {"field": "gate.bootstrap", "message": "Input should be greater than or equal to 100"}
+    ]
