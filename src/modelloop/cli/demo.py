@@ -18,7 +18,7 @@ from modelloop.cli.app import _examples
 demo_app: typer.Typer = typer.Typer(
     help="Demonstrations that run the whole product on the embedded store.",
     no_args_is_help=True,
-    epilog=_examples("modelloop demo fraud --days 28 --drift-day 7"),
+    epilog=_examples("modelloop demo fraud --days 21 --drift-day 7 --customers 300"),
 )
 
 
@@ -30,8 +30,8 @@ demo_app: typer.Typer = typer.Typer(
     "let the policy retrain, gate, roll out and promote (or roll back) when a new fraud "
     "pattern appears. Starts over in DIR each time (default $MODELLOOP_HOME/fraud-demo).",
     epilog=_examples(
-        "modelloop demo fraud --days 28 --drift-day 7",
-        "modelloop demo fraud --scenario behaviour-shift --seed 3",
+        "modelloop demo fraud",
+        "modelloop demo fraud --scenario behaviour-shift --seed 3 --customers 300 --days 14",
     ),
 )
 def demo_fraud(

@@ -1,0 +1,53 @@
+"""``python -m modelloop.examples.fraud.evaluate``, small: the three arms run on one stream and the
+report holds their weekly table and retraining counts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelloop.examples.fraud import demo
+from modelloop.examples.fraud.evaluate import ARMS, evaluate, main, render
+
+
+def test_three_arms_on_one_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELLOOP_HOME", str(tmp_path / "mine"))
+    config = demo.DemoConfig(days=14, drift_day=4, seed=0, customers=300, terminals=600)
+    evaluation = evaluate([config], cache_dir=tmp_path / "cache")
+    (result,) = evaluation.results
+
+    assert os.environ["MODELLOOP_HOME"] == str(tmp_path / "mine")  # the loop's home is gone
+    assert result.retrains["never"] == 0
+    assert result.retrains["daily"] == config.days
+    assert result.retrains["policy"] >= 0
+    weekly = result.weekly
+    assert weekly["week"].tolist() == [1, 2]
+    assert weekly["days"].tolist() == ["1-7", "8-14"]
+    assert weekly["after"].tolist() == [True, True]  # week 1 holds days 5-7 of the ring
+    for arm in ARMS:
+        assert weekly[f"ap_{arm}"].between(0, 1).all()
+        assert weekly[f"cp_{arm}"].between(0, 1).all()
+    assert result.v1_gap < 1e-6  # never's batch scores are what the server answered with v1
+    if result.retrains["policy"] == 0:  # v1 served throughout: the policy arm is never's
+        assert np.allclose(weekly["ap_policy"], weekly["ap_never"])
+
+    text = render(evaluation)
+    assert "| seed | retrains never / daily / policy |" in text
+    assert f"| 0 | 0 / 14 / {result.retrains['policy']} |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| 1 * | 1-7 |")]
+    assert len(rows) == 1
+    assert rows[0].count("|") == 12
+    assert "python -m modelloop.examples.fraud.evaluate" in text
+
+
+def test_the_command_line_writes_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "closed-loop.md"
+    main(["--days", "7", "--drift-day", "3", "--customers", "100", "--seeds", "1",
+          "--output", str(out)])  # fmt: skip
+    text = out.read_text()
+    assert text.startswith("# The closed loop, evaluated")
+    assert "--days 7 --drift-day 3 --customers 100 --seeds 1 --output" in text
+    assert "| 1 | 0 / 7 / 0 |" in text
