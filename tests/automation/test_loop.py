@@ -18,10 +18,11 @@ import pytest
 
 import modelloop as ml
 from modelloop import audit
-from modelloop.automation.loop import TrainingContext, start_rollout, step_policy
+from modelloop.automation.loop import TrainingContext, start_rollout, step_policy, timeline
 from modelloop.automation.policy import apply_policy, policy_state
 from modelloop.monitoring.monitor import apply_monitor
 from modelloop.monitoring.runner import run_monitor
+from modelloop.monitoring.scheduler import Scheduler
 from modelloop.serving.deployment import apply_deployment, get_deployment, parse_deployment
 from modelloop.serving.server import ServeSpec, build_app
 from modelloop.settings import load_settings
@@ -174,11 +175,12 @@ def test_a_bad_model_forced_into_canary_is_rolled_back(stream: Stream) -> None:
     start_rollout("fraud-loop", bad.version, stage="canary",
                   now=datetime.fromtimestamp(_ms(1) / 1000, UTC))  # fmt: skip
     stream.wait_for_mode("canary")
-    actions = []
+    scheduler = Scheduler(load_settings())  # what `modelloop server` runs every minute
     for d in range(1, 6):
         stream.day(d)
-        actions += stream.close_day(d)
-    assert actions == ["policy.rolled_back"]
+        scheduler.tick(now=datetime.fromtimestamp((_ms(d + 1) + 600_000) / 1000, UTC))
+    actions = [d.action for d in timeline("fraud-loop")]
+    assert actions == ["policy.rollout_started", "policy.rolled_back"]
     assert ml.resolve_model_uri(f"models:/{MODEL}@champion").version == 1
     assert get_deployment(DEPLOYMENT).deployment.mode.value == "single"
     events = audit.events(open_database(load_settings().database_url), object_type="policy")

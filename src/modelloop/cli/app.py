@@ -199,7 +199,8 @@ def _client() -> Iterator[Client]:
 
 @app.command(
     help="Serve the REST API (docs at /docs) over the store named by the settings, and run "
-    "the stored monitors on schedule (Prometheus gauges at /metrics).\n\n"
+    "the stored monitors and automation policies on schedule (Prometheus gauges at "
+    "/metrics).\n\n"
     "Clients point at it with MODELLOOP_TRACKING_URI=http://HOST:PORT (and MODELLOOP_TOKEN).",
     epilog=_examples(
         "modelloop server",
@@ -228,8 +229,8 @@ def server(
     monitor_interval: Annotated[
         float,
         typer.Option(
-            help="Seconds between runs of the stored monitors (their due windows); 0 turns "
-            "the scheduler off.",
+            help="Seconds between runs of the stored monitors (their due windows) and policies; "
+            "0 turns the scheduler off.",
             min=0,
         ),
     ] = 60.0,

@@ -126,6 +126,23 @@ def _describe(decision: Any) -> str:
     return f"{action}: {e.get('reason', '')}"
 
 
+def _story(result: Any) -> list[str]:
+    """The decisions that matter, by served day: detection, gate verdicts, outcomes."""
+    start = result.config.start.timestamp() * 1000
+    lines = []
+    for d, after in zip(result.timeline, [*result.timeline[1:], None], strict=True):
+        day = int((d.time - start) // 86_400_000)  # decisions are taken at the end of a day
+        if d.action == "policy.trigger":
+            skipped = after is not None and after.action == "policy.training_skipped"
+            note = ", skipped: too few labelled predictions yet" if skipped else ""
+            reasons = "; ".join(d.evidence["reasons"])
+            lines.append(f"day {day:>3}: retraining triggered ({reasons}){note}")
+        elif d.action in ("policy.shadow", "policy.rejected", "policy.canary", "policy.promoted",
+                          "policy.rolled_back"):  # fmt: skip
+            lines.append(f"day {day:>3}: {_describe(d)}")
+    return lines or ["no retraining was triggered"]
+
+
 def _report(console: Any, result: Any, home: Path) -> None:
     from rich.table import Table
 
@@ -142,6 +159,9 @@ def _report(console: Any, result: Any, home: Path) -> None:
     if result.config.scenario != "none":
         console.print(f"  * {result.config.scenario} under way (from day "
                       f"{result.config.drift_day + 1})")  # fmt: skip
+    console.print("\n[bold]The loop, in short[/]:")
+    for line in _story(result):
+        console.print(f"  {line}")
     trainings = sum(d.action == "policy.trained" for d in result.timeline)
     console.print(f"\n{len(result.served):,} transactions scored over HTTP in "
                   f"{result.seconds:.0f} s; {trainings} retraining(s).")  # fmt: skip

@@ -1,10 +1,11 @@
-"""Monitors on a schedule: a thread of ``modelloop server`` that runs what is due.
+"""Monitors and policies on a schedule: a thread of ``modelloop server`` that runs what is due.
 
-Every ``interval`` seconds it reads the stored monitors (so ``monitor apply`` needs no restart),
-runs each one's due windows (periodic windows as they close; "last N" windows every ``every``,
-default 1h) and retries undelivered alerts. Work is idempotent per window, so a tick that
-overlaps another server's, or repeats after a crash, stores nothing twice. One monitor failing
-(a deleted model, an unreadable log) is logged and does not stop the others.
+Every ``interval`` seconds it reads the stored monitors and policies (so ``apply`` needs no
+restart), runs each monitor's due windows (periodic windows as they close; "last N" windows
+every ``every``, default 1h), retries undelivered alerts, then steps every automation policy.
+Monitors are idempotent per window, so a tick that overlaps another server's, or repeats after a
+crash, stores nothing twice. One monitor or policy failing (a deleted model, an unreadable log)
+is logged and does not stop the others.
 """
 
 from __future__ import annotations
@@ -74,5 +75,25 @@ class Scheduler:
                 log.error("monitor %s failed: %s", monitor.name, reason)
                 continue
             stored += sum(r.stored for r in results)
+        self._step_policies(now)
         self.ticks += 1
         return stored
+
+    def _step_policies(self, now: datetime | None) -> None:
+        """After the monitors, so that a policy sees the windows this tick stored."""
+        from modelloop.automation.loop import step_policy
+        from modelloop.automation.policy import list_policies
+
+        try:
+            policies = list_policies(settings=self.settings)
+        except Exception:
+            log.exception("cannot list policies")
+            return
+        for policy in policies:
+            if self._stop.is_set():
+                return
+            try:
+                step_policy(policy.name, now=now or datetime.now(UTC), settings=self.settings)
+            except Exception as exc:
+                reason = getattr(exc, "message", None) or repr(exc)
+                log.error("policy %s failed: %s", policy.name, reason)
