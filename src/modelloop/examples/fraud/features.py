@@ -1,7 +1,7 @@
 """The handbook's 14 fraud features, in batch for training and online for serving, equal.
 
 A model trained on batch features and served on online ones is only as good as their agreement,
-so both are defined here against one spec (``/work/shared/specs/fraud-simulator.md``, section 2):
+so both are defined here against one spec (``../shared/specs/fraud-simulator.md``, section 2):
 
 - ``TX_DURING_WEEKEND`` (weekday >= 5), ``TX_DURING_NIGHT`` (hour <= 6);
 - per card, over ``(t - n days, t]`` with the current transaction included, n in 1, 7, 30:

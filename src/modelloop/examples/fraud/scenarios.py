@@ -3,7 +3,7 @@
 Each scenario is switched on by passing its dataclass to :class:`Drift`, draws from its own
 seeded generator (so switching one on never changes another's rows), and is applied by
 :func:`apply_drift` to a frame made by :func:`~modelloop.examples.fraud.simulator.simulate`
-with the same config (spec ``/work/shared/specs/fraud-simulator.md``, section 5):
+with the same config (spec ``../shared/specs/fraud-simulator.md``, section 5):
 
 - :class:`VolumeSurge`: extra genuine transactions drawn from each card's own profile, so the
   daily volume is ``factor`` times the usual over a period. The book's fraud rules still hold

@@ -3,7 +3,7 @@
 Le Borgne et al., "Reproducible Machine Learning for Credit Card Fraud Detection" (chapter 3)
 publish a simulator and the dataset it makes (1,754,155 transactions, 14,681 frauds); the loop's
 examples and benchmarks use it as a reference workload, so ours must give the very same rows
-(spec: ``/work/shared/specs/fraud-simulator.md``, section 1).
+(spec: ``../shared/specs/fraud-simulator.md``, section 1).
 
 Reproducing means consuming the random streams exactly as the book's per-call code does:
 numpy's legacy generator seeded with the customer id for counts, times and amounts, Python's
