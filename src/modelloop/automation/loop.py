@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from modelloop.automation.policy import Policy, PolicyState, get_policy, policy_state
-from modelloop.errors import Forbidden, InvalidArgument
+from modelloop.errors import Forbidden, InvalidArgument, ModelloopError
 from modelloop.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -166,7 +166,12 @@ class _Loop:
                                          {"reason": exc.message}))  # fmt: skip
             return
         self._record(state, Decision("policy.trained", self.now, trained))
-        gate = self._gate(version, holdout)
+        try:
+            gate = self._gate(version, holdout)
+        except ModelloopError as exc:  # e.g. a holdout without a single fraud: no verdict
+            self._record(state, Decision("policy.rejected", self.now,
+                                         {"version": version, "reason": exc.message}))  # fmt: skip
+            return
         evidence = {"version": version, **gate}
         if gate["decision"] != "promote":
             self._record(state, Decision("policy.rejected", self.now, evidence))

@@ -107,6 +107,8 @@ def _describe(decision: Any) -> str:
         return f"[yellow]trigger[/]: {'; '.join(e.get('reasons', []))}"
     if action == "trained":
         return f"trained v{e['version']} on {e['rows']:,} labelled predictions"
+    if action == "rejected" and "interval" not in e:
+        return f"gate v{e['version']} [red]rejected[/]: {e.get('reason', '')}"
     if action in ("rejected", "shadow"):
         verdict = "[red]rejected[/]" if action == "rejected" else "[green]passed[/], in shadow"
         low, high = e["interval"]
