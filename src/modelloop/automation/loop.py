@@ -326,10 +326,13 @@ class _Loop:
         rollout = self.policy.rollout
         started = state.stage_started_at or self.now
         ended = started + _ms_of(rollout.canary)
-        if self.now < ended + self.label_delay_ms + int(self.monitor.grace.total_seconds() * 1000):
-            return  # the canary's labels have not all arrived yet
+        matured = self.label_delay_ms + int(self.monitor.grace.total_seconds() * 1000)
+        if self.now < max(ended, started + matured):
+            return  # the canary runs its course, and the shadow's labels arrive meanwhile
         live = self._paired_shadow(started - _ms_of(rollout.shadow), started, state)
         if live is None:  # straight into canary: each version on its share of the traffic
+            if self.now < ended + matured:
+                return  # wait for the canary's own labels
             live = self._live_comparison(started, ended, state)
         challenger, champion = live["challenger"], live["champion"]
         if challenger is None or champion is None:

@@ -31,7 +31,8 @@ demo_app: typer.Typer = typer.Typer(
     "pattern appears. Starts over in DIR each time (default $MODELLOOP_HOME/fraud-demo).",
     epilog=_examples(
         "modelloop demo fraud",
-        "modelloop demo fraud --scenario behaviour-shift --seed 3 --customers 300 --days 14",
+        "modelloop demo fraud --scenario behaviour-shift --seed 3 --customers 300 --days 14 "
+        "--drift-day 7",
     ),
 )
 def demo_fraud(

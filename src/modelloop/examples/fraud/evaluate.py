@@ -123,13 +123,7 @@ def evaluate_seed(config: demo.DemoConfig, cache_dir: Path) -> SeedResult:
         "daily": config.days,
         "policy": sum(d.action == "policy.trained" for d in result.timeline),
     }
-    start_ms = int(config.start.timestamp() * 1000)
-    events = [
-        ((d.time - start_ms) // demo.DAY_MS, d.action.removeprefix("policy."),
-         d.evidence.get("version"))
-        for d in result.timeline
-        if d.action.removeprefix("policy.") in _SHOWN
-    ]  # fmt: skip
+    events = _events(result.timeline, config)
     ring = served["TX_FRAUD_SCENARIO"].to_numpy() == FRAUD_RING_SCENARIO
     ring_days = max(config.days - config.drift_day, 1)
     v1 = (log["version"] == 1).to_numpy()
@@ -138,6 +132,22 @@ def evaluate_seed(config: demo.DemoConfig, cache_dir: Path) -> SeedResult:
     return SeedResult(
         config, weekly, retrains, events, ring.sum() / ring_days, gap, policy, seconds
     )
+
+
+def _events(timeline: list[Any], config: demo.DemoConfig) -> list[tuple[int, str, int | None]]:
+    """(1-based served day whose end took it, action, version); a training says how many days of
+    the pattern its data held (the holdout's newest days are not trained on)."""
+    start_ms = int(config.start.timestamp() * 1000)
+    out = []
+    for d in timeline:
+        action = d.action.removeprefix("policy.")
+        if action not in _SHOWN:
+            continue
+        if action == "trained":
+            cut = pd.Timestamp(d.evidence["window"][1]) - pd.Timestamp(config.start)
+            action += f" ({max(0, cut.days - config.drift_day)} pattern days in its data)"
+        out.append(((d.time - start_ms) // demo.DAY_MS, action, d.evidence.get("version")))
+    return out
 
 
 def run_policy(config: demo.DemoConfig) -> tuple[demo.DemoResult, Any]:
@@ -301,7 +311,7 @@ def render(evaluation: Evaluation) -> str:
         "All three score the same transactions: never and daily on batch features, which the "
         "feature tests prove equal to the online features the policy's server computed (the "
         "evaluation checks the served rows are the stream's, row for row, and where the policy "
-        "served v1, never's batch-feature scores match the served ones to "
+        "served v1, never's batch-feature scores differ from the served ones by at most "
         f"{max(r.v1_gap for r in results):.1e}). AP is sklearn's "
         "average precision over the week; CP@100 is the mean daily card precision@100 with "
         "cards already caught that week removed (`card_precision_at_k`, as the monitor "
@@ -317,31 +327,21 @@ def render(evaluation: Evaluation) -> str:
         f"day >= {config.drift_day + 1}); the target is the policy at >= {TARGET:.0%} of daily.",
         "",
         "| seed | retrains never / daily / policy | AP never | AP daily | AP policy "
-        "| policy / daily | policy / never | CP@100 never / daily / policy | >= 90%? |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| policy / daily | policy / never | never / daily | CP@100 never / daily / policy "
+        "| policy >= 90% of daily? |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        ratio = r.mean_ap("policy") / r.mean_ap("daily")
-        lines.append(
-            f"| {r.config.seed} | {r.retrains['never']} / {r.retrains['daily']} / "
-            f"{r.retrains['policy']} | {r.mean_ap('never'):.3f} | {r.mean_ap('daily'):.3f} | "
-            f"{r.mean_ap('policy'):.3f} | {ratio:.1%} | "
-            f"{r.mean_ap('policy') / r.mean_ap('never'):.1%} | "
-            f"{r.mean_cp('never'):.3f} / {r.mean_cp('daily'):.3f} / {r.mean_cp('policy'):.3f} | "
-            f"{'yes' if ratio >= TARGET else 'no'} |"
-        )
+        ap = {arm: r.mean_ap(arm) for arm in ARMS}
+        cp = {arm: r.mean_cp(arm) for arm in ARMS}
+        lines.append(_summary_row(str(r.config.seed), r.retrains, ap, cp))
     mean = {arm: evaluation.mean_ap(arm) for arm in ARMS}
-    retrains = {arm: np.mean([r.retrains[arm] for r in results]) for arm in ARMS}
-    cps = {arm: np.mean([r.mean_cp(arm) for r in results]) for arm in ARMS}
-    ratio = mean["policy"] / mean["daily"]
+    retrains = {arm: float(np.mean([r.retrains[arm] for r in results])) for arm in ARMS}
+    cps = {arm: float(np.mean([r.mean_cp(arm) for r in results])) for arm in ARMS}
     lines += [
-        f"| mean | {retrains['never']:g} / {retrains['daily']:g} / {retrains['policy']:.3g} | "
-        f"{mean['never']:.3f} | {mean['daily']:.3f} | {mean['policy']:.3f} | {ratio:.1%} | "
-        f"{mean['policy'] / mean['never']:.1%} | "
-        f"{cps['never']:.3f} / {cps['daily']:.3f} / {cps['policy']:.3f} | "
-        f"{'yes' if ratio >= TARGET else 'no'} |",
+        _summary_row("mean", retrains, mean, cps),
         "",
-        _verdict(results, ratio),
+        _verdict(results, mean),
         "",
     ]
     for r in results:
@@ -388,28 +388,56 @@ def _policy_lines(policy: Any) -> list[str]:
     ]
 
 
-def _verdict(results: list[SeedResult], ratio: float) -> str:
+def _summary_row(
+    seed: str, retrains: dict[str, Any], ap: dict[str, float], cp: dict[str, float]
+) -> str:
+    ratio = ap["policy"] / ap["daily"]
+    return (
+        f"| {seed} | {retrains['never']:g} / {retrains['daily']:g} / {retrains['policy']:.3g} | "
+        f"{ap['never']:.3f} | {ap['daily']:.3f} | {ap['policy']:.3f} | {ratio:.1%} | "
+        f"{ap['policy'] / ap['never']:.1%} | {ap['never'] / ap['daily']:.1%} | "
+        f"{cp['never']:.3f} / {cp['daily']:.3f} / {cp['policy']:.3f} | "
+        f"{'yes' if ratio >= TARGET else 'no'} |"
+    )
+
+
+def _verdict(results: list[SeedResult], mean: dict[str, float]) -> str:
+    """The target, said plainly, with what makes it easy or hard to reach."""
+    ratio, baseline = mean["policy"] / mean["daily"], mean["never"] / mean["daily"]
     met = [r.config.seed for r in results if r.mean_ap("policy") / r.mean_ap("daily") >= TARGET]
     missed = [r.config.seed for r in results if r.config.seed not in met]
-    head = (
-        f"**Target {'met' if ratio >= TARGET else 'not met'} on the mean over seeds** "
-        f"({ratio:.1%} of daily's AP)"
-    )
     per = []
     if met:
         per.append(f"met for seed(s) {', '.join(map(str, met))}")
     if missed:
         per.append(f"missed for seed(s) {', '.join(map(str, missed))}")
-    first = [_first_served(r) for r in results]
-    lag = ", ".join(
-        f"seed {r.config.seed}: " + ("never" if f is None else f"day {f[0]} ({f[1]} days after "
-                                     f"the pattern), fully from day {f[2]}")
-        for r, f in zip(results, first, strict=True)
-    )  # fmt: skip
-    return (
-        f"{head}; {'; '.join(per)}. A model trained after the pattern first answered traffic "
-        f"(canary) on {lag}."
+    out = [
+        f"**Target {'met' if ratio >= TARGET else 'not met'} on the mean over seeds**: the "
+        f"policy keeps {ratio:.1%} of daily retraining's AP after the pattern appears "
+        f"({'; '.join(per)}), with {np.mean([r.retrains['policy'] for r in results]):.3g} "
+        f"retrainings instead of {results[0].config.days}.",
+        f"Never retraining keeps {baseline:.1%} of it"
+        + (
+            ", so the target alone hardly separates the policy from doing nothing: the terminal "
+            "risk features see the ring's terminals once their labels arrive, whatever the model."
+            if baseline >= TARGET - 0.05
+            else "."
+        ),
+    ]
+    lags = []
+    for r in results:
+        first = _first_served(r)
+        lags.append(
+            f"seed {r.config.seed}: "
+            + ("never" if first is None else f"day {first[0]} ({first[1]} days after the "
+                                             f"pattern started), all traffic from day {first[2]}")
+        )  # fmt: skip
+    out.append(
+        f"No arm can learn the pattern in its first week (its labels arrive "
+        f"{demo.LABEL_DELAY_DAYS} days later). A retrained model then first answered traffic "
+        f"({results[0].policy.rollout.canary_percent:g}% canary) on {'; '.join(lags)}."
     )
+    return " ".join(out)
 
 
 def _first_served(r: SeedResult) -> tuple[int, int, int | str] | None:
@@ -441,7 +469,10 @@ def _seed_lines(r: SeedResult) -> list[str]:
             + " | ".join(_num(row[f"cp_{a}"]) for a in ARMS)
             + f" | {row['models']} |"
         )
-    events = "; ".join(f"day {day} {action} v{v}" for day, action, v in r.events)
+    events = "; ".join(
+        f"day {day} {action.partition(' ')[0]} v{v} {action.partition(' ')[2]}".rstrip()
+        for day, action, v in r.events
+    )
     out += [
         "",
         f"\\* pattern under way (from day {r.config.drift_day + 1}). The policy's decisions "
