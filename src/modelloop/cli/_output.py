@@ -12,11 +12,13 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -36,6 +38,17 @@ def console() -> Console:
 
     piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
     return Console(highlight=False, soft_wrap=False, width=200 if piped else None)
+
+
+def command() -> str:
+    """How to call the ``modelloop`` command from here (it may not be on PATH in a venv)."""
+    if shutil.which("modelloop"):
+        return "modelloop"
+    beside = Path(sys.executable).parent / "modelloop"
+    if beside.exists():
+        relative = os.path.relpath(beside)
+        return relative if not relative.startswith("..") else str(beside)
+    return f"{Path(sys.executable).name} -m modelloop"
 
 
 def print_json(data: Any) -> None:

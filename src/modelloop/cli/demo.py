@@ -149,6 +149,8 @@ def _story(result: Any) -> list[str]:
 def _report(console: Any, result: Any, home: Path) -> None:
     from rich.table import Table
 
+    from modelloop.cli import _output
+
     console.print()
     table = Table(title="What was served, week by week", box=None, header_style="bold")
     for column in ("week", "days", "transactions", "frauds", "models", "AP", "CP@100"):
@@ -168,13 +170,13 @@ def _report(console: Any, result: Any, home: Path) -> None:
     trainings = sum(d.action == "policy.trained" for d in result.timeline)
     console.print(f"\n{len(result.served):,} transactions scored over HTTP in "
                   f"{result.seconds:.0f} s; {trainings} retraining(s).")  # fmt: skip
-    env = f"MODELLOOP_HOME={home}"
+    env = f"MODELLOOP_HOME={home} {_output.command()}"
     console.print("\n[bold]Look around[/]:")
     for line in (
-        f"{env} modelloop policy timeline fraud-loop",
-        f"{env} modelloop monitor results fraud-watch --kind performance",
-        f"{env} modelloop monitor alerts",
-        f"{env} modelloop audit log --model fraud-detector",
-        f"{env} modelloop server    # REST API and docs at http://127.0.0.1:8765/docs",
+        f"{env} policy timeline fraud-loop",
+        f"{env} monitor results fraud-watch --kind performance",
+        f"{env} monitor alerts",
+        f"{env} audit log --model fraud-detector",
+        f"{env} server    # REST API and docs at http://127.0.0.1:8765/docs",
     ):
         console.print(f"  {line}", highlight=False, markup=False)

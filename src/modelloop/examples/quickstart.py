@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -239,14 +236,9 @@ def run_sweep(rounds: int, seed: int, console: Console | None = None) -> SweepSu
 
 
 def _cli() -> str:
-    """How to call the ``modelloop`` command from here (it may not be on PATH in a venv)."""
-    if shutil.which("modelloop"):
-        return "modelloop"
-    beside = Path(sys.executable).parent / "modelloop"
-    if beside.exists():
-        relative = os.path.relpath(beside)
-        return relative if not relative.startswith("..") else str(beside)
-    return f"{Path(sys.executable).name} -m modelloop"
+    from modelloop.cli._output import command
+
+    return command()
 
 
 def print_summary(summary: SweepSummary, console: Console) -> None:
