@@ -72,17 +72,17 @@ def add_features(transactions: pd.DataFrame) -> pd.DataFrame:
     frame["TX_DURING_WEEKEND"] = (when.dt.day_of_week >= 5).astype(np.int64).to_numpy()
     frame["TX_DURING_NIGHT"] = (when.dt.hour <= 6).astype(np.int64).to_numpy()
 
-    amounts = frame["TX_AMOUNT"].to_numpy(dtype=np.float64)
+    cents = _cents(frame["TX_AMOUNT"].to_numpy(dtype=np.float64))
     order, keys, group = _entity_order(frame["CUSTOMER_ID"].to_numpy(), ms)
-    sorted_amounts = amounts[order]
-    running = pd.Series(sorted_amounts).groupby(group).cumsum().to_numpy()  # restarts per card
+    sorted_cents = cents[order]
+    running = pd.Series(sorted_cents).groupby(group).cumsum().to_numpy()  # restarts per card
     position = np.arange(len(order))
     for n in CUSTOMER_WINDOWS:
         first = np.searchsorted(keys, keys - n * DAY_MS, side="right")
         count = position - first + 1
-        total = running - (running[first] - sorted_amounts[first])
+        total = running - (running[first] - sorted_cents[first])  # exact: integers
         _put(frame, f"CUSTOMER_ID_NB_TX_{n}DAY_WINDOW", order, count.astype(np.int64))
-        _put(frame, f"CUSTOMER_ID_AVG_AMOUNT_{n}DAY_WINDOW", order, total / count)
+        _put(frame, f"CUSTOMER_ID_AVG_AMOUNT_{n}DAY_WINDOW", order, _average(total, count))
 
     order, keys, _ = _entity_order(frame["TERMINAL_ID"].to_numpy(), ms)
     frauds = np.concatenate([[0], np.cumsum(frame["TX_FRAUD"].to_numpy(dtype=np.int64)[order])])
@@ -97,6 +97,17 @@ def add_features(transactions: pd.DataFrame) -> pd.DataFrame:
         _put(frame, f"TERMINAL_ID_NB_TX_{n}DAY_WINDOW", order, count.astype(np.int64))
         _put(frame, f"TERMINAL_ID_RISK_{n}DAY_WINDOW", order, risk)
     return frame
+
+
+def _cents(amounts: Array) -> Array:
+    """Amounts as integer cents (the simulator's amounts are whole cents): window sums are then
+    exact, in batch and online alike, and so are the averages computed from them."""
+    return np.rint(amounts * 100).astype(np.int64)
+
+
+def _average(total_cents: Any, count: Any) -> Any:
+    """The same two float operations on both sides, so batch and online agree bit for bit."""
+    return total_cents / count / 100
 
 
 def _entity_order(entity: Array, ms: Array) -> tuple[Array, Array, Array]:
@@ -128,7 +139,7 @@ def _millis(moment: datetime) -> int:
 @dataclass
 class _Card:
     times: list[int] = field(default_factory=list)  # ms, ascending
-    amounts: list[float] = field(default_factory=list)
+    cents: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -162,10 +173,10 @@ class OnlineFeatures:
         t = _millis(time)
         self._advance(t)
         card = self._cards.setdefault(customer_id, _Card())
-        _drop_before(card.times, t - self._card_horizon, card.amounts)
+        _drop_before(card.times, t - self._card_horizon, card.cents)
         at = bisect.bisect_right(card.times, t)
         card.times.insert(at, t)
-        card.amounts.insert(at, float(amount))
+        card.cents.insert(at, round(float(amount) * 100))
         out: dict[str, float] = {
             "TX_AMOUNT": float(amount),
             "TX_DURING_WEEKEND": float(time.weekday() >= 5),
@@ -175,8 +186,8 @@ class OnlineFeatures:
         for n in CUSTOMER_WINDOWS:
             first = bisect.bisect_right(card.times, t - n * DAY_MS, 0, last)
             out[f"CUSTOMER_ID_NB_TX_{n}DAY_WINDOW"] = float(last - first)
-            out[f"CUSTOMER_ID_AVG_AMOUNT_{n}DAY_WINDOW"] = sum(card.amounts[first:last]) / (
-                last - first
+            out[f"CUSTOMER_ID_AVG_AMOUNT_{n}DAY_WINDOW"] = _average(
+                sum(card.cents[first:last]), last - first
             )
 
         terminal = self._terminals.setdefault(terminal_id, _Terminal())
@@ -221,7 +232,7 @@ class OnlineFeatures:
             return
         self._swept_day = self._now
         for key, card in list(self._cards.items()):
-            _drop_before(card.times, self._now - self._card_horizon, card.amounts)
+            _drop_before(card.times, self._now - self._card_horizon, card.cents)
             if not card.times:
                 del self._cards[key]
         for key, terminal in list(self._terminals.items()):
