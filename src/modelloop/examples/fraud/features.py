@@ -102,7 +102,8 @@ def add_features(transactions: pd.DataFrame) -> pd.DataFrame:
 def _cents(amounts: Array) -> Array:
     """Amounts as integer cents (the simulator's amounts are whole cents): window sums are then
     exact, in batch and online alike, and so are the averages computed from them."""
-    return np.rint(amounts * 100).astype(np.int64)
+    cents: Array = np.rint(amounts * 100).astype(np.int64)
+    return cents
 
 
 def _average(total_cents: Any, count: Any) -> Any:
@@ -242,7 +243,7 @@ class OnlineFeatures:
                 del self._terminals[key]
 
 
-def _drop_before(times: list[int], horizon: int, *parallel: list[float]) -> None:
+def _drop_before(times: list[int], horizon: int, *parallel: list[Any]) -> None:
     """Delete entries at or before ``horizon`` (windows are open on the left, so unneeded)."""
     cut = bisect.bisect_right(times, horizon)
     if cut:
