@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from modelloop.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from sqlalchemy import Row, Table
+    from sqlalchemy import Connection, Row, Table
 
     from modelloop.settings import Settings
     from modelloop.store import Database
@@ -94,6 +94,36 @@ def save(
             conn.execute(update(table).where(table.c.name == name).values(**values))
         audit.append(conn, time=now, actor=actor, action=f"{kind}.apply", object_type=kind,
                      object_id=name, before=before, after=after)  # fmt: skip
+    return True
+
+
+def remove(
+    db: Database,
+    table: Table,
+    name: str,
+    *,
+    actor: str,
+    kind: str,
+    before_delete: Callable[[Connection], None] | None = None,
+) -> bool:
+    """Delete the document stored under ``name`` (audited as ``<kind>.delete``, with what it
+    was); False if there was none. ``before_delete`` removes what hangs off it, in the same
+    transaction."""
+    from sqlalchemy import delete, select
+
+    from modelloop import audit
+
+    with db.write() as conn:
+        audit.lock(conn)
+        row = conn.execute(select(table.c.config).where(table.c.name == name)).first()
+        if row is None:
+            return False
+        if before_delete is not None:
+            before_delete(conn)
+        conn.execute(delete(table).where(table.c.name == name))
+        audit.append(conn, time=time.time_ns() // 1_000_000, actor=actor,
+                     action=f"{kind}.delete", object_type=kind, object_id=name,
+                     before=json.loads(row.config), after=None)  # fmt: skip
     return True
 
 

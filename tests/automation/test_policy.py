@@ -61,3 +61,15 @@ def test_a_policy_from_python_round_trips_through_the_store(home: Path) -> None:
     assert caught.value.details == [
         {"field": "gate.bootstrap", "message": "Input should be greater than or equal to 100"}
     ]
+
+
+def test_deleting_a_policy_keeps_its_decisions_in_the_audit_trail(home: Path) -> None:
+    import modelloop as ml
+
+    apply_policy(GOOD)
+    result = CliRunner().invoke(app, ["policy", "delete", "fraud-loop", "--yes"])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(NotFound):
+        get_policy("fraud-loop")
+    actions = [e.action for e in ml.audit_log() if e.object_type == "policy"]
+    assert actions == ["policy.apply", "policy.delete"]

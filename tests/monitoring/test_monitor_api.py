@@ -216,3 +216,30 @@ def test_the_server_runs_monitors_on_schedule(watched: Watched) -> None:
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert "Traceback" not in output, output
+
+
+def test_deleting_a_monitor_removes_its_windows_and_alerts(
+    watched: Watched, tmp_path: Path
+) -> None:
+    _drifting_days(watched)
+    name = watched.monitor(alerts=[DRIFT_RULE], performance={"enabled": False})
+    run_monitor(name, now=day(3) + timedelta(hours=1), settings=watched.settings)
+    assert ml.alerts(name)
+    runner = CliRunner()
+    kept = runner.invoke(app, ["monitor", "delete", name], input="n\n")
+    assert kept.exit_code == 1  # aborted: nothing deleted
+    assert ml.get_monitor(name).name == name
+
+    with live_server(watched.settings) as url:
+        assert httpx.delete(f"{url}/api/v1/monitors/{name}").status_code == 204
+        assert httpx.delete(f"{url}/api/v1/monitors/{name}").status_code == 404
+    db = open_database(watched.settings.database_url)
+    with db.read() as conn:
+        for table in ("monitor_windows", "monitor_values", "alerts", "monitors"):
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() == 0, table
+    [event] = [e for e in ml.audit_log() if e.action == "monitor.delete"]
+    assert event.before is not None
+    assert event.before["name"] == name
+    gone = runner.invoke(app, ["monitor", "delete", name, "--yes"])
+    assert gone.exit_code == 3
+    assert f"No monitor named {name!r}" in gone.stderr

@@ -182,6 +182,23 @@ def apply_policy(
                         actor=actor or current_user(), kind="policy")  # fmt: skip
 
 
+def delete_policy(name: str, *, settings: Settings | None = None, actor: str | None = None) -> bool:
+    """Delete a policy and its loop's state (audited; its decisions stay in the audit trail);
+    False if there was none. A rollout in progress is left as it stands: the deployment keeps
+    its current mode."""
+    from sqlalchemy import delete
+
+    from modelloop.store import tables as t
+    from modelloop.tracking.source import current_user
+
+    def state(conn: Any) -> None:
+        conn.execute(delete(t.policy_state).where(t.policy_state.c.name == name))
+
+    db = policy_database(settings)
+    actor = actor or current_user()
+    return configs.remove(db, t.policies, name, actor=actor, kind="policy", before_delete=state)
+
+
 def get_policy(name: str, *, settings: Settings | None = None) -> Policy:
     from modelloop.store import tables as t
 

@@ -289,6 +289,25 @@ def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%MZ")
 
 
+@monitor_app.command(
+    "delete",
+    help="Delete a monitor with its stored windows and alerts (the audit trail keeps what it "
+    "was). Asks first unless --yes.",
+    epilog=_examples("MODELLOOP_USER=ops modelloop monitor delete fraud-watch --yes"),
+)
+def monitor_delete(
+    name: Name,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    from modelloop.monitoring import fluent
+
+    fluent.get_monitor(name)  # NotFound before asking
+    if not yes:
+        typer.confirm(f"Delete monitor {name} and every window and alert it stored?", abort=True)
+    fluent.delete_monitor(name)
+    typer.echo(f"Monitor {name} deleted")
+
+
 def _checks(monitor: Monitor) -> str:
     checks = [name for name in ("drift", "performance") if getattr(monitor, name).enabled]
     return "+".join(checks) or "none"

@@ -167,6 +167,27 @@ def policy_timeline(name: Name, output: OutputOption = OutputFormat.table) -> No
         typer.echo(f"{_output.format_time(d.time)}  {_line(d.action, d.evidence)}")
 
 
+@policy_app.command(
+    "delete",
+    help="Delete a policy and its loop's state; its decisions stay in the audit trail, and a "
+    "rollout in progress stays as it stands. Asks first unless --yes.",
+    epilog=_examples("MODELLOOP_USER=ops modelloop policy delete fraud-loop --yes"),
+)
+def policy_delete(
+    name: Name,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    from modelloop.automation.policy import delete_policy, get_policy
+    from modelloop.errors import NotFound
+
+    get_policy(name)  # NotFound before asking
+    if not yes:
+        typer.confirm(f"Delete policy {name}?", abort=True)
+    if not delete_policy(name):
+        raise NotFound(f"No policy named {name!r}")
+    typer.echo(f"Policy {name} deleted")
+
+
 def _line(action: str, evidence: dict[str, Any]) -> str:
     detail = (
         evidence.get("summary") or evidence.get("reason") or "; ".join(evidence.get("reasons", []))

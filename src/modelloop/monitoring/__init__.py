@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from modelloop.monitoring.fluent import (
     alerts,
     apply_monitor,
+    delete_monitor,
     get_monitor,
     list_monitors,
     monitor_results,
@@ -85,6 +86,7 @@ __all__ = [
     "check_drift",
     "check_drift_chunks",
     "default_method",
+    "delete_monitor",
     "fit_reference",
     "fit_references",
     "get_monitor",

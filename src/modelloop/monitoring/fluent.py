@@ -61,6 +61,18 @@ def list_monitors(*, settings: Settings | None = None) -> list[Monitor]:
     return [s.monitor for s in stored(settings=settings)]
 
 
+def delete_monitor(name: str, *, settings: Settings | None = None) -> None:
+    """Delete a monitor with its stored windows and alerts (audited); NotFound if unknown."""
+    from modelloop.errors import NotFound
+    from modelloop.monitoring.monitor import delete_monitor as delete
+
+    settings = settings or load_settings()
+    if settings.is_remote:
+        _remote(settings, "DELETE", f"/monitors/{_segment(name)}")
+    elif not delete(name, settings=settings):
+        raise NotFound(f"No monitor named {name!r}")
+
+
 def run_monitor(
     name: str, *, window: datetime | str | None = None, settings: Settings | None = None
 ) -> list[dict[str, Any]]:

@@ -359,6 +359,27 @@ def check_webhooks(monitor: Monitor, settings: Settings) -> None:
             ) from None
 
 
+def delete_monitor(
+    name: str, *, settings: Settings | None = None, actor: str | None = None
+) -> bool:
+    """Delete a monitor with its stored windows and alerts (audited); False if there was none."""
+    from sqlalchemy import delete, select
+
+    from modelloop.store import tables as t
+    from modelloop.tracking.source import current_user
+
+    def dependents(conn: Any) -> None:
+        w = t.monitor_windows
+        ids = select(w.c.window_id).where(w.c.monitor == name).scalar_subquery()
+        conn.execute(delete(t.monitor_values).where(t.monitor_values.c.window_id.in_(ids)))
+        conn.execute(delete(w).where(w.c.monitor == name))
+        conn.execute(delete(t.alerts).where(t.alerts.c.monitor == name))
+
+    return configs.remove(monitor_database(settings), t.monitors, name,
+                          actor=actor or current_user(), kind="monitor",
+                          before_delete=dependents)  # fmt: skip
+
+
 def get_monitor(name: str, *, settings: Settings | None = None) -> StoredMonitor:
     from modelloop.store import tables as t
 

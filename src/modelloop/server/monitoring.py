@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
-from modelloop.errors import InvalidArgument
+from modelloop.errors import InvalidArgument, NotFound
 from modelloop.monitoring import monitor as _monitor
 from modelloop.monitoring import store as _store
 from modelloop.server.registry import _ERRORS, Actor
@@ -61,6 +61,12 @@ def monitoring_router(settings: Settings) -> APIRouter:
     @router.get("/api/v1/monitors/{name}")
     def get_monitor(name: MonitorName) -> Response:
         return OrjsonResponse(_record(_monitor.get_monitor(name, settings=settings)))
+
+    @router.delete("/api/v1/monitors/{name}", status_code=204, response_class=Response)
+    def delete_monitor(name: MonitorName, actor: Actor) -> Response:
+        if not _monitor.delete_monitor(name, settings=settings, actor=actor.name):
+            raise NotFound(f"No monitor named {name!r}")
+        return Response(status_code=204)
 
     @router.post("/api/v1/monitors/{name}/run")
     def run(name: MonitorName, body: RunRequest, actor: Actor) -> Response:
