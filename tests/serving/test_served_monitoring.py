@@ -27,11 +27,16 @@ def test_a_served_deployment_is_monitored_per_version(registry: Registry) -> Non
     live_frame = frame.copy()
     live_frame["amount"] = live_frame["amount"] * 3  # bigger purchases than in training
     deployment = {"name": "fraud-online", "model": "fraud@champion",
-                  "challenger": "fraud@challenger", "mode": "shadow"}  # fmt: skip
+                  "challenger": "fraud@challenger", "mode": "shadow",
+                  "log_keys": ["card_id"]}  # fmt: skip
+    cards = [f"card-{i % 400}" for i in range(3000)]
     with serving(registry.settings, deployment) as live:
         ids: list[str] = []
         for part in range(0, 3000, 500):
-            answer = live.post("/predict", _columns(live_frame.iloc[part : part + 500]))
+            body = _columns(live_frame.iloc[part : part + 500]) | {
+                "card_id": cards[part : part + 500]
+            }
+            answer = live.post("/predict", body)
             assert answer.status_code == 200, answer.text
             ids += answer.json()["prediction_id"]
         live.flush()
@@ -45,7 +50,7 @@ def test_a_served_deployment_is_monitored_per_version(registry: Registry) -> Non
             "deployment": "fraud-online",
             "model": "fraud",
             "window": "last 2000",
-            "performance": {"label_delay": "0s", "k": 50},
+            "performance": {"label_delay": "0s", "k": 50, "entity": "card_id"},
         }
     )
     results = run_monitor("served", now=datetime.now(UTC) + timedelta(minutes=1))
@@ -68,6 +73,7 @@ def test_a_served_deployment_is_monitored_per_version(registry: Registry) -> Non
         assert quality[version].status == "ok"
         assert values["performance.label_coverage"] == 1.0
         assert 0.5 < values["performance.auc_roc"] <= 1.0
+        assert 0 < values["performance.card_precision_at_k"] <= 1.0  # the logged card ids
     assert (
         quality[0].values["performance.auc_roc"] == quality[champion].values["performance.auc_roc"]
     )

@@ -187,6 +187,14 @@ def deployments_apply(
     sticky_key: Annotated[
         str | None, typer.Option(help="Canary: the field that keeps an entity on one model.")
     ] = None,
+    log_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A request field logged with each prediction but not a feature (e.g. the card "
+            "id, for card precision@k); repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
     explain_top_k: Annotated[int | None, typer.Option(help="Reason codes per row.")] = None,
     log_predictions: Annotated[
         bool | None,
@@ -207,6 +215,7 @@ def deployments_apply(
         "mode": mode,
         "canary_percent": canary_percent,
         "sticky_key": sticky_key,
+        "log_keys": log_key or None,
         "explain_top_k": explain_top_k,
         "log_predictions": log_predictions,
     }

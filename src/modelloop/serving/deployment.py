@@ -6,6 +6,7 @@
     mode: canary                      # single | shadow | canary
     canary_percent: 20                # canary: share of traffic the challenger answers
     sticky_key: card_id               # canary: a given card always meets the same model
+    log_keys: [card_id]               # request fields logged with each prediction, not features
     explain_top_k: 3                  # reason codes per row on /explain
     log_predictions: true
 
@@ -23,7 +24,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -81,6 +82,9 @@ class Deployment(BaseModel):
     mode: Mode = Mode.single
     canary_percent: float | None = Field(default=None, ge=0, le=100)
     sticky_key: str | None = Field(default=None, min_length=1, max_length=256)
+    log_keys: tuple[Annotated[str, Field(min_length=1, max_length=256)], ...] = Field(
+        default=(), max_length=20
+    )
     explain_top_k: int = Field(default=3, ge=0, le=_MAX_TOP_K)
     log_predictions: bool = True
 
@@ -116,6 +120,8 @@ class Deployment(BaseModel):
     def to_record(self) -> dict[str, Any]:
         """The config as plain JSON-able values (what ``deployments apply`` stores)."""
         record = self.model_dump(mode="json", exclude_none=True)
+        if not record.get("log_keys"):
+            record.pop("log_keys", None)  # records stored before log_keys existed stay equal
         record["model"] = str(self.model)
         if self.challenger is not None:
             record["challenger"] = str(self.challenger)

@@ -70,9 +70,11 @@ def answer(
     ``now_ms()`` (the wall clock; a simulation passes its own)."""
     shape, rows = _shape(payload)
     deployment = serving.deployment
-    keys = None
-    if serving.split is not None and deployment.sticky_key is not None:
-        keys = _take_keys(payload, shape, rows, deployment.sticky_key, serving)
+    entities = {
+        key: _take_keys(payload, shape, rows, key, serving, purpose)
+        for key, purpose in _entity_keys(serving)
+    }
+    keys = entities.get(deployment.sticky_key or "") if serving.split is not None else None
     parts = _score(serving, payload, shape, rows, keys)
     ms = now_ms()
     ids = new_prediction_ids(rows, ms)
@@ -83,15 +85,17 @@ def answer(
     latency_ms = (time.perf_counter() - started) * 1000
     for part in parts:
         chosen = part.rows
-        part_keys = None
-        if keys is not None and deployment.sticky_key is not None:
-            part_keys = {
-                deployment.sticky_key: keys if chosen is None else [keys[i] for i in chosen]
-            }
+        part_keys = {
+            key: values if chosen is None else [values[i] for i in chosen]
+            for key, values in entities.items()
+        }
         part_ids = ids if chosen is None else [ids[i] for i in chosen]
-        prediction_log.append(_batch(part, part_ids, ms, deployment.name, latency_ms, part_keys))
+        prediction_log.append(
+            _batch(part, part_ids, ms, deployment.name, latency_ms, part_keys or None)
+        )
     if deployment.mode is Mode.shadow and serving.challenger is not None:
-        _shadow(serving, payload, parts[0].X, ids, ms, prediction_log, on_shadow_error)
+        _shadow(serving, payload, parts[0].X, ids, ms, prediction_log, on_shadow_error,
+                entities or None)  # fmt: skip
     return body
 
 
@@ -117,17 +121,31 @@ def _limit(rows: int) -> int:
     return rows
 
 
-def _take_keys(payload: Any, shape: str, rows: int, key: str, serving: Serving) -> list[Any]:
-    """The sticky key's value per row, removed from the payload unless it is also a feature."""
+def _entity_keys(serving: Serving) -> list[tuple[str, str]]:
+    """The request fields logged with each prediction but not fed to the model, with why: the
+    canary's sticky key and the deployment's ``log_keys`` (e.g. a card id for card precision)."""
+    deployment = serving.deployment
+    found = [(key, "logs") for key in deployment.log_keys]
+    sticky = deployment.sticky_key
+    if serving.split is not None and sticky is not None:
+        found = [(sticky, "routes by")] + [(k, why) for k, why in found if k != sticky]
+    return found
+
+
+def _take_keys(
+    payload: Any, shape: str, rows: int, key: str, serving: Serving, purpose: str = "routes by"
+) -> list[Any]:
+    """A key's value per row, removed from the payload unless it is also a feature."""
+    label = "sticky key" if purpose == "routes by" else "logged key"
     keep = key in serving.champion.signature.names
     missing: list[dict[str, Any]] = []
     if shape == COLUMNS:
         values = payload.get(key) if keep else payload.pop(key, None)
         if values is None:
-            missing.append({"row": None, "field": key, "message": "missing sticky key column"})
+            missing.append({"row": None, "field": key, "message": f"missing {label} column"})
             values = []
         elif len(values) != rows:
-            missing.append({"row": None, "field": key, "message": "ragged sticky key column"})
+            missing.append({"row": None, "field": key, "message": f"ragged {label} column"})
     else:
         records = [payload] if shape == RECORD else payload
         values = []
@@ -137,11 +155,11 @@ def _take_keys(payload: Any, shape: str, rows: int, key: str, serving: Serving) 
                 value = record.get(key) if keep else record.pop(key, None)
             if value is None or isinstance(value, dict | list | bool):
                 why = "missing" if value is None else f"not a key value ({type(value).__name__})"
-                missing.append({"row": i, "field": key, "message": f"sticky key {why}"})
+                missing.append({"row": i, "field": key, "message": f"{label} {why}"})
             values.append(value)
     if missing:
         raise InvalidInput(
-            f"this deployment routes by {key!r}: every row needs a string or number there",
+            f"this deployment {purpose} {key!r}: every row needs a string or number there",
             missing[:100],
         )
     return list(values)
@@ -276,6 +294,7 @@ def _shadow(
     ms: int,
     prediction_log: PredictionLog,
     on_error: Callable[[Exception], None] | None,
+    keys: dict[str, list[Any]] | None = None,
 ) -> None:
     """Score every row with the challenger too; log it, and swallow (but count) its failures."""
     challenger = serving.challenger
@@ -295,7 +314,7 @@ def _shadow(
         return
     latency_ms = (time.perf_counter() - started) * 1000
     part = _Part(SHADOW, challenger, None, X_shadow, scores)
-    prediction_log.append(_batch(part, list(ids), ms, serving.deployment.name, latency_ms, None))
+    prediction_log.append(_batch(part, list(ids), ms, serving.deployment.name, latency_ms, keys))
 
 
 def _batch(

@@ -288,7 +288,10 @@ def _declare(config: DemoConfig, champion: int) -> None:
     from modelloop.serving.deployment import apply_deployment, parse_deployment
 
     apply_deployment(
-        parse_deployment({"name": DEPLOYMENT, "model": f"{MODEL}@champion"}), actor=SCIENTIST
+        parse_deployment(
+            {"name": DEPLOYMENT, "model": f"{MODEL}@champion", "log_keys": ["CUSTOMER_ID"]}
+        ),
+        actor=SCIENTIST,
     )
     apply_monitor(
         {
@@ -299,7 +302,12 @@ def _declare(config: DemoConfig, champion: int) -> None:
             "since": config.start.isoformat(),
             # A day is all weekend or none: the calendar flag "drifts" every day by design.
             "drift": {"columns": [f for f in FEATURES if f != "TX_DURING_WEEKEND"]},
-            "performance": {"label_delay": f"{LABEL_DELAY_DAYS}d", "k": 100, "min_labels": 100},
+            "performance": {
+                "label_delay": f"{LABEL_DELAY_DAYS}d",
+                "k": 100,
+                "entity": "CUSTOMER_ID",
+                "min_labels": 100,
+            },
             "alerts": [
                 {"name": "inputs-drift", "metric": "drift.share", "above": 0.2, "consecutive": 2},
                 {
@@ -335,6 +343,7 @@ def _declare(config: DemoConfig, champion: int) -> None:
                 "shadow": "2d",
                 "canary": "2d",
                 "canary_percent": 20,
+                "sticky_key": "CUSTOMER_ID",
                 "rollback_margin": 0.02,
                 "min_labels": 100,
             },
@@ -386,7 +395,8 @@ def _serve_day(
         clock["ms"] = (
             _ms(config.start) + (sim_day - config.warmup) * DAY_MS + (hour + 1) * 3_600_000 - 1
         )
-        body = {name: [f[name] for f in features] for name in FEATURES}
+        body: dict[str, list[Any]] = {name: [f[name] for f in features] for name in FEATURES}
+        body["CUSTOMER_ID"] = rows["CUSTOMER_ID"].tolist()  # logged, and the canary's key
         answer = client.post("/predict", json=body)
         answer.raise_for_status()
         data = answer.json()
@@ -480,10 +490,11 @@ def _serving(settings: Settings, clock: dict[str, int]) -> Iterator[_Served]:
     import httpx
     import uvicorn
 
+    from modelloop.serving.deployment import get_deployment
     from modelloop.serving.server import ServeSpec, build_app
 
     spec = ServeSpec(
-        deployment={"name": DEPLOYMENT, "model": f"{MODEL}@champion"},
+        deployment=get_deployment(DEPLOYMENT, settings=settings).deployment.to_record(),
         stored=True,
         poll_interval=0.05,
     )
