@@ -6,7 +6,9 @@ can be chosen per column at check time. For numbers it keeps a quantile sketch: 
 0, 1, ..., 100% quantiles plus 0.01/0.1/99.9/99.99% for the tails, and at every edge the exact
 count of reference values below it and at-or-below it; the sorted values themselves are kept when
 there are at most ``SAMPLE_LIMIT``, which makes KS and Wasserstein exact. For categories it keeps
-the count of every category (key ``str(value)``).
+the count of every category (key ``str(value)``), up to ``CATEGORY_LIMIT``: beyond, the rarest are
+summed in one ``OTHER`` bucket, and current values outside the kept ones are counted there too
+(new categories are then not told apart from rare ones).
 
 Methods (``threshold`` is alpha for the tests with a p-value, else the distance cut-off; a column
 drifts when ``p_value < alpha`` or ``value >= threshold``, as in Evidently):
@@ -57,6 +59,8 @@ LEVELS = tuple(
 )  # sketch quantile levels
 DECILES = tuple(i / 10 for i in range(1, 10))
 PSI_FLOOR = 1e-4
+CATEGORY_LIMIT = 1000  # categories a reference keeps; the rarest beyond are summed in OTHER
+OTHER = "\x00other"  # not a str(value) a column would hold
 
 Array = np.ndarray[Any, np.dtype[Any]]
 
@@ -137,7 +141,8 @@ def fit_reference(values: Any, kind: str | None = None) -> ColumnReference:
         )
     if kind == "categorical":
         counts, nulls = _categories(series)
-        return ColumnReference("categorical", sum(counts.values()), nulls, categories=counts)
+        return ColumnReference("categorical", sum(counts.values()), nulls,
+                               categories=_capped(counts))  # fmt: skip
     raise ValueError(f"Cannot watch a {kind} column for drift: only numeric and categorical")
 
 
@@ -184,6 +189,13 @@ def _tally(reference: ColumnReference, values: Any) -> tuple[_Tally, Array | Non
     series = values if isinstance(values, pd.Series) else pd.Series(values)
     if reference.kind == "categorical":
         counts, nulls = _categories(series)
+        known = reference.categories or {}
+        if OTHER in known:  # a capped reference: what it did not keep is compared as one
+            folded: dict[str, int] = {}
+            for key, n in counts.items():
+                key = key if key in known else OTHER
+                folded[key] = folded.get(key, 0) + n
+            counts = folded
         return _Tally(sum(counts.values()), nulls, categories=counts), None
     finite, nulls, infs = _numbers(series)
     finite.sort()  # then the edge counts are binary searches and the tails are slices
@@ -465,6 +477,17 @@ def _numbers(series: pd.Series[Any]) -> tuple[Array, int, int]:
     finite = np.isfinite(values)
     infs = int(np.isinf(values).sum())
     return values[finite], len(values) - int(finite.sum()) - infs, infs
+
+
+def _capped(counts: dict[str, int]) -> dict[str, int]:
+    """At most ``CATEGORY_LIMIT`` categories: the most frequent, the rest summed in ``OTHER``,
+    so an id-like column cannot make a stored reference as large as its data."""
+    if len(counts) <= CATEGORY_LIMIT:
+        return counts
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    kept = dict(ranked[: CATEGORY_LIMIT - 1])
+    kept[OTHER] = sum(n for _, n in ranked[CATEGORY_LIMIT - 1 :])
+    return kept
 
 
 def _categories(series: pd.Series[Any]) -> tuple[dict[str, int], int]:
