@@ -2,6 +2,7 @@
 
     modelloop --version
     modelloop server [--host] [--port] [--token] [--workers] [--log-level]
+    modelloop ui [the options of server]
     modelloop experiments list [--output table|json]
     modelloop runs list [--experiment NAME ...] [--filter] [--order-by ...] [--max-results]
     modelloop runs show RUN_ID [--output table|json]
@@ -20,6 +21,7 @@ them, so ``modelloop --help`` answers at once.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -245,6 +247,23 @@ def server(
         log_level=log_level.value,
         monitor_interval=monitor_interval,
     )
+
+
+@app.command(
+    "ui",
+    help="The web UI: 'modelloop server' (same options), printing the UI's address (/ui/). "
+    "Experiments, runs, metric charts and run comparisons, in a browser.",
+    epilog=_examples(
+        "MODELLOOP_HOME=~/experiments modelloop ui --port 9000",
+        "MODELLOOP_TOKEN=s3cret modelloop ui --host 0.0.0.0",
+    ),
+)
+@functools.wraps(server)
+def ui(**options: Any) -> None:
+    host = str(options.get("host", "127.0.0.1"))
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"modelloop UI: http://{shown}:{options.get('port', 8765)}/ui/")
+    server(**options)
 
 
 # -- experiments ---------------------------------------------------------------------------------

@@ -60,11 +60,13 @@ log = logging.getLogger("modelloop.server")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The tracking and registry API over the local store the settings name."""
     from modelloop.registry.sql import SqlRegistryStore
+    from modelloop.server.automation import automation_router
     from modelloop.server.monitoring import monitoring_router
     from modelloop.server.registry import registry_router
     from modelloop.server.tracking import tracking_router
     from modelloop.tracking.client import open_store
     from modelloop.tracking.sql import SqlTrackingStore
+    from modelloop.ui.app import ui_router
 
     settings = settings or load_settings()
     _refuse_remote(settings)
@@ -92,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = SqlRegistryStore(store.db, protected_aliases=settings.protected_aliases)
     app.include_router(registry_router(registry))
     app.include_router(monitoring_router(settings))
+    app.include_router(automation_router(settings))
+    app.include_router(ui_router(store, settings, authenticated=authenticated))  # /ui, / -> /ui/
 
     @app.get("/health", tags=["server"], openapi_extra={"security": []})
     def health() -> dict[str, str]:

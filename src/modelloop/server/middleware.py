@@ -4,7 +4,9 @@
   traceback ever reaches a client;
 - :class:`Auth`: decides each request's principal (admin token, a user's token, or the name
   claimed on an unauthenticated loopback server) and enforces the role its method needs, before a
-  single body byte is read;
+  single body byte is read. A browser sends its token in the HttpOnly, SameSite=Strict cookie
+  that ``POST /ui/login`` sets (other sites' pages cannot make it send the cookie), and a page
+  of the web UI asked for without one is redirected to the login form;
 - :class:`BodyLimit`: a declared ``Content-Length`` over the limit is refused at once, and streamed
   bodies are counted as they arrive.
 """
@@ -16,6 +18,7 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, unquote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -35,7 +38,9 @@ from modelloop.server.schemas import OrjsonResponse
 
 JSON_BODY_LIMIT = 32 * 1024 * 1024
 _UPLOAD_ROUTE = re.compile(r"^/api/v1/runs/[^/]+/artifact$")
-_PUBLIC_PATHS = frozenset({"/health"})
+_PUBLIC_PATHS = frozenset({"/health", "/", "/ui", "/ui/login", "/ui/logout"})  # or redirects
+_PUBLIC_PREFIXES = ("/ui/static/",)  # the UI's CSS and scripts, which the login page needs
+TOKEN_COOKIE = "modelloop_token"  # noqa: S105 - a name; its value is the token, %-encoded
 _READ_ONLY_POSTS = frozenset({"/api/v1/runs/search"})  # reads with a body: viewers may
 
 log = logging.getLogger("modelloop.server")
@@ -106,7 +111,8 @@ class Auth:
         self._users = users
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _PUBLIC_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
         if self._users is None:
@@ -123,6 +129,9 @@ class Auth:
         else:
             principal = await self._authenticate(scope)
             if principal is None:
+                if _is_page(path) and scope["method"] in ("GET", "HEAD"):
+                    await _to_login(send, scope)
+                    return
                 given = _header(scope, b"authorization")
                 reason = (
                     "Missing bearer token: send 'Authorization: Bearer <token>'"
@@ -150,11 +159,14 @@ class Auth:
     async def _authenticate(self, scope: Scope) -> Principal | None:
         given = _header(scope, b"authorization")
         if given is None:
-            return None
-        scheme, _, credentials = given.partition(b" ")
-        credentials = credentials.strip()
-        if scheme.lower() != b"bearer" or not credentials:
-            return None
+            credentials = _cookie_token(scope)
+            if credentials is None:
+                return None
+        else:
+            scheme, _, credentials = given.partition(b" ")
+            credentials = credentials.strip()
+            if scheme.lower() != b"bearer" or not credentials:
+                return None
         if self._token is not None and hmac.compare_digest(credentials, self._token):
             return Principal(ADMIN, Role.admin)
         assert self._users is not None
@@ -163,6 +175,30 @@ class Auth:
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
     return next((v for k, v in scope["headers"] if k == name), None)
+
+
+def _is_page(path: str) -> bool:
+    return path.startswith("/ui/") and not path.startswith("/ui/api/")  # JSON answers 401
+
+
+def _cookie_token(scope: Scope) -> bytes | None:
+    raw = _header(scope, b"cookie")
+    for item in (raw or b"").decode("latin-1").split(";"):
+        name, _, value = item.strip().partition("=")
+        if name == TOKEN_COOKIE and value:
+            return unquote(value).encode("utf-8")
+    return None
+
+
+async def _to_login(send: Send, scope: Scope) -> None:
+    """A browser asking for a page without a (valid) token gets the login form, not JSON."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    target = scope["path"] + (f"?{query}" if query else "")
+    reason = "&reason=rejected" if _cookie_token(scope) is not None else ""
+    location = f"/ui/login?next={quote(target, safe='')}{reason}"
+    response = Response(status_code=303, headers={"Location": location})
+    await send({"type": "http.response.start", "status": 303, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _claimed_principal(scope: Scope) -> Principal | None:

@@ -1,0 +1,263 @@
+"""Web UI: server time of each page with 10k runs and 1M metric points in the store.
+
+    .venv/bin/python benchmarks/ui.py [--quick] [--reseed] [--no-docs]
+
+No peer: the target is absolute (each page's p95 under 300 ms, the web UI issue's bar). The store
+(seeded once by a worker process of this interpreter, cached in ``.bench/cache/``) holds one
+experiment of 10,000 runs with 5 metrics and 5 params each (``_common.search_dataset``, the
+tracking benchmark's data) and, among them, 10 runs with a 100,000-point ``loss`` curve: 1.05M
+metric points. A copy is served by ``modelloop server`` (SQLite, default settings, scheduler
+off); each page is requested sequentially over one keep-alive connection, 5 warm-up requests
+and then 40 timed ones (10 with ``--quick``), and the table gives p50/p95/max of the time from
+sending the request to the last byte of the answer on 127.0.0.1, an upper bound of the server
+time. Prints the table and writes the ``ui`` section of ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+
+from _common import (
+    BENCH_DIR,
+    ROOT,
+    SEARCH_FILTER,
+    SEARCH_ORDER_BY,
+    emit,
+    fmt_num,
+    free_port,
+    log,
+    machine_info,
+    markdown_table,
+    package_version,
+    python_version,
+    run_worker,
+    running_server,
+    search_dataset,
+    wait_machine_quiet,
+    write_docs_section,
+)
+
+EXPERIMENT = "ui-10k"
+RUNS = 10_000
+CURVE_RUNS = 10
+CURVE_POINTS = 100_000
+TARGET_MS = 300.0
+PYTHON = Path(sys.executable)
+
+
+# -- worker (a subprocess of this interpreter, with modelloop) ----------------------------------
+
+
+def seed(home: Path) -> dict:
+    """The store: RUNS runs (the last CURVE_RUNS with a long ``loss`` curve). Not timed."""
+    from modelloop.settings import load_settings
+    from modelloop.tracking.client import open_store
+    from modelloop.tracking.entities import Metric, RunSpec, RunStatus
+
+    store = open_store(load_settings({"MODELLOOP_HOME": str(home)}))
+    experiment = store.create_experiment(EXPERIMENT, "10k runs for the UI benchmark")
+    t, ts, points = time.perf_counter(), 1_700_000_000_000, 0
+    curves = []
+    for r, (metrics, params) in enumerate(search_dataset(RUNS)):
+        run = store.create_run(
+            RunSpec(experiment.experiment_id, name=f"run-{r:05d}", params=params)
+        )
+        batch = [Metric(k, v, 0, ts) for k, v in metrics.items()]
+        if r >= RUNS - CURVE_RUNS:
+            batch += [
+                Metric("loss", 1.0 / (s + 1) + (r % 7) * 1e-3, s, ts + s)
+                for s in range(CURVE_POINTS)
+            ]
+            curves.append(run.run_id)
+        store.log_batch(run.run_id, batch)
+        store.end_run(run.run_id, RunStatus.FINISHED)
+        points += len(batch)
+        if (r + 1) % 1000 == 0:
+            log(f"seed: {r + 1}/{RUNS} runs, {time.perf_counter() - t:.0f}s")
+    return {"seconds": time.perf_counter() - t, "points": points, "curves": curves}
+
+
+def worker_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="ui.py worker")
+    p.add_argument("what", choices=["seed"])
+    p.add_argument("--home", type=Path, required=True)
+    a = p.parse_args(argv)
+    emit(seed(a.home))
+
+
+# -- driver -----------------------------------------------------------------------------------
+
+
+def cache_path() -> Path:
+    """Keyed on the store's code (schema, SQL store): the layout may change while young."""
+    src = ROOT / "src" / "modelloop"
+    digest = hashlib.sha1(usedforsecurity=False)
+    for f in sorted([*(src / "store").rglob("*.py"), src / "tracking" / "sql.py"]):
+        digest.update(f.relative_to(src).as_posix().encode() + f.read_bytes())
+    return BENCH_DIR / "cache" / f"ui-{digest.hexdigest()[:10]}-10k"
+
+
+def seeded_cache(reseed: bool) -> tuple[Path, dict]:
+    cache = cache_path()
+    meta = cache / "seed.json"
+    if cache.exists() and meta.exists() and not reseed:
+        return cache, json.loads(meta.read_text())
+    for old in cache.parent.glob("ui-*-10k"):
+        shutil.rmtree(old)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
+        home = Path(tmp) / "home"
+        log(f"seeding {RUNS:,} runs and {CURVE_RUNS} curves of {CURVE_POINTS:,} points ({cache})")
+        result = run_worker([PYTHON, Path(__file__).resolve(), "worker", "seed", "--home", home])
+        log(f"seeded in {result['seconds']:.0f}s")
+        (home / "seed.json").write_text(json.dumps(result))
+        home.rename(cache)
+    return cache, result
+
+
+def pages(curves: list[str]) -> list[tuple[str, str]]:
+    """(label, path) of each measured page."""
+    runs_query = {"experiment": EXPERIMENT, "filter": SEARCH_FILTER, "order_by": SEARCH_ORDER_BY[0]}
+    return [
+        ("experiments (`/ui/`)", "/ui/"),
+        ("runs, page 1, filter + order", "/ui/runs?" + urlencode(runs_query)),
+        ("runs, page 1, no filter", "/ui/runs?" + urlencode({"experiment": EXPERIMENT})),
+        ("runs, page 20, filter + order", "/ui/runs?" + urlencode({**runs_query, "page": 20})),
+        ("run page", f"/ui/runs/{curves[0]}"),
+        (
+            f"metric JSON, {CURVE_POINTS // 1000}k points -> 2,000",
+            "/ui/api/metric?" + urlencode({"run": curves[0], "key": "loss", "max_points": 2000}),
+        ),
+        ("compare 3 runs", "/ui/compare?runs=" + ",".join(curves[:3])),
+    ]
+
+
+def measure(url: str, path: str, warmup: int, repeats: int) -> dict:
+    times = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for i in range(warmup + repeats):
+            t = time.perf_counter()
+            response = client.get(path)
+            elapsed = (time.perf_counter() - t) * 1000
+            if response.status_code != 200:
+                raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:300]}")
+            if i >= warmup:
+                times.append(elapsed)
+    times.sort()
+    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+    return {
+        "p50_ms": statistics.median(times),
+        "p95_ms": p95,
+        "max_ms": times[-1],
+        "n": len(times),
+        "bytes": len(response.content),
+        "all_ms": [round(x, 2) for x in times],
+    }
+
+
+def render(results: dict[str, dict], info: dict, seeded: dict, command: str) -> str:
+    rows = [
+        [
+            label,
+            fmt_num(r["p50_ms"]),
+            fmt_num(r["p95_ms"]),
+            fmt_num(r["max_ms"]),
+            f"{r['bytes']:,}",
+            f"< {TARGET_MS:.0f} ms",
+            "yes" if r["p95_ms"] < TARGET_MS else "**no**",
+        ]
+        for label, r in results.items()
+    ]
+    table = markdown_table(
+        ["page", "p50 (ms)", "p95 (ms)", "max (ms)", "bytes", "target p95", "met"], rows
+    )
+    n = next(iter(results.values()))["n"]
+    return "\n".join(
+        [
+            "## Web UI: server time per page",
+            "",
+            f"Measured {info['date']} on {info['nproc']} cores ({info['cpu']}), {info['os']}. "
+            f"modelloop {info['modelloop']} (Python {info['python']}), `modelloop server` on "
+            "SQLite at its default settings, scheduler off.",
+            "",
+            f"Reproduce: `{command}` from the repository root.",
+            "",
+            table,
+            "",
+            f"- Store: {RUNS:,} runs x 5 metrics x 5 params in one experiment, {CURVE_RUNS} of "
+            f"them with a {CURVE_POINTS:,}-point `loss` curve: {seeded['points']:,} metric points "
+            "(seeded once, cached in `.bench/cache/`).",
+            f"- Each page: 5 warm-up requests, then {n} sequential requests over one keep-alive "
+            "connection on 127.0.0.1, timed from sending to the last byte (an upper bound of the "
+            "server time); HTML only, the browser's scripts and the chart's JSON not included "
+            "except in the metric JSON row.",
+            f"- Runs filter `{SEARCH_FILTER}`, order `{SEARCH_ORDER_BY[0]}`, 100 runs a page. "
+            "The store's search has no offset: page N reads the first 100 N + 1 matching runs "
+            "and shows the last 100, so deep pages cost more (page 20 row).",
+            "- Metric JSON: the full history is read and downsampled to 2,000 points with LTTB "
+            "on the server; the chart shows the note of original vs shown points.",
+        ]
+    )
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["worker"]:
+        worker_main(sys.argv[2:])
+        return
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="10 timed requests per page, not 40")
+    p.add_argument("--reseed", action="store_true", help="rebuild the cached store")
+    p.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
+    a = p.parse_args()
+    repeats = 10 if a.quick else 40
+
+    cache, seeded = seeded_cache(a.reseed)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="ui-", dir=BENCH_DIR) as tmp:
+        home = Path(tmp) / "home"
+        shutil.copytree(cache, home)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        cmd = [PYTHON.parent / "modelloop", "server", "--port", port, "--monitor-interval", "0"]
+        env = {
+            "MODELLOOP_HOME": str(home),
+            "MODELLOOP_TRACKING_URI": "",
+            "MODELLOOP_DATABASE_URL": "",
+            "MODELLOOP_ARTIFACT_URI": "",
+            "MODELLOOP_TOKEN": "",
+        }
+        with running_server(cmd, f"{url}/health", env=env, cwd=Path(tmp), log_path=home / "log"):
+            for label, path in pages(seeded["curves"]):
+                wait_machine_quiet(max_cores=0.3, timeout=10)
+                results[label] = measure(url, path, warmup=5, repeats=repeats)
+                log(
+                    f"{label}: p50 {results[label]['p50_ms']:.1f} ms, "
+                    f"p95 {results[label]['p95_ms']:.1f} ms"
+                )
+
+    info = machine_info() | {
+        "modelloop": package_version(PYTHON, "modelloop"),
+        "python": python_version(PYTHON),
+    }
+    command = " ".join([".venv/bin/python benchmarks/ui.py", *sys.argv[1:]])
+    text = render(results, info, seeded, command)
+    print(text)
+    (BENCH_DIR / "ui-results.json").write_text(json.dumps(results, indent=1))
+    if not a.no_docs:
+        write_docs_section("ui", text)
+        log("wrote the ui section of docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()
