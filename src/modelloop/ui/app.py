@@ -41,10 +41,12 @@ DEFAULT_POINTS = 2000
 MAX_POINTS = 20_000
 _DEFAULT_COLUMNS = 5  # metrics, and params, shown when the page does not choose
 _HERE = Path(__file__).resolve().parent
+_MEDIA = {".css": "text/css", ".js": "text/javascript"}
 _STATIC = {
-    "ui.css": (_HERE / "static" / "ui.css", "text/css"),
-    "ui.js": (_HERE / "static" / "ui.js", "text/javascript"),
-}
+    path.name: (path, _MEDIA[path.suffix])
+    for path in (_HERE / "static").iterdir()
+    if path.suffix in _MEDIA
+}  # a fixed list read once: a requested name is looked up, never joined to a path
 _SECURITY_HEADERS = {
     # No inline script may run: escaping is the first guard against injected markup, this the
     # second. Plotly injects its own <style> elements, hence 'unsafe-inline' for styles only.
@@ -66,16 +68,37 @@ class NavItem:
     href: str | None
 
 
-NAV = (
-    NavItem("experiments", "Experiments", "/ui/"),
-    NavItem("runs", "Runs", "/ui/runs"),
-    NavItem("compare", "Compare", "/ui/compare"),
-    NavItem("pipelines", "Pipelines", None),
-    NavItem("models", "Models", None),
-    NavItem("deployments", "Deployments", None),
-    NavItem("monitoring", "Monitoring", None),
-    NavItem("automation", "Automation", None),
+#: Sections in their own modules (``modelloop.ui.<key>``), each with ``register(router, pages)``
+#: adding its routes under ``/ui/<key>``; a section whose module is absent is shown greyed out.
+SECTIONS = (
+    ("pipelines", "Pipelines"),
+    ("models", "Models"),
+    ("deployments", "Deployments"),
+    ("monitoring", "Monitoring"),
+    ("automation", "Automation"),
 )
+
+
+def _section_modules() -> dict[str, Any]:
+    import importlib
+    import importlib.util
+
+    found = {}
+    for key, _ in SECTIONS:
+        if importlib.util.find_spec(f"modelloop.ui.{key}") is not None:
+            found[key] = importlib.import_module(f"modelloop.ui.{key}")
+    return found
+
+
+@dataclass(frozen=True)
+class Pages:
+    """What a section module gets to add its pages with the shared layout and stores."""
+
+    render: Callable[..., HTMLResponse]  # render(template, status=200, **context)
+    guarded: Callable[[Callable[[], HTMLResponse]], HTMLResponse]  # store errors as pages
+    settings: Settings
+    store: SqlTrackingStore
+    authenticated: bool
 
 
 @dataclass(frozen=True)
@@ -108,10 +131,18 @@ def ui_router(store: SqlTrackingStore, settings: Settings, *, authenticated: boo
     templates = _environment()
     client = Client(settings=settings, store=store)  # for the lineage SDK
     router = APIRouter(include_in_schema=False)
+    sections = _section_modules()
+    nav = (
+        NavItem("experiments", "Experiments", "/ui/"),
+        NavItem("runs", "Runs", "/ui/runs"),
+        NavItem("compare", "Compare", "/ui/compare"),
+        *(NavItem(key, label, f"/ui/{key}" if key in sections else None)
+          for key, label in SECTIONS),
+    )  # fmt: skip
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("section", "")
-        body = templates.get_template(name).render(nav=NAV, authenticated=authenticated, **context)
+        body = templates.get_template(name).render(nav=nav, authenticated=authenticated, **context)
         return HTMLResponse(body, status, headers=_SECURITY_HEADERS)
 
     def error_page(exc: ModelloopError) -> HTMLResponse:
@@ -235,6 +266,9 @@ def ui_router(store: SqlTrackingStore, settings: Settings, *, authenticated: boo
             }
         )
 
+    pages = Pages(page, guarded, settings, store, authenticated)
+    for module in sections.values():
+        module.register(router, pages)
     return router
 
 
