@@ -7,9 +7,12 @@ Seeding goes through the store directly: it is the pages that are under test.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +23,7 @@ from modelloop.tracking.entities import Metric, RunSpec, RunStatus
 from modelloop.tracking.sql import SqlTrackingStore
 from tests.conftest import store_settings
 from tests.live_server import live_server
+from tests.ui.browser import ARGS, CHROMIUM
 
 XSS = (
     "<script>alert(1)</script>",
@@ -114,3 +118,20 @@ def ui_server(ui_settings: tuple[Settings, Seeded]) -> Iterator[tuple[str, Seede
     settings, seeded = ui_settings
     with live_server(settings) as url:
         yield url, seeded
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        reason = f"no chromium at {CHROMIUM}: run 'make browser' (apt-get install chromium)"
+        if os.environ.get("MODELLOOP_TEST_POSTGRES_URL") or os.environ.get("CI"):  # required
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()

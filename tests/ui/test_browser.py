@@ -10,76 +10,15 @@ see ``tests/conftest.py``) they fail instead, so CI cannot pass by leaving the b
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from tests.ui.browser import Watched
 from tests.ui.conftest import LONG_POINTS, Seeded
-
-CHROMIUM = os.environ.get("MODELLOOP_TEST_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "ui"
-TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        reason = f"no chromium at {CHROMIUM}: run 'make browser' (apt-get install chromium)"
-        if os.environ.get("MODELLOOP_TEST_POSTGRES_URL") or os.environ.get("CI"):  # required
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-class Watched:
-    """A page whose console errors, uncaught exceptions, failed requests and dialogs are kept."""
-
-    def __init__(self, page: Any, base: str) -> None:
-        self.page, self.base = page, base
-        self.problems: list[str] = []
-        self.dialogs: list[str] = []
-        page.set_default_timeout(TIMEOUT_MS)
-        page.on(
-            "console",
-            lambda m: (
-                self.problems.append(f"console {m.type}: {m.text}")
-                if m.type in ("error", "warning")
-                else None
-            ),
-        )
-        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        page.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.url}"))
-
-        def dialog(d: Any) -> None:
-            self.dialogs.append(d.message)
-            d.dismiss()
-
-        page.on("dialog", dialog)
-
-    def goto(self, path: str) -> Any:
-        return self.page.goto(self.base + path)
-
-    def shot(self, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-    def assert_clean(self) -> None:
-        assert self.problems == []
-        assert self.dialogs == []  # no payload ever ran
 
 
 @pytest.fixture
