@@ -283,7 +283,7 @@ class _Checker:
                 "training_data=... to watch drift"
             ]
             return result
-        current = pd.DataFrame({k: _logged_column(frame, k) for k in inputs}, index=frame.index)
+        current = pd.DataFrame({k: logged_column(frame, k) for k in inputs}, index=frame.index)
         report = check_drift(
             inputs,
             current,
@@ -349,7 +349,7 @@ class _Checker:
         return ScopeResult(scope, report.status, len(frame), values, data)
 
 
-def _logged_column(frame: pd.DataFrame, feature: str) -> Any:
+def logged_column(frame: pd.DataFrame, feature: str) -> Any:
     """The log prefixes inputs named like its own columns with ``input_``."""
     import pandas as pd
 

@@ -1,0 +1,249 @@
+"""Deployments pages: what each stored deployment serves, and its live traffic from the log.
+
+Traffic is computed from the prediction log of the chosen period only (the last hour or day,
+``ml.predictions`` with start/end and no labels), read once per page: requests and predictions
+per minute, latency percentiles and the share each role/version answered. ``latency_ms`` is
+logged per batch (every row of a request carries it), so percentiles are over requests, not
+rows. Errors are not in the log (a failed request logs nothing): the serving process counts
+them in ``modelloop_errors`` on its ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from fastapi import APIRouter
+from starlette.responses import HTMLResponse, Response
+
+from modelloop.errors import InvalidArgument, ModelloopError
+from modelloop.server.schemas import OrjsonResponse
+from modelloop.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelloop.serving.deployment import Deployment, ModelRef
+    from modelloop.ui.app import Pages
+
+#: period -> (its length, the chart's bucket), in ms
+PERIODS = {"1h": (3_600_000, 60_000), "24h": (86_400_000, 600_000)}
+PERCENTILES = (50, 95, 99)
+
+
+def register(router: APIRouter, pages: Pages) -> None:
+    """``/ui/deployments``, ``/ui/deployments/{name}`` and its traffic as JSON."""
+    settings = pages.settings
+
+    @router.get("/ui/deployments")
+    def deployments() -> HTMLResponse:
+        return pages.guarded(lambda: _list_page(pages))
+
+    @router.get("/ui/deployments/{name}")
+    def deployment_page(name: str, period: str = "1h", end: str = "") -> HTMLResponse:
+        return pages.guarded(lambda: _deployment_page(pages, name, period, end))
+
+    @router.get("/ui/api/deployments/{name}/traffic")
+    def traffic_json(name: str, period: str = "1h", end: str = "") -> Response:
+        from modelloop.serving.deployment import get_deployment
+
+        deployment = get_deployment(name, settings=settings).deployment
+        return OrjsonResponse(traffic(settings, deployment, period, _end_ms(end)))
+
+
+def _list_page(pages: Pages) -> HTMLResponse:
+    from modelloop.serving.deployment import list_deployments
+
+    stored = list_deployments(settings=pages.settings)
+    with _registry(pages) as registry:
+        rows = [
+            {
+                "stored": item,
+                "model": _resolved(registry, item.deployment.model),
+                "challenger": _resolved(registry, item.deployment.challenger),
+            }
+            for item in stored
+        ]
+    return pages.render("deployments.html", section="deployments", title="Deployments",
+                        deployments=rows)  # fmt: skip
+
+
+def _deployment_page(pages: Pages, name: str, period: str, end: str) -> HTMLResponse:
+    from modelloop.serving.deployment import get_deployment
+
+    stored = get_deployment(name, settings=pages.settings)
+    deployment = stored.deployment
+    with _registry(pages) as registry:
+        model = _resolved(registry, deployment.model)
+        challenger = _resolved(registry, deployment.challenger)
+    data = traffic(pages.settings, deployment, period, _end_ms(end))
+    return pages.render(
+        "deployments_detail.html",
+        section="deployments",
+        title=f"Deployment {name}",
+        stored=stored,
+        deployment=deployment,
+        model=model,
+        challenger=challenger,
+        traffic=data,
+        period=period,
+        end=end,
+        periods=list(PERIODS),
+        newest_end=next_day(data["newest_day"]) if data["newest_day"] else None,
+    )
+
+
+def traffic(settings: Settings, deployment: Deployment, period: str, end: int) -> dict[str, Any]:
+    """The deployment's traffic over ``[end - period, end)``: per-minute rates per role and
+    version, latency percentiles over time and per part, and the share each part answered."""
+    import numpy as np
+    import pandas as pd
+
+    from modelloop.serving.predictions import logged_dates, predictions
+
+    if period not in PERIODS:
+        raise InvalidArgument(f"period is one of {', '.join(PERIODS)}, not {period!r}")
+    span, bucket = PERIODS[period]
+    start = end - span
+    models = sorted({deployment.model.name} | (
+        {deployment.challenger.name} if deployment.challenger else set()))  # fmt: skip
+    frames = [
+        predictions(m, _dt(start), _dt(end), deployment=deployment.name, with_labels=False,
+                    settings=settings)[["timestamp", "model_version", "role", "latency_ms"]]
+        for m in models
+    ]  # fmt: skip
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    n_buckets = span // bucket
+    times = [_iso(start + i * bucket) for i in range(n_buckets)]
+    result: dict[str, Any] = {
+        "deployment": deployment.name,
+        "period": period,
+        "start": _iso(start),
+        "end": _iso(end),
+        "bucket_minutes": bucket // 60_000,
+        "buckets": times,
+        "total": len(frame),
+        "series": [],
+        "requests_per_minute": [0.0] * n_buckets,
+        "latency": {f"p{p}": [None] * n_buckets for p in PERCENTILES},
+        "parts": [],
+        "newest_day": None,
+    }
+    if frame.empty:
+        days = [d for m in models for d in logged_dates(m, settings)]
+        result["newest_day"] = max(days) if days else None
+        return result
+    frame["ms"] = _epoch_ms(frame["timestamp"])
+    frame["bucket"] = ((frame["ms"] - start) // bucket).clip(0, n_buckets - 1)
+    frame["model_version"] = frame["model_version"].astype("int64")
+    minutes = bucket / 60_000
+    # One request = one logged batch: its rows share time, version, role and latency.
+    batches = frame.groupby(["ms", "model_version", "role", "latency_ms", "bucket"],
+                            as_index=False, sort=False).size()  # fmt: skip
+    answered = batches[batches["role"] != "shadow"]
+    per_request = answered.groupby("ms", as_index=False).agg(
+        bucket=("bucket", "first"), latency_ms=("latency_ms", "max")
+    )  # a canary splits a request in two batches: the slower one is the request's latency
+    counts = np.bincount(per_request["bucket"].to_numpy(), minlength=n_buckets)
+    result["requests_per_minute"] = (counts / minutes).tolist()
+    by_bucket = per_request.groupby("bucket")["latency_ms"]
+    for p in PERCENTILES:
+        values = by_bucket.quantile(p / 100)
+        series: list[float | None] = [None] * n_buckets
+        for index, value in zip(values.index, values.to_numpy(dtype=float), strict=True):
+            series[int(index)] = float(value)
+        result["latency"][f"p{p}"] = series
+    n_answered = int((frame["role"] != "shadow").sum())
+    for key, part in frame.groupby(["role", "model_version"], sort=True):
+        role, version = str(key[0]), int(cast("int", key[1]))
+        rows = np.bincount(part["bucket"].to_numpy(), minlength=n_buckets)
+        part_batches = batches[(batches["role"] == role) & (batches["model_version"] == version)]
+        latencies = part_batches["latency_ms"].to_numpy(dtype=float)
+        label = f"{role} v{version}"
+        result["series"].append({"role": role, "version": int(version), "label": label,
+                                 "per_minute": (rows / minutes).tolist()})  # fmt: skip
+        result["parts"].append(
+            {
+                "role": role,
+                "version": int(version),
+                "predictions": len(part),
+                "requests": len(part_batches),
+                "share": None if role == "shadow" or not n_answered else len(part) / n_answered,
+                **{
+                    f"p{p}": float(np.percentile(latencies, p)) if len(latencies) else None
+                    for p in PERCENTILES
+                },
+            }
+        )
+    all_latencies = per_request["latency_ms"].to_numpy(dtype=float)
+    result["overall"] = {
+        "requests": len(per_request),
+        "answered": n_answered,
+        **{f"p{p}": float(np.percentile(all_latencies, p)) if len(all_latencies) else None
+           for p in PERCENTILES},
+    }  # fmt: skip
+    return result
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+class _registry:
+    """A registry over the UI's store for the length of one page."""
+
+    def __init__(self, pages: Pages) -> None:
+        from modelloop.registry.client import Registry
+        from modelloop.tracking.client import Client
+
+        self.registry = Registry(Client(settings=pages.settings, store=pages.store))
+
+    def __enter__(self) -> Any:
+        return self.registry
+
+    def __exit__(self, *exc: object) -> None:
+        self.registry.close()
+
+
+def _resolved(registry: Any, ref: ModelRef | None) -> dict[str, Any] | None:
+    """A reference with the version it resolves to now (or why it does not)."""
+    if ref is None:
+        return None
+    try:
+        version = registry.resolve_model_uri(ref.uri)
+    except ModelloopError as exc:
+        return {"ref": str(ref), "name": ref.name, "version": None, "problem": exc.message}
+    return {"ref": str(ref), "name": ref.name, "version": version.version, "problem": None,
+            "description": version.description or ""}  # fmt: skip
+
+
+def _end_ms(text: str) -> int:
+    """The period's end: now, or an ISO time (a simulation's clock, a past incident)."""
+    if not text.strip():
+        return int(datetime.now(UTC).timestamp() * 1000)
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"end={text!r} is not an ISO time (e.g. 2026-01-31T12:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _epoch_ms(series: pd.Series[Any]) -> Any:
+    import pandas as pd
+
+    stamps = pd.to_datetime(series, utc=True)
+    return (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _iso(ms: int) -> str:
+    return _dt(ms).isoformat().replace("+00:00", "Z")
+
+
+def next_day(day: str) -> str:
+    """The end of a logged day (``YYYY-MM-DD``), to look at its last hours."""
+    return (datetime.fromisoformat(day) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,465 @@
+"""Monitoring pages: monitors with their newest windows and alerts, and one monitor's drift
+heatmap, dataset drift, performance with label coverage, and reference-vs-current overlays.
+
+The page itself renders only facts and alerts; its charts come from JSON endpoints under
+``/ui/api/monitoring/`` (drawn by ``monitoring.js``), each reading the stored windows of one
+kind in one query (``window_rows``: windows and their values together), so a page costs a few
+queries whatever the number of windows. Distributions are the one place that reads the
+prediction log, and only the chosen window of it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.responses import HTMLResponse, Response
+
+from modelloop.errors import InvalidArgument, NotFound
+from modelloop.server.schemas import OrjsonResponse
+from modelloop.settings import Settings
+
+if TYPE_CHECKING:
+    from modelloop.monitoring.drift import ColumnReference
+    from modelloop.monitoring.monitor import Monitor
+    from modelloop.ui.app import Pages
+
+DEFAULT_WINDOWS = 60
+MAX_WINDOWS = 2000
+MAX_CATEGORIES = 30  # bars of a categorical overlay; the rest are summed as "(other)"
+PERFORMANCE_SHOWN = (
+    ("average_precision", "AP"),
+    ("auc_roc", "AUC"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("precision_at_k", "precision@k"),
+    ("card_precision_at_k", "card precision@k"),
+)
+_OTHER_LABEL = "(other)"
+
+
+def register(router: APIRouter, pages: Pages) -> None:
+    """``/ui/monitoring``, ``/ui/monitoring/{name}`` and their JSON under ``/ui/api``."""
+    settings = pages.settings
+
+    @router.get("/ui/monitoring")
+    def monitors() -> HTMLResponse:
+        return pages.guarded(lambda: _list_page(pages))
+
+    @router.get("/ui/monitoring/{name}")
+    def monitor_page(
+        name: str, windows: Annotated[int, Query(ge=1, le=MAX_WINDOWS)] = DEFAULT_WINDOWS
+    ) -> HTMLResponse:
+        return pages.guarded(lambda: _monitor_page(pages, name, windows))
+
+    @router.get("/ui/api/monitoring/{name}/drift")
+    def drift(
+        name: str, windows: Annotated[int, Query(ge=1, le=MAX_WINDOWS)] = DEFAULT_WINDOWS
+    ) -> Response:
+        return OrjsonResponse(drift_series(settings, name, windows))
+
+    @router.get("/ui/api/monitoring/{name}/performance")
+    def performance(
+        name: str, windows: Annotated[int, Query(ge=1, le=MAX_WINDOWS)] = DEFAULT_WINDOWS
+    ) -> Response:
+        return OrjsonResponse(performance_series(settings, name, windows))
+
+    @router.get("/ui/api/monitoring/{name}/distribution")
+    def distribution(
+        name: str, feature: str, window: str, bins: str = "deciles"
+    ) -> Response:  # fmt: skip
+        return OrjsonResponse(distribution_overlay(settings, name, feature, window, bins))
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+
+def _list_page(pages: Pages) -> HTMLResponse:
+    from modelloop.monitoring.monitor import list_monitors, monitor_database
+    from modelloop.monitoring.store import FIRING, alert_rows
+
+    stored = list_monitors(settings=pages.settings)
+    db = monitor_database(pages.settings)
+    newest = newest_windows(db)
+    firing: dict[str, list[Any]] = {}
+    for alert in alert_rows(db, state=FIRING):
+        firing.setdefault(alert.monitor, []).append(alert)
+    rows = []
+    for item in stored:
+        m = item.monitor
+        rows.append(
+            {
+                "name": m.name,
+                "deployment": m.deployment,
+                "model": m.model or "",
+                "window": m.window,
+                "drift": newest.get((m.name, "drift")),
+                "performance": newest.get((m.name, "performance")),
+                "firing": firing.get(m.name, []),
+            }
+        )
+    return pages.render("monitoring.html", section="monitoring", title="Monitoring",
+                        monitors=rows)  # fmt: skip
+
+
+def _monitor_page(pages: Pages, name: str, windows: int) -> HTMLResponse:
+    from modelloop.monitoring.monitor import format_duration, get_monitor, monitor_database
+    from modelloop.monitoring.store import alert_rows
+
+    stored = get_monitor(name, settings=pages.settings)
+    config = stored.monitor
+    alerts = alert_rows(monitor_database(pages.settings), monitor=name, limit=200)
+    return pages.render(
+        "monitoring_monitor.html",
+        section="monitoring",
+        title=f"Monitor {name}",
+        monitor=config,
+        model=config.model or "",
+        updated_at=stored.updated_at,
+        updated_by=stored.updated_by,
+        alerts=alerts,
+        rules=[
+            (r.name, r.metric, r.condition, r.consecutive, r.severity.value) for r in config.alerts
+        ],
+        label_delay=format_duration(config.performance.label_delay),
+        windows=windows,
+        chart_config={"name": name, "windows": windows},
+    )
+
+
+def newest_windows(db: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every monitor's newest window per kind (as a whole) with its headline values, in two
+    queries however many monitors there are."""
+    from sqlalchemy import and_, func, select
+
+    from modelloop.store import tables as t
+
+    w, v = t.monitor_windows, t.monitor_values
+    newest = (
+        select(w.c.monitor, w.c.kind, func.max(w.c.window_start).label("start"))
+        .where(w.c.model_version == 0)
+        .group_by(w.c.monitor, w.c.kind)
+        .subquery()
+    )
+    joined = and_(
+        newest.c.monitor == w.c.monitor,
+        newest.c.kind == w.c.kind,
+        newest.c.start == w.c.window_start,
+    )
+    query = select(w).join(newest, joined).where(w.c.model_version == 0)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    ids: dict[int, dict[str, Any]] = {}
+    with db.read() as conn:
+        for row in conn.execute(query):
+            entry = {
+                "start": _ms_time(row.window_start),
+                "status": row.status,
+                "n": row.n_predictions,
+                "values": {},
+            }
+            found[(row.monitor, row.kind)] = entry
+            ids[row.window_id] = entry
+        if ids:
+            values = select(v).where(
+                v.c.window_id.in_(list(ids)), ~v.c.metric.like("drift.column.%")
+            )
+            for value in conn.execute(values):
+                ids[value.window_id]["values"][value.metric] = value.value
+    return found
+
+
+# -- chart data --------------------------------------------------------------------------------
+
+
+def drift_series(settings: Settings, name: str, limit: int) -> dict[str, Any]:
+    """The heatmap (features x windows of ``drift.column.<feature>``, drifted cells flagged)
+    and the dataset-level lines, from one read of the stored drift windows."""
+    from modelloop.monitoring.monitor import get_monitor, monitor_database
+    from modelloop.monitoring.store import window_rows
+
+    config = get_monitor(name, settings=settings).monitor
+    rows = window_rows(monitor_database(settings), name, kind="drift", limit=limit)
+    features: dict[str, dict[str, Any]] = {}  # feature -> method/threshold of its newest window
+    for row in rows:
+        for feature, result in (row["report"].get("columns") or {}).items():
+            features[feature] = {"method": result.get("method"),
+                                 "threshold": result.get("threshold")}  # fmt: skip
+    names = sorted(features)
+    values, drifted, p_values = [], [], []
+    for feature in names:
+        values.append([_finite(r["values"].get(f"drift.column.{feature}")) for r in rows])
+        results = [(r["report"].get("columns") or {}).get(feature) or {} for r in rows]
+        drifted.append([bool(x.get("drifted")) for x in results])
+        p_values.append([_finite(x.get("p_value")) for x in results])
+    return {
+        "monitor": name,
+        "windows": [r["window_start"].isoformat() for r in rows],
+        "window_ends": [r["window_end"].isoformat() for r in rows],
+        "status": [r["status"] for r in rows],
+        "predictions": [r["n_predictions"] for r in rows],
+        "reference_version": [r["report"].get("reference_version") for r in rows],
+        "features": names,
+        "methods": [features[f]["method"] for f in names],
+        "thresholds": [features[f]["threshold"] for f in names],
+        "values": values,
+        "drifted": drifted,
+        "p_values": p_values,
+        "share": [_finite(r["values"].get("drift.share")) for r in rows],
+        "dataset_drifted": [_finite(r["values"].get("drift.dataset")) for r in rows],
+        "score": [_finite(r["values"].get("drift.score")) for r in rows],
+        "score_drifted": [_finite(r["values"].get("drift.score_drifted")) for r in rows],
+        "share_threshold": config.drift.share_threshold,
+    }
+
+
+def performance_series(settings: Settings, name: str, limit: int) -> dict[str, Any]:
+    """Metrics per matured window with label coverage; windows with too few labels flagged
+    (their metrics are null, never a made-up value)."""
+    from modelloop.monitoring.monitor import get_monitor, monitor_database
+    from modelloop.monitoring.store import window_rows
+
+    config = get_monitor(name, settings=settings).monitor
+    rows = window_rows(monitor_database(settings), name, kind="performance", limit=limit)
+    return {
+        "monitor": name,
+        "windows": [r["window_start"].isoformat() for r in rows],
+        "status": [r["status"] for r in rows],
+        "insufficient": [r["status"] == "insufficient_labels" for r in rows],
+        "predictions": [r["n_predictions"] for r in rows],
+        "label_coverage": [_finite(r["values"].get("performance.label_coverage")) for r in rows],
+        "labelled": [_finite(r["values"].get("performance.n_labelled")) for r in rows],
+        "metrics": {
+            key: {
+                "label": label,
+                "values": [_finite(r["values"].get(f"performance.{key}")) for r in rows],
+            }
+            for key, label in PERFORMANCE_SHOWN
+        },
+        "notes": [list(r["report"].get("notes") or []) for r in rows],
+        "min_labels": config.performance.min_labels,
+        "min_coverage": config.performance.min_coverage,
+        "k": config.performance.k,
+    }
+
+
+def distribution_overlay(
+    settings: Settings, name: str, feature: str, window: str, bins: str
+) -> dict[str, Any]:
+    """One feature in one drift window: the reference stored with the version that answered
+    it (``reference.json``) against the window's logged values, over the same bins."""
+    from modelloop.monitoring.monitor import get_monitor, monitor_database
+    from modelloop.monitoring.store import window_rows
+
+    if bins not in ("deciles", "percentiles"):
+        raise InvalidArgument(f"bins is deciles or percentiles, not {bins!r}")
+    config = get_monitor(name, settings=settings).monitor
+    start = _parse_time(window)
+    rows = window_rows(monitor_database(settings), name, kind="drift", start=start,
+                       end=start + 1, limit=1)  # fmt: skip
+    if not rows:
+        raise NotFound(f"Monitor {name!r} has no drift window starting at {window}")
+    row = rows[0]
+    version = row["report"].get("reference_version")
+    model = _monitored_model(config, settings)
+    result: dict[str, Any] = {
+        "monitor": name,
+        "feature": feature,
+        "model": model,
+        "reference_version": version,
+        "window": [row["window_start"].isoformat(), row["window_end"].isoformat()],
+        "drift": (row["report"].get("columns") or {}).get(feature),
+    }
+    if version is None:
+        return result | {"kind": None, "note": "no reference for this window (no predictions)"}
+    reference = _reference(settings, model, int(version)).get(feature)
+    if reference is None:
+        note = f"v{version} of {model} has no stored reference for {feature}"
+        return result | {"kind": None, "note": note}
+    current = _current_values(settings, config, model, row, feature)
+    if reference.kind == "numeric":
+        return result | _numeric_overlay(reference, current, bins)
+    return result | _categorical_overlay(reference, current)
+
+
+def _reference(settings: Settings, model: str, version: int) -> dict[str, ColumnReference]:
+    from modelloop.registry.client import Registry
+    from modelloop.tracking.client import Client
+
+    registry = Registry(Client(settings=settings))
+    try:
+        return registry.reference_profile(f"models:/{model}/{version}")
+    finally:
+        registry.close()
+
+
+def _current_values(
+    settings: Settings, config: Monitor, model: str, row: dict[str, Any], feature: str
+) -> Any:
+    """The feature's logged values in the window, as the monitor compared them (the answered
+    predictions, shadow rows left out); only this window of the log is read."""
+    from modelloop.monitoring.runner import logged_column
+    from modelloop.serving.predictions import predictions
+
+    frame = predictions(model, row["window_start"], row["window_end"],
+                        deployment=config.deployment, with_labels=False,
+                        settings=settings)  # fmt: skip
+    answered = frame[frame["role"] != "shadow"]
+    return logged_column(answered, feature)
+
+
+def _numeric_overlay(reference: ColumnReference, current: Any, bins: str) -> dict[str, Any]:
+    """Densities over the reference's decile (or percentile) bins: the reference's from the
+    exact counts at its sketch edges, the current one from the logged values."""
+    import numpy as np
+    import pandas as pd
+
+    step = 10 if bins == "deciles" else 100
+    chosen = [i for i, level in enumerate(reference.levels)
+              if abs(level * step - round(level * step)) < 1e-9]  # fmt: skip
+    edges: list[float] = []
+    below: list[int] = []
+    at_or_below: list[int] = []
+    for i in chosen:  # tied edges (many equal values) become one edge
+        if edges and reference.edges[i] == edges[-1]:
+            at_or_below[-1] = reference.at_or_below[i]
+            continue
+        edges.append(reference.edges[i])
+        below.append(reference.below[i])
+        at_or_below.append(reference.at_or_below[i])
+    numbers = pd.to_numeric(pd.Series(current), errors="coerce").to_numpy(dtype=float)
+    nulls = int(np.isnan(numbers).sum())
+    finite = np.sort(numbers[np.isfinite(numbers)])
+    n_ref, n_cur = max(reference.count, 1), max(len(finite), 1)
+    if len(edges) < 2:  # a constant reference: one bin, at its value
+        ref_counts = [reference.count]
+        cur_counts = [int(((finite >= edges[0]) & (finite <= edges[0])).sum())] if edges else [0]
+        lefts, rights = edges[:1] or [0.0], edges[:1] or [0.0]
+    else:
+        cur_at = np.searchsorted(finite, edges, "right")
+        cur_below0 = int(np.searchsorted(finite, edges[0], "left"))
+        ref_counts = [at_or_below[1] - below[0]]
+        ref_counts += [at_or_below[j + 1] - at_or_below[j] for j in range(1, len(edges) - 1)]
+        cur_counts = [int(cur_at[1]) - cur_below0]
+        cur_counts += [int(cur_at[j + 1] - cur_at[j]) for j in range(1, len(edges) - 1)]
+        lefts, rights = edges[:-1], edges[1:]
+    widths = [(r - lo) or 1.0 for lo, r in zip(lefts, rights, strict=True)]
+    low = int(np.searchsorted(finite, edges[0], "left")) if edges else 0
+    high = len(finite) - int(np.searchsorted(finite, edges[-1], "right")) if edges else 0
+    return {
+        "kind": "numeric",
+        "bins": bins,
+        "edges": edges,
+        "centers": [(lo + r) / 2 for lo, r in zip(lefts, rights, strict=True)],
+        "widths": widths,
+        "reference": {
+            "count": reference.count,
+            "counts": ref_counts,
+            "density": [c / n_ref / w for c, w in zip(ref_counts, widths, strict=True)],
+            "share": [c / n_ref for c in ref_counts],
+            "mean": reference.mean,
+        },
+        "current": {
+            "count": len(finite),
+            "counts": cur_counts,
+            "density": [c / n_cur / w for c, w in zip(cur_counts, widths, strict=True)],
+            "share": [c / n_cur for c in cur_counts],
+            "below_range": low,
+            "above_range": high,
+            "nulls": nulls,
+            "mean": float(finite.mean()) if len(finite) else None,
+        },
+    }
+
+
+def _categorical_overlay(reference: ColumnReference, current: Any) -> dict[str, Any]:
+    """Category shares, the reference's most frequent first; categories the reference did not
+    keep (or never saw) and the long tail are summed as ``(other)``."""
+    import pandas as pd
+
+    from modelloop.monitoring.drift import OTHER
+
+    series = pd.Series(current).dropna()
+    counts: dict[str, int] = (
+        {str(k): int(v) for k, v in series.astype(str).value_counts().items()}
+        if len(series)
+        else {}
+    )
+    known = reference.categories or {}
+    ranked = sorted((k for k in known if k != OTHER), key=lambda k: (-known[k], k))
+    shown = ranked[:MAX_CATEGORIES]
+    new = sorted((k for k in counts if k not in known), key=lambda k: (-counts[k], k))
+    shown += new[: max(0, MAX_CATEGORIES - len(shown))]
+    n_ref, n_cur = max(reference.count, 1), max(int(sum(counts.values())), 1)
+    ref_other = reference.count - sum(known.get(k, 0) for k in shown)
+    cur_other = int(sum(counts.values())) - sum(int(counts.get(k, 0)) for k in shown)
+    labels = [*shown, _OTHER_LABEL] if ref_other or cur_other else list(shown)
+    ref_counts = [known.get(k, 0) for k in shown] + (
+        [ref_other] if len(labels) > len(shown) else []
+    )
+    cur_counts = [int(counts.get(k, 0)) for k in shown]
+    cur_counts += [cur_other] if len(labels) > len(shown) else []
+    return {
+        "kind": "categorical",
+        "categories": labels,
+        "new_categories": new,
+        "reference": {
+            "count": reference.count,
+            "counts": ref_counts,
+            "share": [c / n_ref for c in ref_counts],
+        },
+        "current": {
+            "count": int(sum(counts.values())),
+            "counts": cur_counts,
+            "share": [c / n_cur for c in cur_counts],
+            "nulls": int(pd.Series(current).isna().sum()),
+        },
+    }
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _monitored_model(config: Monitor, settings: Settings) -> str:
+    if config.model:
+        return config.model
+    from modelloop.serving.deployment import get_deployment
+
+    return get_deployment(config.deployment, settings=settings).deployment.model.name
+
+
+def _parse_time(text: str) -> int:
+    """Milliseconds of an ISO time (naive = UTC), as the chart's windows name them."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"window={text!r} is not an ISO time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _ms_time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def fmt_value(value: float | None, digits: int = 4) -> str:
+    """A metric for a table cell: blank when missing."""
+    return "" if value is None else f"{value:.{digits}g}"
+
+
+def plain_items(data: dict[str, Any]) -> Sequence[tuple[str, str]]:
+    """Evidence as key/text pairs for a table: strings as they are, the rest as compact JSON,
+    so every value reaches the page as escaped text."""
+    import json
+
+    return [(str(k), v if isinstance(v, str) else json.dumps(v, default=str, ensure_ascii=False))
+            for k, v in data.items()]  # fmt: skip
