@@ -177,6 +177,6 @@ def _report(console: Any, result: Any, home: Path) -> None:
         f"{env} monitor results fraud-watch --kind performance",
         f"{env} monitor alerts",
         f"{env} audit log --model fraud-detector",
-        f"{env} server    # REST API and docs at http://127.0.0.1:8765/docs",
+        f"{env} ui    # then open http://127.0.0.1:8765/ui/ (the story in a browser)",
     ):
         console.print(f"  {line}", highlight=False, markup=False)
