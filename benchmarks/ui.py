@@ -6,7 +6,9 @@ No peer: the target is absolute (each page's p95 under 300 ms, the web UI issue'
 (seeded once by a worker process of this interpreter, cached in ``.bench/cache/``) holds one
 experiment of 10,000 runs with 5 metrics and 5 params each (``_common.search_dataset``, the
 tracking benchmark's data) and, among them, 10 runs with a 100,000-point ``loss`` curve: 1.05M
-metric points. A copy is served by ``modelloop server`` (SQLite, default settings, scheduler
+metric points; then the fraud demo's eight weeks (a pipeline, model versions, a monitor with 56
+daily windows, a policy's timeline and ~100k logged predictions) for the other pages. A copy
+is served by ``modelloop server`` (SQLite, default settings, scheduler
 off); each page is requested sequentially over one keep-alive connection, 5 warm-up requests
 and then 40 timed ones (10 with ``--quick``), and the table gives p50/p95/max of the time from
 sending the request to the last byte of the answer on 127.0.0.1, an upper bound of the server
@@ -85,7 +87,27 @@ def seed(home: Path) -> dict:
         points += len(batch)
         if (r + 1) % 1000 == 0:
             log(f"seed: {r + 1}/{RUNS} runs, {time.perf_counter() - t:.0f}s")
-    return {"seconds": time.perf_counter() - t, "points": points, "curves": curves}
+    return {"seconds": time.perf_counter() - t, "points": points, "curves": curves,
+            **seed_fraud_loop(home)}  # fmt: skip
+
+
+def seed_fraud_loop(home: Path) -> dict:
+    """The rest of the UI's pages need a model's life: the fraud demo's eight weeks (a pipeline,
+    five versions, a monitor with 56 daily windows, a policy's timeline, ~100k predictions)."""
+    import os
+
+    os.environ["MODELLOOP_HOME"] = str(home)
+    import modelloop as ml
+    from modelloop.examples.fraud import demo
+
+    started = time.perf_counter()
+    result = demo.run_demo(demo.DemoConfig())
+    runs = ml.get_client().find_runs("fraud-champion")
+    pipeline = next(r.run_id for r in runs if r.parent_run_id is None)  # not one of its steps
+    last_day = result.served["time"].max()
+    log(f"seed: the fraud loop in {time.perf_counter() - started:.0f}s")
+    return {"pipeline_run": pipeline, "last_day": str(last_day)[:10],
+            "versions": int(result.served["version"].max())}  # fmt: skip
 
 
 def worker_main(argv: list[str]) -> None:
@@ -103,7 +125,10 @@ def cache_path() -> Path:
     """Keyed on the store's code (schema, SQL store): the layout may change while young."""
     src = ROOT / "src" / "modelloop"
     digest = hashlib.sha1(usedforsecurity=False)
-    for f in sorted([*(src / "store").rglob("*.py"), src / "tracking" / "sql.py"]):
+    code = [*(src / "store").rglob("*.py"), src / "tracking" / "sql.py"]
+    code += [*(src / "examples" / "fraud").glob("*.py"), *(src / "automation").glob("*.py")]
+    code += [*(src / "monitoring").glob("*.py")]
+    for f in sorted(code):
         digest.update(f.relative_to(src).as_posix().encode() + f.read_bytes())
     return BENCH_DIR / "cache" / f"ui-{digest.hexdigest()[:10]}-10k"
 
@@ -126,9 +151,12 @@ def seeded_cache(reseed: bool) -> tuple[Path, dict]:
     return cache, result
 
 
-def pages(curves: list[str]) -> list[tuple[str, str]]:
+def pages(seeded: dict) -> list[tuple[str, str]]:
     """(label, path) of each measured page."""
+    curves = seeded["curves"]
     runs_query = {"experiment": EXPERIMENT, "filter": SEARCH_FILTER, "order_by": SEARCH_ORDER_BY[0]}
+    end = seeded["last_day"] + "T23:59:59"
+    window = seeded["last_day"]
     return [
         ("experiments (`/ui/`)", "/ui/"),
         ("runs, page 1, filter + order", "/ui/runs?" + urlencode(runs_query)),
@@ -140,7 +168,26 @@ def pages(curves: list[str]) -> list[tuple[str, str]]:
             "/ui/api/metric?" + urlencode({"run": curves[0], "key": "loss", "max_points": 2000}),
         ),
         ("compare 3 runs", "/ui/compare?runs=" + ",".join(curves[:3])),
-    ]
+        ("pipelines", "/ui/pipelines"),
+        ("pipeline run (DAG)", f"/ui/pipelines/{seeded['pipeline_run']}"),
+        ("models", "/ui/models"),
+        ("model (versions, audit history)", "/ui/models/fraud-detector"),
+        ("model card", f"/ui/models/fraud-detector/versions/{seeded['versions']}/card"),
+        ("approvals", "/ui/models/approvals"),
+        ("deployments", "/ui/deployments"),
+        ("deployment, 24 h of traffic", "/ui/deployments/fraud-online?" + urlencode(
+            {"period": "24h", "end": end})),
+        ("traffic JSON, 24 h", "/ui/api/deployments/fraud-online/traffic?" + urlencode(
+            {"period": "24h", "end": end})),
+        ("monitors", "/ui/monitoring"),
+        ("monitor (56 windows)", "/ui/monitoring/fraud-watch"),
+        ("drift heatmap JSON", "/ui/api/monitoring/fraud-watch/drift"),
+        ("performance JSON", "/ui/api/monitoring/fraud-watch/performance"),
+        ("distribution overlay JSON", "/ui/api/monitoring/fraud-watch/distribution?" + urlencode(
+            {"feature": "TX_AMOUNT", "window": window})),
+        ("policies", "/ui/automation"),
+        ("policy timeline", "/ui/automation/fraud-loop"),
+    ]  # fmt: skip
 
 
 def measure(url: str, path: str, warmup: int, repeats: int) -> dict:
@@ -238,7 +285,7 @@ def main() -> None:
             "MODELLOOP_TOKEN": "",
         }
         with running_server(cmd, f"{url}/health", env=env, cwd=Path(tmp), log_path=home / "log"):
-            for label, path in pages(seeded["curves"]):
+            for label, path in pages(seeded):
                 wait_machine_quiet(max_cores=0.3, timeout=10)
                 results[label] = measure(url, path, warmup=5, repeats=repeats)
                 log(
