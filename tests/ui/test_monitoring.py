@@ -237,7 +237,7 @@ def test_the_deployment_shows_its_config_and_traffic(http: httpx.Client) -> None
     assert "v1" in page
     assert "v2" in page
     assert "card_id" in page
-    assert "modelloop_errors" in page
+    assert "Requests answered by the serving processes" in page  # errors: serving_stats
     assert "No logged predictions in this period" in page  # the wall clock is years later
     assert "2026-01-06" in page  # ... so it points to the newest logged day
     assert "&lt;svg onload=alert(3)&gt;" in page  # the model description, as text

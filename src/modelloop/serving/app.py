@@ -52,6 +52,7 @@ from modelloop.serving.metrics import ServingMetrics
 from modelloop.serving.prediction_log import PredictionLog
 from modelloop.serving.predictor import Predictor
 from modelloop.serving.scoring import answer, wall_clock_ms
+from modelloop.serving.stats import TrafficStats
 from modelloop.settings import Settings
 
 log = logging.getLogger("modelloop.serving")
@@ -78,6 +79,7 @@ class _Service:
     ) -> None:
         self.clock = clock
         self.predictor = predictor
+        self.stats = _traffic_stats(predictor, settings, clock)
         self.settings = settings
         self.log = prediction_log
         self.token = token
@@ -211,6 +213,8 @@ class _Service:
                 response = self._error(path, ModelloopError("Internal server error; see the log"))
             status = response.status_code
             (count_ok if status == 200 else self.metrics.requests(path, status)).inc()
+            if self.stats is not None:
+                self.stats.count(path, status)
             observe(time.perf_counter() - started)
             return response
 
@@ -220,6 +224,20 @@ class _Service:
         self.metrics.error(path, exc.error_code)
         headers = _CLOSE if isinstance(exc, PayloadTooLarge) else None
         return error_response(exc.status_code, exc.error_code, exc.message, headers, exc.details)
+
+
+def _traffic_stats(
+    predictor: Predictor, settings: Settings, clock: Callable[[], int]
+) -> TrafficStats | None:
+    """Requests and errors per minute to the database, when this process has one."""
+    if settings.is_remote:
+        return None
+    from modelloop.store import open_database
+
+    def deployment() -> str:
+        return predictor.current.deployment.name if predictor.ready else "(loading)"
+
+    return TrafficStats(open_database(settings.database_url), deployment, clock)
 
 
 def create_app(
@@ -239,9 +257,13 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not predictor.ready:
             await run_in_threadpool(predictor.start)
+        if service.stats is not None:
+            service.stats.start()
         try:
             yield
         finally:
+            if service.stats is not None:
+                await run_in_threadpool(service.stats.close)
             predictor.stop()
             if prediction_log is not None:
                 await run_in_threadpool(prediction_log.close)

@@ -374,6 +374,20 @@ alerts = Table(
     Index(None, "state", "notified"),
 )
 
+# What each serving process answered, per minute and route: requests and errors (4xx/5xx), so
+# the web UI can show an error rate without reaching the processes themselves.
+serving_stats = Table(
+    "serving_stats",
+    metadata,
+    Column("deployment", String(256), primary_key=True),
+    Column("instance", String(128), primary_key=True),  # host:pid:random, one per process
+    Column("minute", BigInteger, primary_key=True),  # ms since the epoch, start of the minute
+    Column("route", String(32), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Index(None, "deployment", "minute"),
+)
+
 # -- automation ----------------------------------------------------------------------------------
 
 policies = Table(

@@ -128,6 +128,7 @@ def traffic(settings: Settings, deployment: Deployment, period: str, end: int) -
         "latency": {f"p{p}": [None] * n_buckets for p in PERCENTILES},
         "parts": [],
         "newest_day": None,
+        "served": served_requests(settings, deployment.name, start, end, bucket),
     }
     if frame.empty:
         days = [d for m in models for d in logged_dates(m, settings)]
@@ -247,3 +248,41 @@ def _iso(ms: int) -> str:
 def next_day(day: str) -> str:
     """The end of a logged day (``YYYY-MM-DD``), to look at its last hours."""
     return (datetime.fromisoformat(day) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def served_requests(
+    settings: Settings, deployment: str, start: int, end: int, bucket: int
+) -> dict[str, Any]:
+    """Requests and errors the serving processes counted in ``[start, end)`` (``serving_stats``:
+    failed requests log no prediction, so the error rate comes from there)."""
+    from sqlalchemy import func, select
+
+    from modelloop.store import open_database
+    from modelloop.store import tables as t
+
+    s = t.serving_stats
+    query = (
+        select(s.c.minute, s.c.route, func.sum(s.c.requests), func.sum(s.c.errors),
+               func.count(func.distinct(s.c.instance)))
+        .where(s.c.deployment == deployment, s.c.minute >= start, s.c.minute < end)
+        .group_by(s.c.minute, s.c.route)
+    )  # fmt: skip
+    with open_database(settings.database_url).read() as conn:
+        rows = conn.execute(query).all()
+    n = max(1, (end - start) // bucket)
+    errors = [0] * n
+    routes: dict[str, list[int]] = {}
+    for minute, route, requests, failed, _ in rows:
+        errors[min(n - 1, (minute - start) // bucket)] += int(failed)
+        totals = routes.setdefault(route, [0, 0])
+        totals[0] += int(requests)
+        totals[1] += int(failed)
+    requests = sum(r for r, _ in routes.values())
+    failed = sum(f for _, f in routes.values())
+    return {
+        "requests": requests,
+        "errors": failed,
+        "error_rate": failed / requests if requests else None,
+        "errors_per_bucket": errors,
+        "routes": {route: {"requests": r, "errors": f} for route, (r, f) in sorted(routes.items())},
+    }
