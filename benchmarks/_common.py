@@ -378,6 +378,21 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join(lines)
 
 
+def command_line(script: str) -> str:
+    """How this run was started, as the docs print it for reproducing."""
+    return " ".join([f".venv/bin/python benchmarks/{script}", *sys.argv[1:]])
+
+
+def publish(section: str, text: str, results: object, *, docs: bool) -> None:
+    """Print the section, keep the raw results under ``.bench/`` and, with ``docs``, replace the
+    section of ``docs/benchmarks.md``."""
+    print(text)
+    (BENCH_DIR / f"{section}-results.json").write_text(json.dumps(results, indent=1))
+    if docs:
+        write_docs_section(section, text)
+        log(f"wrote the {section} section of docs/benchmarks.md")
+
+
 def write_docs_section(name: str, body: str, path: Path = DOCS) -> None:
     """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``path``.
 

@@ -29,16 +29,17 @@ from typing import Any, NamedTuple
 
 from _common import (
     BENCH_DIR,
+    command_line,
     emit,
     ensure_peer_venv,
     log,
     machine_info,
     markdown_table,
     package_version,
+    publish,
     python_version,
     run_worker,
     wait_machine_quiet,
-    write_docs_section,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -473,13 +474,8 @@ def main() -> None:
             for d in ("numpy", "pandas", "scipy", "pyarrow")
         },
     }
-    command = " ".join([".venv/bin/python benchmarks/drift.py", *sys.argv[1:]])
-    text = render(res, info, command, sizes)
-    print(text)
-    (BENCH_DIR / "drift-results.json").write_text(json.dumps(res, indent=1))
-    if not a.no_docs:
-        write_docs_section("drift", text)
-        log("wrote the drift section of docs/benchmarks.md")
+    text = render(res, info, command_line("drift.py"), sizes)
+    publish("drift", text, res, docs=not a.no_docs)
 
 
 if __name__ == "__main__":

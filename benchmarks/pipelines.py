@@ -22,7 +22,6 @@ worker warms up (imports, database, Ray/Prefect server start) untimed and then r
 from __future__ import annotations
 
 import argparse
-import json
 import linecache
 import os
 import statistics
@@ -34,16 +33,17 @@ from typing import Any, NamedTuple
 
 from _common import (
     BENCH_DIR,
+    command_line,
     emit,
     ensure_peer_venv,
     fmt_num,
     log,
     machine_info,
     markdown_table,
+    publish,
     python_version,
     run_worker,
     wait_machine_quiet,
-    write_docs_section,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -400,14 +400,9 @@ def main() -> None:
         info |= {"prefect_python": python_version(prefect_python)} if prefect_python else {}
     if "ray" in meta:
         info |= {"ray": meta["ray"]["ray"], "ray_cpus": meta["ray"].get("ray_cpus") or 0}
-    command = " ".join([".venv/bin/python benchmarks/pipelines.py", *sys.argv[1:]])
-    text = render(res, info, command, sz, notes)
-    print(text)
+    text = render(res, info, command_line("pipelines.py"), sz, notes)
     results = {"sizes": sz._asdict(), "per_step": res, "samples": raw, "meta": meta}
-    (BENCH_DIR / "pipelines-results.json").write_text(json.dumps(results, indent=1))
-    if not a.no_docs:
-        write_docs_section("pipelines", text)
-        log("wrote the pipelines section of docs/benchmarks.md")
+    publish("pipelines", text, results, docs=not a.no_docs)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 from _common import (
     BENCH_DIR,
     _group_cpu_seconds,
+    command_line,
     emit,
     ensure_peer_venv,
     fmt_num,
@@ -46,12 +47,12 @@ from _common import (
     machine_info,
     markdown_table,
     package_version,
+    publish,
     python_version,
     run_hey,
     run_worker,
     running_server,
     wait_machine_quiet,
-    write_docs_section,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -725,14 +726,9 @@ def main() -> None:
         "notes": notes,
         "floors": ml.setup_info.get("floors") if ml else None,
     }
-    command = " ".join([".venv/bin/python benchmarks/serving.py", *sys.argv[1:]])
-    text = render(results, logs, info, check, command, sz)
-    print(text)
+    text = render(results, logs, info, check, command_line("serving.py"), sz)
     raw = {"results": results, "logs": logs, "check": check, "info": info}
-    (BENCH_DIR / "serving-results.json").write_text(json.dumps(raw, indent=1))
-    if not a.no_docs and len(sides) == 2:
-        write_docs_section("serving", text)
-        log("wrote the serving section of docs/benchmarks.md")
+    publish("serving", text, raw, docs=not a.no_docs and len(sides) == 2)
 
 
 if __name__ == "__main__":

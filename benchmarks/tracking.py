@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import shutil
 import statistics
 import sys
@@ -35,6 +34,7 @@ from _common import (
     SEARCH_FILTER,
     SEARCH_MAX_RESULTS,
     SEARCH_ORDER_BY,
+    command_line,
     emit,
     ensure_peer_venv,
     fmt_num,
@@ -43,12 +43,12 @@ from _common import (
     machine_info,
     markdown_table,
     package_version,
+    publish,
     python_version,
     run_worker,
     running_server,
     search_dataset,
     timed_reads,
-    write_docs_section,
 )
 
 if TYPE_CHECKING:
@@ -513,13 +513,8 @@ def main() -> None:
         "mlflow_sqlalchemy": package_version(mlflow_side.python, "sqlalchemy"),
         "journal": {s.name: journal_mode(s.sqlite_file(caches[s.name])) for s in sides},
     }
-    command = " ".join([".venv/bin/python benchmarks/tracking.py", *sys.argv[1:]])
-    text = render(results, info, command, sz)
-    print(text)
-    (BENCH_DIR / "tracking-results.json").write_text(json.dumps(results, indent=1))
-    if not a.no_docs:
-        write_docs_section("tracking", text)
-        log("wrote the tracking section of docs/benchmarks.md")
+    text = render(results, info, command_line("tracking.py"), sz)
+    publish("tracking", text, results, docs=not a.no_docs)
 
 
 if __name__ == "__main__":

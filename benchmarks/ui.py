@@ -35,6 +35,7 @@ from _common import (
     ROOT,
     SEARCH_FILTER,
     SEARCH_ORDER_BY,
+    command_line,
     emit,
     fmt_num,
     free_port,
@@ -42,12 +43,12 @@ from _common import (
     machine_info,
     markdown_table,
     package_version,
+    publish,
     python_version,
     run_worker,
     running_server,
     search_dataset,
     wait_machine_quiet,
-    write_docs_section,
 )
 
 EXPERIMENT = "ui-10k"
@@ -243,8 +244,11 @@ def render(results: dict[str, dict], info: dict, seeded: dict, command: str) -> 
             table,
             "",
             f"- Store: {RUNS:,} runs x 5 metrics x 5 params in one experiment, {CURVE_RUNS} of "
-            f"them with a {CURVE_POINTS:,}-point `loss` curve: {seeded['points']:,} metric points "
-            "(seeded once, cached in `.bench/cache/`).",
+            f"them with a {CURVE_POINTS:,}-point `loss` curve: {seeded['points']:,} metric points; "
+            "then, in the same store, the fraud demo's eight weeks (`modelloop demo fraud`: a "
+            f"pipeline, {seeded['versions']} versions of `fraud-detector`, a monitor with 56 daily "
+            "windows, a policy's timeline, ~107k logged predictions) for the pages of the other "
+            "sections (seeded once, cached in `.bench/cache/`).",
             f"- Each page: 5 warm-up requests, then {n} sequential requests over one keep-alive "
             "connection on 127.0.0.1, timed from sending to the last byte (an upper bound of the "
             "server time); HTML only, the browser's scripts and the chart's JSON not included "
@@ -297,13 +301,8 @@ def main() -> None:
         "modelloop": package_version(PYTHON, "modelloop"),
         "python": python_version(PYTHON),
     }
-    command = " ".join([".venv/bin/python benchmarks/ui.py", *sys.argv[1:]])
-    text = render(results, info, seeded, command)
-    print(text)
-    (BENCH_DIR / "ui-results.json").write_text(json.dumps(results, indent=1))
-    if not a.no_docs:
-        write_docs_section("ui", text)
-        log("wrote the ui section of docs/benchmarks.md")
+    text = render(results, info, seeded, command_line("ui.py"))
+    publish("ui", text, results, docs=not a.no_docs)
 
 
 if __name__ == "__main__":
