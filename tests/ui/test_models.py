@@ -157,7 +157,7 @@ def _request(models: Models, alias: str = "champion") -> str:
 
 PAGES = (
     "/ui/models",
-    "/ui/models/approvals",
+    "/ui/approvals",
     f"/ui/models/{MODEL}",
     f"/ui/models/{MODEL}?version=1",
     f"/ui/models/{MODEL}/versions/1/card",
@@ -290,7 +290,7 @@ def test_approve_and_reject_as_the_request_says(http: httpx.Client, models: Mode
     # Rejecting needs a reason; the default target is the approvals page.
     doomed = _request(models, "staging-2")
     empty = http.post(f"/ui/models/requests/{doomed}/reject", data={"reason": " "})
-    assert empty.headers["location"].startswith("/ui/models/approvals?")
+    assert empty.headers["location"].startswith("/ui/approvals?")
     assert "reason is required" in _section(http.get(empty.headers["location"]).text, "flash")
     rejected = http.post(f"/ui/models/requests/{doomed}/reject", data={"reason": "not yet"})
     assert "Rejected" in _section(http.get(rejected.headers["location"]).text, "flash")
@@ -315,7 +315,7 @@ def test_a_user_without_the_approver_role_is_told_so(models: Models) -> None:
     _, approver = users.add("ann", Role.approver, actor="admin")
     with live_server(models.settings) as url, httpx.Client(base_url=url, timeout=30) as http:
         as_eve = {"Authorization": f"Bearer {editor}"}
-        page = http.get("/ui/models/approvals", headers=as_eve)
+        page = http.get("/ui/approvals", headers=as_eve)
         assert page.status_code == 200
         assert "Deciding needs the approver role (eve has not)" in page.text
         assert f"/ui/models/requests/{request_id}/approve" not in page.text

@@ -91,7 +91,7 @@ def register(router: APIRouter, pages: Pages) -> None:
     def models_page(request: Request) -> HTMLResponse:
         return pages.guarded(lambda: _models_page(render, request, store))
 
-    @router.get("/ui/models/approvals")
+    @router.get("/ui/approvals")
     def approvals_page(request: Request) -> HTMLResponse:
         return pages.guarded(
             lambda: render(
@@ -100,7 +100,7 @@ def register(router: APIRouter, pages: Pages) -> None:
                 title="Pending approvals",
                 pending=store.list_requests(None, RequestStatus.PENDING),
                 decided=_decided(store.list_requests(None, None)),
-                here="/ui/models/approvals",
+                here="/ui/approvals",
             )
         )
 
@@ -109,7 +109,7 @@ def register(router: APIRouter, pages: Pages) -> None:
         if not _same_origin(request):
             return pages.guarded(_refuse("The form was posted from another site"))
         form = _form(await request.body())
-        target = _local_target(form.get("next", "/ui/models/approvals"))
+        target = _local_target(form.get("next", "/ui/approvals"))
         try:
             message = _decide(store, _principal(request), request_id, verb, form)
         except ModelloopError as exc:
