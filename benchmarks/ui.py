@@ -254,8 +254,8 @@ def render(results: dict[str, dict], info: dict, seeded: dict, command: str) -> 
             "server time); HTML only, the browser's scripts and the chart's JSON not included "
             "except in the metric JSON row.",
             f"- Runs filter `{SEARCH_FILTER}`, order `{SEARCH_ORDER_BY[0]}`, 100 runs a page. "
-            "The store's search has no offset: page N reads the first 100 N + 1 matching runs "
-            "and shows the last 100, so deep pages cost more (page 20 row).",
+            "A page is an offset into the search (SQL OFFSET), so a deep page still sorts and "
+            "skips the runs before it (page 20 row).",
             "- Metric JSON: the full history is read and downsampled to 2,000 points with LTTB "
             "on the server; the chart shows the note of original vs shown points.",
         ]

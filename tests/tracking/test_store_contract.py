@@ -212,10 +212,10 @@ def runs(store: TrackingStore) -> dict[str, str]:
 
 
 def _names(store: TrackingStore, filter: str | None = None, order_by: list[str] | None = None,
-           max_results: int = 1000) -> list[str]:  # fmt: skip
+           max_results: int = 1000, offset: int = 0) -> list[str]:  # fmt: skip
     fraud = store.get_experiment_by_name("fraud")
     assert fraud is not None
-    found = store.search_runs([fraud.experiment_id], filter, order_by or [], max_results)
+    found = store.search_runs([fraud.experiment_id], filter, order_by or [], max_results, offset)
     return [r.name for r in found]
 
 
@@ -249,6 +249,8 @@ def test_search_orders_and_limits(store: TrackingStore, runs: dict[str, str]) ->
     assert _names(store, order_by=["metrics.auc"]) == ["r3", "r0", "r2", "r1", "r4"]
     assert _names(store, order_by=["params.model", "metrics.auc DESC"])[:3] == ["r1", "r0", "r3"]
     assert _names(store, order_by=["metrics.auc DESC"], max_results=2) == ["r1", "r2"]
+    page_2 = _names(store, order_by=["metrics.auc DESC"], max_results=2, offset=2)
+    assert page_2 == ["r0", "r3"]  # the next page, in the same order
     assert _names(store) == ["r4", "r3", "r2", "r1", "r0"]  # newest first
 
 

@@ -101,6 +101,7 @@ class RunSearch(_Request):
     filter: str | None = Field(default=None, examples=["metrics.auc > 0.9"])
     order_by: list[str] = Field(default_factory=list, examples=[["metrics.auc DESC"]])
     max_results: int = Field(default=1000, ge=1, le=MAX_SEARCH_RESULTS)
+    offset: int = Field(default=0, ge=0, description="Runs to skip: the start of a page")
 
 
 # -- responses (documentation only) ------------------------------------------------------------

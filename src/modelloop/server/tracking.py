@@ -116,7 +116,9 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
 
     @router.post("/runs/search", response_model=RunList)
     def search_runs(body: RunSearch) -> Response:
-        runs = store.search_runs(body.experiment_ids, body.filter, body.order_by, body.max_results)
+        runs = store.search_runs(
+            body.experiment_ids, body.filter, body.order_by, body.max_results, body.offset
+        )
         return OrjsonResponse({"runs": [encode_run(run) for run in runs]})
 
     @router.get("/runs/{run_id}", response_model=RunOut)

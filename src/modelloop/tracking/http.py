@@ -125,12 +125,14 @@ class HttpTrackingStore:
         filter: str | None = None,
         order_by: Sequence[str] = (),
         max_results: int = 1000,
+        offset: int = 0,
     ) -> list[Run]:
         body = {
             "experiment_ids": list(experiment_ids),
             "filter": filter,
             "order_by": list(order_by),
             "max_results": max_results,
+            "offset": offset,
         }
         return [_run(r) for r in self._call("POST", "/runs/search", body)["runs"]]
 

@@ -205,9 +205,12 @@ class SqlTrackingStore:
         filter: str | None = None,
         order_by: Sequence[str] = (),
         max_results: int = 1000,
+        offset: int = 0,
     ) -> list[Run]:
         if not 1 <= max_results <= MAX_SEARCH_RESULTS:
             raise InvalidArgument(f"max_results must be between 1 and {MAX_SEARCH_RESULTS}")
+        if offset < 0:
+            raise InvalidArgument(f"offset must be 0 or more, got {offset}")
         expr = parse_filter(filter)
         query = select(t.runs).where(t.runs.c.experiment_id.in_(list(experiment_ids)))
         if expr is not None:
@@ -226,7 +229,8 @@ class SqlTrackingStore:
             query = query.order_by(
                 column.desc().nulls_last() if order.descending else column.asc().nulls_last()
             )
-        query = query.order_by(t.runs.c.start_time.desc(), t.runs.c.run_id).limit(max_results)
+        query = query.order_by(t.runs.c.start_time.desc(), t.runs.c.run_id)
+        query = query.limit(max_results).offset(offset)
         with self.db.read() as conn:
             rows = conn.execute(query).all()
             return _load_runs(conn, rows)

@@ -50,7 +50,10 @@ class RunStore(Protocol):
         filter: str | None = None,
         order_by: Sequence[str] = (),
         max_results: int = 1000,
-    ) -> list[Run]: ...
+        offset: int = 0,
+    ) -> list[Run]:
+        """At most ``max_results`` runs after skipping ``offset`` (a page of a long list)."""
+        ...
 
 
 class ArtifactStore(Protocol):

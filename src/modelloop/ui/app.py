@@ -31,11 +31,11 @@ from modelloop.server.schemas import OrjsonResponse
 from modelloop.settings import Settings
 from modelloop.tracking.entities import Experiment, Run, check_run_id
 from modelloop.tracking.filter import parse_order_by
-from modelloop.tracking.sql import MAX_SEARCH_RESULTS, SqlTrackingStore
+from modelloop.tracking.sql import SqlTrackingStore
 from modelloop.ui.downsample import downsample
 
 PER_PAGE = 100
-MAX_PAGE = (MAX_SEARCH_RESULTS - 1) // PER_PAGE
+MAX_PAGE = 1_000_000  # a page is an offset into the search, read directly
 MAX_COMPARED = 20
 DEFAULT_POINTS = 2000
 MAX_POINTS = 20_000
@@ -295,11 +295,15 @@ def _runs_page(
         order = parse_order_by([order_by] if order_by.strip() else [])
         if ids:
             found = store.search_runs(
-                ids, filter_text or None, [order_by] if order else [], number * PER_PAGE + 1
+                ids,
+                filter_text or None,
+                [order_by] if order else [],
+                PER_PAGE + 1,
+                offset=(number - 1) * PER_PAGE,
             )
     except InvalidArgument as exc:  # a bad filter or ordering: say so above the table
         error, order = exc.message, []
-    shown = found[(number - 1) * PER_PAGE : number * PER_PAGE]
+    shown = found[:PER_PAGE]
     columns = _parse_columns(columns_text) if columns_text.strip() else _default_columns(shown)
     sorted_by = order[0] if order else None
 
@@ -340,9 +344,7 @@ def _runs_page(
         sort_link=sort_link,
         page=number,
         previous=link(page=number - 1) if number > 1 else None,
-        next=link(page=number + 1)
-        if len(found) > number * PER_PAGE and number < MAX_PAGE
-        else None,
+        next=link(page=number + 1) if len(found) > PER_PAGE and number < MAX_PAGE else None,
         first=(number - 1) * PER_PAGE + 1,
         experiment_names={e.experiment_id: e.name for e in all_experiments},
     )

@@ -30,7 +30,7 @@ from modelloop.tracking.entities import Run, check_run_id
 from modelloop.tracking.sql import MAX_SEARCH_RESULTS, SqlTrackingStore
 from modelloop.ui.app import PER_PAGE, Pages
 
-MAX_PAGE = (MAX_SEARCH_RESULTS - 1) // PER_PAGE
+MAX_PAGE = 1_000_000  # a page is an offset into the search, read directly
 # The drawing's geometry, in pixels: nodes have a fixed width so a wide fan-out scrolls.
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 184, 60, 24, 60, 16
 NAME_CHARS, DETAIL_CHARS = 22, 25  # what fits in a node at its font sizes; the rest in a tooltip
@@ -98,12 +98,16 @@ def _list_page(pages: Pages, pipeline: str, number: int) -> HTMLResponse:
     condition = f"= {_quoted(pipeline)}" if pipeline else "LIKE '%'"
     found = (
         store.search_runs(
-            ids, f"tags.`{TAG_PIPELINE}` {condition}", ["start_time DESC"], number * PER_PAGE + 1
+            ids,
+            f"tags.`{TAG_PIPELINE}` {condition}",
+            ["start_time DESC"],
+            PER_PAGE + 1,
+            offset=(number - 1) * PER_PAGE,
         )
         if ids
         else []
     )
-    shown = found[(number - 1) * PER_PAGE : number * PER_PAGE]
+    shown = found[:PER_PAGE]
     docs = _pipeline_docs(store, [r.run_id for r in shown])
     rows = [_summary(run, docs.get(run.run_id)) for run in shown]
 
@@ -119,7 +123,7 @@ def _list_page(pages: Pages, pipeline: str, number: int) -> HTMLResponse:
         rows=rows,
         first=(number - 1) * PER_PAGE + 1,
         previous=link(number - 1) if number > 1 else None,
-        next=link(number + 1) if len(found) > number * PER_PAGE and number < MAX_PAGE else None,
+        next=link(number + 1) if len(found) > PER_PAGE and number < MAX_PAGE else None,
     )
 
 
