@@ -287,15 +287,12 @@ def test_few_positives_fail_the_bootstrap_check(registered: Registered) -> None:
     assert any("too few positives" in r for r in result.reasons)
 
 
-def test_fifty_thousand_rows_a_thousand_resamples_in_seconds() -> None:
-    import time
-
+def test_fifty_thousand_rows_a_thousand_resamples() -> None:
     rng = np.random.default_rng(0)
     y = (rng.random(50_000) < 0.05).astype(float)
-    started = time.perf_counter()
     boot = paired_bootstrap(y, y + rng.random(50_000), y * 1.2 + rng.random(50_000))
-    assert time.perf_counter() - started < 15  # about 3 s on a laptop core
     assert boot.differences.size == 1000
+    assert boot.n_undefined == 0
 
 
 # -- budgets -------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
 import numpy as np
@@ -107,9 +106,7 @@ def test_deterministic_and_cached(tmp_path: Path, small: pd.DataFrame) -> None:
 
 @pytest.mark.slow
 def test_reference_dataset_has_the_published_counts() -> None:
-    started = time.perf_counter()
     frame = simulate()
-    assert time.perf_counter() - started < 60
     assert len(frame) == 1_754_155
     assert int(frame["TX_FRAUD"].sum()) == 14_681
     counts = frame["TX_FRAUD_SCENARIO"].value_counts()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import shutil
 import socket
 import ssl
@@ -298,11 +299,14 @@ def test_an_invalid_location_fails_without_raising(serve) -> None:
     assert "redirected to an invalid URL" in delivery.error
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_https_is_pinned_to_the_checked_address_with_sni_and_certificate_on_the_name(
     serve, tmp_path: Path
 ) -> None:
     """deliver() trusts the system CAs only, so this drives its POST with a test CA."""
+    if shutil.which("openssl") is None:  # in CI the test must run, not skip
+        if os.environ.get("MODELLOOP_TEST_POSTGRES_URL") or os.environ.get("CI"):
+            pytest.fail("the openssl command is missing")
+        pytest.skip("needs the openssl command")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     command = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost"
     extension = "subjectAltName=DNS:localhost"

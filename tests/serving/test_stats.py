@@ -14,6 +14,7 @@ from modelloop.ui.deployments import served_requests
 
 from ..live_server import live_server
 from .conftest import Registry, live_app, record
+from .test_feedback import NEVER_LOGGED
 
 NOON = int(datetime(2026, 1, 5, 12, 0, 30, tzinfo=UTC).timestamp() * 1000)
 
@@ -27,8 +28,8 @@ def test_requests_and_errors_reach_the_database_and_the_ui(registry: Registry) -
             assert live.post("/predict", record(i)).status_code == 200
         assert live.post("/predict", record(0, amount="lots")).status_code == 422
         assert live.post("/explain", {"nope": 1}).status_code == 422
-        unknown = {"prediction_id": "0" * 32, "label": 1}
-        assert live.post("/feedback", unknown).status_code in (404, 422)
+        unknown = {"prediction_id": NEVER_LOGGED, "label": 1}
+        assert live.post("/feedback", unknown).status_code == 404
         assert live.get("/health").status_code == 200  # not counted: not traffic
     # Shutting the app down flushed the counters.
     with open_database(registry.settings.database_url).read() as conn:

@@ -72,7 +72,10 @@ def step_policy(
     policy = get_policy(name, settings=settings)
     at = _ms(now or datetime.now(UTC))
     loop = _Loop(policy, settings, at)
-    return loop.step()
+    try:
+        return loop.step()
+    finally:
+        loop.close()
 
 
 def timeline(name: str, *, settings: Settings | None = None) -> list[Decision]:
@@ -103,22 +106,25 @@ def start_rollout(
         raise InvalidArgument(f"a rollout starts in shadow or canary, not {stage!r}")
     settings = settings or load_settings()
     loop = _Loop(get_policy(name, settings=settings), settings, _ms(now or datetime.now(UTC)))
-    state = policy_state(name, settings=settings)
-    if state.stage != IDLE:
-        raise Conflict(
-            f"Policy {name!r} is rolling out v{state.challenger_version} ({state.stage}); "
-            "wait for it to be promoted or rolled back"
-        )
-    model = loop.policy.model
-    champion = loop._registry().store.get_version_by_alias(model, "champion").version
-    loop._set_alias("challenger", version, f"rollout started by {current_user()}")
-    loop._deploy(mode=stage)
-    state = replace(state, stage=stage, challenger_version=version, champion_version=champion,
-                    stage_started_at=loop.now)  # fmt: skip
-    decision = Decision("policy.rollout_started", loop.now,
-                        {"version": version, "stage": stage, "by": current_user()})  # fmt: skip
-    loop._record(state, decision)
-    return decision
+    try:
+        state = policy_state(name, settings=settings)
+        if state.stage != IDLE:
+            raise Conflict(
+                f"Policy {name!r} is rolling out v{state.challenger_version} ({state.stage}); "
+                "wait for it to be promoted or rolled back"
+            )
+        model = loop.policy.model
+        champion = loop._registry().store.get_version_by_alias(model, "champion").version
+        loop._set_alias("challenger", version, f"rollout started by {current_user()}")
+        loop._deploy(mode=stage)
+        state = replace(state, stage=stage, challenger_version=version, champion_version=champion,
+                        stage_started_at=loop.now)  # fmt: skip
+        decision = Decision("policy.rollout_started", loop.now,
+                            {"version": version, "stage": stage, "by": current_user()})  # fmt: skip
+        loop._record(state, decision)
+        return decision
+    finally:
+        loop.close()
 
 
 class _Loop:
@@ -131,6 +137,12 @@ class _Loop:
         self.monitor: Monitor = get_monitor(policy.monitor, settings=settings).monitor
         self.actor = f"policy:{policy.name}"
         self.decisions: list[Decision] = []
+        self._opened: Registry | None = None
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened.close()
+            self._opened.client.close()
 
     @property
     def label_delay_ms(self) -> int:
@@ -446,10 +458,13 @@ class _Loop:
     # -- effects --------------------------------------------------------------------------------
 
     def _registry(self) -> Registry:
-        from modelloop.registry.client import Registry
-        from modelloop.tracking.client import Client
+        """One registry for the whole step, closed with the loop."""
+        if self._opened is None:
+            from modelloop.registry.client import Registry
+            from modelloop.tracking.client import Client
 
-        return Registry(Client(settings=self.settings))
+            self._opened = Registry(Client(settings=self.settings))
+        return self._opened
 
     def _set_alias(self, alias: str, version: int, reason: str) -> None:
         self._registry().store.set_alias(self.policy.model, alias, version, actor=self.actor,
@@ -530,9 +545,9 @@ def _import(path: str) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    from modelloop.monitoring.store import _plain as plain
+    from modelloop.monitoring.store import json_safe
 
-    return plain(value)
+    return json_safe(value)
 
 
 def _ms_of(delta: Any) -> int:

@@ -86,9 +86,7 @@ def run_monitor(
         moment = window.isoformat() if isinstance(window, datetime) else window
         path = f"/monitors/{_segment(name)}/run"
         return list(_remote(settings, "POST", path, {"window": moment})["windows"])
-    from modelloop.server.monitoring import _result
-
-    return [_result(r) for r in run(name, window=window, settings=settings)]
+    return [r.to_dict() for r in run(name, window=window, settings=settings)]
 
 
 def monitor_results(
@@ -127,33 +125,10 @@ def monitor_results(
             monitor_database(settings), name, kind=kind, model_version=version,
             start=None if lo is None else epoch_ms(lo), end=None if hi is None else epoch_ms(hi),
         )  # fmt: skip
-    frame = (
-        pd.DataFrame(
-            [
-                {
-                    "window_start": row["window_start"],
-                    "window_end": row["window_end"],
-                    "status": row["status"],
-                    "n_predictions": row["n_predictions"],
-                    **row["values"],
-                }
-                for row in rows
-            ],
-            columns=["window_start", "window_end", "status", "n_predictions"],
-        )
-        if not rows
-        else pd.DataFrame(
-            [
-                {
-                    "window_start": row["window_start"],
-                    "window_end": row["window_end"],
-                    "status": row["status"],
-                    "n_predictions": row["n_predictions"],
-                    **row["values"],
-                }
-                for row in rows
-            ]
-        )
+    base = ["window_start", "window_end", "status", "n_predictions"]
+    frame = pd.DataFrame(
+        [{**{k: row[k] for k in base}, **row["values"]} for row in rows],
+        columns=None if rows else base,  # the columns of an empty series: the fixed ones
     )
     for column in ("window_start", "window_end"):
         frame[column] = pd.to_datetime(frame[column], utc=True)

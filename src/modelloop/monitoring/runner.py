@@ -82,6 +82,25 @@ class WindowResult:
     def whole(self) -> ScopeResult | None:
         return next((s for s in self.scopes if s.model_version == WHOLE), None)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What the SDK and the REST API return for a run (windows as ms since the epoch)."""
+        return {
+            "kind": self.kind,
+            "window_start": self.window.start,
+            "window_end": self.window.end,
+            "stored": self.stored,
+            "scopes": [
+                {
+                    "model_version": s.model_version,
+                    "status": s.status,
+                    "n_predictions": s.n_predictions,
+                    "values": s.values,
+                }
+                for s in self.scopes
+            ],
+            "alerts": list(self.alerts),
+        }
+
 
 def run_monitor(
     monitor: str | Monitor,
@@ -253,6 +272,7 @@ class _Checker:
                 self._references[version] = registry.reference_profile(uri)
             finally:
                 registry.close()
+                registry.client.close()
         return self._references[version]
 
     def _drift(self, scope: int, frame: pd.DataFrame, version: int | None) -> ScopeResult:

@@ -105,7 +105,7 @@ def record_window(
                     window_end=window.end,
                     status=scope.status,
                     n_predictions=scope.n_predictions,
-                    report=json.dumps(_plain(scope.report), allow_nan=False),
+                    report=json.dumps(json_safe(scope.report), allow_nan=False),
                     computed_at=now,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
@@ -352,12 +352,12 @@ def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def _plain(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Reports as strict JSON: numpy scalars unwrapped, NaN and infinities as null."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

@@ -71,7 +71,7 @@ def monitoring_router(settings: Settings) -> APIRouter:
     @router.post("/api/v1/monitors/{name}/run")
     def run(name: MonitorName, body: RunRequest, actor: Actor) -> Response:
         results = run_monitor(name, window=body.window, settings=settings)
-        return OrjsonResponse({"windows": [_result(r) for r in results]})
+        return OrjsonResponse({"windows": [r.to_dict() for r in results]})
 
     @router.get("/api/v1/monitors/{name}/results")
     def results(
@@ -144,25 +144,6 @@ def _record(stored: _monitor.StoredMonitor) -> dict[str, Any]:
         **stored.monitor.model_dump(mode="json"),
         "updated_at": stored.updated_at,
         "updated_by": stored.updated_by,
-    }
-
-
-def _result(result: Any) -> dict[str, Any]:
-    return {
-        "kind": result.kind,
-        "window_start": result.window.start,
-        "window_end": result.window.end,
-        "stored": result.stored,
-        "scopes": [
-            {
-                "model_version": s.model_version,
-                "status": s.status,
-                "n_predictions": s.n_predictions,
-                "values": s.values,
-            }
-            for s in result.scopes
-        ],
-        "alerts": list(result.alerts),
     }
 
 

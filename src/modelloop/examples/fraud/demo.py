@@ -144,19 +144,24 @@ def champion(history: pd.DataFrame) -> tuple[ModelOutput, float]:
     (the week before serving starts, whose labels have arrived by then only in part)."""
     from sklearn.metrics import average_precision_score
 
-    end = history["TX_DATETIME"].max().normalize() - pd.Timedelta(days=LABEL_DELAY_DAYS)
-    train = history[
-        (history["TX_DATETIME"] >= end - pd.Timedelta(days=21))
-        & (history["TX_DATETIME"] < end - pd.Timedelta(days=7))
-    ]
-    valid = history[
-        (history["TX_DATETIME"] >= end - pd.Timedelta(days=7)) & (history["TX_DATETIME"] < end)
-    ]
+    train, valid = _champion_split(history)
     model = _lightgbm().fit(train[FEATURES], train["TX_FRAUD"])
     ap = float(
         average_precision_score(valid["TX_FRAUD"], model.predict_proba(valid[FEATURES])[:, 1])
     )
     return ModelOutput(model, training_data=train[FEATURES]), ap
+
+
+def _champion_split(history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two weeks to train on and the next to validate, ending where the labels known on the
+    first served day end (a week before it)."""
+    end = history["TX_DATETIME"].max().normalize() - pd.Timedelta(days=LABEL_DELAY_DAYS)
+    week = pd.Timedelta(days=7)
+    when = history["TX_DATETIME"]
+    return (
+        history[(when >= end - 3 * week) & (when < end - week)],
+        history[(when >= end - week) & (when < end)],
+    )
 
 
 champion_pipeline = Pipeline([history, champion], name="fraud-champion")
@@ -259,12 +264,7 @@ def _first_champion(config: DemoConfig) -> int:
     }
     result = champion_pipeline.run(params=params, experiment="fraud-champion")
     run_id = result.steps["champion"].run_id or ""
-    hist = result.value("history")
-    end = hist["TX_DATETIME"].max().normalize() - pd.Timedelta(days=LABEL_DELAY_DAYS)
-    train_rows = hist[
-        (hist["TX_DATETIME"] >= end - pd.Timedelta(days=21))
-        & (hist["TX_DATETIME"] < end - pd.Timedelta(days=7))
-    ]
+    train_rows, _ = _champion_split(result.value("history"))
     registry = ml.get_registry()
     version = registry.register_model(
         run_id,
