@@ -83,6 +83,7 @@ from modelloop.registry.fluent import (
 )
 from modelloop.serving.predictions import predictions
 from modelloop.settings import Settings, load_settings
+from modelloop.store_clock import StoreClock, set_store_clock, store_clock, use_wall_clock
 from modelloop.tracking.client import Client
 from modelloop.tracking.entities import ArtifactInfo, Experiment, Metric, Run, RunStatus
 from modelloop.tracking.fluent import active_run, get_client, search_runs, start_run
@@ -120,6 +121,7 @@ __all__ = [
     "RunStatus",
     "Settings",
     "StepState",
+    "StoreClock",
     "UnsafePath",
     "VersionStatus",
     "__version__",
@@ -158,10 +160,13 @@ __all__ = [
     "run_monitor",
     "search_runs",
     "set_alias",
+    "set_store_clock",
     "set_version_status",
     "skew",
     "start_run",
     "step",
     "step_policy",
+    "store_clock",
+    "use_wall_clock",
     "verify_audit",
 ]

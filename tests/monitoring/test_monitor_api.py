@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 import modelloop as ml
 from modelloop.cli.app import app
+from modelloop.clock import to_ms
 from modelloop.errors import InvalidArgument
 from modelloop.monitoring.runner import run_monitor
 from modelloop.settings import load_settings
@@ -113,6 +114,8 @@ def test_rest_sdk_and_metrics_through_a_live_server(
 ) -> None:
     _drifting_days(watched)
     watched.send_labels(watched.log_predictions(day(3), 3000, seed=3), at=day(4))
+    simulated_now = day(5) + timedelta(hours=1)
+    ml.set_store_clock(simulated_now, settings=watched.settings)  # the store's data: January
     with live_server(watched.settings) as url:
         bad = httpx.put(f"{url}/api/v1/monitors/w", json={"deployment": DEPLOYMENT, "window": "7m",
                                                           "alerts": [{"name": "x"}]})  # fmt: skip
@@ -128,10 +131,14 @@ def test_rest_sdk_and_metrics_through_a_live_server(
         assert ml.apply_monitor(config, settings=remote) is True
         assert ml.apply_monitor(config, settings=remote) is False
         assert [m.name for m in ml.list_monitors(settings=remote)] == ["w"]
+        assert ml.store_clock(settings=remote).now == simulated_now
         with pytest.raises(InvalidArgument, match="not due yet"):
-            ml.run_monitor("w", window="2099-01-01", settings=remote)
-        done = ml.run_monitor("w", settings=remote)  # the real clock: every window is long due
-        assert any(r["stored"] for r in done)
+            ml.run_monitor("w", window="2026-01-05", settings=remote)  # due on the store's clock
+        done = ml.run_monitor("w", settings=remote)  # what is due at the store's clock
+        assert {(r["kind"], r["window_start"]) for r in done} == {
+            *(("drift", to_ms(day(d))) for d in (1, 2, 3, 4)),
+            *(("performance", to_ms(day(d))) for d in (1, 2, 3)),
+        }
 
         drift = ml.monitor_results("w", kind="drift", end="2026-01-04", settings=remote)
         assert list(drift["status"]) == ["ok", "ok", "ok"]
@@ -189,6 +196,7 @@ def test_the_cli_applies_runs_and_shows_a_monitor(watched: Watched, tmp_path: Pa
 def test_the_server_runs_monitors_on_schedule(watched: Watched) -> None:
     _drifting_days(watched)
     watched.monitor(alerts=[DRIFT_RULE], performance={"enabled": False})
+    ml.set_store_clock(day(3) + timedelta(hours=1), settings=watched.settings)
     env = {**os.environ, "MODELLOOP_HOME": str(watched.settings.home)}
     env.pop("MODELLOOP_TRACKING_URI", None)
     script = Path(sys.executable).parent / "modelloop"
@@ -209,9 +217,8 @@ def test_the_server_runs_monitors_on_schedule(watched: Watched) -> None:
         [alert] = ml.alerts("fraud-watch")
         assert alert.rule == "inputs"
         with db.read() as conn:
-            count = conn.exec_driver_sql("SELECT count(*) FROM monitor_windows").scalar()
-        assert count is not None
-        assert count >= 2
+            ends = conn.exec_driver_sql("SELECT window_end FROM monitor_windows").scalars().all()
+        assert sorted(set(ends)) == [to_ms(day(2)), to_ms(day(3))]  # none past the simulated now
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)

@@ -258,6 +258,26 @@ def test_the_deployment_shows_its_config_and_traffic(http: httpx.Client) -> None
     assert "period is one of 1h, 24h" in bad.text
 
 
+def test_on_a_simulated_clock_traffic_ends_at_the_simulated_now(http: httpx.Client) -> None:
+    import modelloop as ml
+    from modelloop.settings import load_settings
+
+    settings = load_settings()
+    ml.set_store_clock(day(7), settings=settings)  # the store's data runs on January's clock
+    try:
+        page = http.get(f"/ui/deployments/{DEPLOYMENT}", params={"period": "24h"}).text
+        assert "simulated clock: 2026-01-07 00:00:00 UTC" in page
+        assert "Traffic, 2026-01-06 00:00 to 2026-01-07 00:00 UTC" in page
+        assert "No logged predictions in this period" not in page
+        traffic = f"/ui/api/deployments/{DEPLOYMENT}/traffic"
+        data = http.get(traffic, params={"period": "24h"}).json()
+        assert data["end"] == "2026-01-07T00:00:00+00:00"
+        assert sum(p["predictions"] for p in data["parts"] if p["role"] == "champion") == PER_DAY
+    finally:
+        ml.use_wall_clock(settings=settings)
+    assert "simulated clock" not in http.get(f"/ui/deployments/{DEPLOYMENT}").text
+
+
 def test_monitoring_json_has_the_chart_shapes(http: httpx.Client) -> None:
     drift = http.get(f"/ui/api/monitoring/{MONITOR}/drift").json()
     assert len(drift["windows"]) == 6

@@ -14,12 +14,12 @@ import os
 import re
 import shutil
 import sys
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from modelloop.clock import from_ms, now_ms
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -71,11 +71,11 @@ def _finite(value: Any) -> Any:
 def format_time(ms: int | None) -> str:
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000).astimezone().strftime("%Y-%m-%d %H:%M")
+    return from_ms(ms).astimezone().strftime("%Y-%m-%d %H:%M")  # the local time zone
 
 
 def format_duration(run: Run) -> str:
-    end = run.end_time if run.end_time is not None else time.time_ns() // 1_000_000
+    end = run.end_time if run.end_time is not None else now_ms()  # runs: the wall clock
     seconds = max(end - run.start_time, 0) / 1000
     if seconds < 60:
         text = f"{seconds:.1f}s"

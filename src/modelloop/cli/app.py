@@ -8,6 +8,7 @@
     modelloop runs show RUN_ID [--output table|json]
     modelloop db upgrade [--database-url]
     modelloop db current [--database-url]
+    modelloop clock [--simulated WHEN | --wall]
 
 Commands translate options into SDK calls and render the results; they decide nothing. Where the
 data lives comes from the SDK's settings (``MODELLOOP_HOME``, ``MODELLOOP_DATABASE_URL``,
@@ -452,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 # Command groups of other domains live in their own modules; they import helpers from this one,
 # so they are attached last.
 from modelloop.cli import audit as _audit  # noqa: E402
+from modelloop.cli import clock as _clock  # noqa: E402
 from modelloop.cli import datasets as _datasets  # noqa: E402
 from modelloop.cli import demo as _demo  # noqa: E402
 from modelloop.cli import gate as _gate  # noqa: E402
@@ -485,3 +487,4 @@ app.command(
 )(_pipelines.reproduce)
 _serving.register(app)
 _gate.register(app)
+_clock.register(app)

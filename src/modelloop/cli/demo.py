@@ -133,7 +133,8 @@ def _story(result: Any) -> list[str]:
     """The decisions that matter, by served day: detection, gate verdicts, outcomes."""
     start = result.config.start.timestamp() * 1000
     lines = []
-    for d, after in zip(result.timeline, [*result.timeline[1:], None], strict=True):
+    following = [*result.timeline[1:], None][: len(result.timeline)]  # none: no decision
+    for d, after in zip(result.timeline, following, strict=True):
         day = int((d.time - start) // 86_400_000)  # decisions are taken at the end of a day
         if d.action == "policy.trigger":
             skipped = after is not None and after.action == "policy.training_skipped"

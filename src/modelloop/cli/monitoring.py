@@ -51,7 +51,8 @@ _PERFORMANCE_COLUMNS = (
     "apply",
     help="Create or replace a monitor from a YAML file (validated whole; every problem is "
     "reported). The file's keys: name, deployment, model, window (15m, 1h, 1d or 'last N'), "
-    "grace, since, drift, performance (label_delay, threshold, k, entity), alerts, webhooks.",
+    "grace, since, catch_up (default 7d: windows due longer ago are left to --window), drift, "
+    "performance (label_delay, threshold, k, entity), alerts, webhooks.",
     epilog=_examples("modelloop monitor apply monitor.yaml"),
 )
 def monitor_apply(
@@ -129,9 +130,10 @@ def monitor_show(
 
 @monitor_app.command(
     "run",
-    help="Check the monitor's due windows now and store the results (what the server's "
-    "scheduler does on its own). Idempotent: a stored window is not computed again. With "
-    "--window, (re)check the window containing that time, if it is due.",
+    help="Check the monitor's due windows now (on the store's clock) and store the results "
+    "(what the server's scheduler does on its own), going back at most the monitor's catch_up. "
+    "Idempotent: a stored window is not computed again. With --window, check the window "
+    "containing that time, if it is due, however old.",
     epilog=_examples(
         "modelloop monitor run quickstart",
         "modelloop monitor run quickstart --output json",
@@ -284,9 +286,9 @@ def monitor_alerts(
 
 
 def _utc(ms: int) -> str:
-    from datetime import UTC, datetime
+    from modelloop.clock import from_ms
 
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%MZ")
+    return from_ms(ms).strftime("%Y-%m-%d %H:%MZ")
 
 
 @monitor_app.command(

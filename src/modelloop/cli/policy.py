@@ -5,7 +5,8 @@
     modelloop policy step NAME
     modelloop policy rollout NAME --version N [--stage shadow|canary]
 
-Thin: every command calls the automation SDK and renders the result.
+Thin: every command calls the automation SDK and renders the result. ``step`` and ``rollout``
+act at the store's clock (the simulated instant on a simulated store, else the wall clock).
 """
 
 from __future__ import annotations
@@ -107,17 +108,18 @@ def policy_show(
 
 @policy_app.command(
     "step",
-    help="Advance the loop as far as now allows: check the triggers, train, gate, move the "
-    "rollout along, promote or roll back. Run it on a schedule (e.g. every hour); a step "
-    "with nothing due does nothing.",
+    help="Advance the loop as far as now (the store's clock) allows: check the triggers, train, "
+    "gate, move the rollout along, promote or roll back. Run it on a schedule (e.g. every "
+    "hour); a step with nothing due does nothing.",
     epilog=_examples("modelloop policy step quickstart-loop"),
 )
 def policy_step(name: Name, output: OutputOption = OutputFormat.table) -> None:
     from modelloop.automation.loop import step_policy
     from modelloop.cli import _output
+    from modelloop.store_clock import store_clock
 
     with _output.console().status(f"Stepping policy {name}..."):
-        decisions = step_policy(name)
+        decisions = step_policy(name, now=store_clock().now)
     if output is OutputFormat.json:
         _output.print_json([_decision(d) for d in decisions])
         return
@@ -142,8 +144,9 @@ def policy_rollout(
     stage: Annotated[str, typer.Option(help="shadow or canary.")] = "shadow",
 ) -> None:
     from modelloop.automation.loop import start_rollout
+    from modelloop.store_clock import store_clock
 
-    start_rollout(name, version, stage=stage)
+    start_rollout(name, version, stage=stage, now=store_clock().now)
     typer.echo(f"Policy {name}: v{version} in {stage}")
 
 

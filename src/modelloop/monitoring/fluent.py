@@ -104,7 +104,7 @@ def monitor_results(
     NaN where a window could not compute it). ``version`` 0 is the deployment as a whole."""
     import pandas as pd
 
-    from modelloop.monitoring.runner import epoch_ms
+    from modelloop.clock import to_ms
     from modelloop.serving.predictions import parse_instant
 
     if kind not in ("drift", "performance"):
@@ -123,7 +123,7 @@ def monitor_results(
         get_monitor(name, settings=settings)
         rows = window_rows(
             monitor_database(settings), name, kind=kind, model_version=version,
-            start=None if lo is None else epoch_ms(lo), end=None if hi is None else epoch_ms(hi),
+            start=None if lo is None else to_ms(lo), end=None if hi is None else to_ms(hi),
         )  # fmt: skip
     base = ["window_start", "window_end", "status", "n_predictions"]
     frame = pd.DataFrame(

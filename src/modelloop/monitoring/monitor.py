@@ -7,6 +7,7 @@
     every: 1h                           # "last N" windows only: how often the scheduler looks
     grace: 5m                           # wait after a window closes for late log flushes
     since: 2026-11-01                   # first window to compute (default: when applied)
+    catch_up: 7d                        # windows due longer ago than this are left alone
     drift:
       share_threshold: 0.5              # the window drifts when this share of features does
       methods: {amount: psi}            # default: by column type and sample size
@@ -24,6 +25,11 @@
 
 Like deployments, a monitor is validated whole, with one message per problem, and stored in the
 metadata database (audited) so that the scheduler inside ``modelloop server`` finds it.
+
+``catch_up`` bounds the backlog after a pause (a server down for weeks): a window that became
+due longer ago than that and was never stored is not computed by the scheduler or by
+``modelloop monitor run NAME``, which say once what they left out; ``--window`` still checks any
+one of them on demand. Times are on the store's clock (:mod:`modelloop.store_clock`).
 """
 
 from __future__ import annotations
@@ -201,6 +207,7 @@ class Monitor(_Config):
     every: timedelta | None = None
     grace: timedelta = timedelta(minutes=5)
     since: datetime | None = None
+    catch_up: timedelta = timedelta(days=7)
     max_windows_per_run: int = Field(default=168, ge=1, le=100_000)
     drift: DriftSettings = DriftSettings()
     performance: PerformanceSettings = PerformanceSettings()
@@ -229,10 +236,17 @@ class Monitor(_Config):
             )
         return format_duration(period)
 
-    @field_validator("every", "grace", mode="before")
+    @field_validator("every", "grace", "catch_up", mode="before")
     @classmethod
     def _parse_durations(cls, value: Any) -> timedelta | None:
         return None if value is None else parse_duration(value)
+
+    @field_validator("catch_up")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("catch_up is a positive duration, e.g. 7d")
+        return value
 
     @field_validator("since", mode="before")
     @classmethod
@@ -258,7 +272,7 @@ class Monitor(_Config):
         except InvalidArgument as exc:
             raise ValueError(exc.message) from None
 
-    @field_serializer("every", "grace")
+    @field_serializer("every", "grace", "catch_up")
     def _dump_durations(self, value: timedelta | None) -> str | None:
         return None if value is None else format_duration(value)
 
@@ -324,19 +338,22 @@ def apply_monitor(
     actor: str | None = None,
 ) -> bool:
     """Create or replace the stored monitor of that name (audited); False if unchanged.
-    A periodic monitor created without ``since`` starts at the window in which it was applied
-    (a "last N" one looks at the newest predictions, whenever they were made)."""
+    A periodic monitor created without ``since`` starts at the window in which it was applied,
+    on the store's clock (a "last N" one looks at the newest predictions, whenever they were
+    made)."""
     from modelloop.store import tables as t
+    from modelloop.store_clock import store_clock
     from modelloop.tracking.source import current_user
 
     monitor = parse_monitor(monitor)
     settings = settings or load_settings()
     check_webhooks(monitor, settings)
+    applied = store_clock(settings).now.isoformat()
 
     def document(before: dict[str, Any] | None) -> dict[str, Any]:
         config = monitor
         if config.since is None and config.last is None:  # keep the start it was given
-            since = (before or {}).get("since") or datetime.now(UTC).isoformat()
+            since = (before or {}).get("since") or applied
             config = config.model_copy(update={"since": datetime.fromisoformat(since)})
         return config.to_record()
 

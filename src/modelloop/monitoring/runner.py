@@ -3,8 +3,12 @@
 Windows are ``[start, end)`` in UTC, aligned on the epoch (so a 1d window is a UTC day), or the
 last N predictions. A drift window is due once it closed and ``grace`` passed (time for the
 prediction log to flush); a performance window once its labels matured too (``label_delay``
-after it closed). Due windows are computed oldest first, at most ``max_windows_per_run`` per
-kind per run, from the monitor's ``since``.
+after it closed). "Now" is the store's clock (:func:`modelloop.store_clock.store_clock`): the
+wall clock, or the instant a simulation reached, so a simulated store never gets windows past
+its simulated now. Due windows are computed oldest first, at most ``max_windows_per_run`` per
+kind per run, from the monitor's ``since``, but no further back than its ``catch_up``: windows
+that became due longer ago and were never stored (a server down for weeks) are a
+:class:`Backlog`, reported and left alone; ``window=...`` still checks any one of them.
 
 Each window is checked for the deployment as a whole (``model_version`` 0: the predictions it
 answered with, shadow answers left out) and for every model version in it (shadow included), so
@@ -23,10 +27,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from modelloop.clock import DAY_MS, days, duration_ms, from_ms, iso, to_ms
 from modelloop.errors import InvalidArgument
 from modelloop.monitoring.monitor import Monitor, get_monitor, monitor_database
 from modelloop.settings import Settings, load_settings
@@ -40,7 +46,6 @@ log = logging.getLogger("modelloop.monitoring")
 
 DRIFT, PERFORMANCE = "drift", "performance"
 WHOLE = 0  # model_version of the deployment as a whole
-_DAY_MS = 86_400_000
 _RESERVED = frozenset(
     ("prediction_id", "timestamp", "deployment", "model_name", "model_version", "role",
      "latency_ms", "score", "model", "date", "label", "label_text", "labelled_at")
@@ -53,7 +58,28 @@ class Window:
     end: int  # exclusive
 
     def __str__(self) -> str:
-        return f"[{_iso(self.start)}, {_iso(self.end)})"
+        return f"[{iso(self.start)}, {iso(self.end)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Windows of one kind that became due longer ago than the monitor's ``catch_up`` and were
+    never stored: left uncomputed (each can still be checked with ``window=...``)."""
+
+    monitor: str
+    kind: str
+    count: int  # windows left uncomputed, in [start, end)
+    start: int  # ms since the epoch: the first one's start
+    end: int  # the last one's end
+    catch_up: int  # ms
+
+    def __str__(self) -> str:
+        return (
+            f"monitor {self.monitor}: {self.count} {self.kind} window(s) in "
+            f"[{iso(self.start)}, {iso(self.end)}) became due more than {days(self.catch_up)} "
+            "ago (its catch_up) and are not computed; check one with "
+            f"'modelloop monitor run {self.monitor} --window {iso(self.start)[:10]}'"
+        )
 
 
 @dataclass(slots=True)
@@ -109,28 +135,34 @@ def run_monitor(
     now: datetime | None = None,
     settings: Settings | None = None,
     notify: bool = True,
+    on_backlog: Callable[[Backlog], None] | None = None,
 ) -> list[WindowResult]:
     """Check every due window of a stored monitor, or only the one containing ``window``.
 
-    ``now`` (default: the clock) decides what is due. Returns one result per window and kind
-    looked at, including windows found already stored. Alert transitions are logged and sent
-    to the monitor's webhooks after the window is committed (``notify=False`` leaves them
-    pending for the scheduler)."""
+    ``now`` (default: the store's clock) decides what is due. Returns one result per window and
+    kind looked at, including windows found already stored. Windows older than the monitor's
+    ``catch_up`` that were never stored go to ``on_backlog`` (default: a warning in the log).
+    Alert transitions are logged and sent to the monitor's webhooks after the window is
+    committed (``notify=False`` leaves them pending for the scheduler)."""
     from modelloop.monitoring import notify as _notify
     from modelloop.monitoring.store import record_window, stored_windows
+    from modelloop.store_clock import store_clock
 
     settings = settings or load_settings()
     name = monitor if isinstance(monitor, str) else monitor.name
     config = get_monitor(name, settings=settings).monitor
     db = monitor_database(settings)
-    now_ms = epoch_ms(now or datetime.now(UTC))
+    now_ms = to_ms(now) if now is not None else store_clock(settings).now_ms
     checker = _Checker(config, settings, now_ms)
     results: list[WindowResult] = []
     for kind in _kinds(config):
         if window is not None:
             due = [_window_containing(config, window, kind, now_ms)]
         else:
-            due = _due_windows(config, kind, now_ms, stored_windows(db, name, kind), checker)
+            stored = stored_windows(db, name, kind)
+            due, backlog = _due_windows(config, kind, now_ms, stored, checker)
+            if backlog is not None:
+                (on_backlog or _warn)(backlog)
         for win in due:
             scopes = checker.check(kind, win)
             result = record_window(db, config, kind, win, scopes, now_ms)
@@ -147,30 +179,62 @@ def _kinds(config: Monitor) -> list[str]:
     return [k for k, s in ((DRIFT, config.drift), (PERFORMANCE, config.performance)) if s.enabled]
 
 
+def _warn(backlog: Backlog) -> None:
+    log.warning("%s", backlog)
+
+
 def _ready_at(config: Monitor, kind: str, end: int) -> int:
     """When a window ending at ``end`` may be computed."""
+    return end + _wait(config, kind)
+
+
+def _wait(config: Monitor, kind: str) -> int:
+    """How long after it closes a window of ``kind`` becomes due (ms)."""
     wait = config.grace
     if kind == PERFORMANCE:
         wait += config.performance.label_delay
-    return end + int(wait.total_seconds() * 1000)
+    return duration_ms(wait)
 
 
 def _due_windows(
     config: Monitor, kind: str, now: int, stored: set[tuple[int, int]], checker: _Checker
-) -> list[Window]:
+) -> tuple[list[Window], Backlog | None]:
+    """The windows to compute now, oldest first, and the backlog left behind (if any)."""
     period = config.period
     if period is None:
         last = checker.last_window(kind)
-        return [] if last is None or (last.start, last.end) in stored else [last]
-    step = int(period.total_seconds() * 1000)
-    since = epoch_ms(config.since) if config.since else now
+        return ([] if last is None or (last.start, last.end) in stored else [last]), None
+    step = duration_ms(period)
+    first = (to_ms(config.since) if config.since else now) // step * step
+    # The oldest window to catch up on became due at most catch_up ago:
+    # start + step + wait >= now - catch_up, for the first aligned start.
+    catch_up = duration_ms(config.catch_up)
+    oldest = now - catch_up - _wait(config, kind) - step
+    start = max(first, -(-oldest // step) * step)
+    backlog = _backlog(config, kind, first, start, step, stored) if start > first else None
     due: list[Window] = []
-    start = since // step * step
     while _ready_at(config, kind, start + step) <= now and len(due) < config.max_windows_per_run:
         if (start, start + step) not in stored:
             due.append(Window(start, start + step))
         start += step
-    return due
+    return due, backlog
+
+
+def _backlog(
+    config: Monitor, kind: str, first: int, start: int, step: int, stored: set[tuple[int, int]]
+) -> Backlog | None:
+    """The windows in ``[first, start)`` never stored, from the first to the last of them
+    (stable while time passes: the windows computed since are stored)."""
+    done = {a for a, b in stored if first <= a < start and b - a == step}
+    missed = (start - first) // step - len(done)
+    if missed <= 0:
+        return None
+    low, high = first, start - step
+    while low in done:
+        low += step
+    while high in done:
+        high -= step
+    return Backlog(config.name, kind, missed, low, high + step, duration_ms(config.catch_up))
 
 
 def _window_containing(config: Monitor, moment: datetime | str, kind: str, now: int) -> Window:
@@ -181,15 +245,15 @@ def _window_containing(config: Monitor, moment: datetime | str, kind: str, now: 
             f"Monitor {config.name!r} watches the last {config.last} predictions: it has no "
             "window to choose, run it without --window"
         )
-    at = epoch_ms(_instant(moment))
-    step = int(period.total_seconds() * 1000)
+    at = to_ms(_instant(moment))
+    step = duration_ms(period)
     win = Window(at // step * step, at // step * step + step)
     ready = _ready_at(config, kind, win.end)
     if ready > now:
         why = "its labels mature" if kind == PERFORMANCE else "it closes (plus grace)"
         raise InvalidArgument(
             f"The {kind} window {win} of monitor {config.name!r} is not due yet: {why} at "
-            f"{_iso(ready)}"
+            f"{iso(ready)}"
         )
     return win
 
@@ -209,8 +273,8 @@ class _Checker:
 
         return predictions(
             self.model,
-            datetime.fromtimestamp(win.start / 1000, UTC),
-            datetime.fromtimestamp(win.end / 1000, UTC),
+            from_ms(win.start),
+            from_ms(win.end),
             deployment=self.config.deployment,
             with_labels=labels,
             settings=self.settings,
@@ -226,24 +290,24 @@ class _Checker:
         n = self.config.last or 0
         end = self.now
         if kind == PERFORMANCE:
-            end -= int(self.config.performance.label_delay.total_seconds() * 1000)
-        floor = epoch_ms(self.config.since) if self.config.since else 0
+            end -= duration_ms(self.config.performance.label_delay)
+        floor = to_ms(self.config.since) if self.config.since else 0
         found: list[pd.Series[Any]] = []
         count = 0
         for text in reversed(logged_dates(self.model, self.settings)):
-            day = epoch_ms(datetime.fromisoformat(text))
-            if count >= n or day + _DAY_MS <= floor:
+            day = to_ms(datetime.fromisoformat(text))
+            if count >= n or day + DAY_MS <= floor:
                 break
             if day >= end:
                 continue
-            frame = self.frame(Window(max(day, floor), min(day + _DAY_MS, end)), labels=False)
+            frame = self.frame(Window(max(day, floor), min(day + DAY_MS, end)), labels=False)
             frame = frame[frame["role"] != "shadow"]
             found.insert(0, frame["timestamp"])
             count += len(frame)
         if count == 0:
             return None
         times = pd.concat(found).sort_values().iloc[-n:]
-        return Window(epoch_ms(times.iloc[0]), epoch_ms(times.iloc[-1]) + 1)
+        return Window(to_ms(times.iloc[0]), to_ms(times.iloc[-1]) + 1)
 
     def check(self, kind: str, win: Window) -> list[ScopeResult]:
         frame = self.frame(win, labels=kind == PERFORMANCE)
@@ -355,7 +419,7 @@ class _Checker:
             min_labels=settings.min_labels,
             min_coverage=settings.min_coverage,
             label_delay=settings.label_delay,
-            as_of=datetime.fromtimestamp(self.now / 1000, UTC),
+            as_of=from_ms(self.now),
         )
         data = report.to_dict()
         data["notes"] = notes + list(data["notes"])
@@ -419,14 +483,6 @@ def _instant(value: datetime | str) -> datetime:
     return moment
 
 
-def epoch_ms(moment: Any) -> int:
-    """Milliseconds since the epoch of a datetime (naive = UTC) or a pandas Timestamp."""
-    if isinstance(moment, datetime):
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return int(moment.timestamp() * 1000)
-    return int(moment.value // 1_000_000)  # pandas Timestamp (ns)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+# Still imported under this name by modelloop.automation.loop; new code imports
+# modelloop.clock.to_ms.
+epoch_ms = to_ms

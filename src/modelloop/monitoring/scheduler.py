@@ -6,6 +6,12 @@ every ``every``, default 1h), retries undelivered alerts, then steps every autom
 Monitors are idempotent per window, so a tick that overlaps another server's, or repeats after a
 crash, stores nothing twice. One monitor or policy failing (a deleted model, an unreadable log)
 is logged and does not stop the others.
+
+A tick runs at the store's clock (:func:`modelloop.store_clock.store_clock`): the wall clock, or
+on a store filled by a simulation the instant the simulation reached, so it computes nothing
+beyond that instant (no empty windows from the simulated days to today). After a pause, a
+monitor catches up on at most its ``catch_up`` of missed windows; what it leaves behind is said
+once in the log, not at every tick.
 """
 
 from __future__ import annotations
@@ -13,9 +19,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from modelloop.settings import Settings
+
+if TYPE_CHECKING:
+    from modelloop.monitoring.runner import Backlog
+    from modelloop.store_clock import StoreClock
 
 log = logging.getLogger("modelloop.monitoring.scheduler")
 
@@ -31,6 +42,8 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_run: dict[str, float] = {}  # "last N" monitors: monotonic time of last run
+        self._backlogs: dict[tuple[str, str], Backlog] = {}  # the last said, per monitor, kind
+        self._clock_kind: str | None = None  # the clock last said
 
     def start(self) -> Scheduler:
         self._thread = threading.Thread(target=self._loop, name="modelloop-monitors", daemon=True)
@@ -48,15 +61,21 @@ class Scheduler:
             self._stop.wait(self.interval)
 
     def tick(self, now: datetime | None = None) -> int:
-        """Run every due monitor once; the number of windows stored."""
+        """Run every due monitor once, then step every policy, at ``now`` (default: the store's
+        clock); the number of windows stored."""
         from modelloop.monitoring.monitor import list_monitors
         from modelloop.monitoring.runner import run_monitor
+        from modelloop.store_clock import store_clock
 
         stored = 0
         try:
+            if now is None:
+                clock = store_clock(self.settings)
+                self._say_clock(clock)
+                now = clock.now
             monitors = list_monitors(settings=self.settings)
         except Exception:
-            log.exception("cannot list monitors")
+            log.exception("cannot read the store's clock and monitors")
             return 0
         for entry in monitors:
             monitor = entry.monitor
@@ -68,8 +87,9 @@ class Scheduler:
                     continue
                 self._last_run[monitor.name] = time.monotonic()
             try:
-                results = run_monitor(monitor.name, now=now or datetime.now(UTC),
-                                      settings=self.settings)  # fmt: skip
+                results = run_monitor(
+                    monitor.name, now=now, settings=self.settings, on_backlog=self._say_backlog
+                )
             except Exception as exc:
                 reason = getattr(exc, "message", None) or repr(exc)
                 log.error("monitor %s failed: %s", monitor.name, reason)
@@ -79,7 +99,25 @@ class Scheduler:
         self.ticks += 1
         return stored
 
-    def _step_policies(self, now: datetime | None) -> None:
+    def _say_clock(self, clock: StoreClock) -> None:
+        """Say once (and again when it changes) that the store runs on a simulated clock."""
+        if clock.kind != self._clock_kind:
+            self._clock_kind = clock.kind
+            if clock.simulated:
+                log.warning(
+                    "the store runs on a %s: monitors and policies run at that instant, not at "
+                    "the wall clock ('modelloop clock --wall' makes the store live again)",
+                    clock,
+                )
+
+    def _say_backlog(self, backlog: Backlog) -> None:
+        """A monitor's backlog, said once: not again while it stays the same."""
+        key = (backlog.monitor, backlog.kind)
+        if self._backlogs.get(key) != backlog:
+            self._backlogs[key] = backlog
+            log.warning("%s", backlog)
+
+    def _step_policies(self, now: datetime) -> None:
         """After the monitors, so that a policy sees the windows this tick stored."""
         from modelloop.automation.loop import step_policy
         from modelloop.automation.policy import list_policies
@@ -93,7 +131,7 @@ class Scheduler:
             if self._stop.is_set():
                 return
             try:
-                step_policy(policy.name, now=now or datetime.now(UTC), settings=self.settings)
+                step_policy(policy.name, now=now, settings=self.settings)
             except Exception as exc:
                 reason = getattr(exc, "message", None) or repr(exc)
                 log.error("policy %s failed: %s", policy.name, reason)

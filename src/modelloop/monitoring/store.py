@@ -12,11 +12,12 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, insert, select, update
 
+from modelloop.clock import from_ms
 from modelloop.store import tables as t
 
 if TYPE_CHECKING:
@@ -249,13 +250,13 @@ def window_rows(
         {
             "kind": row.kind,
             "model_version": row.model_version,
-            "window_start": _time(row.window_start),
-            "window_end": _time(row.window_end),
+            "window_start": from_ms(row.window_start),
+            "window_end": from_ms(row.window_end),
             "status": row.status,
             "n_predictions": row.n_predictions,
             "values": values[row.window_id],
             "report": json.loads(row.report),
-            "computed_at": _time(row.computed_at),
+            "computed_at": from_ms(row.computed_at),
         }
         for row in reversed(rows)
     ]
@@ -338,18 +339,14 @@ def _alert(row: Any) -> Alert:
         metric=row.metric,
         condition=row.condition,
         value=row.value,
-        first_window=_time(row.first_window),
-        last_window=_time(row.last_window),
+        first_window=from_ms(row.first_window),
+        last_window=from_ms(row.last_window),
         breaches=row.breaches,
-        opened_at=_time(row.opened_at),
-        resolved_at=None if row.resolved_at is None else _time(row.resolved_at),
+        opened_at=from_ms(row.opened_at),
+        resolved_at=None if row.resolved_at is None else from_ms(row.resolved_at),
         notified=row.notified,
         deliveries=json.loads(row.deliveries) if row.deliveries else [],
     )
-
-
-def _time(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def json_safe(value: Any) -> Any:

@@ -101,6 +101,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/api/v1/clock", tags=["server"])
+    def clock() -> Response:
+        """The store's clock: ``wall``, or ``simulated`` with the instant its simulation
+        reached (``now``, ms since the epoch), which monitors and policies run at."""
+        from modelloop.store_clock import store_clock
+
+        return OrjsonResponse(store_clock(settings).to_dict())
+
     app.add_exception_handler(ModelloopError, _modelloop_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -18,6 +18,7 @@ from modelloop.server.registry import _ERRORS, Actor
 from modelloop.server.schemas import JsonObject, OrjsonResponse
 from modelloop.server.tracking import _OrjsonRoute
 from modelloop.settings import Settings
+from modelloop.store_clock import store_clock
 
 PolicyName = Annotated[str, Path(description="Policy name", examples=["fraud-loop"])]
 
@@ -61,12 +62,16 @@ def automation_router(settings: Settings) -> APIRouter:
 
     @router.post("/policies/{name}/step")
     def step(name: PolicyName, actor: Actor) -> Response:
-        decisions = loop.step_policy(name, settings=settings)
+        now = store_clock(settings).now  # a simulated store steps at its simulated now
+        decisions = loop.step_policy(name, now=now, settings=settings)
         return OrjsonResponse({"decisions": [asdict(d) for d in decisions]})
 
     @router.post("/policies/{name}/rollout")
     def rollout(name: PolicyName, body: RolloutRequest, actor: Actor) -> Response:
-        decision = loop.start_rollout(name, body.version, stage=body.stage, settings=settings)
+        now = store_clock(settings).now
+        decision = loop.start_rollout(
+            name, body.version, stage=body.stage, now=now, settings=settings
+        )
         return OrjsonResponse(asdict(decision))
 
     @router.get("/policies/{name}/timeline")

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
+from modelloop.clock import to_ms
 from modelloop.errors import InvalidArgument, NotFound
 from modelloop.monitoring import monitor as _monitor
 from modelloop.monitoring import store as _store
@@ -148,6 +149,4 @@ def _record(stored: _monitor.StoredMonitor) -> dict[str, Any]:
 
 
 def _ms(moment: datetime | None) -> int | None:
-    from modelloop.monitoring.runner import epoch_ms
-
-    return None if moment is None else epoch_ms(moment)
+    return None if moment is None else to_ms(moment)

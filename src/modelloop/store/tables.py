@@ -413,3 +413,15 @@ policy_state = Table(
     Column("trainings", Integer, nullable=False),
     Column("request_id", String(64), nullable=True),  # the champion alias request awaited
 )
+
+# -- the store itself ----------------------------------------------------------------------------
+
+# Facts about the store as a whole, one row per key: "clock" records whether its data runs on a
+# simulated clock and where that clock stands (modelloop.store_clock).
+store_properties = Table(
+    "store_properties",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+    Column("updated_at", BigInteger, nullable=False),  # wall clock, ms since the epoch
+)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from modelloop.clock import now_ms as now_ms  # the stores' timestamps (many import it here)
 from modelloop.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -94,10 +94,6 @@ class ArtifactInfo:
     path: str
     digest: str
     size: int
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def new_id() -> str:

@@ -6,13 +6,17 @@ it means to ``ml.search_runs``. Every template is autoescaped and pages send a C
 Policy without inline scripts: user-provided text (run names, params, tags) can only ever be
 text. Charts are drawn in the browser by Plotly (served from the installed ``plotly`` package,
 no CDN) from ``/ui/api/metric``, which downsamples long curves on the server (LTTB).
+
+Times are shown in UTC. On a store whose data runs on a simulated clock
+(:mod:`modelloop.store_clock`), every page carries a banner with the simulated instant and
+which times are on it (monitor windows, predictions, alerts, policy decisions) and which carry
+the wall-clock time they were recorded (runs, registry changes, configuration updates); "now"
+(e.g. the end of a deployment's traffic period) is the store's clock.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,10 +29,12 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
+from modelloop.clock import from_ms, now_ms
 from modelloop.errors import InvalidArgument, ModelloopError, NotFound
 from modelloop.server.middleware import TOKEN_COOKIE
 from modelloop.server.schemas import OrjsonResponse
 from modelloop.settings import Settings
+from modelloop.store_clock import StoreClock, store_clock
 from modelloop.tracking.entities import Experiment, Run, check_run_id
 from modelloop.tracking.filter import parse_order_by
 from modelloop.tracking.sql import SqlTrackingStore
@@ -100,6 +106,10 @@ class Pages:
     store: SqlTrackingStore
     authenticated: bool
 
+    def clock(self) -> StoreClock:
+        """The store's clock: what "now" is for its data."""
+        return store_clock(self.settings)
+
 
 @dataclass(frozen=True)
 class Column:
@@ -142,7 +152,13 @@ def ui_router(store: SqlTrackingStore, settings: Settings, *, authenticated: boo
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("section", "")
-        body = templates.get_template(name).render(nav=nav, authenticated=authenticated, **context)
+        try:
+            clock: StoreClock | None = store_clock(settings)
+        except ModelloopError:  # an unreachable store: the page says why, without the banner
+            clock = None
+        body = templates.get_template(name).render(
+            nav=nav, authenticated=authenticated, clock=clock, **context
+        )
         return HTMLResponse(body, status, headers=_SECURITY_HEADERS)
 
     def error_page(exc: ModelloopError) -> HTMLResponse:
@@ -511,11 +527,11 @@ def _form(body: bytes) -> dict[str, str]:
 def fmt_time(ms: int | None) -> str:
     if ms is None:
         return ""
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return from_ms(ms).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def fmt_duration(run: Run) -> str:
-    end = run.end_time if run.end_time is not None else int(time.time() * 1000)
+    end = run.end_time if run.end_time is not None else now_ms()  # runs: the wall clock
     seconds = max(end - run.start_time, 0) / 1000
     if seconds < 60:
         return f"{seconds:.1f} s"

@@ -5,20 +5,23 @@ Traffic is computed from the prediction log of the chosen period only (the last 
 per minute, latency percentiles and the share each role/version answered. ``latency_ms`` is
 logged per batch (every row of a request carries it), so percentiles are over requests, not
 rows. Errors are not in the log (a failed request logs nothing): the serving process counts
-them in ``modelloop_errors`` on its ``/metrics``.
+them in ``modelloop_errors`` on its ``/metrics``. A period ends, unless chosen, at the store's
+clock: on a simulated store (the demo's), the simulated now, where its traffic is.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import APIRouter
 from starlette.responses import HTMLResponse, Response
 
+from modelloop.clock import from_ms, iso, to_ms
 from modelloop.errors import InvalidArgument, ModelloopError
 from modelloop.server.schemas import OrjsonResponse
 from modelloop.settings import Settings
+from modelloop.store_clock import store_clock
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +51,7 @@ def register(router: APIRouter, pages: Pages) -> None:
         from modelloop.serving.deployment import get_deployment
 
         deployment = get_deployment(name, settings=settings).deployment
-        return OrjsonResponse(traffic(settings, deployment, period, _end_ms(end)))
+        return OrjsonResponse(traffic(settings, deployment, period, _end_ms(end, settings)))
 
 
 def _list_page(pages: Pages) -> HTMLResponse:
@@ -76,7 +79,7 @@ def _deployment_page(pages: Pages, name: str, period: str, end: str) -> HTMLResp
     with _registry(pages) as registry:
         model = _resolved(registry, deployment.model)
         challenger = _resolved(registry, deployment.challenger)
-    data = traffic(pages.settings, deployment, period, _end_ms(end))
+    data = traffic(pages.settings, deployment, period, _end_ms(end, pages.settings))
     return pages.render(
         "deployments_detail.html",
         section="deployments",
@@ -108,18 +111,18 @@ def traffic(settings: Settings, deployment: Deployment, period: str, end: int) -
     models = sorted({deployment.model.name} | (
         {deployment.challenger.name} if deployment.challenger else set()))  # fmt: skip
     frames = [
-        predictions(m, _dt(start), _dt(end), deployment=deployment.name, with_labels=False,
+        predictions(m, from_ms(start), from_ms(end), deployment=deployment.name, with_labels=False,
                     settings=settings)[["timestamp", "model_version", "role", "latency_ms"]]
         for m in models
     ]  # fmt: skip
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     n_buckets = span // bucket
-    times = [_iso(start + i * bucket) for i in range(n_buckets)]
+    times = [iso(start + i * bucket) for i in range(n_buckets)]
     result: dict[str, Any] = {
         "deployment": deployment.name,
         "period": period,
-        "start": _iso(start),
-        "end": _iso(end),
+        "start": iso(start),
+        "end": iso(end),
         "bucket_minutes": bucket // 60_000,
         "buckets": times,
         "total": len(frame),
@@ -217,17 +220,15 @@ def _resolved(registry: Any, ref: ModelRef | None) -> dict[str, Any] | None:
             "description": version.description or ""}  # fmt: skip
 
 
-def _end_ms(text: str) -> int:
-    """The period's end: now, or an ISO time (a simulation's clock, a past incident)."""
+def _end_ms(text: str, settings: Settings) -> int:
+    """The period's end: now on the store's clock, or an ISO time (a past incident)."""
     if not text.strip():
-        return int(datetime.now(UTC).timestamp() * 1000)
+        return store_clock(settings).now_ms
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise InvalidArgument(f"end={text!r} is not an ISO time (e.g. 2026-01-31T12:00)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return to_ms(moment)
 
 
 def _epoch_ms(series: pd.Series[Any]) -> Any:
@@ -235,14 +236,6 @@ def _epoch_ms(series: pd.Series[Any]) -> Any:
 
     stamps = pd.to_datetime(series, utc=True)
     return (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def _iso(ms: int) -> str:
-    return _dt(ms).isoformat().replace("+00:00", "Z")
 
 
 def next_day(day: str) -> str:

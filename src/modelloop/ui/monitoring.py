@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query
 from starlette.responses import HTMLResponse, Response
 
+from modelloop.clock import from_ms, to_ms
 from modelloop.errors import InvalidArgument, NotFound
 from modelloop.server.schemas import OrjsonResponse
 from modelloop.settings import Settings
@@ -155,7 +156,7 @@ def newest_windows(db: Any) -> dict[tuple[str, str], dict[str, Any]]:
     with db.read() as conn:
         for row in conn.execute(query):
             entry = {
-                "start": _ms_time(row.window_start),
+                "start": from_ms(row.window_start),
                 "status": row.status,
                 "n": row.n_predictions,
                 "values": {},
@@ -436,13 +437,7 @@ def _parse_time(text: str) -> int:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidArgument(f"window={text!r} is not an ISO time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
-def _ms_time(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    return to_ms(moment)
 
 
 def _finite(value: Any) -> float | None:

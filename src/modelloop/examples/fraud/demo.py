@@ -215,6 +215,7 @@ def run_demo(
     first = _first_champion(config)
     _declare(config, first)
     clock = {"ms": _ms(config.start)}
+    ml.set_store_clock(config.start, settings=settings)  # the store's data runs on this clock
     served: list[pd.DataFrame] = []
     with _serving(settings, clock) as served_by:
         client = served_by.client
@@ -235,6 +236,7 @@ def run_demo(
             served_by.flush()
             at = _dt(_ms(config.start) + (day + 1) * DAY_MS + 600_000)
             clock["ms"] = _ms(at)
+            ml.set_store_clock(at, settings=settings)
             checked = run_monitor(MONITOR, now=at, settings=settings)
             decisions = step_policy(POLICY, now=at, settings=settings)
             decisions += _approve_promotions(at, settings)
