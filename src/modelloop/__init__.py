@@ -11,7 +11,7 @@ model = ml.load_model("models:/fraud-detector@challenger")
 """
 
 from modelloop._version import __version__
-from modelloop.automation import apply_policy, evaluate_gate, step_policy
+from modelloop.automation import GateOptions, apply_policy, evaluate_gate, step_policy
 from modelloop.datasets import (
     Check,
     Contract,
@@ -104,6 +104,7 @@ __all__ = [
     "Expect",
     "Experiment",
     "Forbidden",
+    "GateOptions",
     "InvalidArgument",
     "InvalidFilter",
     "Metric",

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from typer.testing import CliRunner
 
 import modelloop as ml
-from modelloop.automation import evaluate_gate, paired_bootstrap
+from modelloop.automation import GateOptions, ModelCost, decide, evaluate_gate, paired_bootstrap
 from modelloop.cli import app
 from modelloop.errors import InvalidArgument, InvalidInput, NotFound
 from modelloop.monitoring.performance import precision_at_k
@@ -116,8 +116,16 @@ def _uri(version: int) -> str:
     return f"fraud-detector/{version}"
 
 
-def _gate(challenger: int, champion: int, holdout: pd.DataFrame, **options: Any) -> Any:
-    return evaluate_gate(_uri(challenger), _uri(champion), holdout, **options)
+def _gate(
+    challenger: int,
+    champion: int,
+    holdout: pd.DataFrame,
+    options: GateOptions | None = None,
+    **call: Any,
+) -> Any:
+    return evaluate_gate(
+        _uri(challenger), _uri(champion), holdout, options or GateOptions(), **call
+    )
 
 
 # -- decisions -----------------------------------------------------------------------------------
@@ -182,7 +190,13 @@ def test_the_champion_itself_is_not_better_than_itself(registered: Registered) -
     assert result.challenger.requested == "models:/fraud-detector@staging"
     assert result.challenger.uri == f"models:/fraud-detector/{registered.full}"
     # A negative margin states how much worse is acceptable: identical models pass it.
-    assert _gate(registered.full, registered.full, registered.holdout, margin=-0.01, record=False)
+    assert _gate(
+        registered.full,
+        registered.full,
+        registered.holdout,
+        GateOptions(margin=-0.01),
+        record=False,
+    )
 
 
 def test_a_margin_demands_more_than_being_better(registered: Registered) -> None:
@@ -191,7 +205,7 @@ def test_a_margin_demands_more_than_being_better(registered: Registered) -> None
         registered.full,
         registered.weak,
         registered.holdout,
-        margin=better.ci_low + 0.001,
+        GateOptions(margin=better.ci_low + 0.001),
         record=False,
     )
     assert demanding.decision == "reject"
@@ -200,16 +214,41 @@ def test_a_margin_demands_more_than_being_better(registered: Registered) -> None
 
 @pytest.mark.parametrize("metric", ["auc", "p@k"])
 def test_other_metrics(registered: Registered, metric: str) -> None:
-    better = _gate(
-        registered.full, registered.weak, registered.holdout, metric=metric, k=200, record=False
-    )
+    options = GateOptions(metric=metric, k=200)
+    better = _gate(registered.full, registered.weak, registered.holdout, options, record=False)
     assert better.decision == "promote", better.summary()
-    worse = _gate(
-        registered.shuffled, registered.full, registered.holdout, metric=metric, k=200, record=False
-    )
+    worse = _gate(registered.shuffled, registered.full, registered.holdout, options, record=False)
     assert worse.decision == "reject"
     label = {"auc": "AUC", "p@k": "precision@200"}[metric]
     assert f"interval of the {label} difference" in worse.reasons[0]
+
+
+def test_decide_reaches_the_gates_decision_from_scores_already_computed(
+    registered: Registered,
+) -> None:
+    """What a replay does: no model scored by the gate, the same scores, the same decision."""
+    holdout, options = registered.holdout, GateOptions(max_latency_ratio=1000)
+    gated = _gate(registered.full, registered.weak, holdout, options, record=False)
+    scores = [
+        ml.load_model(f"models:/{_uri(v)}").predict(holdout)
+        for v in (registered.full, registered.weak)
+    ]
+    challenger, champion = (
+        ModelCost(**{k: v for k, v in asdict(side).items() if k != "value"})
+        for side in (gated.challenger, gated.champion)
+    )
+    decided = decide(
+        holdout["label"],
+        scores[1],
+        scores[0],
+        options,
+        challenger=challenger,
+        champion=champion,
+        data_digest=gated.data_digest,
+    )
+    assert decided.decision == "promote"
+    expected = {k: v for k, v in gated.to_dict().items() if k != "seconds"}
+    assert {k: v for k, v in decided.to_dict().items() if k != "seconds"} == expected
 
 
 # -- the bootstrap -------------------------------------------------------------------------------
@@ -249,10 +288,7 @@ def test_the_paired_bootstrap_equals_a_slow_reference(registered: Registered, me
         _uri(registered.weak),
         _uri(registered.full),
         holdout,
-        metric=metric,
-        k=50,
-        n_bootstrap=200,
-        seed=5,
+        GateOptions(metric=metric, k=50, n_bootstrap=200, seed=5),
         record=False,
     )
     unrounded = _reference(
@@ -282,7 +318,7 @@ def test_resamples_without_a_positive_are_dropped_and_counted() -> None:
 def test_few_positives_fail_the_bootstrap_check(registered: Registered) -> None:
     holdout = registered.holdout
     tiny = pd.concat([holdout[holdout.label == 1].iloc[:1], holdout[holdout.label == 0].iloc[:30]])
-    result = _gate(registered.full, registered.weak, tiny, margin=-1.0, record=False)
+    result = _gate(registered.full, registered.weak, tiny, GateOptions(margin=-1.0), record=False)
     assert result.decision == "reject"
     assert any("too few positives" in r for r in result.reasons)
 
@@ -304,9 +340,7 @@ def test_budgets_that_fail_reject_a_better_challenger(registered: Registered) ->
         registered.full,
         registered.weak,
         holdout,
-        max_latency_ms=1e-6,
-        max_size_bytes=100,
-        max_latency_ratio=1e-3,
+        GateOptions(max_latency_ms=1e-6, max_size_bytes=100, max_latency_ratio=1e-3),
         record=False,
     )
     assert result.decision == "reject"
@@ -324,9 +358,7 @@ def test_budgets_that_fail_reject_a_better_challenger(registered: Registered) ->
         registered.full,
         registered.weak,
         holdout,
-        max_latency_ms=1000,
-        max_size_bytes=10**9,
-        max_latency_ratio=1000,
+        GateOptions(max_latency_ms=1000, max_size_bytes=10**9, max_latency_ratio=1000),
         record=False,
     )
     assert generous.decision == "promote"
@@ -387,9 +419,9 @@ def test_bad_inputs_are_invalid_arguments(registered: Registered) -> None:
     with pytest.raises(InvalidArgument, match="needs more rows of both classes"):
         _gate(full, weak, holdout[holdout.label == 0], record=False)
     with pytest.raises(InvalidArgument, match="Unknown gate metric 'f1'"):
-        _gate(full, weak, holdout, metric="f1", record=False)
+        _gate(full, weak, holdout, GateOptions(metric="f1"), record=False)
     with pytest.raises(InvalidArgument, match="confidence"):
-        _gate(full, weak, holdout, confidence=1.5, record=False)
+        _gate(full, weak, holdout, GateOptions(confidence=1.5), record=False)
     with pytest.raises(InvalidArgument, match="Invalid model URI"):
         evaluate_gate("fraud detector", _uri(weak), holdout, record=False)
     with pytest.raises(NotFound):

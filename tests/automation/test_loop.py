@@ -18,8 +18,9 @@ import pytest
 
 import modelloop as ml
 from modelloop import audit
-from modelloop.automation.loop import TrainingContext, start_rollout, step_policy, timeline
+from modelloop.automation.loop import start_rollout, step_policy, timeline
 from modelloop.automation.policy import apply_policy, policy_state
+from modelloop.automation.training import TrainingContext
 from modelloop.monitoring.monitor import apply_monitor
 from modelloop.monitoring.runner import run_monitor
 from modelloop.monitoring.scheduler import Scheduler

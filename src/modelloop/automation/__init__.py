@@ -5,23 +5,17 @@ Importing this package stays light (standard library only); numpy, pandas and th
 libraries load when a gate is evaluated.
 """
 
+from modelloop.automation.bootstrap import METRICS, Bootstrap, paired_bootstrap
 from modelloop.automation.gate import (
-    METRICS,
-    Bootstrap,
     GateCheck,
+    GateOptions,
     GateResult,
     ModelEvidence,
+    decide,
     evaluate_gate,
-    paired_bootstrap,
-    read_holdout,
 )
-from modelloop.automation.loop import (
-    Decision,
-    TrainingContext,
-    start_rollout,
-    step_policy,
-    timeline,
-)
+from modelloop.automation.holdout import read_holdout
+from modelloop.automation.loop import Decision, start_rollout, step_policy, timeline
 from modelloop.automation.policy import (
     Policy,
     PolicyState,
@@ -30,18 +24,23 @@ from modelloop.automation.policy import (
     list_policies,
     policy_state,
 )
+from modelloop.automation.scoring import ModelCost
+from modelloop.automation.training import TrainingContext
 
 __all__ = [
     "METRICS",
     "Bootstrap",
     "Decision",
     "GateCheck",
+    "GateOptions",
     "GateResult",
+    "ModelCost",
     "ModelEvidence",
     "Policy",
     "PolicyState",
     "TrainingContext",
     "apply_policy",
+    "decide",
     "evaluate_gate",
     "get_policy",
     "list_policies",

@@ -117,16 +117,12 @@ def gate(
     ] = True,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    from modelloop.automation.gate import evaluate_gate
+    from modelloop.automation.gate import GateOptions, evaluate_gate
     from modelloop.errors import InvalidArgument
 
     if max_size_mb is not None and max_size_mb <= 0:
         raise InvalidArgument(f"--max-size-mb must be positive, got {max_size_mb}")
-    result = evaluate_gate(
-        challenger,
-        champion,
-        data,
-        label=label,
+    options = GateOptions(
         metric=metric,
         k=k,
         margin=margin,
@@ -136,8 +132,9 @@ def gate(
         max_latency_ms=max_latency_ms,
         max_latency_ratio=max_latency_ratio,
         max_size_bytes=None if max_size_mb is None else int(max_size_mb * 1024 * 1024),
-        record=record,
-        reason=reason,
+    )
+    result = evaluate_gate(
+        challenger, champion, data, options, label=label, record=record, reason=reason
     )
     if output is OutputFormat.json:
         from modelloop.cli import _output

@@ -46,7 +46,7 @@ from modelloop.pipelines import ModelOutput, Pipeline, step
 if TYPE_CHECKING:
     import httpx
 
-    from modelloop.automation.loop import TrainingContext
+    from modelloop.automation.training import TrainingContext
     from modelloop.settings import Settings
 
 MODEL, DEPLOYMENT, MONITOR, POLICY = "fraud-detector", "fraud-online", "fraud-watch", "fraud-loop"
