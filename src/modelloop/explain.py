@@ -72,6 +72,17 @@ def explain(model: LoadedModel, frame: pd.DataFrame, k: int = 3) -> list[dict[st
     ]
 
 
+def feature_importance(model: LoadedModel, frame: pd.DataFrame) -> dict[str, float]:
+    """Each feature's share of the model's attention on ``frame``'s rows: its mean absolute
+    contribution over the rows, divided by the sum over features (shares add up to 1). Used to
+    ask whether a drifted feature matters to the model before paying for a retraining."""
+    contributions = model.contributions(frame)
+    means = np.abs(contributions.values).mean(axis=0)
+    total = float(means.sum())
+    shares = means / total if total > 0 else np.full(len(means), 1.0 / max(len(means), 1))
+    return dict(zip(contributions.feature_names, map(float, shares), strict=True))
+
+
 def _scalar(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()

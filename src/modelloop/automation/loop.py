@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from modelloop.automation.gate import GateOptions, evaluate_gate
+from modelloop.automation.gate import GateOptions
 from modelloop.automation.policy import (
     Policy,
     PolicyState,
@@ -36,10 +36,16 @@ from modelloop.automation.policy import (
     policy_database,
     policy_state,
 )
-from modelloop.automation.rollout import count_answers, live_comparison, paired_shadow
+from modelloop.automation.replay import judge_replay
+from modelloop.automation.rollout import (
+    live_comparison,
+    operational_checks,
+    paired_shadow,
+    score_quantiles,
+)
 from modelloop.automation.training import labelled_window, train_challenger
-from modelloop.automation.triggers import check_triggers
-from modelloop.clock import duration_ms, now_ms, to_ms
+from modelloop.automation.triggers import check_triggers, drift_importance
+from modelloop.clock import DAY_MS, duration_ms, now_ms, to_ms
 from modelloop.errors import Conflict, Forbidden, InvalidArgument, ModelloopError, NotFound
 from modelloop.monitoring.monitor import Monitor, get_monitor
 from modelloop.registry.client import Registry
@@ -145,6 +151,7 @@ class _Loop:
         self.actor = f"policy:{policy.name}"
         self.decisions: list[Decision] = []
         self._opened: Registry | None = None
+        self._decided: list[Decision] | None = None
 
     def close(self) -> None:
         if self._opened is not None:
@@ -173,13 +180,27 @@ class _Loop:
     # -- idle: triggers, training, gate ---------------------------------------------------------
 
     def _idle(self, state: PolicyState) -> None:
-        triggered = check_triggers(
-            self.policy, self.monitor, state, now=self.now, settings=self.settings
+        outcome = check_triggers(
+            self.policy,
+            self.monitor,
+            state,
+            now=self.now,
+            settings=self.settings,
+            history=self._history(),
+            importance=drift_importance(self._registry(), self.policy, self.settings),
         )
-        if triggered is None:
+        if outcome is None:
+            return
+        if outcome.judged is not None:
+            state = replace(state, last_checked_at=outcome.judged)
+        if outcome.action != "train":
+            action = (
+                "policy.trigger_skipped" if outcome.action == "skip" else "policy.retrain_scheduled"
+            )
+            self._record(state, Decision(action, self.now, outcome.evidence))
             return
         state = replace(state, last_trained_at=self.now, trainings=state.trainings + 1)
-        self._record(state, Decision("policy.trigger", self.now, triggered))
+        self._record(state, Decision("policy.trigger", self.now, outcome.evidence))
         try:
             window = labelled_window(
                 self.policy,
@@ -194,9 +215,10 @@ class _Loop:
             )
             return
         version = trained.version
-        self._record(state, Decision("policy.trained", self.now, trained.evidence))
+        evidence = {**trained.evidence, "change_start": outcome.evidence.get("change_start")}
+        self._record(state, Decision("policy.trained", self.now, evidence))
         try:
-            gate = self._gate(version, window.holdout)
+            gate = self._gate(version, window.holdout, str(trained.evidence["run_id"]))
         except ModelloopError as exc:  # e.g. a holdout without a single fraud: no verdict
             self._record(
                 state,
@@ -221,7 +243,9 @@ class _Loop:
         )
         self._record(state, Decision("policy.shadow", self.now, evidence))
 
-    def _gate(self, version: int, holdout: pd.DataFrame) -> dict[str, Any]:
+    def _gate(self, version: int, holdout: pd.DataFrame, run_id: str) -> dict[str, Any]:
+        """The replay backtest: the challenger on the held-out logged requests, paired with the
+        champion's answers; recorded on the challenger's training run too."""
         gate = self.policy.gate
         options = GateOptions(
             metric=gate.metric,
@@ -231,15 +255,29 @@ class _Loop:
             max_latency_ms=gate.max_latency_ms,
             max_size_bytes=None if gate.max_size_mb is None else int(gate.max_size_mb * 2**20),
         )
-        result = evaluate_gate(
-            f"models:/{self.policy.model}/{version}",
-            f"models:/{self.policy.model}@champion",
+        result, replayed = judge_replay(
+            self._registry(),
+            self.policy.model,
+            version,
             holdout,
             options,
-            label="label",
             reason=f"policy {self.policy.name}",
-            data=f"predictions of {self.policy.deployment}, newest matured days",
         )
+        per_day = replayed.per_day(result.metric)
+        client = self._registry().client
+        client.log_metrics(
+            run_id,
+            {
+                f"replay.{result.metric}": result.challenger.value,
+                f"replay.champion_{result.metric}": result.champion.value,
+                "replay.difference": result.difference,
+                "replay.ci_low": result.ci_low,
+                "replay.ci_high": result.ci_high,
+                "replay.rows": float(result.n_rows),
+                "replay.positives": float(result.n_positive),
+            },
+        )
+        client.log_bytes(run_id, per_day.to_csv(index=False).encode(), "replay/per_day.csv")
         return {
             "decision": result.decision,
             "summary": result.summary(),
@@ -254,41 +292,93 @@ class _Loop:
             "positives": result.n_positive,
             "reasons": list(result.reasons),
             "audit_seq": result.audit_seq,
+            "replay": {
+                "data": result.data,
+                "served_rows": replayed.served_rows,
+                "replayed_rows": replayed.replayed_rows,
+                "per_day": per_day.to_dict(orient="records"),
+                "run_id": run_id,
+            },
+            "replay_quantiles": score_quantiles(replayed.rows["challenger"]),
         }
 
     # -- rollout --------------------------------------------------------------------------------
 
     def _shadow(self, state: PolicyState) -> None:
+        rollout = self.policy.rollout
         started = state.stage_started_at or self.now
-        if self.now < started + duration_ms(self.policy.rollout.shadow):
+        if self.now < started + duration_ms(rollout.shadow):
             return
-        scored = count_answers(
-            self.policy,
-            started,
-            self.now,
-            state.challenger_version,
-            role="shadow",
-            settings=self.settings,
-        )
-        if scored == 0:
-            self._rollback(state, {"reason": "the challenger scored no request in shadow"})
+        checks = self._operations(state, started, role=SHADOW)
+        if checks is None:
             return
         self._deploy(mode="canary")
         state = replace(state, stage=CANARY, stage_started_at=self.now)
         evidence = {
             "version": state.challenger_version,
-            "shadow_predictions": scored,
-            "canary_percent": self.policy.rollout.canary_percent,
+            "shadow_predictions": checks["requests"],
+            "canary_percent": rollout.canary_percent,
+            "shadow": checks,
         }
         self._record(state, Decision("policy.canary", self.now, evidence))
 
     def _canary(self, state: PolicyState) -> None:
         rollout = self.policy.rollout
         started = state.stage_started_at or self.now
+        if self.now < started + duration_ms(rollout.canary):
+            return
+        checks = self._operations(state, started, role=CANARY)
+        if checks is None:
+            return
+        if not rollout.wait_for_labels:
+            self._promote(state, {"canary": checks})
+            return
+        live = self._matured_rollout(state, started)
+        if live is not None:
+            self._promote(state, {"canary": checks, **live})
+
+    def _operations(self, state: PolicyState, started: int, *, role: str) -> dict[str, Any] | None:
+        """The stage's operational checks once it has seen enough traffic; None while waiting
+        for it (at most a day past the stage's length, then the rollout is abandoned)."""
+        rollout = self.policy.rollout
+        length = rollout.shadow if role == SHADOW else rollout.canary
+        checks = operational_checks(
+            self.policy,
+            state,
+            started,
+            self.now,
+            role=role,
+            replay_quantiles=self._replay_quantiles(state.challenger_version),
+            settings=self.settings,
+        )
+        if not checks["ready"]:
+            if self.now - started < duration_ms(length) + DAY_MS:
+                return None
+            reason = (
+                f"the challenger {'scored' if role == SHADOW else 'answered'} only "
+                f"{checks['requests']} requests in {role} (at least {rollout.min_requests})"
+            )
+            self._rollback(state, {role: checks, "reason": reason})
+            return None
+        if not checks["passed"]:
+            self._rollback(state, {role: checks, "reason": "; ".join(checks["reasons"])})
+            return None
+        return checks
+
+    def _replay_quantiles(self, version: int | None) -> list[float] | None:
+        for decision in reversed(self._history()):
+            if decision.action == "policy.shadow" and decision.evidence.get("version") == version:
+                return decision.evidence.get("replay_quantiles")
+        return None
+
+    def _matured_rollout(self, state: PolicyState, started: int) -> dict[str, Any] | None:
+        """(``wait_for_labels``) The rollout judged on matured labels: the shadow period paired,
+        else each version on its canary share; rolls back (and returns None) when worse."""
+        rollout = self.policy.rollout
         ended = started + duration_ms(rollout.canary)
         matured = self.label_delay_ms + duration_ms(self.monitor.grace)
-        if self.now < max(ended, started + matured):
-            return  # the canary runs its course, and the shadow's labels arrive meanwhile
+        if self.now < started + matured:
+            return None  # the shadow's labels arrive meanwhile
         live = paired_shadow(
             self.policy,
             state,
@@ -298,7 +388,7 @@ class _Loop:
         )
         if live is None:  # straight into canary: each version on its share of the traffic
             if self.now < ended + matured:
-                return  # wait for the canary's own labels
+                return None  # wait for the canary's own labels
             live = live_comparison(
                 self.policy,
                 self.monitor,
@@ -311,7 +401,7 @@ class _Loop:
         challenger, champion = live["challenger"], live["champion"]
         if challenger is None or champion is None:
             self._rollback(state, {**live, "reason": "too few labels to judge the rollout"})
-            return
+            return None
         worse = live.get("interval", [challenger - champion] * 2)[1] < -rollout.rollback_margin
         if worse:
             reason = (
@@ -323,8 +413,8 @@ class _Loop:
                 low, high = live["interval"]
                 reason += f" (95% interval of the difference {low:+.4f} to {high:+.4f})"
             self._rollback(state, {**live, "reason": reason})
-            return
-        self._promote(state, live)
+            return None
+        return live
 
     def _approval(self, state: PolicyState) -> None:
         assert state.request_id is not None
@@ -338,7 +428,9 @@ class _Loop:
 
     def _promote(self, state: PolicyState, live: dict[str, Any]) -> None:
         assert state.challenger_version is not None
-        reason = f"policy {self.policy.name}: canary kept up on live traffic"
+        reason = f"policy {self.policy.name}: passed the replay gate and the rollout's checks" + (
+            " and kept up on matured labels" if self.policy.rollout.wait_for_labels else ""
+        )
         try:
             self._set_alias("champion", state.challenger_version, reason)
         except Forbidden:
@@ -377,6 +469,12 @@ class _Loop:
         )
 
     # -- effects --------------------------------------------------------------------------------
+
+    def _history(self) -> list[Decision]:
+        """The policy's decisions so far (read once per step, then kept up to date)."""
+        if self._decided is None:
+            self._decided = timeline(self.policy.name, settings=self.settings)
+        return self._decided
 
     def _registry(self) -> Registry:
         """One registry for the whole step, closed with the loop."""
@@ -438,6 +536,8 @@ class _Loop:
                 )
         if decision is not None:
             self.decisions.append(decision)
+            if self._decided is not None:
+                self._decided.append(decision)
             log.info("policy %s: %s %s", self.policy.name, decision.action, decision.evidence)
 
 

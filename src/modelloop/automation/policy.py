@@ -10,20 +10,32 @@
       performance: {metric: average_precision, below: 0.5}   # or a matured metric too low
       every: 30d                       # or simply this long since the last training
       cooldown: 7d                     # never train more often than this
+      min_importance: 0.2              # drift alone retrains only if the drifted features carry
+                                       #   this share of the champion's attention
+      change_labels: 1d                # ...and once this much of the change's labels matured
+      budget: {trainings: 8, per: 56d} # at most this many trainings in any such period
     training:
       function: my_package.fraud:train # train(data, context) -> model (or ModelOutput)
       window: 21d                      # labelled predictions used, ending at the newest matured one
-      holdout: 3d                      # the newest matured days, kept out of training for the gate
+      holdout: 4d                      # the newest matured days the replay is judged on...
+      holdout_share: 0.3               # ...for this share of the keys (the rest is trained on)
+      holdout_key: card_id             # default: the rollout's sticky key (else rows at random)
     gate: {metric: average_precision, margin: 0.0, confidence: 0.95, bootstrap: 1000}
     rollout:
-      shadow: 1d                       # scores every request, answers none
+      shadow: 2h                       # scores every request, answers none
       canary_percent: 20               # then answers this share, sticky per key
-      canary: 2d
+      canary: 4h
       sticky_key: card_id
-      rollback_margin: 0.0             # canary's matured metric below the champion's by more: back
+      max_score_shift: 0.2             # shadow scores vs the replay's (KS distance) at most this
+      min_agreement: 0.5               # rank correlation with the champion's answers at least this
+      max_error_rate: 0.01             # failed requests in the canary period at most this share
+      wait_for_labels: false           # true: also judge the canary on its matured labels
+      rollback_margin: 0.0             # (wait_for_labels) worse than the champion by more: back
 
 Training data is the deployment's own prediction log joined with the labels that came back: the
-features exactly as they were served (no train/serve skew), labelled by the feedback API.
+features exactly as they were served (no train/serve skew), labelled by the feedback API. The
+gate judges the challenger on a replay of that log (:mod:`modelloop.automation.replay`), so
+shadow and canary guard operations for hours instead of waiting days for labels.
 """
 
 from __future__ import annotations
@@ -72,20 +84,34 @@ class PerformanceTrigger(_Config):
         return value
 
 
+class Budget(_Durations):
+    """At most ``trainings`` trainings in any period of ``per``."""
+
+    trainings: int = Field(ge=1)
+    per: timedelta
+
+    _parse = field_validator("per", mode="before")(_duration)
+
+
 class Triggers(_Durations):
     drifted_features: int | None = Field(default=3, ge=1)
     score_drift: bool = True
     performance: PerformanceTrigger | None = None
     every: timedelta | None = None
     cooldown: timedelta = timedelta(days=7)
+    min_importance: float = Field(default=0.2, ge=0, le=1)
+    change_labels: timedelta = timedelta(days=1)
+    budget: Budget | None = None
 
-    _parse = field_validator("every", "cooldown", mode="before")(_duration)
+    _parse = field_validator("every", "cooldown", "change_labels", mode="before")(_duration)
 
 
 class Training(_Durations):
     function: str
     window: timedelta = timedelta(days=21)
     holdout: timedelta = timedelta(days=3)
+    holdout_share: float = Field(default=0.3, gt=0, le=1)
+    holdout_key: str | None = None
     min_rows: int = Field(default=1000, ge=1)
 
     _parse = field_validator("window", "holdout", mode="before")(_duration)
@@ -116,10 +142,16 @@ class Gate(_Config):
 
 
 class Rollout(_Durations):
-    shadow: timedelta = timedelta(days=1)
+    shadow: timedelta = timedelta(hours=2)
     canary_percent: float = Field(default=20, gt=0, lt=100)
-    canary: timedelta = timedelta(days=2)
+    canary: timedelta = timedelta(hours=4)
     sticky_key: str | None = None
+    min_requests: int = Field(default=20, ge=1)
+    max_score_shift: float = Field(default=0.2, gt=0, le=1)
+    min_agreement: float | None = Field(default=0.5, ge=-1, le=1)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    wait_for_labels: bool = False
     rollback_margin: float = 0.0
     min_labels: int = Field(default=50, ge=1)
 

@@ -101,3 +101,19 @@ class TrafficStats:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             self.flush()
+
+
+def counted(db: Database, deployment: str, start: int, end: int) -> tuple[int, int]:
+    """(requests, errors) the serving processes counted for ``deployment`` in ``[start, end)``
+    (ms; whole minutes), all routes together."""
+    from sqlalchemy import func, select
+
+    from modelloop.store import tables as t
+
+    s = t.serving_stats
+    query = select(func.sum(s.c.requests), func.sum(s.c.errors)).where(
+        s.c.deployment == deployment, s.c.minute >= start, s.c.minute < end
+    )
+    with db.read() as conn:
+        requests, errors = conn.execute(query).one()
+    return int(requests or 0), int(errors or 0)

@@ -204,6 +204,7 @@ def run_demo(
     """Run the whole loop on the settings' store; ``on_day(day, decisions, status)`` after each
     served day, ``on_step(text)`` for the setup steps."""
     from modelloop.automation.loop import step_policy, timeline
+    from modelloop.automation.policy import policy_state
     from modelloop.monitoring.runner import run_monitor
 
     started = time.perf_counter()
@@ -224,13 +225,31 @@ def run_demo(
         pending = _warm(online, stream, config)
         by_day = dict(list(stream.groupby(stream["TX_TIME_DAYS"])))
         labels_due: dict[int, pd.DataFrame] = {}
+        hourly: list[Any] = []  # decisions taken during the day (rollout stages last hours)
+
+        def rollout_step(at_ms: int) -> None:
+            """The scheduler steps the policy every minute; between the daily monitor windows
+            only a rollout in progress has anything to decide, so the demo steps it hourly
+            then (after flushing the log its checks read)."""
+            if policy_state(POLICY, settings=settings).stage == "idle":
+                return
+            served_by.flush()
+            at = _dt(at_ms)
+            decided = step_policy(POLICY, now=at, settings=settings)
+            decided += _approve_promotions(at, settings)
+            if decided:
+                _wait_for_deployment(client)
+                hourly.extend(decided)
+
         for day in range(config.days):
             sim_day = config.warmup + day
             today = by_day.get(sim_day, stream.iloc[0:0])
             _deliver_labels(
                 client, online, labels_due.pop(sim_day, None), pending, sim_day, clock, config
             )
-            answered = _serve_day(client, online, today, clock, config, sim_day)
+            answered = _serve_day(
+                client, online, today, clock, config, sim_day, after_hour=rollout_step
+            )
             served.append(answered)
             labels_due[sim_day + LABEL_DELAY_DAYS] = answered
             served_by.flush()
@@ -238,8 +257,9 @@ def run_demo(
             clock["ms"] = _ms(at)
             ml.set_store_clock(at, settings=settings)
             checked = run_monitor(MONITOR, now=at, settings=settings)
-            decisions = step_policy(POLICY, now=at, settings=settings)
+            decisions = [*hourly, *step_policy(POLICY, now=at, settings=settings)]
             decisions += _approve_promotions(at, settings)
+            hourly.clear()
             if decisions:
                 _wait_for_deployment(client)
             if on_day is not None:
@@ -332,22 +352,25 @@ def _declare(config: DemoConfig, champion: int) -> None:
                 "drifted_features": 2,
                 "score_drift": True,
                 "performance": {"metric": "average_precision", "below": 0.6},
-                "cooldown": "5d",
+                "cooldown": "7d",
+                "min_importance": 0.2,
+                "change_labels": "1d",
+                "budget": {"trainings": 8, "per": "56d"},
             },
             "training": {
                 "function": "modelloop.examples.fraud.demo:train",
                 "window": "21d",
                 "holdout": "4d",
+                "holdout_share": 0.3,
                 "min_rows": 5000,
             },
             "gate": {"metric": "average_precision", "margin": 0.0, "bootstrap": 500},
             "rollout": {
-                "shadow": "2d",
-                "canary": "2d",
+                "shadow": "2h",
+                "canary": "4h",
                 "canary_percent": 20,
                 "sticky_key": "CUSTOMER_ID",
-                "rollback_margin": 0.02,
-                "min_labels": 100,
+                "min_requests": 20,
             },
         },
         actor=SCIENTIST,
@@ -387,8 +410,11 @@ def _serve_day(
     clock: dict[str, int],
     config: DemoConfig,
     sim_day: int,
+    *,
+    after_hour: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """POST the day's transactions, an hour at a time, each with its online features."""
+    """POST the day's transactions, an hour at a time, each with its online features;
+    ``after_hour(ms)`` at the end of each hour."""
     out: list[pd.DataFrame] = []
     hours = today["TX_TIME_SECONDS"] // 3600 % 24
     for hour in sorted(set(hours.tolist())):
@@ -416,6 +442,8 @@ def _serve_day(
                 }
             )
         )
+        if after_hour is not None:
+            after_hour(clock["ms"] + 1)
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
