@@ -38,10 +38,10 @@ from modelloop.automation.policy import (
 )
 from modelloop.automation.replay import judge_replay
 from modelloop.automation.rollout import (
+    hourly_quantiles,
     live_comparison,
     operational_checks,
     paired_shadow,
-    score_quantiles,
 )
 from modelloop.automation.training import labelled_window, train_challenger
 from modelloop.automation.triggers import check_triggers, drift_importance
@@ -299,7 +299,10 @@ class _Loop:
                 "per_day": per_day.to_dict(orient="records"),
                 "run_id": run_id,
             },
-            "replay_quantiles": score_quantiles(replayed.rows["challenger"]),
+            "replay_quantiles": {
+                side: hourly_quantiles(replayed.rows["timestamp"], replayed.rows[side])
+                for side in ("challenger", "champion")
+            },
         }
 
     # -- rollout --------------------------------------------------------------------------------
@@ -349,6 +352,9 @@ class _Loop:
             self.now,
             role=role,
             replay_quantiles=self._replay_quantiles(state.challenger_version),
+            model=self._registry().load_model(
+                f"models:/{self.policy.model}/{state.challenger_version}"
+            ),
             settings=self.settings,
         )
         if not checks["ready"]:
@@ -365,7 +371,7 @@ class _Loop:
             return None
         return checks
 
-    def _replay_quantiles(self, version: int | None) -> list[float] | None:
+    def _replay_quantiles(self, version: int | None) -> dict[str, dict[str, list[float]]] | None:
         for decision in reversed(self._history()):
             if decision.action == "policy.shadow" and decision.evidence.get("version") == version:
                 return decision.evidence.get("replay_quantiles")

@@ -12,8 +12,11 @@
       cooldown: 7d                     # never train more often than this
       min_importance: 0.2              # drift alone retrains only if the drifted features carry
                                        #   this share of the champion's attention
+      tolerance: 0.05                  # ...nor while the matured metric since the change stays
+                                       #   within this of its level the week before
       change_labels: 1d                # ...and once this much of the change's labels matured
       budget: {trainings: 8, per: 56d} # at most this many trainings in any such period
+      follow_up: {every: 7d, within: 42d}  # after a change, retrain weekly while it is young
     training:
       function: my_package.fraud:train # train(data, context) -> model (or ModelOutput)
       window: 21d                      # labelled predictions used, ending at the newest matured one
@@ -26,8 +29,9 @@
       canary_percent: 20               # then answers this share, sticky per key
       canary: 4h
       sticky_key: card_id
-      max_score_shift: 0.2             # shadow scores vs the replay's (KS distance) at most this
-      min_agreement: 0.5               # rank correlation with the champion's answers at least this
+      max_score_shift: 0.2             # live scores moved from the replay's (KS, same hours) at
+                                       #   most this much more than the champion's did
+      min_agreement: 0.2               # optional: rank correlation with the champion's answers
       max_error_rate: 0.01             # failed requests in the canary period at most this share
       wait_for_labels: false           # true: also judge the canary on its matured labels
       rollback_margin: 0.0             # (wait_for_labels) worse than the champion by more: back
@@ -93,6 +97,16 @@ class Budget(_Durations):
     _parse = field_validator("per", mode="before")(_duration)
 
 
+class FollowUp(_Durations):
+    """After a training for a change, train again every ``every`` until ``within`` of the
+    change's start: a change under way keeps moving, and models learn it as its labels grow."""
+
+    every: timedelta = timedelta(days=7)
+    within: timedelta = timedelta(days=42)
+
+    _parse = field_validator("every", "within", mode="before")(_duration)
+
+
 class Triggers(_Durations):
     drifted_features: int | None = Field(default=3, ge=1)
     score_drift: bool = True
@@ -100,8 +114,10 @@ class Triggers(_Durations):
     every: timedelta | None = None
     cooldown: timedelta = timedelta(days=7)
     min_importance: float = Field(default=0.2, ge=0, le=1)
+    tolerance: float = Field(default=0.05, ge=0)
     change_labels: timedelta = timedelta(days=1)
     budget: Budget | None = None
+    follow_up: FollowUp | None = None
 
     _parse = field_validator("every", "cooldown", "change_labels", mode="before")(_duration)
 
@@ -148,7 +164,7 @@ class Rollout(_Durations):
     sticky_key: str | None = None
     min_requests: int = Field(default=20, ge=1)
     max_score_shift: float = Field(default=0.2, gt=0, le=1)
-    min_agreement: float | None = Field(default=0.5, ge=-1, le=1)
+    min_agreement: float | None = Field(default=None, ge=-1, le=1)
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
     max_latency_ms: float | None = Field(default=None, gt=0)
     wait_for_labels: bool = False

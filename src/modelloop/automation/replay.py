@@ -97,7 +97,7 @@ def replay(
     champion_scores = np.empty(len(answered))
     champion_scores[served] = answered.loc[served, "score"].to_numpy(dtype=np.float64)
     if (~served).any():
-        champion_scores[~served] = _scores(champion, answered[~served])
+        champion_scores[~served] = score_frame(champion, answered[~served])[0]
     rows = pd.DataFrame(
         {
             "prediction_id": answered["prediction_id"].to_numpy(),
@@ -105,7 +105,7 @@ def replay(
             "day": pd.to_datetime(answered["timestamp"], utc=True).dt.strftime("%Y-%m-%d"),
             "label": answered[label].to_numpy(dtype=np.float64),
             "champion": champion_scores,
-            "challenger": _scores(challenger, answered),
+            "challenger": score_frame(challenger, answered)[0],
         }
     )
     for column in keep:
@@ -175,21 +175,6 @@ def _cost(
 ) -> Any:
     _, batch_ms = score_frame(loaded, frame.iloc[: min(len(frame), 2000)], version)
     return model_cost(requested, version, loaded, frame, registry, batch_latency_ms=batch_ms)
-
-
-def _scores(model: LoadedModel, frame: pd.DataFrame) -> Any:
-    """One score per row, from the features as they were logged (in batches)."""
-    import numpy as np
-
-    features = model.signature.select(frame)
-    parts = [
-        np.asarray(model.predict(features.iloc[start : start + 10_000]), dtype=np.float64)
-        for start in range(0, len(features), 10_000)
-    ]
-    scores = np.concatenate(parts) if parts else np.empty(0)
-    if scores.ndim != 1:
-        raise InvalidArgument("the replay compares models that return one score per row")
-    return scores
 
 
 def _pair(metric: str, labels: Any, champion: Any, challenger: Any) -> tuple[Any, Any]:

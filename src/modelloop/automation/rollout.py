@@ -15,15 +15,18 @@ traffic, so each is measured on its own (:func:`live_comparison`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelloop.automation.bootstrap import paired_bootstrap
 from modelloop.automation.policy import Policy, PolicyState
+from modelloop.automation.scoring import score_frame
 from modelloop.clock import from_ms, iso
 from modelloop.monitoring.monitor import Monitor
 from modelloop.serving.predictions import predictions
 from modelloop.settings import Settings
+
+if TYPE_CHECKING:
+    from modelloop.flavors import LoadedModel
 
 
 def count_answers(
@@ -131,12 +134,15 @@ def operational_checks(
     end: int,
     *,
     role: str,
-    replay_quantiles: Sequence[float] | None,
+    replay_quantiles: dict[str, dict[str, list[float]]] | None,
+    model: LoadedModel | None = None,
     settings: Settings,
 ) -> dict[str, Any]:
     """The challenger's ``role`` (``shadow`` or ``canary``) traffic in ``[start, end)`` against
     the rollout's budgets: ``{"ready": False}`` while it has scored fewer than ``min_requests``,
-    else every check with its numbers and ``passed``, ``reasons`` (the failed ones, in words)."""
+    else every check with its numbers and ``passed``, ``reasons`` (the failed ones, in words).
+    ``replay_quantiles`` (``challenger`` and ``champion``, per hour) are the replay's score
+    distributions; ``model`` is the challenger, to check its live scores are its offline ones."""
     import numpy as np
 
     from modelloop.serving.stats import counted
@@ -175,14 +181,30 @@ def operational_checks(
         )
     )
     scores = ours["score"].to_numpy(dtype=np.float64)
-    if replay_quantiles:
-        shift = quantile_distance(scores, replay_quantiles)
+    if model is not None:  # the live scores are the model's on the logged features
+        offline = score_frame(model, ours, version=None)[0]
+        gap = float(np.abs(offline - scores).max())
+        checks.append(
+            (
+                "consistency",
+                gap <= 1e-6,
+                f"live scores vs the same requests scored offline: largest gap {gap:.1e} "
+                "(at most 1e-06)",
+            )
+        )
+    answered = frame[
+        (frame["role"] != "shadow") & (frame["model_version"] == state.champion_version)
+    ]
+    if replay_quantiles and len(answered):
+        moved = score_shift(ours["timestamp"], scores, replay_quantiles["challenger"])
+        theirs = score_shift(answered["timestamp"], answered["score"], replay_quantiles["champion"])
         checks.append(
             (
                 "score_shift",
-                shift <= rollout.max_score_shift,
-                f"live scores vs the replay's: KS distance {shift:.3f} (at most "
-                f"{rollout.max_score_shift:g})",
+                moved - theirs <= rollout.max_score_shift,
+                f"live scores vs the replay's at the same hours: KS distance {moved:.3f}, the "
+                f"champion's {theirs:.3f} (the challenger's at most {rollout.max_score_shift:g} "
+                "more: the traffic itself may have moved)",
             )
         )
     if rollout.max_latency_ms is not None:
@@ -195,9 +217,6 @@ def operational_checks(
             )
         )
     if role == "shadow" and rollout.min_agreement is not None:
-        answered = frame[
-            (frame["role"] != "shadow") & (frame["model_version"] == state.champion_version)
-        ]
         both = answered[["prediction_id", "score"]].merge(
             ours[["prediction_id", "score"]], on="prediction_id"
         )
@@ -220,28 +239,44 @@ def operational_checks(
     }
 
 
-def score_quantiles(scores: Any, n: int = 100) -> list[float]:
-    """``n + 1`` evenly spaced quantiles of ``scores``: the replay's distribution, kept in the
-    gate's evidence for the live scores to be compared with."""
+def hourly_quantiles(timestamps: Any, scores: Any, n: int = 20) -> dict[str, list[float]]:
+    """``n + 1`` evenly spaced quantiles of ``scores`` per hour of the day (UTC) of
+    ``timestamps``: the replay's distribution, kept in the gate's evidence. Per hour, because
+    traffic mixes by hour (night and day requests score differently), and a rollout stage of a
+    few hours must be compared with the same hours of the replay."""
     import numpy as np
+    import pandas as pd
 
-    return [
-        float(q)
-        for q in np.quantile(np.asarray(scores, dtype=np.float64), np.linspace(0, 1, n + 1))
-    ]
+    hours = pd.to_datetime(pd.Series(timestamps), utc=True).dt.hour.to_numpy()
+    values = np.asarray(scores, dtype=np.float64)
+    levels = np.linspace(0, 1, n + 1)
+    return {
+        str(hour): [round(float(q), 6) for q in np.quantile(values[hours == hour], levels)]
+        for hour in sorted(set(hours.tolist()))
+    }
 
 
-def quantile_distance(scores: Any, quantiles: Sequence[float]) -> float:
-    """The Kolmogorov-Smirnov distance between ``scores`` and the distribution whose evenly
-    spaced quantiles are ``quantiles`` (exact at those points, which is what is kept)."""
+def score_shift(timestamps: Any, scores: Any, quantiles: dict[str, list[float]]) -> float:
+    """The Kolmogorov-Smirnov distance between live ``scores`` and the replay's distribution
+    mixed by the live traffic's hours (each hour's CDF interpolated between its quantiles;
+    hours the replay never saw are left out)."""
     import numpy as np
+    import pandas as pd
 
-    q = np.asarray(quantiles, dtype=np.float64)
-    levels = np.linspace(0, 1, len(q))
-    s = np.sort(np.asarray(scores, dtype=np.float64))
-    below = np.searchsorted(s, q, side="right") / len(s)  # live ECDF at each quantile
-    at_or_below = np.searchsorted(s, q, side="left") / len(s)
-    return float(max(np.abs(below - levels).max(), np.abs(at_or_below - levels).max()))
+    hours = pd.to_datetime(pd.Series(timestamps), utc=True).dt.hour.astype(str).to_numpy()
+    values = np.asarray(scores, dtype=np.float64)
+    seen = np.isin(hours, list(quantiles))
+    hours, values = hours[seen], np.sort(values[seen]) if seen.any() else values[:0]
+    if not len(values):
+        return 0.0
+    counts = pd.Series(hours).value_counts(normalize=True)
+    grid = np.unique(np.concatenate([values, *[np.asarray(quantiles[h]) for h in counts.index]]))
+    mixed = np.zeros(len(grid))
+    for hour, weight in counts.items():
+        q = np.asarray(quantiles[str(hour)])
+        mixed += weight * np.interp(grid, q, np.linspace(0, 1, len(q)), left=0.0, right=1.0)
+    live = np.searchsorted(values, grid, side="right") / len(values)
+    return float(np.abs(live - mixed).max())
 
 
 def _spearman(a: Any, b: Any) -> float:

@@ -45,7 +45,7 @@ class ModelCost:
 
 
 def score_frame(
-    model: LoadedModel, frame: pd.DataFrame, version: ModelVersion
+    model: LoadedModel, frame: pd.DataFrame, version: ModelVersion | None = None
 ) -> tuple[FloatArray, float]:
     """The model's scores on ``frame``, and the milliseconds per row it took in batches."""
     import numpy as np
@@ -59,8 +59,8 @@ def score_frame(
     scores = np.concatenate(parts)
     if scores.ndim != 1:
         raise InvalidArgument(
-            f"{version.uri} returns {scores.shape[1]} values per row: the gate compares binary "
-            "classifiers and scorers (one score per row)"
+            f"{version.uri if version else 'the model'} returns {scores.shape[1]} values per "
+            "row: the gate compares binary classifiers and scorers (one score per row)"
         )
     return scores.astype(np.float64), elapsed * 1000.0 / len(features)
 

@@ -7,10 +7,15 @@ would cost and what it could gain:
 - a **performance** or **schedule** reason trains (the labels already say the model fell short);
 - **drift alone** is weighed first: when the drifted features carry less than ``min_importance``
   of the champion's attention (mean absolute contribution on the window's own requests) and the
-  score did not drift, the model barely reads what moved, so no training is paid for;
-- drift that matters trains only once ``change_labels`` of the change's labels have matured
-  (the change starts with the run of drifted windows the newest belongs to): before that a
-  training could not see it, so the retraining is *scheduled* for that moment instead;
+  score did not drift, the model barely reads what moved, so no training is paid for; and once
+  labels of the change have matured, drift alone does not train while the matured metric since
+  the change stays within ``tolerance`` of its level in the week before it ("performance
+  holds", from the monitor's stored performance windows);
+- a reason trains only once ``change_labels`` of the change's labels have matured (the change
+  starts with the run of triggering windows the newest belongs to): before that a training
+  could not see it, so the retraining is *scheduled* for that moment instead;
+- a change under way keeps moving: with ``follow_up``, a training for a change is followed by
+  another every ``follow_up.every`` until ``follow_up.within`` of the change's start;
 - never within the ``cooldown``, and never beyond the ``budget`` of trainings per period.
 
 Every judgement that does not train is a decision too (``skip`` or ``schedule``, with its
@@ -23,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from modelloop.automation.policy import Policy, PolicyState
+from modelloop.automation.policy import PerformanceTrigger, Policy, PolicyState
 from modelloop.clock import DAY_MS, days, duration_ms, from_ms, iso, to_ms
 from modelloop.monitoring.monitor import Monitor, monitor_database
 from modelloop.settings import Settings
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
 
 Action = Literal["train", "schedule", "skip"]
 _LOOKBACK = 90  # drift windows walked back to find where a change started
+_DEFAULT_PERFORMANCE = PerformanceTrigger(below=0.0)  # the metric read when none is configured
 
 
 class _Event(Protocol):
@@ -78,10 +84,15 @@ def check_triggers(
     cooling = last is not None and now - last < duration_ms(triggers.cooldown)
     scheduled = _scheduled(history, last)
     if scheduled is not None and not cooling and now >= scheduled[0]:
-        at, change = scheduled
+        at, change, by_drift = scheduled
         due = f"the retraining scheduled for {iso(at)} is due: the change from {iso(change)} "
         planned: dict[str, Any] = {"reasons": [due + "has matured labels"]}
         planned["change_start"] = iso(change)
+        held = _holds(policy, monitor, change, now, settings, history) if by_drift else None
+        if held is not None and held["holds"]:
+            planned["performance"] = held
+            why = f"drift alone, and the matured performance holds: {held['detail']}"
+            return Outcome("skip", {**planned, "skipped": why}, state.last_checked_at)
         return _within_budget(policy, Outcome("train", planned), history, now)
     # Only windows since the loop came back to idle (older ones judged the previous model) and
     # not judged already.
@@ -89,52 +100,57 @@ def check_triggers(
     db = monitor_database(settings)
     drift = _newest(window_rows(db, monitor.name, kind="drift", start=since))
     perf = _newest(window_rows(db, monitor.name, kind="performance", start=since))
-    found: list[str] = []  # drift reasons
-    strong: list[str] = []  # performance and schedule reasons
     evidence: dict[str, Any] = {}
+    found: list[str] = []  # from the windows: drift, then a metric that fell
     if drift is not None:
-        drifted = list(drift["report"].get("drifted_columns", []))
         found += _drift_reasons(policy, drift)
         evidence["drift_window"] = {
             "start": drift["window_start"].isoformat(),
-            "drifted_columns": drifted,
+            "drifted_columns": list(drift["report"].get("drifted_columns", [])),
             "values": _main_values(drift["values"]),
         }
-    wanted = triggers.performance
-    if wanted is not None and perf is not None:
-        value = perf["values"].get(f"performance.{wanted.metric}")
-        if value is not None and value < wanted.below:
-            strong.append(f"{wanted.metric} {value:.4f} below {wanted.below:g}")
+    fell = perf is not None and _fell(policy, perf)
+    if perf is not None and triggers.performance is not None:
         evidence["performance_window"] = {
             "start": perf["window_start"].isoformat(),
             "values": _main_values(perf["values"]),
         }
-    if triggers.every is not None and not cooling:
-        base = max(last or 0, state.stage_started_at or 0)
-        if now - base >= duration_ms(triggers.every):
-            strong.append(
-                f"{days(now - base)} since the last training (every "
-                f"{days(duration_ms(triggers.every))})"
-            )
-    if not found and not strong:
+        if fell:
+            metric, below = triggers.performance.metric, triggers.performance.below
+            value = perf["values"][f"performance.{metric}"]
+            found.insert(0, f"{metric} {value:.4f} below {below:g}")
+    scheduled_reasons: list[str] = []  # from the calendar: a change followed, ``every``
+    follow = _follow_up(policy, history, last, now)
+    if follow is not None:
+        scheduled_reasons.append(follow[0])
+        evidence["change_start"] = iso(follow[1])
+    base = max(last or 0, state.stage_started_at or 0)
+    if triggers.every is not None and now - base >= duration_ms(triggers.every):
+        scheduled_reasons.append(
+            f"{days(now - base)} since the last training (every "
+            f"{days(duration_ms(triggers.every))})"
+        )
+    reasons = scheduled_reasons + found
+    if not reasons:
         return None
-    judged = max(to_ms(r["window_start"]) for r in (drift, perf) if r is not None)
-    reasons = strong + found
+    newest = [to_ms(r["window_start"]) for r in (drift, perf) if r is not None]
+    judged = max(newest) if newest else state.last_checked_at
     evidence = {"reasons": reasons, **evidence}  # the reasons first, for whoever reads it
     if cooling:
         assert last is not None
         free = last + duration_ms(triggers.cooldown)
         why = f"within the cooldown: trained {days(now - last)} ago, next training from {iso(free)}"
         return Outcome("skip", {**evidence, "skipped": why}, judged, reasons)
-    if strong:
+    if scheduled_reasons:
         return _within_budget(policy, Outcome("train", evidence, judged, reasons), history, now)
-    assert drift is not None
-    change = _change_start(db, policy, monitor.name, drift)
+    window = perf if fell else drift
+    assert window is not None
+    change = _run_start(db, policy, monitor.name, window)
     evidence["change_start"] = iso(change)
-    score_drifted = drift["values"].get("drift.score_drifted") == 1.0
-    if importance is not None:
-        window = (to_ms(drift["window_start"]), to_ms(drift["window_end"]))
-        weighed = importance(evidence["drift_window"]["drifted_columns"], *window)
+    score_drifted = drift is not None and drift["values"].get("drift.score_drifted") == 1.0
+    if not fell and drift is not None and importance is not None:  # drift alone: weigh it
+        span = (to_ms(drift["window_start"]), to_ms(drift["window_end"]))
+        weighed = importance(evidence["drift_window"]["drifted_columns"], *span)
         evidence["importance"] = weighed
         if not (triggers.score_drift and score_drifted) and weighed["share"] < (
             triggers.min_importance
@@ -147,11 +163,19 @@ def check_triggers(
             return Outcome("skip", {**evidence, "skipped": why}, judged, reasons)
     matured = duration_ms(monitor.performance.label_delay) + duration_ms(monitor.grace)
     ready = change + duration_ms(triggers.change_labels) + matured
+    if not fell and now >= ready:
+        held = _holds(policy, monitor, change, now, settings, history)
+        if held is not None:
+            evidence["performance"] = held
+            if held["holds"]:
+                why = f"drift alone, and the matured performance holds: {held['detail']}"
+                return Outcome("skip", {**evidence, "skipped": why}, judged, reasons)
     if now < ready:
         if scheduled is not None and scheduled[1] == change:
             why = f"already scheduled for {iso(ready)}"
             return Outcome("skip", {**evidence, "skipped": why}, judged, reasons)
         evidence["at"] = iso(ready)
+        evidence["by"] = "performance" if fell else "drift"
         evidence["scheduled"] = (
             f"no label of the change from {iso(change)} has matured yet: training now would "
             f"not see it, so the retraining waits until {days(duration_ms(triggers.change_labels))}"
@@ -206,32 +230,125 @@ def _drift_reasons(policy: Policy, drift: dict[str, Any]) -> list[str]:
     return out
 
 
-def _change_start(db: Any, policy: Policy, monitor: str, newest: dict[str, Any]) -> int:
-    """The start of the run of consecutive triggering drift windows ``newest`` ends."""
+def _run_start(db: Any, policy: Policy, monitor: str, newest: dict[str, Any]) -> int:
+    """The start of the run of triggering windows (of ``newest``'s kind) that ``newest`` ends:
+    where the change began. One quiet window in between does not end a run (daily windows
+    flicker near a threshold)."""
     from modelloop.monitoring.store import window_rows
 
     end = to_ms(newest["window_start"])
-    rows = window_rows(db, monitor, kind="drift", start=end - _LOOKBACK * DAY_MS, end=end + 1)
+    kind = newest["kind"]
+    rows = window_rows(db, monitor, kind=kind, start=end - _LOOKBACK * DAY_MS, end=end + 1)
     start = end
+    quiet = 0
     for row in reversed([r for r in rows if r["status"] == "ok"]):  # newest first
         row_start = to_ms(row["window_start"])
-        if row_start >= start:
+        if row_start >= end:
             continue  # the newest window itself
-        if to_ms(row["window_end"]) != start or not _drift_reasons(policy, row):
-            break
-        start = row_start
+        if _drift_reasons(policy, row) if kind == "drift" else _fell(policy, row):
+            start, quiet = row_start, 0
+        else:
+            quiet += 1
+            if quiet > 1:
+                break
     return start
 
 
-def _scheduled(history: Sequence[_Event], last_trained: int | None) -> tuple[int, int] | None:
-    """(when, change start) of a retraining scheduled since the last training, if any."""
+def _fell(policy: Policy, row: dict[str, Any]) -> bool:
+    wanted = policy.triggers.performance
+    if wanted is None:
+        return False
+    value = row["values"].get(f"performance.{wanted.metric}")
+    return value is not None and value < wanted.below
+
+
+def _follow_up(
+    policy: Policy, history: Sequence[_Event], last_trained: int | None, now: int
+) -> tuple[str, int] | None:
+    """(reason, change start) when a change trained for is due a follow-up training."""
+    follow = policy.triggers.follow_up
+    if follow is None or last_trained is None:
+        return None
+    change = None
+    for event in reversed(history):
+        if event.action == "policy.trained" and event.evidence.get("change_start"):
+            change = to_ms(_instant(event.evidence["change_start"]))
+            break
+    if change is None or now - last_trained < duration_ms(follow.every):
+        return None
+    if now - change > duration_ms(follow.within):
+        return None
+    reason = (
+        f"following the change from {iso(change)}: {days(now - last_trained)} since the last "
+        f"training (every {days(duration_ms(follow.every))} for "
+        f"{days(duration_ms(follow.within))} after a change)"
+    )
+    return reason, change
+
+
+def _scheduled(history: Sequence[_Event], last_trained: int | None) -> tuple[int, int, bool] | None:
+    """(when, change start, whether drift alone asked) of a retraining scheduled since the last
+    training and not skipped since, if any."""
     for event in reversed(history):
         if last_trained is not None and event.time < last_trained:
             return None
+        if event.action == "policy.trigger_skipped" and "performance" in event.evidence:
+            return None  # a scheduled retraining found the performance holding
         if event.action == "policy.retrain_scheduled":
             at = to_ms(_instant(event.evidence["at"]))
-            return at, to_ms(_instant(event.evidence["change_start"]))
+            change = to_ms(_instant(event.evidence["change_start"]))
+            return at, change, event.evidence.get("by") != "performance"
     return None
+
+
+def _holds(
+    policy: Policy,
+    monitor: Monitor,
+    change: int,
+    now: int,
+    settings: Settings,
+    history: Sequence[_Event],
+) -> dict[str, Any] | None:
+    """The monitor's matured metric since ``change`` (or since the champion was promoted, when
+    later: the days before judged another model) against the week before the change: does it
+    stay within the tolerance? Holds, for now, while the champion has no matured window yet
+    (it was trained on the change already); None when nothing before the change was measured."""
+    from modelloop.monitoring.store import window_rows
+
+    promoted = max((e.time for e in history if e.action == "policy.promoted"), default=0)
+    metric = (policy.triggers.performance or _DEFAULT_PERFORMANCE).metric
+    rows = window_rows(
+        monitor_database(settings),
+        monitor.name,
+        kind="performance",
+        start=change - 7 * DAY_MS,
+        end=now,
+    )
+    key = f"performance.{metric}"
+    before = [
+        r["values"][key] for r in rows if key in r["values"] and to_ms(r["window_start"]) < change
+    ]
+    start = max(change, promoted)
+    since = [
+        r["values"][key] for r in rows if key in r["values"] and to_ms(r["window_start"]) >= start
+    ]
+    if not before:
+        return None
+    if not since:
+        detail = (
+            f"the champion, promoted {iso(promoted)} after the change began, has no matured "
+            "window yet (it learnt from the change): judged again once it has"
+        )
+        return {"holds": True, "detail": detail}
+    level, now_level = sum(before) / len(before), sum(since) / len(since)
+    holds = now_level >= level - policy.triggers.tolerance
+    detail = (
+        f"{metric} {now_level:.4f} over {len(since)} matured window(s) since "
+        f"{'the change' if start == change else 'the champion was promoted'} vs "
+        f"{level:.4f} over {len(before)} before the change ({'within' if holds else 'beyond'} the "
+        f"tolerance {policy.triggers.tolerance:g})"
+    )
+    return {"holds": holds, "since": now_level, "before": level, "detail": detail}
 
 
 def _within_budget(

@@ -90,6 +90,7 @@ class DemoResult:
     timeline: list[Any]  # the policy's decisions
     seconds: float
     weekly: pd.DataFrame = field(default_factory=pd.DataFrame)
+    alerts: int = 0  # alerts that fired (a rule going from ok to firing) during the run
 
 
 # -- the data --------------------------------------------------------------------------------------
@@ -226,6 +227,7 @@ def run_demo(
         by_day = dict(list(stream.groupby(stream["TX_TIME_DAYS"])))
         labels_due: dict[int, pd.DataFrame] = {}
         hourly: list[Any] = []  # decisions taken during the day (rollout stages last hours)
+        fired = 0
 
         def rollout_step(at_ms: int) -> None:
             """The scheduler steps the policy every minute; between the daily monitor windows
@@ -257,6 +259,7 @@ def run_demo(
             clock["ms"] = _ms(at)
             ml.set_store_clock(at, settings=settings)
             checked = run_monitor(MONITOR, now=at, settings=settings)
+            fired += sum(a["state"] == "firing" for r in checked for a in r.alerts)
             decisions = [*hourly, *step_policy(POLICY, now=at, settings=settings)]
             decisions += _approve_promotions(at, settings)
             hourly.clear()
@@ -267,7 +270,7 @@ def run_demo(
                 on_day(day, decisions, {**_status(answered), "alerts": alerts})
     frame = pd.concat(served, ignore_index=True)
     events = timeline(POLICY, settings=settings)
-    result = DemoResult(config, frame, events, time.perf_counter() - started)
+    result = DemoResult(config, frame, events, time.perf_counter() - started, alerts=fired)
     result.weekly = weekly_quality(frame, config)
     return result
 
@@ -352,19 +355,22 @@ def _declare(config: DemoConfig, champion: int) -> None:
                 "drifted_features": 2,
                 "score_drift": True,
                 "performance": {"metric": "average_precision", "below": 0.6},
-                "cooldown": "7d",
+                "cooldown": "3d",
                 "min_importance": 0.2,
-                "change_labels": "1d",
+                "change_labels": "2d",
                 "budget": {"trainings": 8, "per": "56d"},
+                "follow_up": {"every": "7d", "within": "42d"},
             },
             "training": {
                 "function": "modelloop.examples.fraud.demo:train",
                 "window": "21d",
-                "holdout": "4d",
+                "holdout": "7d",
                 "holdout_share": 0.3,
                 "min_rows": 5000,
             },
-            "gate": {"metric": "average_precision", "margin": 0.0, "bootstrap": 500},
+            # Non-inferiority: a model trained on newer data is promoted unless it is likely
+            # worse by more than 0.01 AP on the replayed recent traffic.
+            "gate": {"metric": "average_precision", "margin": -0.01, "bootstrap": 500},
             "rollout": {
                 "shadow": "2h",
                 "canary": "4h",
