@@ -1,7 +1,9 @@
 """The closed loop on a small synthetic stream, through a real serving app on a simulated clock:
-a new fraud pattern appears, the policy retrains until a challenger beats the champion at the
-gate, rolls it out through shadow and canary, and promotes it; a bad model forced into canary is
-rolled back. Every step is an audit event with its evidence."""
+a new fraud pattern appears in a feature the champion ignores; the policy skips the drift until
+the pattern's labels mature, then retrains, judges the challenger on a replay of the logged
+traffic, rolls it out through shadow and canary on operational checks and promotes it; a
+retraining is scheduled for when a change's labels mature; the budget skips a training; a bad
+model forced into canary is rolled back on matured labels. Every step is an audit event."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import pytest
 import modelloop as ml
 from modelloop import audit
 from modelloop.automation.loop import start_rollout, step_policy, timeline
+from modelloop.automation.loop import timeline as timeline_of
 from modelloop.automation.policy import apply_policy, policy_state
 from modelloop.automation.training import TrainingContext
 from modelloop.monitoring.monitor import apply_monitor
@@ -100,8 +103,31 @@ class Stream:
 _pending: dict[int, list[dict[str, Any]]] = {}
 
 
+def _policy(**changes: Any) -> dict[str, Any]:
+    """The test's policy; ``changes`` replace whole sections or keys of them."""
+    policy: dict[str, Any] = {
+        "name": "fraud-loop", "deployment": DEPLOYMENT, "model": MODEL, "monitor": "fraud-watch",
+        "triggers": {"drifted_features": 1, "cooldown": "2d", "change_labels": "1d"},
+        "training": {"function": "tests.automation.test_loop:train", "window": "8d",
+                     "holdout": "2d", "holdout_share": 0.5, "min_rows": 1000},
+        "gate": {"bootstrap": 200},
+        "rollout": {"shadow": "1d", "canary": "1d", "canary_percent": 50, "min_labels": 20},
+    }  # fmt: skip
+    for section, values in changes.items():
+        policy[section] = {**policy[section], **values}
+    return policy
+
+
 def _ms(day: int) -> int:
     return int((START + timedelta(days=day - 1)).timestamp() * 1000)
+
+
+def _iso_day(day: int) -> str:
+    return (START + timedelta(days=day - 1)).date().isoformat()
+
+
+def _ms_iso(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 @pytest.fixture
@@ -123,14 +149,7 @@ def stream(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stream]:
             "performance": {"label_delay": "2d", "min_labels": 20},
         }
     )
-    apply_policy({
-        "name": "fraud-loop", "deployment": DEPLOYMENT, "model": MODEL, "monitor": "fraud-watch",
-        "triggers": {"drifted_features": 1, "cooldown": "2d"},
-        "training": {"function": "tests.automation.test_loop:train", "window": "8d",
-                     "holdout": "2d", "min_rows": 1000},
-        "gate": {"bootstrap": 200},
-        "rollout": {"shadow": "1d", "canary": "1d", "canary_percent": 50, "min_labels": 20},
-    })  # fmt: skip
+    apply_policy(_policy())
     now = {"ms": _ms(1)}
     spec = ServeSpec(deployment={"name": DEPLOYMENT, "model": f"{MODEL}@champion"}, stored=True,
                      poll_interval=0.05)  # fmt: skip
@@ -138,7 +157,9 @@ def stream(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stream]:
         yield Stream(live, now, pattern_from=4)
 
 
-def test_the_policy_retrains_gates_and_promotes_after_a_new_pattern(stream: Stream) -> None:
+def test_the_policy_retrains_gates_on_a_replay_and_promotes_after_a_new_pattern(
+    stream: Stream,
+) -> None:
     timeline: list[tuple[int, str]] = []
     for d in range(1, 21):
         stream.day(d)
@@ -148,21 +169,113 @@ def test_the_policy_retrains_gates_and_promotes_after_a_new_pattern(stream: Stre
         if timeline and timeline[-1][1] == "policy.promoted":
             break
     actions = [a for _, a in timeline]
-    assert actions[0] == "policy.trigger"
-    assert "policy.rejected" in actions  # trained before the pattern's labels: not better
-    assert actions[-4:] == ["policy.trained", "policy.shadow", "policy.canary", "policy.promoted"]
+    first = actions.index("policy.trigger")
+    # The ring strikes at night from day 4: "hour" drifts, but v1 never used it; the policy waits
+    # for the ring's labels instead of training blind, and says why each day.
+    assert first > 0
+    assert set(actions[:first]) == {"policy.trigger_skipped"}
+    # Day 6 closes on day 7 at 00:10: 1d of the ring's labels (day 4) has matured (2d delay).
+    assert timeline[first][0] == 6
+    assert actions[first:] == [
+        "policy.trigger", "policy.trained", "policy.shadow", "policy.canary", "policy.promoted"
+    ]  # fmt: skip
     promoted = ml.resolve_model_uri(f"models:/{MODEL}@champion")
-    assert promoted.version > 1
+    assert promoted.version == 2
     assert get_deployment(DEPLOYMENT).deployment.mode.value == "single"
     state = policy_state("fraud-loop")
-    assert (state.stage, state.champion_version) == ("idle", promoted.version)
-    assert state.trainings == actions.count("policy.trigger")
+    assert (state.stage, state.champion_version, state.trainings) == ("idle", 2, 1)
 
-    events = audit.events(open_database(load_settings().database_url), object_type="policy")
-    shadow = next(e for e in events if e.action == "policy.shadow")
-    assert shadow.after is not None
-    assert shadow.after["interval"][0] > 0  # the gate's evidence travels with the decision
+    decisions = timeline_of("fraud-loop")
+    skipped = [d for d in decisions if d.action == "policy.trigger_skipped"]
+    assert all("of the champion's attention" in d.evidence["skipped"] for d in skipped)
+    assert all(d.evidence["importance"]["columns"]["hour"] < 0.2 for d in skipped)
+    trigger = next(d for d in decisions if d.action == "policy.trigger")
+    assert "performance" in trigger.evidence  # the ring's labels said the champion fell short
+    assert not trigger.evidence["performance"]["holds"]
+    assert trigger.evidence["change_start"].startswith(_iso_day(4))
+    trained = next(d for d in decisions if d.action == "policy.trained")
+    assert trained.evidence["window"][1] > _iso_day(4)  # it saw the ring's labels
+    shadow = next(d for d in decisions if d.action == "policy.shadow")
+    replay = shadow.evidence["replay"]
+    assert replay["data"].startswith("replay of ")
+    assert sum(day["rows"] for day in replay["per_day"]) == shadow.evidence["rows"]
+    assert shadow.evidence["interval"][0] > 0  # the replay's evidence travels with the decision
+    run = ml.get_client().get_run(replay["run_id"])
+    assert run.metrics["replay.rows"] == shadow.evidence["rows"]
+    canary = next(d for d in decisions if d.action == "policy.canary")
+    assert canary.evidence["shadow"]["passed"]
+    assert canary.evidence["shadow"]["checks"]["consistency"]["passed"]
+    db = open_database(load_settings().database_url)
+    gate = [e for e in audit.events(db, object_type="model_version") if e.action == "gate.decision"]
+    assert gate[-1].after is not None
+    assert gate[-1].after["data"].startswith("replay of ")
     assert ml.verify_audit().ok
+
+
+def test_the_replay_pairs_the_champions_answers_with_the_challengers_scores(
+    stream: Stream,
+) -> None:
+    from modelloop.automation.replay import replay
+
+    for d in range(1, 5):
+        stream.day(d)
+    logged = ml.predictions(MODEL, deployment=DEPLOYMENT)
+    logged = logged[logged["label"].notna()]
+    assert len(logged) > 1000
+    fresh = transactions(4000, seed=3000, pattern=True)
+    context = TrainingContext(None, FEATURES, "label", START, START, START)  # type: ignore[arg-type]
+    model = train(fresh, context)
+    with ml.start_run(experiment="fraud") as run:
+        challenger = ml.register_model(run, MODEL, model, training_data=fresh[FEATURES])
+    registry = ml.get_registry()
+    result = replay(
+        logged,
+        registry.load_model(f"models:/{MODEL}/1"),
+        1,
+        registry.load_model(f"models:/{MODEL}/{challenger.version}"),
+        challenger.version,
+    )
+    by_hand = model.predict_proba(logged[FEATURES])[:, 1]
+    assert result.rows["prediction_id"].tolist() == logged["prediction_id"].tolist()
+    assert np.array_equal(result.rows["champion"].to_numpy(), logged["score"].to_numpy())
+    assert np.allclose(result.rows["challenger"].to_numpy(), by_hand, rtol=0, atol=1e-12)
+    assert (result.served_rows, result.replayed_rows) == (len(logged), 0)
+    days = result.per_day()
+    assert days["rows"].sum() == len(logged)
+    assert days["positives"].sum() == int(logged["label"].sum())
+
+
+def test_a_retraining_waits_for_the_changes_labels_and_the_budget_holds(
+    stream: Stream,
+) -> None:
+    # Every drift matters here (min_importance 0): the retraining is scheduled, not trained blind;
+    # follow-ups every 2 days after a change are asked for, one training per 30 days is all the
+    # budget allows.
+    apply_policy(_policy(triggers={"min_importance": 0.0,
+                                   "follow_up": {"every": "2d", "within": "20d"},
+                                   "budget": {"trainings": 1, "per": "30d"}}))  # fmt: skip
+    for d in range(1, 13):
+        stream.day(d)
+        stream.close_day(d)
+        if policy_state("fraud-loop").stage in ("shadow", "canary"):
+            stream.wait_for_mode(policy_state("fraud-loop").stage)
+    decisions = timeline_of("fraud-loop")
+    actions = [d.action for d in decisions]
+    scheduled = decisions[actions.index("policy.retrain_scheduled")]
+    assert scheduled.time == _ms(5) + 600_000  # closing day 4, the ring's first day
+    assert scheduled.evidence["change_start"].startswith(_iso_day(4))
+    due = scheduled.evidence["at"]
+    assert due.startswith(_iso_day(7))  # 1d of the ring's labels, matured 2d later
+    assert "policy.trigger" in actions, [(d.action, d.evidence.get("skipped")) for d in decisions]
+    trigger = decisions[actions.index("policy.trigger")]
+    assert trigger.time >= _ms_iso(due)
+    assert "is due" in trigger.evidence["reasons"][0]
+    assert actions.count("policy.trained") == 1
+    budget = [d for d in decisions if d.action == "policy.trigger_skipped"
+              and "budget" in d.evidence["skipped"]]  # fmt: skip
+    assert budget, actions  # the follow-up asked again; the budget said no, in words
+    assert "following the change" in budget[0].evidence["reasons"][0]
+    assert "the budget of 1 trainings per 30d is spent" in budget[0].evidence["skipped"]
 
 
 def test_a_bad_model_forced_into_canary_is_rolled_back(stream: Stream) -> None:
@@ -173,6 +286,7 @@ def test_a_bad_model_forced_into_canary_is_rolled_back(stream: Stream) -> None:
         bad = ml.register_model(run, MODEL, train(shuffled, context),
                                 training_data=shuffled[FEATURES])  # fmt: skip
     stream.pattern_from = 10_000  # no drift: only the forced rollout happens
+    apply_policy(_policy(rollout={"wait_for_labels": True}))  # judged on matured labels too
     start_rollout("fraud-loop", bad.version, stage="canary",
                   now=datetime.fromtimestamp(_ms(1) / 1000, UTC))  # fmt: skip
     stream.wait_for_mode("canary")

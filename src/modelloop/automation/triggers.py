@@ -5,12 +5,13 @@ a matured metric too low) or in the schedule (``every``). What it leads to depen
 would cost and what it could gain:
 
 - a **performance** or **schedule** reason trains (the labels already say the model fell short);
-- **drift alone** is weighed first: when the drifted features carry less than ``min_importance``
-  of the champion's attention (mean absolute contribution on the window's own requests) and the
-  score did not drift, the model barely reads what moved, so no training is paid for; and once
-  labels of the change have matured, drift alone does not train while the matured metric since
-  the change stays within ``tolerance`` of its level in the week before it ("performance
-  holds", from the monitor's stored performance windows);
+- **drift alone** is judged by the change's labels once they have matured: no training while
+  the matured metric since the change (or since the champion's promotion) stays within
+  ``tolerance`` of its level in the week before it ("performance holds", from the monitor's
+  stored performance windows). Before its labels mature, drift is weighed instead: when the
+  drifted features carry less than ``min_importance`` of the champion's attention (mean
+  absolute contribution on the window's own requests) and the score did not drift, the model
+  barely reads what moved, so no retraining is scheduled (the labels will tell);
 - a reason trains only once ``change_labels`` of the change's labels have matured (the change
   starts with the run of triggering windows the newest belongs to): before that a training
   could not see it, so the retraining is *scheduled* for that moment instead;
@@ -147,8 +148,17 @@ def check_triggers(
     assert window is not None
     change = _run_start(db, policy, monitor.name, window)
     evidence["change_start"] = iso(change)
+    matured = duration_ms(monitor.performance.label_delay) + duration_ms(monitor.grace)
+    ready = change + duration_ms(triggers.change_labels) + matured
+    if not fell and now >= ready:  # drift alone, and the change's labels say how much it hurt
+        held = _holds(policy, monitor, change, now, settings, history)
+        if held is not None:
+            evidence["performance"] = held
+            if held["holds"]:
+                why = f"drift alone, and the matured performance holds: {held['detail']}"
+                return Outcome("skip", {**evidence, "skipped": why}, judged, reasons)
     score_drifted = drift is not None and drift["values"].get("drift.score_drifted") == 1.0
-    if not fell and drift is not None and importance is not None:  # drift alone: weigh it
+    if not fell and now < ready and drift is not None and importance is not None:
         span = (to_ms(drift["window_start"]), to_ms(drift["window_end"]))
         weighed = importance(evidence["drift_window"]["drifted_columns"], *span)
         evidence["importance"] = weighed
@@ -157,19 +167,10 @@ def check_triggers(
         ):
             why = (
                 f"the drifted features carry {weighed['share']:.1%} of the champion's attention "
-                f"(below {triggers.min_importance:.0%}), the score did not drift and no matured "
-                "metric fell: the model barely reads what moved"
+                f"(below {triggers.min_importance:.0%}) and the score did not drift: no "
+                f"retraining is scheduled; the change's labels will tell from {iso(ready)}"
             )
             return Outcome("skip", {**evidence, "skipped": why}, judged, reasons)
-    matured = duration_ms(monitor.performance.label_delay) + duration_ms(monitor.grace)
-    ready = change + duration_ms(triggers.change_labels) + matured
-    if not fell and now >= ready:
-        held = _holds(policy, monitor, change, now, settings, history)
-        if held is not None:
-            evidence["performance"] = held
-            if held["holds"]:
-                why = f"drift alone, and the matured performance holds: {held['detail']}"
-                return Outcome("skip", {**evidence, "skipped": why}, judged, reasons)
     if now < ready:
         if scheduled is not None and scheduled[1] == change:
             why = f"already scheduled for {iso(ready)}"
