@@ -20,10 +20,18 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from typer.testing import CliRunner
 
 import modelloop as ml
-from modelloop.automation import GateOptions, ModelCost, decide, evaluate_gate, paired_bootstrap
+from modelloop.automation import (
+    GateOptions,
+    ModelCost,
+    decide,
+    evaluate_gate,
+    paired_bootstrap,
+    paired_bootstraps,
+)
+from modelloop.automation.holdout import holdout_days
 from modelloop.cli import app
 from modelloop.errors import InvalidArgument, InvalidInput, NotFound
-from modelloop.monitoring.performance import precision_at_k
+from modelloop.monitoring.performance import card_precision_at_k, precision_at_k
 from modelloop.settings import load_settings
 from modelloop.store import close_database
 from modelloop.tracking import fluent
@@ -323,12 +331,395 @@ def test_few_positives_fail_the_bootstrap_check(registered: Registered) -> None:
     assert any("too few positives" in r for r in result.reasons)
 
 
+def test_thirty_thousand_rows_two_thousand_cards_a_thousand_resamples() -> None:
+    frame = _cards(30_000, 2000, 30, seed=2)
+    boots = paired_bootstraps(
+        frame["label"],
+        frame["champion"],
+        frame["challenger"],
+        metrics=("cp@k", "amount@k"),
+        groups=frame["card"],
+        days=frame["day"],
+        amounts=frame["amount"],
+    )
+    for boot in boots.values():
+        assert boot.differences.size == 1000
+        assert boot.n_undefined == 0
+    cp = boots["card_precision_at_k"]
+    assert (cp.differences > 0).mean() > 0.9  # the challenger is better
+
+
 def test_fifty_thousand_rows_a_thousand_resamples() -> None:
     rng = np.random.default_rng(0)
     y = (rng.random(50_000) < 0.05).astype(float)
     boot = paired_bootstrap(y, y + rng.random(50_000), y * 1.2 + rng.random(50_000))
     assert boot.differences.size == 1000
     assert boot.n_undefined == 0
+
+
+# -- card metrics: card precision@k and the fraud amount caught ------------------------------------
+
+
+def _cards(rows: int, cards: int, days: int, seed: int, compromised: float = 0.1) -> pd.DataFrame:
+    """Transactions of ``cards`` cards over ``days`` days (string dates, unsorted rows); a
+    ``compromised`` share of the cards has half of its transactions fraudulent. Scores are
+    rounded to one decimal: ties between cards everywhere."""
+    rng = np.random.default_rng(seed)
+    card = rng.integers(0, cards, size=rows) * 7 + 3  # ids sort differently from codes
+    stolen = rng.random(cards * 7 + 3) < compromised
+    label = ((rng.random(rows) < 0.5) & stolen[card]).astype(float)
+    return pd.DataFrame(
+        {
+            "card": card,
+            "day": [f"2024-03-{d:02d}" for d in rng.integers(1, days + 1, size=rows)],
+            "amount": rng.gamma(2.0, 30.0, size=rows).round(2),
+            "label": label,
+            "champion": np.round(0.5 * label + rng.random(rows), 1),
+            "challenger": np.round(0.8 * label + rng.random(rows), 1),
+        }
+    )
+
+
+def _card_reference(frame: pd.DataFrame, k: int, n_bootstrap: int, seed: int) -> Any:
+    """The slow definition: draw cards with replacement, materialise every copy with all its
+    rows (a new id per copy, ranked after the original card id), then each day rank the copies
+    by their max score, count the frauds and the fraud amount of the top k, and block the copies
+    caught. Returns (n_bootstrap, 4): CP@k and the amount for the champion, then the challenger."""
+    rng = np.random.default_rng(seed)
+    ids = np.unique(frame["card"])
+    rows_of = {card: rows.index.to_numpy() for card, rows in frame.groupby("card")}
+    days = sorted(frame["day"].unique())
+    out = []
+    for _ in range(n_bootstrap):
+        drawn = rng.integers(0, len(ids), size=len(ids))
+        resampled = pd.concat(
+            [
+                frame.loc[rows_of[ids[position]]].assign(copy=position * len(ids) + copy)
+                for position in np.unique(drawn)  # copies of a card rank together
+                for copy in range(int((drawn == position).sum()))
+            ],
+            ignore_index=True,
+        )
+        resampled["fraud"] = resampled["amount"].where(resampled["label"] == 1, 0.0)
+        values = []
+        for side in ("champion", "challenger"):
+            blocked: set[int] = set()
+            daily, money = [], 0.0
+            for day in days:
+                today = resampled[resampled["day"] == day]
+                per_copy = today.groupby("copy").agg(
+                    score=(side, "max"), label=("label", "max"), fraud=("fraud", "sum")
+                )
+                per_copy = per_copy[~per_copy.index.isin(blocked)].reset_index()
+                ranked = per_copy.sort_values(["score", "copy"], ascending=[False, True])
+                top = ranked.head(k)
+                daily.append(top["label"].sum() / k)
+                money += float(top["fraud"].sum())
+                blocked |= set(top.loc[top["label"] == 1, "copy"])
+            values += [float(np.mean(daily)), money]
+        out.append(values)
+    return np.array(out)
+
+
+def test_card_precision_equals_the_monitors_on_the_same_rows() -> None:
+    """The gate's point value is the monitor's card_precision_at_k, ties and blocked cards
+    included; shuffling the rows changes nothing."""
+    frame = _cards(3000, 400, 7, seed=0)
+    boot = paired_bootstrap(
+        frame["label"],
+        frame["champion"],
+        frame["challenger"],
+        metric="cp@k",
+        k=25,
+        n_bootstrap=100,
+        groups=frame["card"],
+        days=frame["day"],
+    )
+    for side, value in (("champion", boot.champion_value), ("challenger", boot.challenger_value)):
+        monitor = frame.rename(columns={"card": "entity", side: "score"})
+        expected, daily = card_precision_at_k(monitor, k=25)
+        assert len(daily) == 7
+        assert value == pytest.approx(expected, abs=1e-12)
+    shuffled = frame.sample(frac=1.0, random_state=1)
+    again = paired_bootstrap(
+        shuffled["label"],
+        shuffled["champion"],
+        shuffled["challenger"],
+        metric="cp@k",
+        k=25,
+        n_bootstrap=100,
+        groups=shuffled["card"].to_numpy(),
+        days=shuffled["day"].tolist(),
+    )
+    assert again.challenger_value == pytest.approx(boot.challenger_value, abs=1e-12)
+
+
+def test_fraud_amount_worked_example() -> None:
+    """k = 1 card a day. Day 1: card 10 (score 0.9, frauds of 5 + 7) beats card 20 (0.8):
+    12 caught, card 10 blocked. Day 2: card 10 (0.95) is blocked, so card 20 (0.7, fraud 30)
+    is the alert: 30 caught. Total 42; CP@1 = (1 + 1) / 2."""
+    frame = pd.DataFrame(
+        {
+            "card": [10, 10, 10, 20, 10, 20, 20],
+            "day": ["d1", "d1", "d1", "d1", "d2", "d2", "d2"],
+            "amount": [5.0, 7.0, 100.0, 9.0, 50.0, 30.0, 1.0],
+            "label": [1, 1, 0, 0, 1, 1, 0],
+            "score": [0.9, 0.1, 0.2, 0.8, 0.95, 0.7, 0.1],
+        }
+    )
+    boots = paired_bootstraps(
+        frame["label"],
+        frame["score"],
+        frame["score"],
+        metrics=("amount@k", "cp@k"),
+        k=1,
+        n_bootstrap=100,
+        groups=frame["card"],
+        days=frame["day"],
+        amounts=frame["amount"],
+    )
+    assert boots["fraud_amount_at_k"].champion_value == pytest.approx(42.0)
+    assert boots["card_precision_at_k"].champion_value == pytest.approx(1.0)
+
+
+def test_the_card_bootstrap_equals_a_slow_reference() -> None:
+    """Both card metrics on the same card resamples as the materialised reference: copies of a
+    card counted with all their rows on every day, a day's top k split between copies (k = 3
+    with ties), copies blocked one by one, days without any drawn card counted."""
+    frame = _cards(500, 60, 5, seed=3)
+    boots = paired_bootstraps(
+        frame["label"],
+        frame["champion"],
+        frame["challenger"],
+        metrics=("card_precision_at_k", "fraud_amount_at_k"),
+        k=3,
+        n_bootstrap=40,
+        seed=7,
+        groups=frame["card"],
+        days=frame["day"],
+        amounts=frame["amount"],
+    )
+    expected = _card_reference(frame, k=3, n_bootstrap=40, seed=7)
+    cp, amount = boots["card_precision_at_k"], boots["fraud_amount_at_k"]
+    np.testing.assert_allclose(cp.champion, expected[:, 0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(amount.champion, expected[:, 1], rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(cp.challenger, expected[:, 2], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(amount.challenger, expected[:, 3], rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(cp.differences, expected[:, 2] - expected[:, 0], atol=1e-12)
+    assert cp.n_undefined == amount.n_undefined == 0
+    assert len(set(np.round(cp.champion, 9))) > 5  # the resamples differ
+    # One metric alone draws the same cards as both together.
+    alone = paired_bootstrap(
+        frame["label"],
+        frame["champion"],
+        frame["challenger"],
+        metric="amount@k",
+        k=3,
+        n_bootstrap=40,
+        seed=7,
+        groups=frame["card"],
+        days=frame["day"],
+        amounts=frame["amount"],
+    )
+    np.testing.assert_array_equal(alone.differences, amount.differences)
+
+
+def test_the_card_bootstrap_equals_the_reference_on_a_larger_holdout() -> None:
+    """Many more cards a day than k reaches, and, after a few days, the top of the challenger's
+    ranking full of blocked cards: the pass that goes only as deep as k copies reach (deeper
+    when needed) agrees with the reference too."""
+    frame = _cards(3000, 150, 8, seed=4, compromised=0.6)
+    boots = paired_bootstraps(
+        frame["label"],
+        frame["champion"],
+        frame["challenger"],
+        metrics=("cp@k", "amount@k"),
+        k=10,
+        n_bootstrap=6,
+        seed=1,
+        groups=frame["card"],
+        days=frame["day"],
+        amounts=frame["amount"],
+    )
+    expected = _card_reference(frame, k=10, n_bootstrap=6, seed=1)
+    np.testing.assert_allclose(boots["card_precision_at_k"].challenger, expected[:, 2], atol=1e-12)
+    np.testing.assert_allclose(
+        boots["fraud_amount_at_k"].challenger, expected[:, 3], rtol=1e-12, atol=1e-9
+    )
+
+
+def _costs() -> dict[str, ModelCost]:
+    return {
+        side: ModelCost(
+            requested=f"models:/fraud/{version}",
+            uri=f"models:/fraud/{version}",
+            name="fraud",
+            version=version,
+            package_digest="0" * 64,
+            latency_ms=1.0,
+            batch_latency_ms=0.01,
+            size_bytes=1000,
+        )
+        for side, version in (("challenger", 2), ("champion", 1))
+    }
+
+
+def test_a_gate_of_several_metrics_passes_only_when_each_passes() -> None:
+    frame = _cards(6000, 800, 7, seed=5)
+    inputs = {"groups": frame["card"], "days": frame["day"], "amounts": frame["amount"]}
+    scores = (frame["label"], frame["champion"], frame["challenger"])
+    options = GateOptions(metrics=("cp@k", "ap", "amount@k"), k=30, n_bootstrap=300)
+    result = decide(*scores, options, **_costs(), data_digest="d", **inputs)
+    assert result.decision == "promote", result.summary()
+    assert [m.metric for m in result.metrics] == [
+        "card_precision_at_k",
+        "average_precision",
+        "fraud_amount_at_k",
+    ]
+    assert [m.label for m in result.metrics] == ["card precision@30", "AP", "fraud amount@30"]
+    assert [m.k for m in result.metrics] == [30, None, 30]
+    assert [m.resampled for m in result.metrics] == ["cards", "rows", "cards"]
+    for m in result.metrics:
+        assert m.passed
+        assert m.margin < m.ci_low <= m.difference <= m.ci_high
+        assert m.difference == pytest.approx(m.challenger - m.champion)
+    primary = result.metrics[0]  # the top-level fields are the first metric's
+    assert (result.metric, result.k) == ("card_precision_at_k", 30)
+    assert (result.challenger.value, result.champion.value) == (
+        primary.challenger,
+        primary.champion,
+    )
+    assert (result.difference, result.ci_low, result.ci_high, result.margin) == (
+        primary.difference,
+        primary.ci_low,
+        primary.ci_high,
+        primary.margin,
+    )
+    assert [(c.name, c.metric) for c in result.checks] == [
+        ("metric", "card_precision_at_k"),
+        ("metric", "average_precision"),
+        ("metric", "fraud_amount_at_k"),
+    ]
+    assert "fraud amount@30 " in result.summary()
+    record = json.loads(json.dumps(result.to_dict()))
+    assert [m["metric"] for m in record["metrics"]] == [m.metric for m in result.metrics]
+
+    # A margin per metric: demanding more money than the interval allows rejects, for that
+    # reason alone, with the other metrics' intervals unchanged.
+    money = result.metrics[2]
+    strict = GateOptions(
+        metrics=("cp@k", "ap", "amount@k"), k=30, n_bootstrap=300, margin=(0, 0, money.ci_low + 1)
+    )
+    rejected = decide(*scores, strict, **_costs(), data_digest="d", **inputs)
+    assert rejected.decision == "reject"
+    assert [c.passed for c in rejected.checks] == [True, True, False]
+    assert rejected.reasons == [
+        f"lower bound of the 95% interval of the fraud amount@30 difference is "
+        f"{money.ci_low:+.4f}, not above the margin {money.ci_low + 1:+.4f}"
+    ]
+    assert [(m.ci_low, m.ci_high) for m in rejected.metrics] == [
+        (m.ci_low, m.ci_high) for m in result.metrics
+    ]
+    # The same models the other way round: every metric fails.
+    backwards = (frame["label"], frame["challenger"], frame["champion"])
+    swapped = decide(*backwards, options, **_costs(), data_digest="d", **inputs)
+    assert swapped.decision == "reject"
+    assert len(swapped.reasons) == 3
+
+
+def test_card_metrics_name_what_they_are_missing(registered: Registered) -> None:
+    frame = _cards(500, 60, 5, seed=3)
+    scores = (frame["label"], frame["champion"], frame["challenger"])
+    with pytest.raises(InvalidArgument, match=r"card precision@k needs groups .*missing: groups"):
+        decide(*scores, GateOptions(metric="cp@k"), **_costs(), data_digest="d", days=frame.day)
+    with pytest.raises(InvalidArgument, match=r"fraud amount@k needs .*missing: amounts$"):
+        decide(
+            *scores,
+            GateOptions(metrics=("ap", "amount@k")),
+            **_costs(),
+            data_digest="d",
+            groups=frame["card"],
+            days=frame["day"],
+        )
+    with pytest.raises(InvalidArgument, match="1 of 500 rows have no value in days"):
+        paired_bootstrap(
+            *scores, metric="cp@k", groups=frame["card"], days=frame["day"].mask(frame.index == 3)
+        )
+    holdout = registered.holdout
+    with pytest.raises(
+        InvalidArgument,
+        match=r"card precision@100 needs the holdout's card and day column: name it with "
+        r"entity=, day= \(CLI --entity, --day\)",
+    ):
+        _gate(registered.full, registered.weak, holdout, GateOptions(metric="cp@k"), record=False)
+    with pytest.raises(InvalidArgument, match="no entity column 'card'"):
+        _gate(
+            registered.full,
+            registered.weak,
+            holdout,
+            GateOptions(metric="cp@k"),
+            entity="card",
+            day="f0",
+            record=False,
+        )
+    with pytest.raises(InvalidArgument, match="Give metric='ap' or metrics"):
+        GateOptions(metric="ap", metrics=("cp@k",))
+    with pytest.raises(InvalidArgument, match="one per metric"):
+        GateOptions(metrics=("cp@k", "ap"), margin=(0.0, 0.0, 0.0))
+
+
+def test_the_day_column_is_a_utc_date_or_a_number() -> None:
+    frame = pd.DataFrame(
+        {
+            "stamp": pd.to_datetime(["2024-03-01 23:30", "2024-03-02 00:30"]).tz_localize(
+                "Europe/Paris"
+            ),  # 22:30 and 23:30 UTC on March 1st
+            "text": ["2024-03-01", "2024-03-02T00:00:31"],
+            "number": [17, 18],
+            "word": ["monday", "tuesday"],
+        }
+    )
+    assert holdout_days(frame, "stamp").tolist() == ["2024-03-01", "2024-03-01"]
+    assert holdout_days(frame, "text").tolist() == ["2024-03-01", "2024-03-02"]
+    assert holdout_days(frame, "number").tolist() == [17, 18]
+    with pytest.raises(InvalidArgument, match="neither numbers nor dates"):
+        holdout_days(frame, "word")
+
+
+def _with_cards(holdout: pd.DataFrame) -> pd.DataFrame:
+    rng = np.random.default_rng(9)
+    start = pd.Timestamp("2024-03-01", tz="UTC")
+    return holdout.assign(
+        card=rng.integers(0, 600, size=len(holdout)),
+        time=start + pd.to_timedelta(rng.integers(0, 5 * 86400, size=len(holdout)), unit="s"),
+        spent=rng.gamma(2.0, 30.0, size=len(holdout)).round(2),
+    )
+
+
+def test_evaluate_gate_with_card_metrics(registered: Registered) -> None:
+    holdout = _with_cards(registered.holdout)
+    options = GateOptions(metrics=("cp@k", "amount@k"), k=20, n_bootstrap=300)
+    columns = {"entity": "card", "day": "time", "amount": "spent"}
+    better = _gate(registered.full, registered.weak, holdout, options, record=False, **columns)
+    assert better.decision == "promote", better.summary()
+    assert [m.metric for m in better.metrics] == ["card_precision_at_k", "fraud_amount_at_k"]
+    scores = ml.load_model(f"models:/{_uri(registered.full)}").predict(holdout)
+    monitor = pd.DataFrame(
+        {
+            "day": holdout["time"].dt.strftime("%Y-%m-%d"),
+            "entity": holdout["card"],
+            "score": scores,
+            "label": holdout["label"],
+        }
+    )
+    assert better.challenger.value == pytest.approx(card_precision_at_k(monitor, k=20)[0])
+    worse = _gate(registered.shuffled, registered.full, holdout, options, record=False, **columns)
+    assert worse.decision == "reject"
+    assert "interval of the card precision@20 difference" in worse.reasons[0]
+    assert "interval of the fraud amount@20 difference" in worse.reasons[1]
+    # The columns the card metrics read are part of what the digest names.
+    plain = _gate(registered.full, registered.weak, holdout, record=False)
+    assert better.data_digest != plain.data_digest
 
 
 # -- budgets -------------------------------------------------------------------------------------
@@ -540,12 +931,19 @@ def test_cli_user_mistakes_are_one_line_errors(registered: Registered) -> None:
     path = registered.home.parent / "nolabel.parquet"
     registered.holdout.drop(columns=["label"]).to_parquet(path)
     base = ["--challenger", _uri(registered.full), "--champion", _uri(registered.weak)]
+    three_margins = ["--margin", "0", "--margin", "1", "--margin", "2"]
     for args, code, needle in (
         (["--data", str(path)], 2, "no label column 'label'"),
         (["--data", str(path), "--label", "f0", "--metric", "f1"], 2, "Unknown gate metric"),
         (["--data", "missing.parquet"], 3, "No such file: missing.parquet"),
         (["--data", "no-such-dataset"], 3, "no-such-dataset"),
         (["--data", str(path), "--bootstrap", "10"], 2, "--bootstrap"),
+        (["--data", str(path), "--metric", "ap", "--metric", "cp@k"], 2, "(CLI --entity, --day)"),
+        (
+            ["--data", str(path), "--metric", "ap", "--metric", "auc", *three_margins],
+            2,
+            "one per metric (2), got 3",
+        ),
     ):
         done = _cli(*base, *args)
         assert done.exit_code == code, (args, done.output)
@@ -553,3 +951,44 @@ def test_cli_user_mistakes_are_one_line_errors(registered: Registered) -> None:
         assert len(lines) == 1, done.stderr
         assert lines[0].startswith("Error: "), done.stderr
         assert needle in lines[0], lines[0]
+
+
+def test_cli_requires_every_metric_it_is_given(registered: Registered) -> None:
+    path = registered.home.parent / "cards.parquet"
+    _with_cards(registered.holdout).to_parquet(path)
+    base = ["--challenger", _uri(registered.full), "--champion", _uri(registered.weak)]
+    columns = ["--entity", "card", "--day", "time", "--amount", "spent"]
+    metrics = ["--metric", "cp@k", "--metric", "amount@k", "--k", "20", "--bootstrap", "300"]
+    done = _cli(*base, "--data", str(path), *metrics, *columns, "--no-record")
+    assert done.exit_code == 0, done.output
+    out = done.stdout
+    assert "card precision@20 " in out
+    assert "fraud amount@20 " in out
+    assert "difference  card precision@20 +" in out
+    assert out.count("300 paired resamples of the cards") == 2
+    assert out.count("✓ lower bound") == 2
+
+    # One margin per metric: more money than the challenger catches fails that check alone.
+    strict = _cli(
+        *base,
+        "--data",
+        str(path),
+        *metrics,
+        *columns,
+        "--margin",
+        "0",
+        "--margin",
+        "1000000",
+        "--no-record",
+        "-o",
+        "json",
+    )
+    assert strict.exit_code == 1, strict.output
+    record = json.loads(strict.stdout)
+    assert record["metric"] == "card_precision_at_k"
+    assert [(m["metric"], m["margin"], m["passed"]) for m in record["metrics"]] == [
+        ("card_precision_at_k", 0.0, True),
+        ("fraud_amount_at_k", 1000000.0, False),
+    ]
+    assert len(record["reasons"]) == 1
+    assert "fraud amount@20 difference" in record["reasons"][0]

@@ -5,11 +5,12 @@ Importing this package stays light (standard library only); numpy, pandas and th
 libraries load when a gate is evaluated.
 """
 
-from modelloop.automation.bootstrap import METRICS, Bootstrap, paired_bootstrap
+from modelloop.automation.bootstrap import METRICS, Bootstrap, paired_bootstrap, paired_bootstraps
 from modelloop.automation.gate import (
     GateCheck,
     GateOptions,
     GateResult,
+    MetricComparison,
     ModelEvidence,
     decide,
     evaluate_gate,
@@ -34,6 +35,7 @@ __all__ = [
     "GateCheck",
     "GateOptions",
     "GateResult",
+    "MetricComparison",
     "ModelCost",
     "ModelEvidence",
     "Policy",
@@ -45,6 +47,7 @@ __all__ = [
     "get_policy",
     "list_policies",
     "paired_bootstrap",
+    "paired_bootstraps",
     "policy_state",
     "read_holdout",
     "start_rollout",

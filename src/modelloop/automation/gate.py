@@ -1,11 +1,13 @@
 """The champion/challenger gate: promote a model only when it is better beyond noise.
 
 Both models score the *same* labeled holdout, and a paired bootstrap
-(:mod:`modelloop.automation.bootstrap`) gives a percentile interval of ``challenger - champion``.
-The challenger passes when the lower bound of that interval is above ``margin`` and every
-configured budget holds (single-row latency, its ratio to the champion's, package size). Every
-failed check is a reason, in words, with its numbers; a decision is recorded as an audit event
-carrying all of its evidence.
+(:mod:`modelloop.automation.bootstrap`) gives a percentile interval of ``challenger - champion``
+for each metric the gate requires (AP, AUC, precision@k on rows; card precision@k and the fraud
+amount caught on cards, :mod:`modelloop.automation.cards`). The challenger passes when the lower
+bound of *every* metric's interval is above that metric's ``margin`` and every configured budget
+holds (single-row latency, its ratio to the champion's, package size). Every failed check is a
+reason, in words, with its numbers; a decision is recorded as an audit event carrying all of its
+evidence.
 
 :func:`decide` reaches the decision from scores already computed (the labels, both models'
 scores on the same rows, what each costs to serve); :func:`evaluate_gate` reads the holdout,
@@ -20,16 +22,27 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelloop.automation.bootstrap import (
-    Bootstrap,
+    METRIC_INPUTS,
     metric_label,
+    missing_inputs,
     normalize_metric,
-    paired_bootstrap,
+    paired_bootstraps,
+    uses_k,
 )
-from modelloop.automation.holdout import holdout_digest, holdout_labels, read_holdout
+from modelloop.automation.cards import CARD_METRICS
+from modelloop.automation.holdout import (
+    holdout_amounts,
+    holdout_days,
+    holdout_digest,
+    holdout_entities,
+    holdout_labels,
+    read_holdout,
+)
 from modelloop.automation.scoring import ModelCost, model_cost, score_frame
 from modelloop.clock import now_ms
 from modelloop.errors import InvalidArgument
@@ -45,30 +58,88 @@ Verdict = Literal["promote", "reject"]
 MIN_DEFINED_SHARE = 0.9  # below this share of usable resamples the interval is not trusted
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class GateOptions:
     """What the gate demands of a challenger, checked when made (InvalidArgument).
 
-    ``metric``: ``average_precision`` (``ap``), ``auc_roc`` (``auc``) or ``precision_at_k``
-    (``p@k``, with ``k``), stored by its full name. Promote only when the lower bound of the
-    ``confidence`` percentile interval of the paired-bootstrap difference (``n_bootstrap``
-    resamples drawn from ``seed``) is above ``margin`` and each given budget holds:
-    ``max_latency_ms`` (median single-row latency), ``max_latency_ratio`` (challenger /
-    champion latency), ``max_size_bytes`` (package).
+    ``metrics``: the metrics the challenger must all improve, the first being the *primary*
+    one (:attr:`metric`, the one :class:`GateResult`'s top-level fields describe);
+    ``metric="auc"`` is the shorthand for ``metrics=("auc",)`` (give one or the other). Each is
+    ``average_precision`` (``ap``), ``auc_roc`` (``auc``), ``precision_at_k`` (``p@k``: rows),
+    ``card_precision_at_k`` (``cp@k``: cards, mean over the days) or ``fraud_amount_at_k``
+    (``amount@k``: the amount of the frauds of the top cards, summed over the days), stored by
+    full name; ``k`` is the alert budget of every ``@k`` metric (rows for ``p@k``, cards a day
+    for the card metrics). The card metrics need each row's card and day (and amount), passed
+    to :func:`decide` or named to :func:`evaluate_gate` (:attr:`inputs` says which).
+
+    Promote only when, for every metric, the lower bound of the ``confidence`` percentile
+    interval of the paired-bootstrap difference (``n_bootstrap`` resamples drawn from ``seed``)
+    is above its margin, and each given budget holds: ``max_latency_ms`` (median single-row
+    latency), ``max_latency_ratio`` (challenger / champion latency), ``max_size_bytes``
+    (package). ``margin`` is one number for every metric or a tuple of one per metric (in the
+    order of ``metrics``; :attr:`margins` has them aligned): a fraud amount and a precision
+    are not on the same scale.
     """
 
-    metric: str = "average_precision"
-    k: int = 100
-    margin: float = 0.0
-    confidence: float = 0.95
-    n_bootstrap: int = 1000
-    seed: int = 0
-    max_latency_ms: float | None = None
-    max_latency_ratio: float | None = None
-    max_size_bytes: int | None = None
+    metrics: tuple[str, ...]
+    k: int
+    margin: float | tuple[float, ...]
+    confidence: float
+    n_bootstrap: int
+    seed: int
+    max_latency_ms: float | None
+    max_latency_ratio: float | None
+    max_size_bytes: int | None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "metric", normalize_metric(self.metric))
+    def __init__(
+        self,
+        metric: str | None = None,
+        *,
+        metrics: Sequence[str] = (),
+        k: int = 100,
+        margin: float | Sequence[float] = 0.0,
+        confidence: float = 0.95,
+        n_bootstrap: int = 1000,
+        seed: int = 0,
+        max_latency_ms: float | None = None,
+        max_latency_ratio: float | None = None,
+        max_size_bytes: int | None = None,
+    ) -> None:
+        listed = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+        if metric is not None and listed:
+            raise InvalidArgument(
+                f"Give metric={metric!r} or metrics={listed!r}, not both: metric is the "
+                "shorthand for a single one"
+            )
+        names = tuple(normalize_metric(m) for m in listed or (metric or "average_precision",))
+        twice = sorted({m for m in names if names.count(m) > 1})
+        if twice:
+            raise InvalidArgument(f"metrics lists {', '.join(twice)} more than once")
+        if isinstance(margin, str) or not isinstance(margin, Sequence):
+            margin = float(margin)
+        else:
+            margins = tuple(float(m) for m in margin)
+            if len(margins) not in (1, len(names)):
+                raise InvalidArgument(
+                    f"margin needs one number, or one per metric ({len(names)}), got {len(margins)}"
+                )
+            margin = margins[0] if len(margins) == 1 else margins
+        values = {
+            "metrics": names,
+            "k": k,
+            "margin": margin,
+            "confidence": confidence,
+            "n_bootstrap": n_bootstrap,
+            "seed": seed,
+            "max_latency_ms": max_latency_ms,
+            "max_latency_ratio": max_latency_ratio,
+            "max_size_bytes": max_size_bytes,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        self._check()
+
+    def _check(self) -> None:
         if not 0.0 < self.confidence < 1.0:
             raise InvalidArgument(f"confidence must be between 0 and 1, got {self.confidence}")
         if self.n_bootstrap < 100:
@@ -77,8 +148,8 @@ class GateOptions:
             )
         if self.k < 1:
             raise InvalidArgument(f"k must be at least 1, got {self.k}")
-        if not math.isfinite(self.margin):
-            raise InvalidArgument(f"margin must be a finite number, got {self.margin}")
+        if not all(math.isfinite(m) for m in self.margins):
+            raise InvalidArgument(f"margin must be finite numbers, got {self.margin}")
         for name, budget in (
             ("max_latency_ms", self.max_latency_ms),
             ("max_latency_ratio", self.max_latency_ratio),
@@ -87,6 +158,28 @@ class GateOptions:
                 raise InvalidArgument(f"{name} must be positive, got {budget}")
         if self.max_size_bytes is not None and self.max_size_bytes <= 0:
             raise InvalidArgument(f"max_size_bytes must be positive, got {self.max_size_bytes}")
+
+    @property
+    def metric(self) -> str:
+        """The primary metric: the first of :attr:`metrics`."""
+        return self.metrics[0]
+
+    @property
+    def margins(self) -> tuple[float, ...]:
+        """The margin of each metric, in the order of :attr:`metrics`."""
+        if isinstance(self.margin, tuple):
+            return self.margin
+        return (float(self.margin),) * len(self.metrics)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The per-row inputs the metrics need besides labels and scores: ``groups`` (the
+        card), ``days``, ``amounts``, as :func:`decide` names them."""
+        return tuple(
+            i
+            for i in ("groups", "days", "amounts")
+            if any(i in METRIC_INPUTS.get(m, ()) for m in self.metrics)
+        )
 
 
 @dataclass(frozen=True)
@@ -109,15 +202,38 @@ class GateCheck:
     name: str  # metric, bootstrap, latency, latency_ratio, size
     passed: bool
     detail: str  # one sentence with the numbers, read as a reason when it failed
+    metric: str | None = None  # the metric a metric or bootstrap check is about
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One metric of the gate: both models' values, the difference and its interval."""
+
+    metric: str  # full name, e.g. card_precision_at_k
+    label: str  # as messages name it, e.g. card precision@100
+    k: int | None  # @k metrics only
+    challenger: float  # on the whole holdout
+    champion: float
+    difference: float  # challenger - champion
+    ci_low: float
+    ci_high: float
+    margin: float
+    n_undefined: int  # resamples dropped because the metric was undefined on them
+    resampled: Literal["rows", "cards"]  # what the bootstrap drew: rows, or cards with their rows
+    passed: bool  # the lower bound is above the margin
 
 
 @dataclass(frozen=True)
 class GateResult:
-    """The decision and all of its evidence; :meth:`to_dict` is what the audit event stores."""
+    """The decision and all of its evidence; :meth:`to_dict` is what the audit event stores.
+
+    The top-level ``metric`` ... ``n_undefined`` describe the primary (first) metric; ``metrics``
+    has every metric's values and interval, the primary one first.
+    """
 
     decision: Verdict
     metric: str
-    k: int | None  # precision@k only
+    k: int | None  # @k metrics only
     challenger: ModelEvidence
     champion: ModelEvidence
     difference: float  # challenger - champion on the whole holdout
@@ -125,6 +241,7 @@ class GateResult:
     ci_high: float
     confidence: float
     margin: float
+    metrics: list[MetricComparison]
     n_rows: int
     n_positive: int
     label: str
@@ -149,13 +266,14 @@ class GateResult:
         return metric_label(self.metric, self.k)
 
     def summary(self) -> str:
-        """One line: the decision, the difference with its interval, and the reasons."""
+        """One line: the decision, each metric's difference with its interval, the reasons."""
         pct = _pct(self.confidence)
-        text = (
-            f"{self.decision}: {self.metric_label} {self.challenger.value:.4f} vs "
-            f"{self.champion.value:.4f}, difference {self.difference:+.4f} ({pct} interval "
-            f"{self.ci_low:+.4f} to {self.ci_high:+.4f}, margin {self.margin:.4f})"
+        compared = "; ".join(
+            f"{m.label} {m.challenger:.4f} vs {m.champion:.4f}, difference {m.difference:+.4f} "
+            f"({pct} interval {m.ci_low:+.4f} to {m.ci_high:+.4f}, margin {m.margin:.4f})"
+            for m in self.metrics
         )
+        text = f"{self.decision}: {compared}"
         return text + ("; " + "; ".join(self.reasons) if self.reasons else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,6 +299,9 @@ def evaluate_gate(
     options: GateOptions = GateOptions(),
     *,
     label: str = "label",
+    entity: str | None = None,
+    day: str | None = None,
+    amount: str | None = None,
     record: bool = True,
     reason: str | None = None,
     data: str | None = None,
@@ -190,13 +311,18 @@ def evaluate_gate(
     may be promoted.
 
     ``holdout`` is a DataFrame with the union of both models' signature features and ``label``
-    (0/1), or a string read by :func:`read_holdout`. With ``record`` the decision is appended to
-    the audit trail as ``gate.decision`` on the challenger's version (``reason`` becomes the
+    (0/1), or a string read by :func:`read_holdout`. The card metrics also need column names:
+    ``entity``, the card (e.g. ``CUSTOMER_ID``); ``day``, the day of each row: a date or
+    timestamp column (datetimes, or text that parses as one) counts its UTC calendar date, a
+    numeric one (e.g. ``TX_TIME_DAYS``) its values; ``amount``, the transaction amount (e.g.
+    ``TX_AMOUNT``) for ``fraud_amount_at_k``. With ``record`` the decision is appended to the
+    audit trail as ``gate.decision`` on the challenger's version (``reason`` becomes the
     event's reason); the decision is the same either way. ``data`` names the holdout in the
     evidence (set from the string for a dataset or file). Raises InvalidArgument for bad
     inputs, never for a failing challenger.
     """
     started = time.perf_counter()
+    _require_columns(options, entity=entity, day=day, amount=amount)
     if isinstance(holdout, str):
         holdout, described = read_holdout(holdout)
         data = data or described
@@ -207,6 +333,10 @@ def evaluate_gate(
             "not available yet: pass record=False (CLI: --no-record)"
         )
     y = holdout_labels(holdout, label)
+    wanted = options.inputs
+    groups = holdout_entities(holdout, entity) if entity and "groups" in wanted else None
+    days = holdout_days(holdout, day) if day and "days" in wanted else None
+    amounts = holdout_amounts(holdout, amount) if amount and "amounts" in wanted else None
     scored = []
     for requested in (challenger, champion):
         uri = model_uri(requested)
@@ -220,6 +350,11 @@ def evaluate_gate(
     )
     (_, _, ch_model, ch_scores, _), (_, _, champ_model, champ_scores, _) = scored
     features = sorted(set(ch_model.signature.names) | set(champ_model.signature.names))
+    read = [
+        c
+        for c, given in ((entity, groups), (day, days), (amount, amounts))
+        if c is not None and given is not None
+    ]
     result = decide(
         y,
         champ_scores,
@@ -227,10 +362,13 @@ def evaluate_gate(
         options,
         challenger=ch,
         champion=champ,
-        data_digest=holdout_digest(holdout, [*features, label]),
+        data_digest=holdout_digest(holdout, [*features, label, *read]),
         label=label,
         data=data,
         note=reason,
+        groups=groups,
+        days=days,
+        amounts=amounts,
     )
     result = dataclasses.replace(result, seconds=round(time.perf_counter() - started, 3))
     if record:
@@ -250,57 +388,93 @@ def decide(
     label: str = "label",
     data: str | None = None,
     note: str | None = None,
+    groups: Any = None,
+    days: Any = None,
+    amounts: Any = None,
 ) -> GateResult:
     """The gate's decision from scores already computed: ``labels`` (0/1) and both models'
     scores on the same rows, ``challenger`` and ``champion`` naming the versions and what they
     cost to serve. ``data_digest``, ``label`` and ``data`` name the rows in the evidence;
     ``note`` is the caller's reason. Nothing is recorded.
 
-    InvalidArgument when the metric is undefined on the rows (e.g. no positive).
+    The card metrics need per-row arrays aligned with ``labels``: ``groups``, the card of each
+    row (any sortable ids); ``days``, its day (any sortable values, e.g. ``'YYYY-MM-DD'``
+    strings: the days are taken in sorted order); and, for ``fraud_amount_at_k``,
+    ``amounts``. They are ignored by the row metrics.
+
+    InvalidArgument when a metric's input is missing (named), or a metric is undefined on the
+    rows (e.g. no positive).
     """
     import numpy as np
 
     started = time.perf_counter()
     y = np.asarray(labels, dtype=np.float64)
-    metric = options.metric
-    boot = paired_bootstrap(
+    boots = paired_bootstraps(
         y,
         champion_scores,
         challenger_scores,
-        metric=metric,
+        metrics=options.metrics,
         k=options.k,
         n_bootstrap=options.n_bootstrap,
         seed=options.seed,
+        groups=groups,
+        days=days,
+        amounts=amounts,
     )
-    if boot.champion_value is None or boot.challenger_value is None or not boot.differences.size:
-        raise InvalidArgument(
-            f"{metric_label(metric)} is undefined on this holdout ({int(y.sum())} positive of "
-            f"{len(y)} rows): it needs more rows of both classes"
-        )
-    ch = _evidence(challenger, boot.challenger_value)
-    champ = _evidence(champion, boot.champion_value)
     alpha = 1.0 - options.confidence
-    low, high = (float(q) for q in np.quantile(boot.differences, [alpha / 2, 1 - alpha / 2]))
-    checks = _checks(options, ch, champ, low, boot)
+    compared = []
+    for metric, margin in zip(options.metrics, options.margins, strict=True):
+        boot = boots[metric]
+        if (
+            boot.champion_value is None
+            or boot.challenger_value is None
+            or not boot.differences.size
+        ):
+            raise InvalidArgument(
+                f"{metric_label(metric)} is undefined on this holdout ({int(y.sum())} positive "
+                f"of {len(y)} rows): it needs more rows of both classes"
+            )
+        low, high = (float(q) for q in np.quantile(boot.differences, [alpha / 2, 1 - alpha / 2]))
+        compared.append(
+            MetricComparison(
+                metric=metric,
+                label=metric_label(metric, options.k),
+                k=options.k if uses_k(metric) else None,
+                challenger=boot.challenger_value,
+                champion=boot.champion_value,
+                difference=boot.challenger_value - boot.champion_value,
+                ci_low=low,
+                ci_high=high,
+                margin=margin,
+                n_undefined=boot.n_undefined,
+                resampled="cards" if metric in CARD_METRICS else "rows",
+                passed=low > margin,
+            )
+        )
+    primary = compared[0]
+    ch = _evidence(challenger, primary.challenger)
+    champ = _evidence(champion, primary.champion)
+    checks = _checks(options, ch, champ, compared)
     reasons = [c.detail for c in checks if not c.passed]
     return GateResult(
         decision="reject" if reasons else "promote",
-        metric=metric,
-        k=options.k if metric == "precision_at_k" else None,
+        metric=primary.metric,
+        k=primary.k,
         challenger=ch,
         champion=champ,
-        difference=ch.value - champ.value,
-        ci_low=low,
-        ci_high=high,
+        difference=primary.difference,
+        ci_low=primary.ci_low,
+        ci_high=primary.ci_high,
         confidence=options.confidence,
-        margin=options.margin,
+        margin=primary.margin,
+        metrics=compared,
         n_rows=len(y),
         n_positive=int(y.sum()),
         label=label,
         data=data,
         data_digest=data_digest,
         n_bootstrap=options.n_bootstrap,
-        n_undefined=boot.n_undefined,
+        n_undefined=primary.n_undefined,
         seed=options.seed,
         budgets={
             "max_latency_ms": options.max_latency_ms,
@@ -314,6 +488,24 @@ def decide(
         seconds=round(time.perf_counter() - started, 3),
         note=note,
     )
+
+
+_COLUMNS = {"groups": ("entity", "card"), "days": ("day", "day"), "amounts": ("amount", "amount")}
+
+
+def _require_columns(options: GateOptions, **columns: str | None) -> None:
+    """InvalidArgument naming the columns ``options``' metrics need and were not given."""
+    for metric in options.metrics:
+        given = {i: columns[param] for i, (param, _) in _COLUMNS.items()}
+        missing = missing_inputs(metric, **given)
+        if missing:
+            what = " and ".join(_COLUMNS[i][1] for i in missing)
+            params = ", ".join(f"{_COLUMNS[i][0]}=" for i in missing)
+            flags = ", ".join(f"--{_COLUMNS[i][0]}" for i in missing)
+            raise InvalidArgument(
+                f"{metric_label(metric, options.k)} needs the holdout's {what} column: name it "
+                f"with {params} (CLI {flags})"
+            )
 
 
 def _evidence(cost: ModelCost, value: float) -> ModelEvidence:
@@ -331,29 +523,36 @@ def _evidence(cost: ModelCost, value: float) -> ModelEvidence:
 
 
 def _checks(
-    options: GateOptions, ch: ModelEvidence, champ: ModelEvidence, low: float, boot: Bootstrap
+    options: GateOptions,
+    ch: ModelEvidence,
+    champ: ModelEvidence,
+    compared: list[MetricComparison],
 ) -> list[GateCheck]:
-    margin, n_bootstrap = options.margin, options.n_bootstrap
-    name = metric_label(options.metric, options.k)
-    bound = f"lower bound of the {_pct(options.confidence)} interval of the {name} difference"
-    checks = [
-        GateCheck(
-            "metric",
-            low > margin,
-            f"{bound} is {low:+.4f}, {'above' if low > margin else 'not above'} the margin "
-            f"{margin:+.4f}",
-        )
-    ]
-    defined = n_bootstrap - boot.n_undefined
-    if defined < MIN_DEFINED_SHARE * n_bootstrap:
+    pct, n_bootstrap = _pct(options.confidence), options.n_bootstrap
+    checks = []
+    for m in compared:
+        bound = f"lower bound of the {pct} interval of the {m.label} difference"
         checks.append(
             GateCheck(
-                "bootstrap",
-                False,
-                f"{name} was defined on only {defined} of {n_bootstrap} resamples: the holdout "
-                "has too few positives for a reliable interval",
+                "metric",
+                m.passed,
+                f"{bound} is {m.ci_low:+.4f}, {'above' if m.passed else 'not above'} the margin "
+                f"{m.margin:+.4f}",
+                metric=m.metric,
             )
         )
+    for m in compared:
+        defined = n_bootstrap - m.n_undefined
+        if defined < MIN_DEFINED_SHARE * n_bootstrap:
+            checks.append(
+                GateCheck(
+                    "bootstrap",
+                    False,
+                    f"{m.label} was defined on only {defined} of {n_bootstrap} resamples: the "
+                    "holdout has too few positives for a reliable interval",
+                    metric=m.metric,
+                )
+            )
     if options.max_latency_ms is not None:
         ok = ch.latency_ms <= options.max_latency_ms
         checks.append(

@@ -69,6 +69,63 @@ def holdout_labels(holdout: pd.DataFrame, label: str) -> FloatArray:
     return y
 
 
+def holdout_entities(holdout: pd.DataFrame, column: str) -> Any:
+    """The card (or customer) of each row, from ``column``; InvalidArgument when it is missing
+    or has gaps."""
+    values = _column(holdout, column, "entity")
+    missing = int(values.isna().sum())
+    if missing:
+        raise InvalidArgument(f"{missing} of {len(values)} holdout rows have no {column!r}")
+    return values.to_numpy()
+
+
+def holdout_days(holdout: pd.DataFrame, column: str) -> Any:
+    """The day of each row, from ``column``: numbers (e.g. ``TX_TIME_DAYS``) are the days as
+    they are; datetimes, dates or text in ISO 8601 (``2018-04-01``, ``2018-04-01 00:00:31``)
+    count their UTC calendar date (``YYYY-MM-DD``; naive times are UTC). InvalidArgument for
+    gaps or other values."""
+    import pandas as pd
+
+    values = _column(holdout, column, "day")
+    missing = int(values.isna().sum())
+    if missing:
+        raise InvalidArgument(f"{missing} of {len(values)} holdout rows have no day in {column!r}")
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.to_numpy()
+    try:
+        moments = pd.to_datetime(values, utc=True, format="ISO8601")
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(
+            f"The day column {column!r} holds neither numbers nor dates or times: {exc}"
+        ) from None
+    return moments.dt.strftime("%Y-%m-%d").to_numpy()
+
+
+def holdout_amounts(holdout: pd.DataFrame, column: str) -> FloatArray:
+    """The amount of each row, from ``column``, as floats; InvalidArgument when it is missing,
+    has gaps or non-numbers."""
+    import numpy as np
+    import pandas as pd
+
+    values = _column(holdout, column, "amount")
+    amounts = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = int((~np.isfinite(amounts)).sum())
+    if bad:
+        raise InvalidArgument(
+            f"{bad} of {len(amounts)} holdout rows have no numeric amount in {column!r}"
+        )
+    return amounts
+
+
+def _column(holdout: pd.DataFrame, column: str, role: str) -> pd.Series[Any]:
+    if column not in holdout.columns:
+        raise InvalidArgument(
+            f"The holdout has no {role} column {column!r} (columns: "
+            f"{', '.join(map(str, holdout.columns[:20]))}); pass the right one with {role}="
+        )
+    return holdout[column]
+
+
 def holdout_digest(holdout: pd.DataFrame, columns: list[str]) -> str:
     """sha256 of the values the gate read (row order included), to name the holdout exactly."""
     import pandas as pd

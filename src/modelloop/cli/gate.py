@@ -1,7 +1,8 @@
 """``modelloop gate``: the champion/challenger gate as a command a CI pipeline can run.
 
     modelloop gate --challenger NAME@ALIAS|NAME/VERSION --champion ... --data SOURCE
-                   [--metric ap|auc|p@k] [--margin 0] [--confidence 0.95] [--bootstrap 1000] ...
+                   [--metric ap|auc|p@k|cp@k|amount@k ...] [--margin 0 ...]
+                   [--entity COLUMN --day COLUMN --amount COLUMN] [--confidence 0.95] ...
 
 Exit status: 0 the challenger may be promoted, 1 it may not (the reasons are printed), 2 the
 inputs are wrong (a missing column, an unknown metric...), 3 a model or dataset does not exist.
@@ -23,7 +24,8 @@ HELP = (
     "Decide whether a challenger model may replace the champion: both score the same labeled "
     "holdout, and a paired bootstrap gives an interval for the difference of the metric. The "
     "challenger passes only if the interval's lower bound is above --margin (better beyond "
-    "noise) and every budget given holds (latency, size).\n\n"
+    "noise) and every budget given holds (latency, size). Repeat --metric to require several "
+    "metrics: each gets its own interval, and all must pass.\n\n"
     "Exits 0 to promote and 1 to reject, printing each check with its numbers; 2 on bad "
     "input. The decision and its evidence are recorded in the audit trail "
     "('modelloop audit log') as the user running it (MODELLOOP_USER), unless --no-record."
@@ -36,6 +38,9 @@ EPILOG = _examples(
     "--max-size-mb 50",
     "MODELLOOP_USER=ci modelloop gate --challenger fraud-detector@challenger --champion "
     "fraud-detector@champion --data holdout.csv --metric p@k --k 100 --output json | jq .reasons",
+    "MODELLOOP_USER=ci modelloop gate --challenger fraud-detector@challenger --champion "
+    "fraud-detector@champion --data holdout.parquet --metric cp@k --metric amount@k --k 100 "
+    "--margin 0 --margin 500 --entity CUSTOMER_ID --day TX_DATETIME --amount TX_AMOUNT",
 )
 
 
@@ -63,20 +68,59 @@ def gate(
         ),
     ],
     metric: Annotated[
-        str,
-        typer.Option(help="ap (average precision), auc (ROC AUC) or p@k (precision at --k)."),
-    ] = "ap",
+        list[str] | None,
+        typer.Option(
+            metavar="METRIC",
+            help="ap (average precision), auc (ROC AUC), p@k (precision of the top --k rows), "
+            "cp@k (card precision@k: the top --k cards a day, needs --entity and --day) or "
+            "amount@k (fraud amount those cards catch, summed over the days; also needs "
+            "--amount). Repeatable: every metric must pass; the first is the primary one.  "
+            "\\[default: ap]",
+            show_default=False,
+        ),
+    ] = None,
     label: Annotated[str, typer.Option(help="The 0/1 label column of the holdout.")] = "label",
+    entity: Annotated[
+        str | None,
+        typer.Option(
+            metavar="COLUMN",
+            help="The card (or customer) column, for cp@k and amount@k.",
+            show_default=False,
+        ),
+    ] = None,
+    day: Annotated[
+        str | None,
+        typer.Option(
+            metavar="COLUMN",
+            help="The day of each row, for cp@k and amount@k: a date or timestamp column (its "
+            "UTC date) or day numbers.",
+            show_default=False,
+        ),
+    ] = None,
+    amount: Annotated[
+        str | None,
+        typer.Option(
+            metavar="COLUMN",
+            help="The transaction amount column, for amount@k.",
+            show_default=False,
+        ),
+    ] = None,
     k: Annotated[
-        int, typer.Option("--k", help="k of p@k: alerts investigators review.", min=1)
+        int,
+        typer.Option(
+            "--k", help="k of the @k metrics: rows, or cards a day, investigators review.", min=1
+        ),
     ] = 100,
     margin: Annotated[
-        float,
+        list[float] | None,
         typer.Option(
+            metavar="NUMBER",
             help="How much better the challenger must be, at least: the interval's lower bound "
-            "must exceed it. Negative: allow being this much worse."
+            "must exceed it. Negative: allow being this much worse. Once for every metric, or "
+            "once per --metric in the same order.  \\[default: 0]",
+            show_default=False,
         ),
-    ] = 0.0,
+    ] = None,
     confidence: Annotated[
         float, typer.Option(help="Confidence of the interval.", min=0.5, max=0.999)
     ] = 0.95,
@@ -123,9 +167,9 @@ def gate(
     if max_size_mb is not None and max_size_mb <= 0:
         raise InvalidArgument(f"--max-size-mb must be positive, got {max_size_mb}")
     options = GateOptions(
-        metric=metric,
+        metrics=tuple(metric or ("ap",)),
         k=k,
-        margin=margin,
+        margin=tuple(margin or (0.0,)),
         confidence=confidence,
         n_bootstrap=bootstrap,
         seed=seed,
@@ -134,7 +178,16 @@ def gate(
         max_size_bytes=None if max_size_mb is None else int(max_size_mb * 1024 * 1024),
     )
     result = evaluate_gate(
-        challenger, champion, data, options, label=label, record=record, reason=reason
+        challenger,
+        champion,
+        data,
+        options,
+        label=label,
+        entity=entity,
+        day=day,
+        amount=amount,
+        record=record,
+        reason=reason,
     )
     if output is OutputFormat.json:
         from modelloop.cli import _output
@@ -148,7 +201,6 @@ def gate(
 
 def _print(result: GateResult) -> None:
     ch, champ = result.challenger, result.champion
-    name = result.metric_label
     typer.echo(f"challenger  {_side(ch)}")
     typer.echo(f"champion    {_side(champ)}")
     typer.echo(
@@ -158,21 +210,25 @@ def _print(result: GateResult) -> None:
     typer.echo("")
     rows = [
         ("", "champion", "challenger"),
-        (name, f"{champ.value:.4f}", f"{ch.value:.4f}"),
+        *((m.label, f"{m.champion:.4f}", f"{m.challenger:.4f}") for m in result.metrics),
         ("latency, 1 row", _ms(champ.latency_ms), _ms(ch.latency_ms)),
         ("batch, per row", _ms(champ.batch_latency_ms), _ms(ch.batch_latency_ms)),
         ("package", _mb(champ.size_bytes), _mb(ch.size_bytes)),
     ]
+    width = max(16, *(len(m.label) + 2 for m in result.metrics))
     for first, second, third in rows:
-        typer.echo(f"  {first:<16}{second:>12}{third:>12}")
+        typer.echo(f"  {first:<{width}}{second:>14}{third:>14}")
     typer.echo("")
     pct = f"{result.confidence * 100:g}%"
-    dropped = f", {result.n_undefined} undefined dropped" if result.n_undefined else ""
-    typer.echo(
-        f"difference  {result.difference:+.4f} (challenger - champion), {pct} interval "
-        f"[{result.ci_low:+.4f}, {result.ci_high:+.4f}] "
-        f"({result.n_bootstrap} paired resamples, seed {result.seed}{dropped})"
-    )
+    several = len(result.metrics) > 1
+    for m in result.metrics:
+        dropped = f", {m.n_undefined} undefined dropped" if m.n_undefined else ""
+        typer.echo(
+            f"difference  {m.label + ' ' if several else ''}{m.difference:+.4f} (challenger - "
+            f"champion), {pct} interval [{m.ci_low:+.4f}, {m.ci_high:+.4f}] "
+            f"({result.n_bootstrap} paired resamples of the {m.resampled}, seed "
+            f"{result.seed}{dropped})"
+        )
     for check in result.checks:
         typer.echo(f"  {'✓' if check.passed else '✗'} {check.detail}")
     verdict = "PROMOTE" if result.promoted else "REJECT"
