@@ -269,10 +269,22 @@ def run_demo(
                 alerts = [a for r in checked for a in r.alerts]
                 on_day(day, decisions, {**_status(answered), "alerts": alerts})
     frame = pd.concat(served, ignore_index=True)
+    frame["score_v1"] = _first_champion_scores(frame, settings)
     events = timeline(POLICY, settings=settings)
     result = DemoResult(config, frame, events, time.perf_counter() - started, alerts=fired)
     result.weekly = weekly_quality(frame, config)
     return result
+
+
+def _first_champion_scores(served: pd.DataFrame, settings: Settings) -> Any:
+    """What never retraining would have answered: v1 replayed on the logged features of every
+    answered request (where v1 answered, exactly its answer)."""
+    from modelloop.serving.predictions import predictions
+
+    logged = predictions(MODEL, deployment=DEPLOYMENT, with_labels=False, settings=settings)
+    logged = logged[logged["role"] != "shadow"].set_index("prediction_id")
+    rows = logged.loc[served["prediction_id"]]
+    return ml.get_registry().load_model(f"models:/{MODEL}/1").predict(rows[FEATURES])
 
 
 def _first_champion(config: DemoConfig) -> int:
@@ -591,10 +603,11 @@ def weekly_quality(served: pd.DataFrame, config: DemoConfig) -> pd.DataFrame:
     for week, part in frame.groupby("week"):
         week = int(str(week))
         cp, _ = card_precision_at_k(part.rename(columns={"customer": "entity"}), k=100)
-        ap = (
-            float(average_precision_score(part["label"], part["score"]))
-            if part["label"].any()
+        ap, ap_never = (
+            float(average_precision_score(part["label"], part[column]))
+            if part["label"].any() and column in part
             else np.nan
+            for column in ("score", "score_v1")
         )
         first_day = int(part["day"].min())
         rows.append(
@@ -605,6 +618,7 @@ def weekly_quality(served: pd.DataFrame, config: DemoConfig) -> pd.DataFrame:
                 "frauds": int(part["label"].sum()),
                 "versions": ",".join(f"v{v}" for v in sorted(set(part["version"]))),
                 "ap": ap,
+                "ap_never": ap_never,
                 "cp@100": cp,
                 "drift": first_day + 7 > config.drift_day and config.scenario != "none",
             }
