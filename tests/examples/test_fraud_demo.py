@@ -32,6 +32,11 @@ def test_the_demo_runs_the_loop_end_to_end(tmp_path: Path, monkeypatch: pytest.M
         assert "canary: v2 answers 20% of traffic" in out
         assert "What was served, week by week" in out
         assert "fraud-ring under way (from day 5)" in out
+        assert "on the replay of" in out  # judged on the logged traffic at training time
+        assert "Time to adapt to the fraud-ring (from day 5" in out
+        assert "on all of it after " in out
+        assert "on all of it after not yet" not in out
+        assert "had the first champion never been replaced" in out
         suggested = [line for line in out.splitlines() if f"MODELLOOP_HOME={home} " in line]
         assert any(line.endswith(" policy timeline fraud-loop") for line in suggested)
 

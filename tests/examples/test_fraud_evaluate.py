@@ -35,19 +35,35 @@ def test_three_arms_on_one_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert np.allclose(weekly["ap_policy"], weekly["ap_never"], atol=1e-3)
 
     text = render(evaluation)
-    assert "| seed | retrains never / daily / policy |" in text
-    assert f"| 0 | 0 / 14 / {result.retrains['policy']} |" in text
+    assert "## Targets" in text
+    assert "| (c) <= 10 days | fraud-ring |" in text
+    assert "| seed | AP never | AP daily | AP policy |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 0 | "))
+    assert f"| {result.retrains['policy']} | {len(result.promotions)} (" in row
     rows = [line for line in text.splitlines() if line.startswith("| 1 * | 1-7 |")]
     assert len(rows) == 1
     assert rows[0].count("|") == 12
     assert "python -m modelloop.examples.fraud.evaluate" in text
+    figures = result.to_dict()
+    assert figures["scenario"] == "fraud-ring"
+    assert set(figures["ap"]) == set(ARMS)
+    assert set(figures["days_to"]) == {"trained", "partial", "full"}
+    assert figures["trainings"] == result.retrains["policy"]
 
 
-def test_the_command_line_writes_the_report(tmp_path: Path) -> None:
-    out = tmp_path / "closed-loop.md"
+def test_the_command_line_writes_the_report_and_its_figures(tmp_path: Path) -> None:
+    import json
+
+    out, figures = tmp_path / "closed-loop.md", tmp_path / "closed-loop.json"
     main(["--days", "7", "--drift-day", "3", "--customers", "100", "--seeds", "1",
-          "--output", str(out)])  # fmt: skip
+          "--scenarios", "volume-surge", "--jobs", "1", "--output", str(out),
+          "--json", str(figures)])  # fmt: skip
     text = out.read_text()
     assert text.startswith("# The closed loop, evaluated")
-    assert "--days 7 --drift-day 3 --customers 100 --seeds 1 --output" in text
-    assert "| 1 | 0 / 7 / 0 |" in text
+    assert "--days 7 --drift-day 3 --customers 100 --scenarios volume-surge --seeds 1" in text
+    assert "## volume-surge" in text
+    written = json.loads(figures.read_text())
+    (result,) = written["results"]
+    assert (result["scenario"], result["seed"], result["trainings"]) == ("volume-surge", 1, 0)
+    assert {t["target"] for t in written["targets"]} == {"<= 2 trainings", "<= 8 trainings"}
+    assert all(t["met"] for t in written["targets"])

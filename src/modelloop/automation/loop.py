@@ -248,8 +248,9 @@ class _Loop:
         champion's answers; recorded on the challenger's training run too."""
         gate = self.policy.gate
         options = GateOptions(
-            metric=gate.metric,
-            margin=gate.margin,
+            metrics=gate.compared,
+            k=gate.k,
+            margin=tuple(gate.margin) if isinstance(gate.margin, list) else gate.margin,
             confidence=gate.confidence,
             n_bootstrap=gate.bootstrap,
             max_latency_ms=gate.max_latency_ms,
@@ -262,6 +263,8 @@ class _Loop:
             holdout,
             options,
             reason=f"policy {self.policy.name}",
+            entity=self.policy.training.holdout_key or self.policy.rollout.sticky_key,
+            amount=gate.amount,
         )
         per_day = replayed.per_day(result.metric)
         client = self._registry().client
@@ -292,6 +295,17 @@ class _Loop:
             "positives": result.n_positive,
             "reasons": list(result.reasons),
             "audit_seq": result.audit_seq,
+            "metrics": [
+                {
+                    "metric": m.metric,
+                    "challenger": m.challenger,
+                    "champion": m.champion,
+                    "interval": [m.ci_low, m.ci_high],
+                    "margin": m.margin,
+                    "passed": m.passed,
+                }
+                for m in result.metrics
+            ],
             "replay": {
                 "data": result.data,
                 "served_rows": replayed.served_rows,

@@ -61,7 +61,7 @@ from modelloop.settings import Settings, load_settings
 if TYPE_CHECKING:
     from modelloop.store import Database
 
-GATE_METRICS = ("average_precision", "auc_roc")
+GATE_METRICS = ("average_precision", "auc_roc", "card_precision_at_k", "fraud_amount_at_k")
 
 
 def _duration(value: Any) -> timedelta | None:
@@ -142,8 +142,16 @@ class Training(_Durations):
 
 
 class Gate(_Config):
+    """``metric`` (or several, ``metrics``: each must pass, the first is the primary one) on
+    the replay, with one ``margin`` or one per metric. The card metrics (card precision@k,
+    fraud amount caught in the top ``k`` cards a day) group requests by the training's holdout
+    key (the card) and read the fraud amount from the logged column ``amount``."""
+
     metric: str = "average_precision"
-    margin: float = 0.0
+    metrics: list[str] | None = None
+    margin: float | list[float] = 0.0
+    k: int = Field(default=100, ge=1)
+    amount: str | None = None
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     bootstrap: int = Field(default=1000, ge=100, le=100_000)
     max_latency_ms: float | None = Field(default=None, gt=0)
@@ -155,6 +163,20 @@ class Gate(_Config):
         if value not in GATE_METRICS:
             raise ValueError(f"the gate compares one of {', '.join(GATE_METRICS)}")
         return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _all_known(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            cls._known(name)
+        if value is not None and not value:
+            raise ValueError("give at least one metric (or leave metrics out)")
+        return value
+
+    @property
+    def compared(self) -> list[str]:
+        """The metrics compared, the primary one first."""
+        return self.metrics or [self.metric]
 
 
 class Rollout(_Durations):

@@ -48,9 +48,12 @@ class Replay:
         return str(days.min()), str(days.max())
 
     def per_day(self, metric: str = "average_precision") -> pd.DataFrame:
-        """One row per replayed day: rows, positives and both models' ``metric``."""
+        """One row per replayed day: rows, positives and both models' ``metric`` (average
+        precision for the card metrics, which are defined over the days together)."""
         import pandas as pd
 
+        if metric not in ("average_precision", "auc_roc"):
+            metric = "average_precision"
         out = []
         for day, part in self.rows.groupby("day", sort=True):
             champion, challenger = _pair(
@@ -123,12 +126,23 @@ def judge_replay(
     options: GateOptions,
     *,
     reason: str,
-    keep: tuple[str, ...] = (),
+    entity: str | None = None,
+    amount: str | None = None,
     record: bool = True,
 ) -> tuple[GateResult, Replay]:
     """The gate's decision on a replay of ``logged`` (labelled prediction-log rows): the
     challenger ``model/challenger_version`` against the current champion, recorded as a
-    ``gate.decision`` audit event on the challenger like any gate decision."""
+    ``gate.decision`` audit event on the challenger like any gate decision. ``entity`` and
+    ``amount`` name the logged columns of the card and the amount, for the card metrics."""
+    need = options.inputs
+    columns = {"groups": entity, "amounts": amount}
+    for needed in ("groups", "amounts"):
+        if needed in need and columns[needed] is None:
+            raise InvalidArgument(
+                f"the gate's {options.metric} metrics need the logged "
+                f"{'card (a holdout key)' if needed == 'groups' else 'amount column'}"
+            )
+    keep = tuple(c for c in (entity, amount) if c is not None)
     started = time.perf_counter()
     sides = []
     for requested in (f"models:/{model}/{challenger_version}", f"models:/{model}@champion"):
@@ -159,6 +173,9 @@ def judge_replay(
         data_digest=holdout_digest(logged.reset_index(drop=True), [*features, "label"]),
         data=data,
         note=reason,
+        groups=rows[entity].to_numpy() if "groups" in need and entity else None,
+        days=rows["day"].to_numpy() if "days" in need else None,
+        amounts=rows[amount].to_numpy() if "amounts" in need and amount else None,
     )
     decision = dataclasses.replace(decision, seconds=round(time.perf_counter() - started, 3))
     if record:

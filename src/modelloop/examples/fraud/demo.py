@@ -381,8 +381,14 @@ def _declare(config: DemoConfig, champion: int) -> None:
                 "min_rows": 5000,
             },
             # Non-inferiority: a model trained on newer data is promoted unless it is likely
-            # worse by more than 0.01 AP on the replayed recent traffic.
-            "gate": {"metric": "average_precision", "margin": -0.01, "bootstrap": 500},
+            # worse, by more than 0.01, in AP or in card precision@100 (cards resampled whole)
+            # on the replayed recent traffic.
+            "gate": {
+                "metrics": ["average_precision", "card_precision_at_k"],
+                "k": 100,
+                "margin": [-0.01, -0.01],
+                "bootstrap": 500,
+            },
             "rollout": {
                 "shadow": "2h",
                 "canary": "4h",
