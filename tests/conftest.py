@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh store per test, on SQLite and (when configured) PostgreSQL.
+"""Shared fixtures: a fresh store per test, on SQLite and (when configured) PostgreSQL; and one
+store, shared by the session, in which the fraud demo's closed loop ran (``fraud_loop``).
 
 PostgreSQL tests run when ``MODELLOOP_TEST_POSTGRES_URL`` is set (``.ci/run`` sets it). If it is
 set but the server does not answer, the whole session stops with an error instead of skipping:
@@ -11,6 +12,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,46 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield path
     fluent.close_clients()
     close_database(load_settings().database_url)
+
+
+STORE_VARIABLES = (
+    "MODELLOOP_DATABASE_URL",
+    "MODELLOOP_ARTIFACT_URI",
+    "MODELLOOP_TRACKING_URI",
+    "MODELLOOP_PREDICTION_LOG",
+)
+
+
+@dataclass(frozen=True)
+class FraudLoop:
+    """A store in which the fraud demo's closed loop ran for real."""
+
+    home: Path
+    settings: Settings
+    policy: str
+    model: str
+
+
+@pytest.fixture(scope="session")
+def fraud_loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FraudLoop]:
+    """The fraud demo on a small bank (300 customers, 19 served days, the fraud ring from day
+    4): triggers skipped and a retraining scheduled, then a challenger trained and judged on a
+    replay of the logged requests. One run (about half a minute) for the whole session: the
+    timeline's command line and its pages only read it."""
+    from modelloop.examples.fraud.demo import MODEL, POLICY, DemoConfig, run_demo
+
+    home = tmp_path_factory.mktemp("fraud-loop") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        for name in STORE_VARIABLES:
+            patch.delenv(name, raising=False)
+        patch.setenv("MODELLOOP_HOME", str(home))
+        settings = load_settings()
+        try:
+            run_demo(DemoConfig(days=19, drift_day=4, customers=300, terminals=600))
+        finally:
+            fluent.close_clients()
+    try:
+        yield FraudLoop(home, settings, POLICY, MODEL)
+    finally:
+        fluent.close_clients()
+        close_database(settings.database_url)

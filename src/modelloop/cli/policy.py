@@ -152,22 +152,39 @@ def policy_rollout(
 
 @policy_app.command(
     "timeline",
-    help="The loop's decisions, oldest first, from the audit trail: triggers, trainings, gate "
-    "results with their intervals, rollout stages, promotions and rollbacks.",
+    help="The loop's decisions, oldest first, from the audit trail: triggers (and the ones "
+    "skipped or scheduled, with why), trainings, gate results with the replay they were judged "
+    "on, rollout stages with their checks, promotions and rollbacks; then the time it took to "
+    "adapt to each change the triggers detected.",
     epilog=_examples("modelloop policy timeline quickstart-loop --output json"),
 )
 def policy_timeline(name: Name, output: OutputOption = OutputFormat.table) -> None:
+    from modelloop.automation.adaptation import detected_changes, time_to_adapt
     from modelloop.automation.loop import timeline
     from modelloop.cli import _output
 
     events = timeline(name)
+    adapted = [time_to_adapt(events, start) for start in detected_changes(events)]
     if output is OutputFormat.json:
-        _output.print_json([_decision(d) for d in events])
+        _output.print_json(
+            {
+                "decisions": [_decision(d) for d in events],
+                "adaptation": [a.to_dict() for a in adapted],
+            }
+        )
         return
     if not events:
         typer.echo(f"No decisions yet for policy {name}")
+        return
     for d in events:
         typer.echo(f"{_output.format_time(d.time)}  {_line(d.action, d.evidence)}")
+        for line in _replay_lines(d.evidence):
+            typer.echo(f"{'':20}{line}")
+    typer.echo("\nTime to adapt (days from a change's start, UTC)")
+    if not adapted:
+        typer.echo("  no change detected by the triggers yet")
+    for a in adapted:
+        typer.echo(f"  {a.summary()}" + (f" (v{a.version})" if a.version is not None else ""))
 
 
 @policy_app.command(
@@ -192,11 +209,103 @@ def policy_delete(
 
 
 def _line(action: str, evidence: dict[str, Any]) -> str:
-    detail = (
-        evidence.get("summary") or evidence.get("reason") or "; ".join(evidence.get("reasons", []))
-    )
+    """A decision in one line: what it was, and the evidence a reader needs first."""
+    name = action.removeprefix("policy.")
+    found = "; ".join(str(r) for r in evidence.get("reasons", []))
+    if action == "policy.trigger_skipped":
+        return f"{name}: {evidence.get('skipped', '')}" + (f" (found: {found})" if found else "")
+    if action == "policy.retrain_scheduled":
+        by = f", found by {evidence['by']}" if evidence.get("by") else ""
+        return (
+            f"{name} for {_when(evidence.get('at'))} (the change from "
+            f"{_when(evidence.get('change_start'))}{by})" + (f": {found}" if found else "")
+        )
     version = f" v{evidence['version']}" if "version" in evidence else ""
-    return f"{action.removeprefix('policy.')}{version}" + (f": {detail}" if detail else "")
+    detail = evidence.get("summary") or evidence.get("reason") or _detail(action, evidence)
+    return f"{name}{version}" + (f": {detail}" if detail else "")
+
+
+def _detail(action: str, evidence: dict[str, Any]) -> str:
+    if action == "policy.trained" and "rows" in evidence:
+        window = evidence.get("window") or [None, None]
+        span = f" of {window[0][:10]}..{window[1][:10]}" if all(window) else ""
+        held = evidence.get("holdout_rows")
+        return f"{evidence['rows']:,} labelled predictions{span}" + (
+            f", {held:,} held out" if isinstance(held, int) else ""
+        )
+    if action == "policy.canary":
+        checks = _checks(evidence.get("shadow"))
+        percent = evidence.get("canary_percent")
+        return "; ".join(
+            [f"shadow {checks}" if checks else "", f"now answering {percent:g}%" if percent else ""]
+        ).strip("; ")
+    if action in ("policy.approval_requested", "policy.promoted"):
+        parts = [f"canary {_checks(evidence.get('canary'))}" if evidence.get("canary") else ""]
+        if isinstance(evidence.get("challenger"), float) and isinstance(
+            evidence.get("champion"), float
+        ):
+            parts.append(
+                f"live {evidence.get('metric', '')} {evidence['challenger']:.4f} vs "
+                f"{evidence['champion']:.4f}"
+            )
+        if evidence.get("approved_by"):
+            parts.append(f"approved by {evidence['approved_by']}")
+        if evidence.get("request_id"):
+            parts.append(f"request {evidence['request_id']}")
+        return "; ".join(p for p in parts if p)
+    if action == "policy.rollout_started":
+        return f"in {evidence.get('stage', '?')} by {evidence.get('by', '?')}"
+    return "; ".join(str(r) for r in evidence.get("reasons", []))
+
+
+def _checks(checks: Any) -> str:
+    """A rollout stage's operational checks in a few words."""
+    if not isinstance(checks, dict) or "checks" not in checks:
+        return ""
+    names = ", ".join(checks["checks"])
+    requests = checks.get("requests")
+    on = f" on {requests} requests" if requests is not None else ""
+    if checks.get("passed"):
+        return f"checks passed{on} ({names})"
+    return f"checks failed{on}: " + "; ".join(str(r) for r in checks.get("reasons", []))
+
+
+def _replay_lines(evidence: dict[str, Any]) -> list[str]:
+    """Under a gate decision: the traffic replayed and the metric of both models per day."""
+    replay = evidence.get("replay")
+    if not isinstance(replay, dict):
+        return []
+    lines = [str(replay.get("data", ""))] if replay.get("data") else []
+    days = replay.get("per_day") or []
+    if days:
+        lines.append(
+            f"{'day':<10}  {'rows':>6}  {'positives':>9}  {'champion':>8}  {'challenger':>10}"
+            f"  ({_per_day_metric(evidence)} per day)"
+        )
+        lines += [
+            f"{d.get('day', '')!s:<10}  {d.get('rows', 0):>6,}  {d.get('positives', 0):>9,}  "
+            f"{_value(d.get('champion')):>8}  {_value(d.get('challenger')):>10}"
+            for d in days
+        ]
+    return lines
+
+
+def _per_day_metric(evidence: dict[str, Any]) -> str:
+    """The per-day table's metric: the gate's when defined on a day's rows alone (as
+    ``Replay.per_day`` computes it), else average precision."""
+    if isinstance(evidence["replay"].get("metric"), str):
+        return str(evidence["replay"]["metric"])
+    metric = evidence.get("metric")
+    return str(metric) if metric in ("average_precision", "auc_roc") else "average_precision"
+
+
+def _value(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) and value == value else "-"
+
+
+def _when(text: Any) -> str:
+    """An ISO instant of the evidence, to the minute (UTC)."""
+    return f"{str(text)[:16].replace('T', ' ')} UTC" if text else "?"
 
 
 def _decision(d: Any) -> dict[str, Any]:

@@ -1,11 +1,17 @@
 """Automation pages: policies with where their loop stands, and one policy's timeline.
 
-The timeline is the audit trail (``modelloop.automation.loop.timeline``), grouped in cycles: a
-trigger (or a rollout started by hand) and what followed, training run, gate, shadow, canary,
-promotion or rollback. Every decision keeps its evidence, shown as escaped text under a
-``<details>``; an interval of a difference (the gate's bootstrap, the canary's paired shadow
-comparison) is drawn as an error bar against the bound it had to clear, as inline SVG built
-here, so the page needs no script.
+The timeline is the audit trail (``modelloop.automation.loop.timeline``), grouped in cycles: the
+signals that led to a training (triggers skipped, a retraining scheduled, the trigger itself, or
+a rollout started by hand) and what followed, training run, gate, shadow, canary, promotion or
+rollback; a cycle ends with its outcome (or a training skipped). Triggers skipped one after the
+other are merged into one muted step listing why (identical reasons once, counted). Every
+decision keeps its evidence, shown as escaped text under a ``<details>``; a gate's replay
+backtest shows the traffic it was judged on and both models' metric per day
+(:mod:`~modelloop.ui.replay`); a rollout stage shows its operational checks; an interval of a
+difference (the gate's bootstrap, the canary's paired shadow comparison) is drawn as an error
+bar against the bound it had to clear, as inline SVG built here, so the page needs no script.
+Above the timeline, the time the loop took to adapt to each change its triggers detected
+(:mod:`~modelloop.automation.adaptation`).
 """
 
 from __future__ import annotations
@@ -18,13 +24,17 @@ from fastapi import APIRouter
 from starlette.responses import HTMLResponse
 
 from modelloop.ui.monitoring import plain_items
+from modelloop.ui.replay import ReplayTable, replay_table
 
 if TYPE_CHECKING:
+    from modelloop.automation.adaptation import Adaptation
     from modelloop.automation.loop import Decision
     from modelloop.automation.policy import Policy
     from modelloop.ui.app import Pages
 
 _LABELS = {
+    "policy.trigger_skipped": "Trigger skipped",
+    "policy.retrain_scheduled": "Retraining scheduled",
     "policy.trigger": "Triggered",
     "policy.training_skipped": "Training skipped",
     "policy.trained": "Trained",
@@ -36,17 +46,45 @@ _LABELS = {
     "policy.rolled_back": "Rolled back",
     "policy.rollout_started": "Rollout started by hand",
 }
-_OUTCOME = {"policy.promoted": "good", "policy.rolled_back": "bad", "policy.rejected": "bad",
-            "policy.training_skipped": "muted"}  # fmt: skip
+_OUTCOME = {
+    "policy.promoted": "good",
+    "policy.rolled_back": "bad",
+    "policy.rejected": "bad",
+    "policy.training_skipped": "muted",
+    "policy.trigger_skipped": "muted",
+}
 _TRAINED = (("rows", "labelled predictions"), ("positives", "positive"),
             ("holdout_rows", "held out"))  # fmt: skip
-_STARTS = ("policy.trigger", "policy.rollout_started")
+_TRIGGERED = ("policy.trigger", "policy.rollout_started")  # a cycle acts from here on
+_STARTS = (*_TRIGGERED, "policy.retrain_scheduled")
+_ENDS = ("policy.promoted", "policy.rolled_back", "policy.rejected", "policy.training_skipped")
+_SKIPPED = "policy.trigger_skipped"
 _WIDTH, _HEIGHT, _PAD = 420, 64, 24
+
+
+@dataclass(frozen=True)
+class Check:
+    """One operational check of a rollout stage."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class SkipReason:
+    """Why triggers were skipped: one reason, as often as it came in a row."""
+
+    reason: str
+    found: list[str]  # what the triggers had found each time (distinct)
+    count: int
+    first: int
+    last: int
 
 
 @dataclass
 class Step:
-    """One decision as the page shows it."""
+    """One decision as the page shows it (or a run of skipped triggers, merged)."""
 
     action: str
     label: str
@@ -57,6 +95,13 @@ class Step:
     run_id: str | None = None
     version: int | None = None
     interval: dict[str, Any] | None = None  # what the SVG error bar draws
+    found: str = ""  # what the triggers found (a skip, a scheduled retraining)
+    replay: ReplayTable | None = None  # a gate's replay backtest
+    checks: list[Check] = field(default_factory=list)  # a rollout stage's operational checks
+    checked: str = ""  # which stage's checks, and on how many requests
+    until: int | None = None  # a merged run: its last decision's time
+    skips: list[SkipReason] = field(default_factory=list)  # a merged run: why, in order
+    members: list[Step] = field(default_factory=list)  # a merged run: each decision
 
 
 @dataclass
@@ -64,9 +109,23 @@ class Cycle:
     steps: list[Step] = field(default_factory=list)
 
     @property
+    def triggered(self) -> bool:
+        return any(s.action in _TRIGGERED for s in self.steps)
+
+    @property
+    def finished(self) -> bool:
+        return any(s.action in _ENDS for s in self.steps)
+
+    @property
     def outcome(self) -> str:
-        ends = [s.action for s in self.steps if s.outcome in ("good", "bad")]
-        return _LABELS.get(ends[-1], "") if ends else "in progress"
+        ends = [s.action for s in self.steps if s.action in _ENDS]
+        if ends:
+            return _LABELS.get(ends[-1], "")
+        if self.triggered:
+            return "in progress"
+        if any(s.action == "policy.retrain_scheduled" for s in self.steps):
+            return "retraining scheduled"
+        return "triggers skipped"
 
 
 def register(router: APIRouter, pages: Pages) -> None:
@@ -105,6 +164,7 @@ def _policy_page(pages: Pages, name: str) -> HTMLResponse:
     state = policy_state(name, settings=pages.settings)
     decisions = timeline(name, settings=pages.settings)
     cycles = cycles_of(policy, decisions)
+    skipped = sum(d.action == _SKIPPED for d in decisions)
     return pages.render(
         "automation_policy.html",
         section="automation",
@@ -114,17 +174,77 @@ def _policy_page(pages: Pages, name: str) -> HTMLResponse:
         cycles=list(reversed(cycles)),  # newest first
         config=_config_rows(policy),
         decisions=len(decisions),
+        skipped=skipped,
+        adaptation=adaptation_of(decisions),
     )
 
 
+def adaptation_of(decisions: list[Decision]) -> list[Adaptation]:
+    """Time to adapt to each change the policy's triggers detected, oldest first."""
+    from modelloop.automation.adaptation import detected_changes, time_to_adapt
+
+    return [time_to_adapt(decisions, start) for start in detected_changes(decisions)]
+
+
 def cycles_of(policy: Policy, decisions: list[Decision]) -> list[Cycle]:
-    """Decisions grouped from each trigger (or hand-started rollout) to the next."""
+    """Decisions grouped in cycles: a cycle gathers the signals before a training (skipped
+    triggers, a scheduled retraining) with the trigger and what followed, up to its outcome;
+    the next trigger, or any decision after an outcome, opens the next one."""
     cycles: list[Cycle] = []
     for decision in decisions:
-        if not cycles or decision.action in _STARTS:
-            cycles.append(Cycle())
-        cycles[-1].steps.append(_step(policy, decision))
+        current = cycles[-1] if cycles else None
+        if (
+            current is None
+            or current.finished
+            or (decision.action in _STARTS and current.triggered)
+        ):
+            current = Cycle()
+            cycles.append(current)
+        current.steps.append(_step(policy, decision))
+    for cycle in cycles:
+        cycle.steps = _merge_skips(cycle.steps)
     return cycles
+
+
+def _merge_skips(steps: list[Step]) -> list[Step]:
+    """Each run of two or more skipped triggers as one step; a reason repeated in a row once."""
+    merged: list[Step] = []
+    run: list[Step] = []
+    for step in [*steps, None]:
+        if step is not None and step.action == _SKIPPED:
+            run.append(step)
+            continue
+        if len(run) == 1:
+            merged.append(run[0])
+        elif run:
+            merged.append(_skip_run(run))
+        run = []
+        if step is not None:
+            merged.append(step)
+    return merged
+
+
+def _skip_run(run: list[Step]) -> Step:
+    reasons: list[SkipReason] = []
+    for step in run:
+        if reasons and reasons[-1].reason == step.headline:
+            same = reasons[-1]
+            same.count, same.last = same.count + 1, step.time
+            if step.found not in same.found:
+                same.found.append(step.found)
+        else:
+            reasons.append(SkipReason(step.headline, [step.found], 1, step.time, step.time))
+    return Step(
+        action=_SKIPPED,
+        label=f"{len(run)} triggers skipped",
+        time=run[0].time,
+        outcome="muted",
+        headline="",
+        evidence=[],
+        until=run[-1].time,
+        skips=reasons,
+        members=run,
+    )
 
 
 def _step(policy: Policy, decision: Decision) -> Step:
@@ -139,7 +259,24 @@ def _step(policy: Policy, decision: Decision) -> Step:
         evidence=list(plain_items(evidence)),
         run_id=evidence.get("run_id") if isinstance(evidence.get("run_id"), str) else None,
         version=version if isinstance(version, int) else None,
+        replay=replay_table(evidence),
     )
+    if decision.action in (_SKIPPED, "policy.retrain_scheduled"):
+        step.found = "; ".join(str(r) for r in evidence.get("reasons", []))
+    if decision.action == "policy.retrain_scheduled" and isinstance(evidence.get("at"), str):
+        step.label += f" for {_minute(evidence['at'])}"
+    for stage in ("shadow", "canary"):
+        checks = evidence.get(stage)
+        if isinstance(checks, dict) and isinstance(checks.get("checks"), dict):
+            step.checks = [
+                Check(str(name), bool(c.get("passed")), str(c.get("detail", "")))
+                for name, c in checks["checks"].items()
+                if isinstance(c, dict)
+            ]
+            requests = checks.get("requests")
+            step.checked = f"{stage} checks" + (
+                f" on {requests} requests" if isinstance(requests, int) else ""
+            )
     interval = evidence.get("interval")
     if isinstance(interval, list) and len(interval) == 2 and all(_number(x) for x in interval):
         step.interval = _interval(policy, decision.action, evidence, interval)
@@ -148,6 +285,10 @@ def _step(policy: Policy, decision: Decision) -> Step:
 
 def _headline(action: str, evidence: dict[str, Any]) -> str:
     """The one line a reader needs before opening the evidence."""
+    if action == _SKIPPED:
+        return str(evidence.get("skipped", ""))
+    if action == "policy.retrain_scheduled":
+        return str(evidence.get("scheduled", ""))
     if isinstance(evidence.get("summary"), str):
         return str(evidence["summary"])
     if isinstance(evidence.get("reason"), str):
@@ -166,7 +307,14 @@ def _headline(action: str, evidence: dict[str, Any]) -> str:
     if action == "policy.promoted" and _number(evidence.get("challenger")):
         return (f"live {evidence.get('metric', '')} {evidence['challenger']:.4f} vs "
                 f"{evidence.get('champion') or 0:.4f}")  # fmt: skip
+    if action == "policy.promoted" and isinstance(evidence.get("approved_by"), str):
+        return f"approved by {evidence['approved_by']}"
     return ""
+
+
+def _minute(text: str) -> str:
+    """An ISO instant of the evidence, to the minute (UTC)."""
+    return text[:16].replace("T", " ")
 
 
 def _interval(

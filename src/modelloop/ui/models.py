@@ -18,7 +18,9 @@ from ``.../card.html``) gathers what a reviewer asks of a version:
 - metrics and signature;
 - explanation summary: mean absolute contribution per feature over the background rows saved
   in the package, else over a sample of a logged training dataset; unavailable otherwise;
-- approvals and alias history of this version, and its ``gate.decision`` events.
+- approvals and alias history of this version, and its ``gate.decision`` events: what data
+  each judged it on, and for a policy's replay backtest the metric of both models per replayed
+  day (:mod:`~modelloop.ui.replay`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from modelloop.registry.entities import (
     RequestStatus,
     check_model_name,
 )
+from modelloop.ui.replay import ReplayTable, version_replays
 
 if TYPE_CHECKING:
     from modelloop.datasets.entities import DatasetVersion
@@ -224,7 +227,8 @@ def _card(
     history = [
         e for e in audit.events(store.db, model=model.name) if _about_version(e, version.version)
     ]
-    gates = [_gate_row(e) for e in history if e.action == "gate.decision"]
+    replays = version_replays(model.name, version.version, settings=registry.client.settings)
+    gates = [_gate_row(e, replays.get(e.seq)) for e in history if e.action == "gate.decision"]
     lineage = registry.lineage(model.name, version.version)
     return {
         "title": f"Model card: {model.name} v{version.version}",
@@ -422,6 +426,7 @@ def _about_version(event: audit.AuditEvent, version: int) -> bool:
 
 @dataclass(frozen=True)
 class GateRow:
+    seq: int
     time: int
     actor: str
     decision: str
@@ -434,11 +439,12 @@ class GateRow:
     ci_high: Any
     confidence: Any
     margin: Any
-    data: str
+    data: str  # what it was judged on, e.g. the replay of the logged requests of some days
     reason: str
+    replay: ReplayTable | None = None  # the replay's metric per day (a policy's gate)
 
 
-def _gate_row(event: audit.AuditEvent) -> GateRow:
+def _gate_row(event: audit.AuditEvent, replay: ReplayTable | None = None) -> GateRow:
     after: Mapping[str, Any] = event.after or {}
     champion = after.get("champion") or {}
     challenger = after.get("challenger") or {}
@@ -446,6 +452,7 @@ def _gate_row(event: audit.AuditEvent) -> GateRow:
     if after.get("k") is not None:
         metric += f" (k={after['k']})"
     return GateRow(
+        event.seq,
         event.time,
         event.actor,
         str(after.get("decision", "")),
@@ -460,6 +467,7 @@ def _gate_row(event: audit.AuditEvent) -> GateRow:
         after.get("margin"),
         str(after.get("data") or ""),
         event.reason or "",
+        replay,
     )
 
 
