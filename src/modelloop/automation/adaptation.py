@@ -39,6 +39,7 @@ class Adaptation:
     partial: float | None
     full: float | None
     version: int | None  # the first adapted version to answer all traffic (else the first trained)
+    share: float = 20.0  # the share of traffic (b) counts from, in percent
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,13 +51,14 @@ class Adaptation:
         }
 
     def summary(self) -> str:
-        def say(days: float | None) -> str:
-            return "not yet" if days is None else f"{days:.1f} days"
+        def say(what: str, days: float | None) -> str:
+            return f"{what} not yet" if days is None else f"{what} after {days:.1f} days"
 
         return (
-            f"change from {clock.iso(self.start)[:16].replace('T', ' ')}: trained on it after "
-            f"{say(self.trained)}, on >= 20% of traffic after {say(self.partial)}, on all "
-            f"traffic after {say(self.full)}"
+            f"change from {clock.iso(self.start)[:16].replace('T', ' ')}: "
+            f"{say('trained on it', self.trained)}, "
+            f"{say(f'on >= {self.share:g}% of traffic', self.partial)}, "
+            f"{say('on all traffic', self.full)}"
         )
 
 
@@ -87,7 +89,7 @@ def time_to_adapt(events: Sequence[_Event], start: int, *, share: float = 20.0) 
             if full is None:
                 full, version = event.time, int(number)
     return Adaptation(
-        start, _days(trained, start), _days(partial, start), _days(full, start), version
+        start, _days(trained, start), _days(partial, start), _days(full, start), version, share
     )
 
 

@@ -308,6 +308,7 @@ class _Loop:
             ],
             "replay": {
                 "data": result.data,
+                "metric": str(per_day.attrs.get("metric", result.metric)),
                 "served_rows": replayed.served_rows,
                 "replayed_rows": replayed.replayed_rows,
                 "per_day": per_day.to_dict(orient="records"),

@@ -68,7 +68,9 @@ class Replay:
                     "challenger": challenger,
                 }
             )
-        return pd.DataFrame(out, columns=["day", "rows", "positives", "champion", "challenger"])
+        table = pd.DataFrame(out, columns=["day", "rows", "positives", "champion", "challenger"])
+        table.attrs["metric"] = metric
+        return table
 
 
 def replay(

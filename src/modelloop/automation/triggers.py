@@ -188,7 +188,8 @@ def check_triggers(
 
 def drift_importance(registry: Registry, policy: Policy, settings: Settings) -> Importance:
     """Weighs drifted features by the champion's mean absolute contribution on the requests of
-    the drift window (at most 2,000, answered ones), as shares that add up to 1."""
+    the drift window (at most 500, answered ones, drawn at random), as shares that add up to
+    1."""
     from modelloop.explain import feature_importance
     from modelloop.serving.predictions import predictions
 
@@ -206,7 +207,7 @@ def drift_importance(registry: Registry, policy: Policy, settings: Settings) -> 
         frame = frame[frame["role"] != "shadow"]
         if frame.empty:
             return {"share": 1.0, "note": "no request in the window to weigh the features on"}
-        sample = frame.sample(n=min(2000, len(frame)), random_state=0)
+        sample = frame.sample(n=min(500, len(frame)), random_state=0)
         shares = feature_importance(model, sample)
         return {
             "share": float(sum(shares.get(c, 0.0) for c in drifted)),

@@ -205,7 +205,6 @@ def run_demo(
     """Run the whole loop on the settings' store; ``on_day(day, decisions, status)`` after each
     served day, ``on_step(text)`` for the setup steps."""
     from modelloop.automation.loop import step_policy, timeline
-    from modelloop.automation.policy import policy_state
     from modelloop.monitoring.runner import run_monitor
 
     started = time.perf_counter()
@@ -229,11 +228,13 @@ def run_demo(
         hourly: list[Any] = []  # decisions taken during the day (rollout stages last hours)
         fired = 0
 
+        rolling = {"out": False}  # a rollout under way (known from the loop's own decisions)
+
         def rollout_step(at_ms: int) -> None:
             """The scheduler steps the policy every minute; between the daily monitor windows
             only a rollout in progress has anything to decide, so the demo steps it hourly
             then (after flushing the log its checks read)."""
-            if policy_state(POLICY, settings=settings).stage == "idle":
+            if not rolling["out"]:
                 return
             served_by.flush()
             at = _dt(at_ms)
@@ -242,6 +243,7 @@ def run_demo(
             if decided:
                 _wait_for_deployment(client)
                 hourly.extend(decided)
+                rolling["out"] = _rolling_out(decided)
 
         for day in range(config.days):
             sim_day = config.warmup + day
@@ -260,8 +262,11 @@ def run_demo(
             ml.set_store_clock(at, settings=settings)
             checked = run_monitor(MONITOR, now=at, settings=settings)
             fired += sum(a["state"] == "firing" for r in checked for a in r.alerts)
-            decisions = [*hourly, *step_policy(POLICY, now=at, settings=settings)]
-            decisions += _approve_promotions(at, settings)
+            closing = step_policy(POLICY, now=at, settings=settings)
+            closing += _approve_promotions(at, settings)
+            if closing:
+                rolling["out"] = _rolling_out(closing)
+            decisions = [*hourly, *closing]
             hourly.clear()
             if decisions:
                 _wait_for_deployment(client)
@@ -274,6 +279,12 @@ def run_demo(
     result = DemoResult(config, frame, events, time.perf_counter() - started, alerts=fired)
     result.weekly = weekly_quality(frame, config)
     return result
+
+
+def _rolling_out(decisions: list[Any]) -> bool:
+    """Whether the newest decision leaves a rollout under way (shadow, canary, approval)."""
+    last = decisions[-1].action.removeprefix("policy.")
+    return last in ("shadow", "canary", "approval_requested", "rollout_started")
 
 
 def _first_champion_scores(served: pd.DataFrame, settings: Settings) -> Any:
