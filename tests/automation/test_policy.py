@@ -39,7 +39,8 @@ def test_a_malformed_policy_file_names_every_problem(home: Path) -> None:
         "triggers.performance.metric: unknown metric 'f1'",
         "triggers.every: 'weekly' is not a duration",
         "training.function: write the training function as 'package.module:function'",
-        "gate.metric: the gate compares one of average_precision, auc_roc",
+        "gate.metric: the gate compares one of average_precision, auc_roc, "
+        "card_precision_at_k, fraud_amount_at_k",
         "gate.confidence: Input should be less than 1",
         "rollout.canary_percent: Input should be less than 100",
         "retries: unknown setting (known: name, deployment, model, monitor, triggers",
@@ -55,7 +56,22 @@ def test_a_policy_from_python_round_trips_through_the_store(home: Path) -> None:
     assert apply_policy(parse_policy(GOOD)) is False  # unchanged: nothing recorded
     stored = get_policy("fraud-loop")
     assert stored.training.window.days == 14
-    assert stored.to_record()["rollout"]["shadow"] == "1d"
+    record = stored.to_record()
+    assert record["rollout"]["shadow"] == "2h"  # operations are watched for hours by default
+    assert record["triggers"]["change_labels"] == "1d"
+    assert record["gate"]["metric"] == "average_precision"
+    with_more = {**GOOD, "triggers": {"budget": {"trainings": 4, "per": "28d"},
+                                      "follow_up": {"every": "7d", "within": "35d"}},
+                 "gate": {"metrics": ["ap_typo"]}}  # fmt: skip
+    with pytest.raises(InvalidArgument) as bad:
+        parse_policy(with_more)
+    assert [d["field"] for d in bad.value.details] == ["gate.metrics"]
+    with_more["gate"] = {"metrics": ["average_precision", "card_precision_at_k"],
+                         "margin": [-0.01, -0.02]}  # fmt: skip
+    parsed = parse_policy(with_more)
+    assert parsed.gate.compared == ["average_precision", "card_precision_at_k"]
+    assert parse_policy(parsed.to_record()) == parsed  # durations written back as read
+    assert parsed.to_record()["triggers"]["follow_up"] == {"every": "7d", "within": "35d"}
     with pytest.raises(InvalidArgument) as caught:
         parse_policy({**GOOD, "gate": {"bootstrap": 5}})
     assert caught.value.details == [
