@@ -45,13 +45,14 @@ from modelloop.automation.rollout import (
 )
 from modelloop.automation.training import labelled_window, train_challenger
 from modelloop.automation.triggers import check_triggers, drift_importance
-from modelloop.clock import DAY_MS, duration_ms, now_ms, to_ms
+from modelloop.clock import DAY_MS, duration_ms, to_ms
 from modelloop.errors import Conflict, Forbidden, InvalidArgument, ModelloopError, NotFound
 from modelloop.monitoring.monitor import Monitor, get_monitor
 from modelloop.registry.client import Registry
 from modelloop.registry.entities import RequestStatus
 from modelloop.serving.deployment import apply_deployment, get_deployment, parse_deployment
 from modelloop.settings import Settings, load_settings
+from modelloop.store_clock import store_clock
 from modelloop.tracking.client import Client
 from modelloop.tracking.source import current_user
 
@@ -75,11 +76,11 @@ class Decision:
 def step_policy(
     name: str, *, now: datetime | None = None, settings: Settings | None = None
 ) -> list[Decision]:
-    """Advance the policy's loop as far as ``now`` (default: the clock) allows; the decisions
-    taken, oldest first (none when nothing was due)."""
+    """Advance the policy's loop as far as ``now`` (default: the store's clock) allows; the
+    decisions taken, oldest first (none when nothing was due)."""
     settings = settings or load_settings()
     policy = get_policy(name, settings=settings)
-    loop = _Loop(policy, settings, _at(now))
+    loop = _Loop(policy, settings, _at(now, settings))
     try:
         return loop.step()
     finally:
@@ -112,7 +113,7 @@ def start_rollout(
     if stage not in (SHADOW, CANARY):
         raise InvalidArgument(f"a rollout starts in shadow or canary, not {stage!r}")
     settings = settings or load_settings()
-    loop = _Loop(get_policy(name, settings=settings), settings, _at(now))
+    loop = _Loop(get_policy(name, settings=settings), settings, _at(now, settings))
     try:
         state = policy_state(name, settings=settings)
         if state.stage != IDLE:
@@ -562,6 +563,7 @@ class _Loop:
             log.info("policy %s: %s %s", self.policy.name, decision.action, decision.evidence)
 
 
-def _at(now: datetime | None) -> int:
-    """``now`` (default: the clock) in ms since the epoch."""
-    return now_ms() if now is None else to_ms(now)
+def _at(now: datetime | None, settings: Settings) -> int:
+    """``now`` (default: the store's clock, a simulation's instant on a simulated store) in ms
+    since the epoch."""
+    return store_clock(settings).now_ms if now is None else to_ms(now)

@@ -482,7 +482,3 @@ def _instant(value: datetime | str) -> datetime:
     assert moment is not None
     return moment
 
-
-# Still imported under this name by modelloop.automation.loop; new code imports
-# modelloop.clock.to_ms.
-epoch_ms = to_ms
