@@ -372,7 +372,7 @@ def evaluate_gate(
     )
     result = dataclasses.replace(result, seconds=round(time.perf_counter() - started, 3))
     if record:
-        result = _record(registry, result, reason)
+        result = record_decision(registry, result, reason)
     return result
 
 
@@ -589,7 +589,7 @@ def _checks(
     return checks
 
 
-def _record(registry: Registry, result: GateResult, reason: str | None) -> GateResult:
+def record_decision(registry: Registry, result: GateResult, reason: str | None) -> GateResult:
     """Append the decision to the audit trail (its own write transaction)."""
     from modelloop import audit
     from modelloop.registry.sql import SqlRegistryStore

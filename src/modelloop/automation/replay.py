@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelloop.automation.bootstrap import paired_bootstrap
-from modelloop.automation.gate import GateOptions, GateResult, decide, model_uri
-from modelloop.automation.gate import _record as record_decision
+from modelloop.automation.gate import GateOptions, GateResult, decide, model_uri, record_decision
 from modelloop.automation.holdout import holdout_digest
 from modelloop.automation.scoring import model_cost, score_frame
 from modelloop.errors import InvalidArgument
