@@ -29,21 +29,6 @@ if TYPE_CHECKING:
     from modelloop.flavors import LoadedModel
 
 
-def count_answers(
-    policy: Policy, start: int, end: int, version: int | None, *, role: str, settings: Settings
-) -> int:
-    """How many requests ``version`` scored as ``role`` (``shadow``...) in ``[start, end)``."""
-    frame = predictions(
-        policy.model,
-        from_ms(start),
-        from_ms(end),
-        with_labels=False,
-        deployment=policy.deployment,
-        settings=settings,
-    )
-    return int(((frame["model_version"] == version) & (frame["role"] == role)).sum())
-
-
 def paired_shadow(
     policy: Policy, state: PolicyState, start: int, end: int, *, settings: Settings
 ) -> dict[str, Any] | None:
