@@ -626,8 +626,17 @@ def _policy_lines(policy: Any) -> list[str]:
         f"labels (at least {tr.min_rows:,} rows), except the gate's holdout: the newest "
         f"{_duration(tr.holdout)} of {tr.holdout_share:.0%} of the cards;",
         f"- gate: the replay backtest: the challenger scores the held-out logged requests, paired "
-        f"with the champion's answers; paired bootstrap ({g.bootstrap} draws) of the {g.metric} "
-        f"difference, lower {g.confidence:.0%} bound above {g.margin:g};",
+        f"with the champion's answers; paired bootstrap ({g.bootstrap} draws, cards resampled "
+        f"whole for the card metrics) of the difference in "
+        + ", ".join(
+            f"{metric} (lower {g.confidence:.0%} bound above {margin:g})"
+            for metric, margin in zip(
+                g.compared,
+                g.margin if isinstance(g.margin, list) else [g.margin] * len(g.compared),
+                strict=True,
+            )
+        )
+        + f", k = {g.k};",
         f"- rollout: shadow {_duration(ro.shadow)}, then canary {_duration(ro.canary)} at "
         f"{ro.canary_percent:g}% of traffic, each judged on operations (enough requests, error "
         f"rate <= {ro.max_error_rate:.0%}, live scores equal to the offline ones, score "
@@ -720,10 +729,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ]  # fmt: skip
     evaluation = evaluate(configs, jobs=args.jobs)
     evaluation.command = _command(args, defaults)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(render(evaluation))
-    print(f"wrote {args.output} in {evaluation.seconds:.0f} s")
-    if args.json is not None:
+    if args.json is not None:  # first: the figures survive a rendering bug
         figures = {
             "command": evaluation.command,
             "results": [r.to_dict() for r in evaluation.results],
@@ -732,6 +738,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2, default=_plain))
         print(f"wrote {args.json}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(render(evaluation))
+    print(f"wrote {args.output} in {evaluation.seconds:.0f} s")
 
 
 def _plain(value: Any) -> Any:
