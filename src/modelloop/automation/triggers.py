@@ -178,9 +178,9 @@ def check_triggers(
         evidence["at"] = iso(ready)
         evidence["by"] = "performance" if fell else "drift"
         evidence["scheduled"] = (
-            f"no label of the change from {iso(change)} has matured yet: training now would "
-            f"not see it, so the retraining waits until {days(duration_ms(triggers.change_labels))}"
-            f" of its labels have ({iso(ready)})"
+            f"the change from {iso(change)} has less than "
+            f"{days(duration_ms(triggers.change_labels))} of matured labels: a training now would "
+            f"hardly see it, so the retraining waits until it has ({iso(ready)})"
         )
         return Outcome("schedule", evidence, judged, reasons)
     return _within_budget(policy, Outcome("train", evidence, judged, reasons), history, now)
