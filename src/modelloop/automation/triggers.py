@@ -267,7 +267,9 @@ def _fell(policy: Policy, row: dict[str, Any]) -> bool:
 def _follow_up(
     policy: Policy, history: Sequence[_Event], last_trained: int | None, now: int
 ) -> tuple[str, int] | None:
-    """(reason, change start) when a change trained for is due a follow-up training."""
+    """(reason, change start) when a change trained for is due a follow-up training: only a
+    change whose learning paid, i.e. one of the trainings for it beat the champion beyond noise
+    on the replay (the lower bound of the primary metric's interval above 0)."""
     follow = policy.triggers.follow_up
     if follow is None or last_trained is None:
         return None
@@ -280,12 +282,28 @@ def _follow_up(
         return None
     if now - change > duration_ms(follow.within):
         return None
+    if not _learning_paid(history, change):
+        return None
     reason = (
         f"following the change from {iso(change)}: {days(now - last_trained)} since the last "
         f"training (every {days(duration_ms(follow.every))} for "
-        f"{days(duration_ms(follow.within))} after a change)"
+        f"{days(duration_ms(follow.within))} after a change whose learning paid on the replay)"
     )
     return reason, change
+
+
+def _learning_paid(history: Sequence[_Event], change: int) -> bool:
+    """Whether a challenger trained for ``change`` beat its champion beyond noise at the gate."""
+    versions = set()
+    for event in history:
+        evidence = event.evidence
+        if event.action == "policy.trained" and evidence.get("change_start"):
+            if to_ms(_instant(evidence["change_start"])) == change:
+                versions.add(evidence.get("version"))
+        elif event.action in ("policy.shadow", "policy.rejected") and "interval" in evidence:
+            if evidence.get("version") in versions and evidence["interval"][0] > 0:
+                return True
+    return False
 
 
 def _scheduled(history: Sequence[_Event], last_trained: int | None) -> tuple[int, int, bool] | None:
