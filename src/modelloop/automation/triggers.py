@@ -300,9 +300,13 @@ def _learning_paid(history: Sequence[_Event], change: int) -> bool:
         if event.action == "policy.trained" and evidence.get("change_start"):
             if to_ms(_instant(evidence["change_start"])) == change:
                 versions.add(evidence.get("version"))
-        elif event.action in ("policy.shadow", "policy.rejected") and "interval" in evidence:
-            if evidence.get("version") in versions and evidence["interval"][0] > 0:
-                return True
+        elif (
+            event.action in ("policy.shadow", "policy.rejected")
+            and "interval" in evidence
+            and evidence.get("version") in versions
+            and evidence["interval"][0] > 0
+        ):
+            return True
     return False
 
 
