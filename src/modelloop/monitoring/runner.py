@@ -481,4 +481,3 @@ def _instant(value: datetime | str) -> datetime:
     moment = parse_instant(value, "window")
     assert moment is not None
     return moment
-
