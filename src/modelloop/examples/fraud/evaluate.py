@@ -604,10 +604,12 @@ def _policy_lines(policy: Any) -> list[str]:
     if t.every is not None:
         trig.append(f"{_duration(t.every)} since the last training")
     return [
-        f"- triggers: {' or '.join(trig)}; drift alone is skipped when the drifted features "
-        f"carry < {t.min_importance:.0%} of the champion's attention (mean |contribution|) or "
-        f"the matured {(t.performance.metric if t.performance else 'metric')} since the change "
-        f"stays within {t.tolerance:g} of the week before; a training waits (scheduled) until "
+        f"- triggers: {' or '.join(trig)}; drift alone schedules nothing while the drifted "
+        f"features carry < {t.min_importance:.0%} of the champion's attention (mean "
+        f"|contribution|) and, once the change's labels have matured, trains only if the matured "
+        f"{(t.performance.metric if t.performance else 'metric')} since the change (or the "
+        f"champion's promotion) fell more than {t.tolerance:g} below the week before it; a "
+        "training waits (scheduled) until "
         f"{_duration(t.change_labels)} of the change's labels have matured; cooldown "
         f"{_duration(t.cooldown)} between trainings"
         + (
@@ -616,7 +618,8 @@ def _policy_lines(policy: Any) -> list[str]:
             else ""
         )
         + (
-            f"; after a change, a follow-up training every {_duration(t.follow_up.every)} for "
+            f"; after a change whose learning paid (a challenger beat the champion beyond noise "
+            f"on the replay), a follow-up training every {_duration(t.follow_up.every)} for "
             f"{_duration(t.follow_up.within)}"
             if t.follow_up
             else ""
