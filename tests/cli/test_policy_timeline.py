@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from modelloop.automation.adaptation import detected_changes, time_to_adapt
-from modelloop.automation.loop import Decision, timeline
+from modelloop.automation.decision import Decision
+from modelloop.automation.loop import timeline
 from modelloop.cli import app
 from modelloop.tracking import fluent
 from tests.conftest import STORE_VARIABLES, FraudLoop

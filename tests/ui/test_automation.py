@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from modelloop.automation.adaptation import detected_changes, time_to_adapt
-from modelloop.automation.loop import Decision, timeline
+from modelloop.automation.decision import Decision
+from modelloop.automation.loop import timeline
 from tests.conftest import FraudLoop
 from tests.live_server import live_server
 from tests.ui.browser import Watched

@@ -75,7 +75,8 @@ class Seeded:
 
 def _seed(settings: Settings) -> Seeded:
     import modelloop as ml
-    from modelloop.automation.loop import Decision, _Loop, start_rollout
+    from modelloop.automation.decision import Decision
+    from modelloop.automation.loop import _Loop, start_rollout
     from modelloop.automation.policy import PolicyState, apply_policy, get_policy
     from modelloop.monitoring.monitor import apply_monitor
     from modelloop.monitoring.runner import run_monitor

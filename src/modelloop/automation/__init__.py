@@ -6,6 +6,7 @@ libraries load when a gate is evaluated.
 """
 
 from modelloop.automation.bootstrap import METRICS, Bootstrap, paired_bootstrap, paired_bootstraps
+from modelloop.automation.decision import Decision
 from modelloop.automation.gate import (
     GateCheck,
     GateOptions,
@@ -16,7 +17,7 @@ from modelloop.automation.gate import (
     evaluate_gate,
 )
 from modelloop.automation.holdout import read_holdout
-from modelloop.automation.loop import Decision, start_rollout, step_policy, timeline
+from modelloop.automation.loop import start_rollout, step_policy, timeline
 from modelloop.automation.policy import (
     Policy,
     PolicyState,

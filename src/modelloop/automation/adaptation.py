@@ -16,18 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from modelloop import clock
-
-
-class _Event(Protocol):
-    @property
-    def action(self) -> str: ...
-    @property
-    def time(self) -> int: ...
-    @property
-    def evidence(self) -> dict[str, Any]: ...
+from modelloop.automation.decision import Decision
 
 
 @dataclass(frozen=True)
@@ -62,7 +54,7 @@ class Adaptation:
         )
 
 
-def time_to_adapt(events: Sequence[_Event], start: int, *, share: float = 20.0) -> Adaptation:
+def time_to_adapt(events: Sequence[Decision], start: int, *, share: float = 20.0) -> Adaptation:
     """(a), (b), (c) for the change starting at ``start`` (ms), from a policy's decisions
     (oldest first, as :func:`~modelloop.automation.loop.timeline` returns them)."""
     adapted: set[int] = set()  # versions trained on data reaching past the change's start
@@ -93,7 +85,7 @@ def time_to_adapt(events: Sequence[_Event], start: int, *, share: float = 20.0) 
     )
 
 
-def detected_changes(events: Sequence[_Event]) -> list[int]:
+def detected_changes(events: Sequence[Decision]) -> list[int]:
     """The change starts (ms) the policy's triggers cited, oldest first, each once."""
     starts = {
         clock.to_ms(_parse(e.evidence["change_start"]))

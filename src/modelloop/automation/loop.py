@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from modelloop.automation.decision import Decision
 from modelloop.automation.gate import GateOptions
 from modelloop.automation.policy import (
     Policy,
@@ -62,15 +63,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelloop.automation")
 
 IDLE, SHADOW, CANARY, APPROVAL = "idle", "shadow", "canary", "awaiting_approval"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """One transition of the loop, as recorded in the audit trail."""
-
-    action: str  # policy.trigger | policy.trained | policy.gate | policy.shadow | ...
-    time: int  # ms since the epoch (the step's ``now``)
-    evidence: dict[str, Any]
 
 
 def step_policy(

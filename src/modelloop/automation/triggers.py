@@ -27,8 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
+from modelloop.automation.decision import Decision
 from modelloop.automation.policy import PerformanceTrigger, Policy, PolicyState
 from modelloop.clock import DAY_MS, days, duration_ms, from_ms, iso, to_ms
 from modelloop.monitoring.monitor import Monitor, monitor_database
@@ -40,15 +41,6 @@ if TYPE_CHECKING:
 Action = Literal["train", "schedule", "skip"]
 _LOOKBACK = 90  # drift windows walked back to find where a change started
 _DEFAULT_PERFORMANCE = PerformanceTrigger(below=0.0)  # the metric read when none is configured
-
-
-class _Event(Protocol):
-    @property
-    def action(self) -> str: ...
-    @property
-    def time(self) -> int: ...
-    @property
-    def evidence(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +64,7 @@ def check_triggers(
     *,
     now: int,
     settings: Settings,
-    history: Sequence[_Event] = (),
+    history: Sequence[Decision] = (),
     importance: Importance | None = None,
 ) -> Outcome | None:
     """What to do at ``now`` (ms): train, schedule a training, skip (each with its reasons and
@@ -265,7 +257,7 @@ def _fell(policy: Policy, row: dict[str, Any]) -> bool:
 
 
 def _follow_up(
-    policy: Policy, history: Sequence[_Event], last_trained: int | None, now: int
+    policy: Policy, history: Sequence[Decision], last_trained: int | None, now: int
 ) -> tuple[str, int] | None:
     """(reason, change start) when a change trained for is due a follow-up training: only a
     change whose learning paid, i.e. one of the trainings for it beat the champion beyond noise
@@ -292,7 +284,7 @@ def _follow_up(
     return reason, change
 
 
-def _learning_paid(history: Sequence[_Event], change: int) -> bool:
+def _learning_paid(history: Sequence[Decision], change: int) -> bool:
     """Whether a challenger trained for ``change`` beat its champion beyond noise at the gate."""
     versions = set()
     for event in history:
@@ -310,7 +302,9 @@ def _learning_paid(history: Sequence[_Event], change: int) -> bool:
     return False
 
 
-def _scheduled(history: Sequence[_Event], last_trained: int | None) -> tuple[int, int, bool] | None:
+def _scheduled(
+    history: Sequence[Decision], last_trained: int | None
+) -> tuple[int, int, bool] | None:
     """(when, change start, whether drift alone asked) of a retraining scheduled since the last
     training and not skipped since, if any."""
     for event in reversed(history):
@@ -331,7 +325,7 @@ def _holds(
     change: int,
     now: int,
     settings: Settings,
-    history: Sequence[_Event],
+    history: Sequence[Decision],
 ) -> dict[str, Any] | None:
     """The monitor's matured metric since ``change`` (or since the champion was promoted, when
     later: the days before judged another model) against the week before the change: does it
@@ -376,7 +370,7 @@ def _holds(
 
 
 def _within_budget(
-    policy: Policy, outcome: Outcome, history: Sequence[_Event], now: int
+    policy: Policy, outcome: Outcome, history: Sequence[Decision], now: int
 ) -> Outcome:
     budget = policy.triggers.budget
     if budget is None:

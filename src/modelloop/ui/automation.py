@@ -28,7 +28,7 @@ from modelloop.ui.replay import ReplayTable, replay_table
 
 if TYPE_CHECKING:
     from modelloop.automation.adaptation import Adaptation
-    from modelloop.automation.loop import Decision
+    from modelloop.automation.decision import Decision
     from modelloop.automation.policy import Policy
     from modelloop.ui.app import Pages
 
