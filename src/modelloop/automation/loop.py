@@ -113,23 +113,9 @@ def start_rollout(
                 f"Policy {name!r} is rolling out v{state.challenger_version} ({state.stage}); "
                 "wait for it to be promoted or rolled back"
             )
-        model = loop.policy.model
-        champion = loop._registry().store.get_version_by_alias(model, "champion").version
-        loop._set_alias("challenger", version, f"rollout started by {current_user()}")
-        loop._deploy(mode=stage)
-        state = replace(
-            state,
-            stage=stage,
-            challenger_version=version,
-            champion_version=champion,
-            stage_started_at=loop.now,
-        )
-        decision = Decision(
-            "policy.rollout_started",
-            loop.now,
-            {"version": version, "stage": stage, "by": current_user()},
-        )
-        loop._record(state, decision)
+        evidence = {"version": version, "stage": stage, "by": current_user()}
+        decision = Decision("policy.rollout_started", loop.now, evidence)
+        loop._roll_out(state, version, stage, f"rollout started by {current_user()}", decision)
         return decision
     finally:
         loop.close()
@@ -222,19 +208,25 @@ class _Loop:
         if gate["decision"] != "promote":
             self._record(state, Decision("policy.rejected", self.now, evidence))
             return
-        champion = (
-            self._registry().store.get_version_by_alias(self.policy.model, "champion").version
-        )
-        self._set_alias("challenger", version, f"passed the gate: {gate['summary']}")
-        self._deploy(mode="shadow")
+        decision = Decision("policy.shadow", self.now, evidence)
+        self._roll_out(state, version, SHADOW, f"passed the gate: {gate['summary']}", decision)
+
+    def _roll_out(
+        self, state: PolicyState, version: int, stage: str, reason: str, decision: Decision
+    ) -> None:
+        """``version`` becomes the challenger, served in ``stage`` (shadow or canary)."""
+        model = self.policy.model
+        champion = self._registry().store.get_version_by_alias(model, "champion").version
+        self._set_alias("challenger", version, reason)
+        self._deploy(mode=stage)
         state = replace(
             state,
-            stage=SHADOW,
+            stage=stage,
             challenger_version=version,
             champion_version=champion,
             stage_started_at=self.now,
         )
-        self._record(state, Decision("policy.shadow", self.now, evidence))
+        self._record(state, decision)
 
     def _gate(self, version: int, holdout: pd.DataFrame, run_id: str) -> dict[str, Any]:
         """The replay backtest: the challenger on the held-out logged requests, paired with the

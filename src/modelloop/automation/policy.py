@@ -59,6 +59,8 @@ from modelloop.monitoring.monitor import format_duration as _format
 from modelloop.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from modelloop.store import Database
 
 GATE_METRICS = ("average_precision", "auc_roc", "card_precision_at_k", "fraud_amount_at_k")
@@ -296,6 +298,24 @@ def policy_state(name: str, *, settings: Settings | None = None) -> PolicyState:
     if row is None:
         return PolicyState("idle")
     return PolicyState(**{k: getattr(row, k) for k in PolicyState.__slots__})
+
+
+def logged(
+    policy: Policy, start: int, end: int, *, settings: Settings, with_labels: bool = True
+) -> pd.DataFrame:
+    """The predictions the policy's deployment logged in ``[start, end)`` (ms), oldest first,
+    with the labels that came back unless ``with_labels`` is False: what the loop reads."""
+    from modelloop.clock import from_ms
+    from modelloop.serving.predictions import predictions
+
+    return predictions(
+        policy.model,
+        from_ms(start),
+        from_ms(end),
+        deployment=policy.deployment,
+        with_labels=with_labels,
+        settings=settings,
+    )
 
 
 def policy_database(settings: Settings | None) -> Database:

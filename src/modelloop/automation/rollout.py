@@ -18,11 +18,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modelloop.automation.bootstrap import paired_bootstrap
-from modelloop.automation.policy import Policy, PolicyState
+from modelloop.automation.policy import Policy, PolicyState, logged
 from modelloop.automation.scoring import score_frame
 from modelloop.clock import from_ms, iso
 from modelloop.monitoring.monitor import Monitor
-from modelloop.serving.predictions import predictions
 from modelloop.settings import Settings
 
 if TYPE_CHECKING:
@@ -37,9 +36,7 @@ def paired_shadow(
     labels (or one class) came back."""
     import numpy as np
 
-    frame = predictions(
-        policy.model, from_ms(start), from_ms(end), deployment=policy.deployment, settings=settings
-    )
+    frame = logged(policy, start, end, settings=settings)
     champion = frame[
         (frame["role"] != "shadow") & (frame["model_version"] == state.champion_version)
     ]
@@ -88,9 +85,7 @@ def live_comparison(
     from modelloop.monitoring.performance import performance
 
     rollout, perf = policy.rollout, monitor.performance
-    frame = predictions(
-        policy.model, from_ms(start), from_ms(end), deployment=policy.deployment, settings=settings
-    )
+    frame = logged(policy, start, end, settings=settings)
     answered = frame[frame["role"] != "shadow"]
     metric = policy.gate.metric
     result: dict[str, Any] = {"metric": metric, "window": [iso(start), iso(end)]}
@@ -134,14 +129,7 @@ def operational_checks(
     from modelloop.store import open_database
 
     rollout = policy.rollout
-    frame = predictions(
-        policy.model,
-        from_ms(start),
-        from_ms(end),
-        with_labels=False,
-        deployment=policy.deployment,
-        settings=settings,
-    )
+    frame = logged(policy, start, end, with_labels=False, settings=settings)
     mine = frame["model_version"] == state.challenger_version
     if role == "shadow":
         ours = frame[mine & (frame["role"] == "shadow")]

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from modelloop.automation.policy import Policy
+from modelloop.automation.policy import Policy, logged
 from modelloop.clock import duration_ms, from_ms, to_ms
 from modelloop.errors import InvalidArgument
 from modelloop.registry.fluent import register_model
-from modelloop.serving.predictions import predictions
 from modelloop.settings import Settings
 from modelloop.tracking.fluent import start_run
 
@@ -77,9 +76,7 @@ def labelled_window(
     end = now - label_delay_ms
     start = end - duration_ms(training.window)
     cut = end - duration_ms(training.holdout)
-    frame = predictions(
-        policy.model, from_ms(start), from_ms(end), deployment=policy.deployment, settings=settings
-    )
+    frame = logged(policy, start, end, settings=settings)
     frame = frame[(frame["role"] != "shadow") & frame["label"].notna()].reset_index(drop=True)
     key = training.holdout_key or policy.rollout.sticky_key
     if key is not None and key not in frame.columns:

@@ -26,12 +26,12 @@ reason), recorded once per new window: the loop stores the newest window it judg
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelloop.automation.decision import Decision
-from modelloop.automation.policy import PerformanceTrigger, Policy, PolicyState
-from modelloop.clock import DAY_MS, days, duration_ms, from_ms, iso, to_ms
+from modelloop.automation.policy import PerformanceTrigger, Policy, PolicyState, logged
+from modelloop.clock import DAY_MS, days, duration_ms, iso, to_ms
 from modelloop.monitoring.monitor import Monitor, monitor_database
 from modelloop.settings import Settings
 
@@ -50,7 +50,6 @@ class Outcome:
     action: Action
     evidence: dict[str, Any]
     judged: int | None = None  # the newest window start judged (not judged again)
-    reasons: list[str] = field(default_factory=list)
 
 
 #: ``importance(drifted columns, window start, window end)`` -> evidence with a ``share``.
@@ -133,9 +132,9 @@ def check_triggers(
         assert last is not None
         free = last + duration_ms(triggers.cooldown)
         why = f"within the cooldown: trained {days(now - last)} ago, next training from {iso(free)}"
-        return Outcome("skip", {**evidence, "skipped": why}, judged, reasons)
+        return Outcome("skip", {**evidence, "skipped": why}, judged)
     if scheduled_reasons:
-        return _within_budget(policy, Outcome("train", evidence, judged, reasons), history, now)
+        return _within_budget(policy, Outcome("train", evidence, judged), history, now)
     window = perf if fell else drift
     assert window is not None
     change = _run_start(db, policy, monitor.name, window)
@@ -148,7 +147,7 @@ def check_triggers(
             evidence["performance"] = held
             if held["holds"]:
                 why = f"drift alone, and the matured performance holds: {held['detail']}"
-                return Outcome("skip", {**evidence, "skipped": why}, judged, reasons)
+                return Outcome("skip", {**evidence, "skipped": why}, judged)
     score_drifted = drift is not None and drift["values"].get("drift.score_drifted") == 1.0
     if not fell and now < ready and drift is not None and importance is not None:
         span = (to_ms(drift["window_start"]), to_ms(drift["window_end"]))
@@ -162,11 +161,11 @@ def check_triggers(
                 f"(below {triggers.min_importance:.0%}) and the score did not drift: no "
                 f"retraining is scheduled; the change's labels will tell from {iso(ready)}"
             )
-            return Outcome("skip", {**evidence, "skipped": why}, judged, reasons)
+            return Outcome("skip", {**evidence, "skipped": why}, judged)
     if now < ready:
         if scheduled is not None and scheduled[1] == change:
             why = f"already scheduled for {iso(ready)}"
-            return Outcome("skip", {**evidence, "skipped": why}, judged, reasons)
+            return Outcome("skip", {**evidence, "skipped": why}, judged)
         evidence["at"] = iso(ready)
         evidence["by"] = "performance" if fell else "drift"
         evidence["scheduled"] = (
@@ -174,8 +173,8 @@ def check_triggers(
             f"{days(duration_ms(triggers.change_labels))} of matured labels: a training now would "
             f"hardly see it, so the retraining waits until it has ({iso(ready)})"
         )
-        return Outcome("schedule", evidence, judged, reasons)
-    return _within_budget(policy, Outcome("train", evidence, judged, reasons), history, now)
+        return Outcome("schedule", evidence, judged)
+    return _within_budget(policy, Outcome("train", evidence, judged), history, now)
 
 
 def drift_importance(registry: Registry, policy: Policy, settings: Settings) -> Importance:
@@ -183,19 +182,11 @@ def drift_importance(registry: Registry, policy: Policy, settings: Settings) -> 
     the drift window (at most 500, answered ones, drawn at random), as shares that add up to
     1."""
     from modelloop.explain import feature_importance
-    from modelloop.serving.predictions import predictions
 
     def weigh(drifted: list[str], start: int, end: int) -> dict[str, Any]:
         champion = registry.store.get_version_by_alias(policy.model, "champion")
         model = registry.load_model(champion.uri)
-        frame = predictions(
-            policy.model,
-            from_ms(start),
-            from_ms(end),
-            with_labels=False,
-            deployment=policy.deployment,
-            settings=settings,
-        )
+        frame = logged(policy, start, end, with_labels=False, settings=settings)
         frame = frame[frame["role"] != "shadow"]
         if frame.empty:
             return {"share": 1.0, "note": "no request in the window to weigh the features on"}
@@ -383,7 +374,7 @@ def _within_budget(
         f"the budget of {budget.trainings} trainings per {days(period)} is spent "
         f"({spent} since {iso(now - period)})"
     )
-    return Outcome("skip", {**outcome.evidence, "skipped": why}, outcome.judged, outcome.reasons)
+    return Outcome("skip", {**outcome.evidence, "skipped": why}, outcome.judged)
 
 
 def _instant(value: Any) -> Any:
