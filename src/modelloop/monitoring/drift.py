@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from modelloop.datasets.profile import column_kind
+from modelloop.errors import InvalidArgument
 
 SAMPLE_LIMIT = 5000
 SMALL_SAMPLE = 1000
@@ -405,6 +406,7 @@ def check_drift(
 
     A column missing from ``current`` counts as empty. The dataset drifts when the share of
     drifted columns among those with data reaches ``share_threshold``."""
+    _check_method_names(methods)
     tallies: dict[str, _Tally] = {}
     kept: dict[str, Array] = {}  # sorted current values, only where they make a method exact
     for column, ref in reference.items():
@@ -429,6 +431,7 @@ def check_drift_chunks(
     (anything with ``to_pandas()``, e.g. ``pyarrow.parquet.ParquetFile(path).iter_batches()``).
     A column absent from a chunk adds nothing for it. Default methods are chosen on the total
     count; KS and Wasserstein are always binned (see the module docstring)."""
+    _check_method_names(methods)
     tallies = {column: _Tally() for column in reference}
     for chunk in chunks:
         frame = chunk
@@ -439,6 +442,23 @@ def check_drift_chunks(
             if column in frame.columns:
                 tallies[column].add(_tally(ref, frame[column])[0])
     return _report(reference, tallies, {}, methods, thresholds, share_threshold)
+
+
+def _check_method_names(methods: Mapping[str, _Method | str] | None) -> None:
+    """Method names are checked before any data is read, naming the ones that exist."""
+    unknown = {
+        column: method
+        for column, method in (methods or {}).items()
+        if isinstance(method, str) and method not in METHODS
+    }
+    if unknown:
+        raise InvalidArgument(
+            f"unknown drift method(s) {unknown}: choose among {', '.join(METHODS)}",
+            [
+                {"field": f"methods.{column}", "message": f"unknown drift method {method!r}"}
+                for column, method in unknown.items()
+            ],
+        )
 
 
 def _report(
