@@ -205,3 +205,28 @@ def test_quickstart_is_deterministic(home: Path) -> None:
     assert (first.x_train == again.x_train).all()
     assert (first.y_valid == again.y_valid).all()
     assert 0.05 < first.positive_rate < 0.5
+
+
+def test_the_errors_table_is_the_error_classes() -> None:
+    """README's errors table names every error class, each with the HTTP status and the CLI
+    exit code the class carries (what the server answers and the CLI exits with)."""
+    from modelloop import errors
+
+    text = README.read_text()
+    section = text[text.index("## Errors") :]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        for name in re.findall(r"`(\w+)`", cells[0]):
+            documented[name] = (int(cells[1]), int(cells[2]))
+    classes = {
+        name: value
+        for module in (errors, ml)
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, errors.ModelloopError)
+        and not name.startswith("_")
+    }  # fmt: skip
+    assert sorted(documented) == sorted(classes)
+    for name, cls in classes.items():
+        assert documented[name] == (cls.status_code, cls.exit_code), name

@@ -935,7 +935,7 @@ def test_cli_user_mistakes_are_one_line_errors(registered: Registered) -> None:
     for args, code, needle in (
         (["--data", str(path)], 2, "no label column 'label'"),
         (["--data", str(path), "--label", "f0", "--metric", "f1"], 2, "Unknown gate metric"),
-        (["--data", "missing.parquet"], 3, "No such file: missing.parquet"),
+        (["--data", "missing.parquet"], 2, "No such file: missing.parquet"),
         (["--data", "no-such-dataset"], 3, "no-such-dataset"),
         (["--data", str(path), "--bootstrap", "10"], 2, "--bootstrap"),
         (["--data", str(path), "--metric", "ap", "--metric", "cp@k"], 2, "(CLI --entity, --day)"),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelloop.datasets import get_dataset, load_dataset
-from modelloop.errors import InvalidArgument, NotFound
+from modelloop.errors import InvalidArgument
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 def read_holdout(source: str) -> tuple[pd.DataFrame, str]:
     """A Parquet or CSV file, or a registered dataset ``NAME[@VERSION]``; with its description.
 
-    An existing path wins; a name ending in ``.parquet``/``.pq``/``.csv`` that does not exist
-    is NotFound rather than looked up as a dataset, so a typo says what it is.
+    An existing path wins; a name ending in ``.parquet``/``.pq``/``.csv`` (or with a ``/``)
+    that does not exist is a bad argument (InvalidArgument: a path the caller typed, not
+    something missing from the store) rather than looked up as a dataset, so a typo says what
+    it is. A dataset name that is not registered is NotFound.
     """
     import pandas as pd
 
@@ -39,7 +41,7 @@ def read_holdout(source: str) -> tuple[pd.DataFrame, str]:
                 f"Cannot read {path} as {suffix[1:] or 'Parquet'}: {exc}"
             ) from None
     if suffix in (".parquet", ".pq", ".csv") or "/" in source:
-        raise NotFound(f"No such file: {source}")
+        raise InvalidArgument(f"No such file: {source}")
     version = get_dataset(source)
     return load_dataset(version), f"dataset {version.ref}"
 

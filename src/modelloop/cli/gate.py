@@ -5,7 +5,8 @@
                    [--entity COLUMN --day COLUMN --amount COLUMN] [--confidence 0.95] ...
 
 Exit status: 0 the challenger may be promoted, 1 it may not (the reasons are printed), 2 the
-inputs are wrong (a missing column, an unknown metric...), 3 a model or dataset does not exist.
+inputs are wrong (a missing file or column, an unknown metric...), 3 a model, alias or registered
+dataset does not exist.
 The decision itself is made by :func:`modelloop.automation.gate.evaluate_gate`.
 """
 
@@ -27,7 +28,8 @@ HELP = (
     "noise) and every budget given holds (latency, size). Repeat --metric to require several "
     "metrics: each gets its own interval, and all must pass.\n\n"
     "Exits 0 to promote and 1 to reject, printing each check with its numbers; 2 on bad "
-    "input. The decision and its evidence are recorded in the audit trail "
+    "input (a missing file or column, an unknown metric); 3 when a model, alias or registered "
+    "dataset does not exist. The decision and its evidence are recorded in the audit trail "
     "('modelloop audit log') as the user running it (MODELLOOP_USER), unless --no-record."
 )
 EPILOG = _examples(
