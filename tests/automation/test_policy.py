@@ -71,7 +71,11 @@ def test_a_policy_from_python_round_trips_through_the_store(home: Path) -> None:
     parsed = parse_policy(with_more)
     assert parsed.gate.compared == ["average_precision", "card_precision_at_k"]
     assert parse_policy(parsed.to_record()) == parsed  # durations written back as read
-    assert parsed.to_record()["triggers"]["follow_up"] == {"every": "7d", "within": "35d"}
+    assert parsed.to_record()["triggers"]["follow_up"] == {
+        "every": "7d",
+        "within": "35d",
+        "min_gain": 0.0,
+    }
     with pytest.raises(InvalidArgument) as caught:
         parse_policy({**GOOD, "gate": {"bootstrap": 5}})
     assert caught.value.details == [

@@ -16,7 +16,8 @@
                                        #   within this of its level the week before
       change_labels: 1d                # ...and once this much of the change's labels matured
       budget: {trainings: 8, per: 56d} # at most this many trainings in any such period
-      follow_up: {every: 7d, within: 42d}  # after a change, retrain weekly while it is young
+      follow_up: {every: 7d, within: 42d, min_gain: 0.01}  # after a change whose learning
+                                       #   paid (gain's lower bound > 0.01), retrain weekly
     training:
       function: my_package.fraud:train # train(data, context) -> model (or ModelOutput)
       window: 21d                      # labelled predictions used, ending at the newest matured one
@@ -101,10 +102,14 @@ class Budget(_Durations):
 
 class FollowUp(_Durations):
     """After a training for a change, train again every ``every`` until ``within`` of the
-    change's start: a change under way keeps moving, and models learn it as its labels grow."""
+    change's start: a change under way keeps moving, and models learn it as its labels grow.
+    Only after a change whose learning paid: a challenger trained for it beat its champion on
+    the replay by more than ``min_gain`` (the lower bound of the gate's primary interval), so
+    a change that new data barely improves on is not chased every week."""
 
     every: timedelta = timedelta(days=7)
     within: timedelta = timedelta(days=42)
+    min_gain: float = Field(default=0.0, ge=0)
 
     _parse = field_validator("every", "within", mode="before")(_duration)
 

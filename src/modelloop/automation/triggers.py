@@ -252,7 +252,7 @@ def _follow_up(
 ) -> tuple[str, int] | None:
     """(reason, change start) when a change trained for is due a follow-up training: only a
     change whose learning paid, i.e. one of the trainings for it beat the champion beyond noise
-    on the replay (the lower bound of the primary metric's interval above 0)."""
+    on the replay (the lower bound of the primary metric's interval above ``min_gain``)."""
     follow = policy.triggers.follow_up
     if follow is None or last_trained is None:
         return None
@@ -265,18 +265,20 @@ def _follow_up(
         return None
     if now - change > duration_ms(follow.within):
         return None
-    if not _learning_paid(history, change):
+    if not _learning_paid(history, change, follow.min_gain):
         return None
     reason = (
         f"following the change from {iso(change)}: {days(now - last_trained)} since the last "
         f"training (every {days(duration_ms(follow.every))} for "
-        f"{days(duration_ms(follow.within))} after a change whose learning paid on the replay)"
+        f"{days(duration_ms(follow.within))} after a change whose learning paid on the replay"
+        + (f" by more than {follow.min_gain:g})" if follow.min_gain else ")")
     )
     return reason, change
 
 
-def _learning_paid(history: Sequence[Decision], change: int) -> bool:
-    """Whether a challenger trained for ``change`` beat its champion beyond noise at the gate."""
+def _learning_paid(history: Sequence[Decision], change: int, min_gain: float = 0.0) -> bool:
+    """Whether a challenger trained for ``change`` beat its champion at the gate by more than
+    ``min_gain`` beyond noise (the lower bound of its primary metric's interval)."""
     versions = set()
     for event in history:
         evidence = event.evidence
@@ -287,7 +289,7 @@ def _learning_paid(history: Sequence[Decision], change: int) -> bool:
             event.action in ("policy.shadow", "policy.rejected")
             and "interval" in evidence
             and evidence.get("version") in versions
-            and evidence["interval"][0] > 0
+            and evidence["interval"][0] > min_gain
         ):
             return True
     return False
