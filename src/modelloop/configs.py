@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import time
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -154,7 +156,33 @@ def local_database(settings: Settings | None, what: str) -> Database:
 
 def _message(error: Any, model: type[BaseModel]) -> str:
     if error["type"] == "extra_forbidden":
-        if len(error["loc"]) == 1:
-            return "unknown setting (known: " + ", ".join(model.model_fields) + ")"
-        return "unknown setting"
+        owner = _model_at(model, error["loc"][:-1])
+        if owner is None:
+            return "unknown setting"
+        return "unknown setting (known: " + ", ".join(owner.model_fields) + ")"
     return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _model_at(model: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The (nested) model that ``path`` of an error location points into, so an unknown key
+    deep in a configuration is answered with the keys known there; None if unsure."""
+    current: Any = model
+    for part in path:
+        current = _unoptional(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = None if field is None else field.annotation
+        elif typing.get_origin(current) in (dict, list, tuple):  # part is a key or an index
+            current = (typing.get_args(current) or (None,))[-1]
+        else:
+            return None
+    current = _unoptional(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unoptional(annotation: Any) -> Any:
+    """``X`` of ``X | None``; other annotations as they are."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return members[0] if len(members) == 1 else None
+    return annotation

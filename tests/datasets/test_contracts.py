@@ -181,8 +181,8 @@ def test_from_yaml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("columns: {a: {colour: red}}\n", "column 'a'"),
-        ("surprise: 1\n", "unknown keys"),
+        ("columns: {a: {colour: red}}\n", "columns.a.colour: unknown setting"),
+        ("surprise: 1\n", r"surprise: unknown setting \(known: columns, unique, rows"),
         ("rows: 5\n", "rows must be"),
         ("- just a list\n", "mapping"),
         ("columns: [\n", "not valid YAML"),
@@ -193,3 +193,40 @@ def test_bad_yaml(tmp_path: Path, text: str, message: str) -> None:
     path.write_text(text)
     with pytest.raises(InvalidArgument, match=message):
         Contract.from_yaml(path)
+
+
+def test_a_typo_in_a_contract_is_a_bad_contract_not_bad_data(tmp_path: Path) -> None:
+    """A misspelt dtype or key is reported as such, with the valid choices, before any data is
+    read: one detail per problem."""
+    path = tmp_path / "typos.yaml"
+    path.write_text(
+        "columns:\n"
+        "  amount: {dtype: flaot, minn: 0}\n"
+        "  tx_id: {dtype: int32}\n"
+        "  merchant:\n"
+        "  limit: {max_null_rate: 2}\n"
+    )
+    with pytest.raises(InvalidArgument) as caught:
+        Contract.from_yaml(path)
+    error = caught.value
+    assert not isinstance(error, ContractViolation)
+    assert error.exit_code == 2
+    fields = {d["field"]: d["message"] for d in error.details or []}
+    assert set(fields) == {
+        "columns.amount.dtype",
+        "columns.amount.minn",
+        "columns.limit.max_null_rate",
+    }
+    assert "unknown dtype 'flaot'" in fields["columns.amount.dtype"]
+    for kind in ("float", "int", "numeric", "bool", "category", "string", "datetime"):
+        assert kind in fields["columns.amount.dtype"]
+    assert fields["columns.amount.minn"].startswith("unknown setting (known: dtype, min, max,")
+    assert "nullable" in fields["columns.amount.minn"]
+    assert "columns.amount.minn: unknown setting" in error.message
+
+
+def test_a_typo_in_a_python_contract_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="unknown dtype 'flaot': use one of float, int"):
+        Contract(columns={"amount": Expect(dtype="flaot")})
+    exact = Contract(columns={"tx_id": Expect(dtype="int32")})  # a pandas dtype is a choice
+    assert only(exact.validate(good()), "dtype").message == "tx_id: dtype int64, expected int32"

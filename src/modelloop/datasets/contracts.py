@@ -10,6 +10,11 @@ which is what stops a pipeline.
 Rules (``Violation.rule``): missing_column, extra_column, dtype, not_null, null_rate, finite,
 min, max, allowed, unique, row_count, check. A value-level rule that cannot apply to a column of
 the wrong type (a range on text) is skipped when ``dtype`` already reports the mismatch.
+
+A contract is itself checked before any data is: a YAML or mapping contract is a configuration
+(:mod:`modelloop.configs`: one ``field: message`` per problem, unknown keys answered with the
+known ones), and a dtype that is neither a kind nor a pandas dtype (``flaot``) is a bad contract
+(InvalidArgument listing the kinds), never a violation of the data.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from modelloop import configs
 from modelloop.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -107,11 +115,19 @@ class Contract:
     allow_extra_columns: bool = True
 
     def __post_init__(self) -> None:
+        problems = []
         for name, expect in self.columns.items():
             if not isinstance(expect, Expect):
-                raise InvalidArgument(f"Contract column {name!r}: expected an Expect(...)")
-            if expect.dtype is not None and not isinstance(expect.dtype, str):
-                raise InvalidArgument(f"Contract column {name!r}: dtype must be text")
+                problems.append((name, "expected an Expect(...)"))
+            elif expect.dtype is not None:
+                try:
+                    check_dtype(expect.dtype)
+                except ValueError as exc:
+                    problems.append((name, str(exc)))
+        if problems:
+            details = [{"field": f"columns.{name}", "message": m} for name, m in problems]
+            lines = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+            raise InvalidArgument(f"Not a valid contract: {lines}", details)
         if isinstance(self.unique, str):
             object.__setattr__(self, "unique", (self.unique,))
 
@@ -131,28 +147,14 @@ class Contract:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "contract") -> Contract:
-        if not isinstance(data, dict):
-            raise InvalidArgument(f"{source}: expected a mapping at the top")
-        unknown = set(data) - {"columns", "unique", "rows", "allow_extra_columns"}
-        if unknown:
-            raise InvalidArgument(f"{source}: unknown keys {sorted(unknown)}")
-        columns = {}
-        for name, spec in (data.get("columns") or {}).items():
-            try:
-                columns[str(name)] = Expect(**(spec or {}))
-            except TypeError as exc:
-                raise InvalidArgument(f"{source}: column {name!r}: {exc}") from exc
-        rows = data.get("rows") or [None, None]
-        if isinstance(rows, dict):
-            rows = [rows.get("min"), rows.get("max")]
-        if not isinstance(rows, list) or len(rows) != 2:
-            raise InvalidArgument(f"{source}: rows must be [min, max] (null for no bound)")
-        unique = data.get("unique") or ()
+        """A contract from a mapping, validated whole: InvalidArgument with one detail per
+        problem (an unknown key lists the known ones, an unknown dtype the kinds)."""
+        config = configs.validate(_ContractConfig, data, source, "contract")
         return cls(
-            columns=columns,
-            unique=[unique] if isinstance(unique, str) else list(unique),
-            rows=(rows[0], rows[1]),
-            allow_extra_columns=bool(data.get("allow_extra_columns", True)),
+            columns={name: Expect(**spec.model_dump()) for name, spec in config.columns.items()},
+            unique=list(config.unique),
+            rows=config.rows,
+            allow_extra_columns=config.allow_extra_columns,
         )
 
     def validate(self, frame: pd.DataFrame) -> ValidationReport:
@@ -187,6 +189,77 @@ class Contract:
         for check in self.checks:
             found.extend(_check_violations(frame, check))
         return ValidationReport(total, found)
+
+
+def check_dtype(dtype: str) -> str:
+    """``dtype`` if it is a kind or a pandas dtype; else ValueError naming the kinds."""
+    from pandas.api.types import pandas_dtype
+
+    if not isinstance(dtype, str):
+        raise ValueError(f"dtype must be text, got {type(dtype).__name__}")
+    if dtype.lower() in DTYPE_KINDS:
+        return dtype
+    try:
+        pandas_dtype(dtype)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"unknown dtype {dtype!r}: use one of {', '.join(DTYPE_KINDS)}, or an exact pandas "
+            "dtype such as int32 or float64"
+        ) from None
+    return dtype
+
+
+class _ColumnConfig(BaseModel):
+    """An :class:`Expect` as a configuration (YAML, a mapping, the UI's text box)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: str | None = None
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = True
+    max_null_rate: float | None = Field(default=None, ge=0, le=1)
+    allowed: list[Any] | None = None
+    allow_inf: bool = False
+
+    @field_validator("dtype")
+    @classmethod
+    def _check_dtype(cls, value: str | None) -> str | None:
+        return None if value is None else check_dtype(value)
+
+
+class _ContractConfig(BaseModel):
+    """A :class:`Contract` as a configuration; custom checks exist only in Python."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: dict[str, _ColumnConfig] = Field(default_factory=dict)
+    unique: list[str] = Field(default_factory=list)
+    rows: tuple[int | None, int | None] = (None, None)
+    allow_extra_columns: bool = True
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _empty_columns(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # ``amount:`` with nothing under it expects nothing
+            return {name: {} if spec is None else spec for name, spec in value.items()}
+        return {} if value is None else value
+
+    @field_validator("unique", mode="before")
+    @classmethod
+    def _one_key(cls, value: Any) -> Any:
+        return [] if value is None else [value] if isinstance(value, str) else value
+
+    @field_validator("rows", mode="before")
+    @classmethod
+    def _bounds(cls, value: Any) -> Any:
+        if value is None:
+            return (None, None)
+        if isinstance(value, dict) and set(value) <= {"min", "max"}:
+            return (value.get("min"), value.get("max"))
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise ValueError("rows must be [min, max] or {min: ..., max: ...} (null: no bound)")
+        return value
 
 
 def _column_violations(name: str, series: pd.Series[Any], expect: Expect) -> list[Violation]:
