@@ -179,17 +179,36 @@ def test_the_feedback_store_on_every_database(settings: Settings) -> None:
     assert frame["label"].notna().sum() == 1
 
 
+def _two_versions(settings: Settings, name: str) -> None:
+    """Versions 1 and 2 of ``name`` (packages of one file) in the store of ``settings``."""
+    from modelloop.registry.client import Registry
+    from modelloop.registry.entities import ModelVersionSpec
+    from modelloop.tracking.client import Client
+
+    client = Client(settings=settings)
+    registry = Registry(client)
+    for _ in range(2):
+        run = client.create_run("deployments")
+        client.log_bytes(run.run_id, b"tree\n", "model/model.txt")
+        registry.store.create_model_version(ModelVersionSpec(name, run.run_id), actor="t")
+    registry.close()
+    client.close()
+
+
 def test_deployments_are_stored_on_every_database(settings: Settings) -> None:
-    first = parse_deployment({"name": "d", "model": "fraud@champion"})
+    first = parse_deployment({"name": "d", "model": "fraud/1"})
     second = parse_deployment(
         {
             "name": "d",
-            "model": "fraud@champion",
-            "challenger": "fraud@challenger",
+            "model": "fraud/1",
+            "challenger": "fraud/2",
             "mode": "canary",
             "canary_percent": 5,
         }
     )
+    with pytest.raises(NotFound, match="Registered model 'fraud' does not exist"):
+        apply_deployment(first, settings=settings, actor="alice")  # nothing registered yet
+    _two_versions(settings, "fraud")
     assert apply_deployment(first, settings=settings, actor="alice")
     assert not apply_deployment(first, settings=settings, actor="alice")
     assert apply_deployment(second, settings=settings, actor="bob")

@@ -140,12 +140,15 @@ def serve(
         poll_interval=poll_interval,
         token=token,
     )
-    typer.echo(
-        f"Serving {config.name} ({config.mode.value}: {config.model}"
-        + (f", challenger {config.challenger}" if config.challenger else "")
-        + f") on http://{host}:{port} with {workers} worker(s)",
-        err=True,
-    )
+
+    def announce() -> None:  # once the models loaded: a missing one fails before a word of this
+        typer.echo(
+            f"Serving {config.name} ({config.mode.value}: {config.model}"
+            + (f", challenger {config.challenger}" if config.challenger else "")
+            + f") on http://{host}:{port} with {workers} worker(s)",
+            err=True,
+        )
+
     run_serving(
         spec,
         host=host,
@@ -153,6 +156,7 @@ def serve(
         workers=workers,
         log_level=log_level.value,
         access_log=access_log,
+        on_loaded=announce,
     )
 
 

@@ -168,13 +168,54 @@ def apply_deployment(
     deployment: Deployment, *, settings: Settings | None = None, actor: str | None = None
 ) -> bool:
     """Create or replace the stored deployment of that name (audited); False if unchanged.
-    Servers started with ``--deployment NAME`` pick the change up at their next poll."""
+    Servers started with ``--deployment NAME`` pick the change up at their next poll.
+
+    Its models must resolve now (NotFound naming each one that does not), so a typo fails
+    here rather than later in ``modelloop serve``."""
     from modelloop.store import tables as t
     from modelloop.tracking.source import current_user
 
     db = configs.local_database(settings, "Deployments")
+    check_models(deployment, settings=settings)
     return configs.save(db, t.deployments, deployment.name, lambda _: deployment.to_record(),
                         actor=actor or current_user(), kind="deployment")  # fmt: skip
+
+
+def check_models(deployment: Deployment, *, settings: Settings | None = None) -> None:
+    """NotFound unless every model the deployment names resolves in the registry now, with
+    one detail per model that does not (and the aliases or versions it has)."""
+    from modelloop.registry.client import Registry
+    from modelloop.tracking.client import Client
+
+    refs = {"model": deployment.model, "challenger": deployment.challenger}
+    registry = Registry(Client(settings=settings))
+    problems = []
+    try:
+        for field, ref in refs.items():
+            if ref is None:
+                continue
+            try:
+                registry.resolve_model_uri(ref.uri)
+            except NotFound as exc:
+                problems.append({"field": field, "message": exc.message + _choices(registry, ref)})
+    finally:
+        registry.close()
+        registry.client.close()
+    if problems:
+        lines = "; ".join(f"{p['field']} {refs[p['field']]}: {p['message']}" for p in problems)
+        raise NotFound(f"Deployment {deployment.name!r} names no model to serve: {lines}", problems)
+
+
+def _choices(registry: Any, ref: ModelRef) -> str:
+    """What the model does have, when it exists: its aliases, or its versions."""
+    try:
+        model = registry.get_model(ref.name)
+    except NotFound:
+        return ""
+    if ref.alias is not None:
+        aliases = ", ".join(f"{a} (v{v})" for a, v in sorted(model.aliases.items()))
+        return f" (its aliases: {aliases or 'none yet'})"
+    return f" (its latest version is {model.latest_version})"
 
 
 def get_deployment(name: str, *, settings: Settings | None = None) -> StoredDeployment:

@@ -80,9 +80,11 @@ def run_serving(
     settings: Settings | None = None,
     log_level: str = "warning",
     access_log: bool = False,
+    on_loaded: Callable[[], None] | None = None,
 ) -> None:
     """Serve until interrupted. The models are loaded before the port opens, so a bad
-    deployment fails here, with its reason, instead of in every worker."""
+    deployment fails here, with its reason, instead of in every worker; ``on_loaded`` is
+    called once they are (the CLI says what it serves only then)."""
     import uvicorn
 
     settings = settings or load_settings()
@@ -111,11 +113,16 @@ def run_serving(
         "lifespan": "on",
     }
     if workers == 1:
-        uvicorn.run(build_app(spec, settings, load_now=True), **options)
+        app = build_app(spec, settings, load_now=True)
+        if on_loaded is not None:
+            on_loaded()
+        uvicorn.run(app, **options)
         return
     check = _predictor(dataclasses.replace(spec, poll_interval=0), settings)
     check.start()  # proves the deployment loads; each worker then loads its own copy
     check.stop()
+    if on_loaded is not None:
+        on_loaded()
     os.environ[_SPEC_ENV] = json.dumps(
         {"spec": dataclasses.asdict(spec), "settings": _settings_record(settings)}
     )

@@ -1,0 +1,37 @@
+"""``modelloop lineage`` of something that does not exist is an error, not an empty tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+import modelloop as ml
+from modelloop.cli import app
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+def test_lineage_of_a_missing_target_exits_non_zero(home: Path) -> None:
+    ml.log_dataset(pd.DataFrame({"amount": [1.0, 2.0]}), "fraud")
+    with ml.start_run(experiment="lineage") as run:
+        run.log_metric("auc", 0.9)
+    for target, code, message in (
+        ("models:/fraud-detector/7", 3, "Registered model 'fraud-detector' does not exist"),
+        ("dataset:fraud@2", 3, "No version 2 of dataset 'fraud'"),
+        ("dataset:nope@1", 3, "nope"),
+        ("dataset:fraud", 2, "dataset:fraud@1"),  # lineage is per version: name one
+        ("ab" * 32, 3, f"No artifact with digest {'ab' * 32}"),
+    ):
+        result = runner.invoke(app, ["lineage", target])
+        assert result.exit_code == code, (target, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1, result.output
+        assert lines[0].startswith("Error: "), result.output
+        assert message in lines[0], lines[0]
+    existing = runner.invoke(app, ["lineage", "dataset:fraud@1"])
+    assert existing.exit_code == 0, existing.output
+    assert existing.output.strip() == "dataset fraud@1"
+    run_lineage = runner.invoke(app, ["lineage", run.run_id])
+    assert run_lineage.exit_code == 0, run_lineage.output
