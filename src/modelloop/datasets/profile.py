@@ -19,6 +19,7 @@ together), so 1M rows x 25 columns take about a second.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+DISCRETE_VALUES = 5  # a numeric column with at most this many distinct values is categorical...
+DISCRETE_WHOLE_VALUES = 10  # ... and so is one of at most this many whole numbers (drift tests)
 HISTOGRAM_BINS = 20
 MAX_CATEGORIES = 100
 
@@ -108,6 +111,19 @@ def column_kind(series: pd.Series[Any]) -> str:
     if types.is_string_dtype(dtype) or types.is_object_dtype(dtype):
         return "categorical"
     return "other"
+
+
+def tested_as_categories(values: Collection[float]) -> bool:
+    """Whether a numeric column whose distinct finite ``values`` these are is compared as
+    categories (chi-squared, z-test) rather than as numbers (KS, Wasserstein) by drift tests.
+
+    The thresholds are Evidently 0.7's, which users of drift reports expect: at most
+    ``DISCRETE_VALUES`` (5) distinct values, or at most ``DISCRETE_WHOLE_VALUES`` (10) whole
+    numbers. Evidently looks at the integer dtype where this looks at the values, so whole
+    numbers that pandas made float (one null is enough) are typed the same."""
+    if len(values) <= DISCRETE_VALUES:
+        return True
+    return len(values) <= DISCRETE_WHOLE_VALUES and all(float(v).is_integer() for v in values)
 
 
 def _categorical_type() -> type:

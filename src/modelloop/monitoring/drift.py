@@ -8,7 +8,21 @@ count of reference values below it and at-or-below it; the sorted values themsel
 there are at most ``SAMPLE_LIMIT``, which makes KS and Wasserstein exact. For categories it keeps
 the count of every category (key ``str(value)``), up to ``CATEGORY_LIMIT``: beyond, the rarest are
 summed in one ``OTHER`` bucket, and current values outside the kept ones are counted there too
-(new categories are then not told apart from rare ones).
+(new categories are then not told apart from rare ones). A numeric column with at most
+``VALUE_COUNT_LIMIT`` (100) distinct values also keeps the count of each value.
+
+Column types: a reference is typed numeric or categorical once, when it is fitted, and its type
+chooses the default method and is stated in every result (``DriftResult.column_type``). Strings,
+booleans and pandas categoricals are categorical; a numeric column is categorical when it has
+few distinct values, as in Evidently 0.7 (``tested_as_categories``: at most 5, or at most 10
+whole numbers), e.g. a 0/1 flag or a -1/0/1 code, whose frequencies KS barely sees move. A
+declared type wins (``fit_reference(values, kind)``, ``fit_references(frame, kinds)``), and so
+does a method chosen for a column. Evidently counts the distinct values of reference and current
+together at each check; here the reference decides, so a column keeps its tests from window to
+window and a value it never held shows as a new category. References stored before column types
+are typed when loaded from the value counts their kept sample or sketch holds exactly (the
+sketch does when every value sits at one of its edges, as values of over 1% of the rows do);
+otherwise they stay numeric, as they were tested before.
 
 Methods (``threshold`` is alpha for the tests with a p-value, else the distance cut-off; a column
 drifts when ``p_value < alpha`` or ``value >= threshold``, as in Evidently):
@@ -18,8 +32,14 @@ drifts when ``p_value < alpha`` or ``value >= threshold``, as in Evidently):
   the largest CDF gap at the sketch edges (both one-sided limits, exact there) and the p-value is
   the asymptotic Kolmogorov distribution. Binned D is a lower bound and is off by at most the
   largest share of either sample strictly inside one sketch bin (about 1% for continuous data).
-- ``ChiSquared`` (0.05, categories): test of homogeneity of the 2 x K table of reference and
+- ``ChiSquared`` (0.05, value counts): test of homogeneity of the 2 x K table of reference and
   current counts (``chi2_contingency`` without Yates), so unseen categories need no special case.
+  Evidently's ``chisquare`` is a goodness-of-fit test of the current counts against the
+  reference shares taken as exact; that ignores the reference's own sampling error, so with a
+  reference as small as the current window its statistic is about twice this one and it raises
+  false alarms far more often than its threshold says (measured in ``benchmarks/drift.py``).
+- ``ZTest`` (0.05, value counts): two-proportion z-test, the share of one value against the
+  rest; with two values it is the chi-squared test above (``z**2`` is its statistic).
 - ``JensenShannon`` (0.1): distance, base 2, over the same bins as PSI.
 - ``Wasserstein`` (0.1, numbers): W1 divided by the reference standard deviation (Evidently's
   "normed" variant; a constant reference gives 0 if unchanged, else inf). Exact with the kept
@@ -31,10 +51,13 @@ Current values: NaN/None are nulls, infinities are excluded and counted, neither
 Chunks: once the reference is fixed, everything the methods read of the current values adds up
 over chunks: per column the counts of values below and at-or-below each sketch edge (the decile
 bin counts follow from them), the sums of the tails beyond the reference range (Wasserstein), the
-category counts, nulls and infinities. ``check_drift`` and ``check_drift_chunks`` both reduce the
-current values to that tally and compute every statistic from it with the same code, so the
-chunked check holds one chunk at a time and agrees with the in-memory one: exactly for PSI,
-Jensen-Shannon, chi-squared and binned KS, to rounding (the tail sums) for binned Wasserstein.
+category (and value) counts, nulls and infinities. ``check_drift`` and ``check_drift_chunks``
+both reduce the current values to that tally and compute every statistic from it with the same
+code, so the chunked check holds one chunk at a time and agrees with the in-memory one: exactly
+for PSI, Jensen-Shannon, chi-squared, the z-test and binned KS, to rounding (the tail sums) for
+binned Wasserstein. (One exception: values new to a numeric reference are summed in ``OTHER``
+when a chunk holds more than ``CATEGORY_LIMIT`` distinct values, so a column that stopped being
+discrete can show more new categories chunked than in memory.)
 One difference: with a reference that kept its sample, ``check_drift`` makes KS and Wasserstein
 exact from the current values, which the chunked check never holds all at once, so it uses the
 binned versions (error bounds above; KS p-values from the asymptotic distribution).
@@ -50,7 +73,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from modelloop.datasets.profile import column_kind
+from modelloop.datasets.profile import column_kind, tested_as_categories
 from modelloop.errors import InvalidArgument
 
 SAMPLE_LIMIT = 5000
@@ -61,6 +84,8 @@ LEVELS = tuple(
 DECILES = tuple(i / 10 for i in range(1, 10))
 PSI_FLOOR = 1e-4
 CATEGORY_LIMIT = 1000  # categories a reference keeps; the rarest beyond are summed in OTHER
+VALUE_COUNT_LIMIT = 100  # a numeric reference counts each value when it has at most this many
+KINDS = ("numeric", "categorical")  # the column types a test can be chosen for
 OTHER = "\x00other"  # not a str(value) a column would hold
 
 Array = np.ndarray[Any, np.dtype[Any]]
@@ -70,7 +95,7 @@ Array = np.ndarray[Any, np.dtype[Any]]
 class ColumnReference:
     """What drift methods need of one reference column, without the data (JSON round trip)."""
 
-    kind: str  # numeric | categorical
+    kind: str  # numeric | categorical: what the values are
     count: int  # compared values: finite numbers or non-null categories
     null_count: int
     inf_count: int = 0
@@ -81,7 +106,14 @@ class ColumnReference:
     below: tuple[int, ...] = ()  # values < edges[i]
     at_or_below: tuple[int, ...] = ()  # values <= edges[i]
     sample: tuple[float, ...] | None = None  # sorted finite values, if count <= SAMPLE_LIMIT
+    # Count per category; for numbers per value (key ``_value_key``) when there are at most
+    # VALUE_COUNT_LIMIT distinct ones (any number if declared categorical, capped like categories).
     categories: dict[str, int] | None = None
+    column_type: str = ""  # numeric | categorical: how tests treat it; "" means ``kind``
+
+    def __post_init__(self) -> None:
+        if not self.column_type:
+            object.__setattr__(self, "column_type", self.kind)
 
     def to_dict(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in self.__slots__}
@@ -89,9 +121,15 @@ class ColumnReference:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ColumnReference:
+        """Also reads references stored before column types: a numeric one gets the value
+        counts its kept sample or its sketch hold exactly, and the column type they imply."""
         fields: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
         }
+        if "column_type" not in fields and fields.get("kind") == "numeric":
+            counts = _recovered_counts(fields)
+            fields["categories"] = counts
+            fields["column_type"] = _inferred_type(counts)
         return cls(**fields)
 
 
@@ -105,6 +143,7 @@ class DriftResult:
     drifted: bool
     details: dict[str, Any] = field(default_factory=dict)
     status: str = "ok"  # ok | no_data (nothing to compare: empty, all-null current or reference)
+    column_type: str = ""  # numeric | categorical: the reference's type, which chose the method
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,43 +156,93 @@ class DriftReport:
 
 
 def fit_reference(values: Any, kind: str | None = None) -> ColumnReference:
-    """The reference sketch of one column; ``kind`` defaults to what the dtype says."""
+    """The reference sketch of one column.
+
+    ``kind`` declares the column's type for the tests and wins over what the values suggest:
+    ``"numeric"`` keeps a few-valued numeric column on KS/Wasserstein, ``"categorical"`` makes a
+    numeric column's values categories (all of them counted, up to ``CATEGORY_LIMIT``).
+    Undeclared, the dtype says numeric or categorical, and a numeric column with few distinct
+    values is typed categorical (``tested_as_categories``: 5 values, or 10 whole numbers)."""
     series = values if isinstance(values, pd.Series) else pd.Series(values)
-    kind = kind or column_kind(series)
-    if kind == "numeric":
-        finite, nulls, infs = _numbers(series)
-        finite.sort()
-        n = len(finite)
-        if n == 0:
-            return ColumnReference("numeric", 0, nulls, infs)
-        edges = np.quantile(finite, LEVELS)
-        return ColumnReference(
-            kind="numeric",
-            count=n,
-            null_count=nulls,
-            inf_count=infs,
-            mean=float(finite.mean()),
-            std=float(finite.std(ddof=1)) if n > 1 else 0.0,
-            levels=LEVELS,
-            edges=tuple(edges.tolist()),
-            below=tuple(np.searchsorted(finite, edges, "left").tolist()),
-            at_or_below=tuple(np.searchsorted(finite, edges, "right").tolist()),
-            sample=tuple(finite.tolist()) if n <= SAMPLE_LIMIT else None,
-        )
-    if kind == "categorical":
+    inferred = column_kind(series)
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"Unknown column type {kind!r}: choose among {', '.join(KINDS)}")
+    if inferred == "numeric" or kind == "numeric":
+        if (
+            inferred != "numeric"
+            and series.notna().sum() > pd.to_numeric(series, errors="coerce").notna().sum()
+        ):
+            raise ValueError(f"Cannot test a {series.dtype} column as numeric: not all numbers")
+        return _fit_numbers(series, kind)
+    if inferred == "categorical" or kind == "categorical":
         counts, nulls = _categories(series)
         return ColumnReference("categorical", sum(counts.values()), nulls,
                                categories=_capped(counts))  # fmt: skip
-    raise ValueError(f"Cannot watch a {kind} column for drift: only numeric and categorical")
+    raise ValueError(f"Cannot watch a {inferred} column for drift: only numeric and categorical")
 
 
-def fit_references(frame: pd.DataFrame) -> dict[str, ColumnReference]:
-    """References for every numeric and categorical column of ``frame`` (others are skipped)."""
-    return {
-        str(name): fit_reference(frame[name])
-        for name in frame.columns
-        if column_kind(frame[name]) in ("numeric", "categorical")
-    }
+def _fit_numbers(series: pd.Series[Any], declared: str | None) -> ColumnReference:
+    finite, nulls, infs = _numbers(series)
+    finite.sort()
+    n = len(finite)
+    if n == 0:
+        return ColumnReference("numeric", 0, nulls, infs, column_type=declared or "numeric")
+    edges = np.quantile(finite, LEVELS)
+    starts = np.flatnonzero(np.diff(finite, prepend=np.nan) != 0)  # first index of each value
+    counts = None
+    if len(starts) <= VALUE_COUNT_LIMIT or declared == "categorical":
+        distinct = finite[starts].tolist()
+        sizes = np.diff(np.append(starts, n)).tolist()
+        counts = _capped({_value_key(v): c for v, c in zip(distinct, sizes, strict=True)})
+    return ColumnReference(
+        kind="numeric",
+        count=n,
+        null_count=nulls,
+        inf_count=infs,
+        mean=float(finite.mean()),
+        std=float(finite.std(ddof=1)) if n > 1 else 0.0,
+        levels=LEVELS,
+        edges=tuple(edges.tolist()),
+        below=tuple(np.searchsorted(finite, edges, "left").tolist()),
+        at_or_below=tuple(np.searchsorted(finite, edges, "right").tolist()),
+        sample=tuple(finite.tolist()) if n <= SAMPLE_LIMIT else None,
+        categories=counts,
+        column_type=declared or _inferred_type(counts),
+    )
+
+
+def fit_references(
+    frame: pd.DataFrame, kinds: Mapping[str, str] | None = None
+) -> dict[str, ColumnReference]:
+    """References for every numeric and categorical column of ``frame`` (others are skipped);
+    ``kinds`` declares column types by name (see ``fit_reference``)."""
+    kinds = dict(kinds or {})
+    problems = [
+        {"field": f"kinds.{name}", "message": f"no column {name!r} in the frame"}
+        for name in kinds
+        if name not in frame.columns
+    ] + [
+        {"field": f"kinds.{name}", "message": f"unknown column type {kind!r}"}
+        for name, kind in kinds.items()
+        if kind not in KINDS
+    ]
+    if problems:
+        raise InvalidArgument(
+            f"Cannot declare column types {kinds}: name columns of the frame, each numeric or "
+            "categorical",
+            problems,
+        )
+    references = {}
+    for name in frame.columns:
+        declared = kinds.get(name)
+        if declared is None and column_kind(frame[name]) not in KINDS:
+            continue
+        try:
+            references[str(name)] = fit_reference(frame[name], declared)
+        except ValueError as exc:
+            problem = [{"field": f"kinds.{name}", "message": str(exc)}]
+            raise InvalidArgument(str(exc), problem) from exc
+    return references
 
 
 @dataclass(slots=True)
@@ -201,6 +290,8 @@ def _tally(reference: ColumnReference, values: Any) -> tuple[_Tally, Array | Non
     finite, nulls, infs = _numbers(series)
     finite.sort()  # then the edge counts are binary searches and the tails are slices
     tally = _Tally(len(finite), nulls, infs)
+    if reference.categories is not None:
+        tally.categories = _value_counts(finite, reference.categories)
     if reference.edges:
         edges = np.asarray(reference.edges)
         tally.below = np.searchsorted(finite, edges, "left")
@@ -216,7 +307,8 @@ class _Method:
 
     threshold: float
     name: ClassVar[str]
-    kinds: ClassVar[tuple[str, ...]] = ("numeric", "categorical")
+    kinds: ClassVar[tuple[str, ...]] = KINDS  # what the values must be
+    counts: ClassVar[bool] = False  # compares counts per value (a categorical test)
     has_p_value: ClassVar[bool] = False
 
     def fit(self, values: Any) -> ColumnReference:
@@ -232,6 +324,13 @@ class _Method:
         """The test from the tally; ``values`` (sorted finite numbers) only make it exact."""
         if reference.kind not in self.kinds:
             raise ValueError(f"{self.name} does not apply to {reference.kind} columns")
+        if self.counts and reference.categories is None and reference.count:
+            raise ValueError(
+                f"{self.name} compares counts per value, which the reference of numeric column "
+                f"{column!r} does not keep (more than {VALUE_COUNT_LIMIT} distinct values): "
+                "declare it categorical when fitting, or choose ks, wasserstein, psi or "
+                "jensen_shannon"
+            )
         details: dict[str, Any] = {
             "n_reference": reference.count,
             "n_current": tally.count,
@@ -239,15 +338,33 @@ class _Method:
         }
         if reference.kind == "numeric":
             details["inf_current"] = tally.inf_count
-        else:
+        if reference.column_type == "categorical" or self.counts:
             new = set(tally.categories) - set(reference.categories or {})
             details["new_categories"] = sorted(new)
         if reference.count == 0 or tally.count == 0:
-            return DriftResult(column, self.name, math.nan, None, self.threshold, False, details,
-                               "no_data")  # fmt: skip
+            return DriftResult(
+                column,
+                self.name,
+                math.nan,
+                None,
+                self.threshold,
+                False,
+                details,
+                "no_data",
+                reference.column_type,
+            )
         value, p_value = self._statistic(reference, tally, values, details)
         drifted = p_value < self.threshold if p_value is not None else value >= self.threshold
-        return DriftResult(column, self.name, value, p_value, self.threshold, drifted, details)
+        return DriftResult(
+            column,
+            self.name,
+            value,
+            p_value,
+            self.threshold,
+            drifted,
+            details,
+            column_type=reference.column_type,
+        )
 
     def _statistic(
         self,
@@ -297,7 +414,7 @@ class JensenShannon(_Method):
 class ChiSquared(_Method):
     threshold: float = 0.05
     name: ClassVar[str] = "chi_squared"
-    kinds: ClassVar[tuple[str, ...]] = ("categorical",)
+    counts: ClassVar[bool] = True
 
     def _statistic(
         self,
@@ -319,6 +436,41 @@ class ChiSquared(_Method):
             return 0.0, 1.0
         stat = float(np.sum((table - expected) ** 2 / expected))
         return stat, float(chdtrc(dof, stat))
+
+
+@dataclass(frozen=True)
+class ZTest(_Method):
+    """Two-proportion z-test with the pooled share: the share of the first value (in key order)
+    against the rest, ``value`` is ``|z|``. Evidently's test for a column of two values; there
+    ``z**2`` is the chi-squared statistic of the 2 x 2 table, so both give the same p-value."""
+
+    threshold: float = 0.05
+    name: ClassVar[str] = "z"
+    counts: ClassVar[bool] = True
+
+    def _statistic(
+        self,
+        reference: ColumnReference,
+        tally: _Tally,
+        values: Array | None,
+        details: dict[str, Any],
+    ) -> tuple[float, float | None]:
+        from scipy.special import ndtr
+
+        ref, cur = reference.categories or {}, tally.categories
+        first = min(set(ref) | set(cur))
+        n, m = reference.count, tally.count
+        details.update(
+            category=first,
+            share_reference=ref.get(first, 0) / n,
+            share_current=cur.get(first, 0) / m,
+        )
+        pooled = (ref.get(first, 0) + cur.get(first, 0)) / (n + m)
+        if pooled in (0.0, 1.0):
+            return 0.0, 1.0
+        se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / m))
+        z = abs(details["share_current"] - details["share_reference"]) / se
+        return z, float(2 * ndtr(-z))
 
 
 @dataclass(frozen=True)
@@ -378,20 +530,26 @@ class Wasserstein(_Method):
 
 
 METHODS: dict[str, type[_Method]] = {
-    m.name: m for m in (PSI, KolmogorovSmirnov, ChiSquared, JensenShannon, Wasserstein)
+    m.name: m for m in (PSI, KolmogorovSmirnov, ChiSquared, ZTest, JensenShannon, Wasserstein)
 }
 
 
-def default_method(kind: str, n_reference: int, n_current: int) -> _Method:
-    """Evidently's defaults, keyed on the smaller sample (a test's power is bounded by it):
+def default_method(
+    column_type: str, n_reference: int, n_current: int, values: int | None = None
+) -> _Method:
+    """Evidently's defaults, keyed on the column type and the smaller sample (a test's power is
+    bounded by it; Evidently looks at the reference alone):
 
-    up to ``SMALL_SAMPLE`` (1000) values, KS for numbers and chi-squared for categories, whose
-    p-values account for sample size; above, normalised Wasserstein and Jensen-Shannon, whose
-    distances do not flag negligible shifts that huge samples make "significant"."""
+    up to ``SMALL_SAMPLE`` (1000) values, KS for numbers and, for categories, the z-test when
+    both samples together hold at most two ``values`` and chi-squared otherwise, whose p-values
+    account for sample size; above, normalised Wasserstein and Jensen-Shannon, whose distances
+    do not flag negligible shifts that huge samples make "significant"."""
     small = min(n_reference, n_current) <= SMALL_SAMPLE
-    if kind == "numeric":
+    if column_type == "numeric":
         return KolmogorovSmirnov() if small else Wasserstein()
-    return ChiSquared() if small else JensenShannon()
+    if not small:
+        return JensenShannon()
+    return ZTest() if values is not None and values <= 2 else ChiSquared()
 
 
 def check_drift(
@@ -474,9 +632,10 @@ def _report(
     for column, ref in reference.items():
         tally = tallies[column]
         method = (methods or {}).get(column) or default_method(
-            ref.kind,
+            ref.column_type,
             ref.count,
             tally.count + tally.inf_count,  # the non-null values
+            len(set(ref.categories or {}) | set(tally.categories)),
         )
         if isinstance(method, str):
             method = METHODS[method]()  # type: ignore[call-arg]  # every method has a default
@@ -497,6 +656,65 @@ def _numbers(series: pd.Series[Any]) -> tuple[Array, int, int]:
     finite = np.isfinite(values)
     infs = int(np.isinf(values).sum())
     return values[finite], len(values) - int(finite.sum()) - infs, infs
+
+
+def _value_key(value: float) -> str:
+    """The category key of a number: the same for 1, 1.0 and np.float32(1), whatever the dtype
+    of the reference and of the current values (a log often turns integers into floats)."""
+    return repr(float(value))
+
+
+def _value_counts(finite: Array, known: Mapping[str, int]) -> dict[str, int]:
+    """Count per value of sorted finite numbers, values the reference did not count included;
+    summed in ``OTHER`` when the reference was capped or they are more than ``CATEGORY_LIMIT``
+    (a number column that is no longer discrete)."""
+    if not len(finite):
+        return {}
+    starts = np.flatnonzero(np.diff(finite, prepend=np.nan) != 0)
+    sizes = np.diff(np.append(starts, len(finite)))
+    if OTHER not in known and len(starts) <= CATEGORY_LIMIT:
+        distinct = finite[starts].tolist()
+        return {_value_key(v): int(c) for v, c in zip(distinct, sizes.tolist(), strict=True)}
+    numbers = np.array([float(k) for k in known if k != OTHER])
+    kept = np.isin(finite[starts], numbers)
+    counts = {
+        _value_key(v): int(c)
+        for v, c in zip(finite[starts][kept].tolist(), sizes[kept].tolist(), strict=True)
+    }
+    if (~kept).any():
+        counts[OTHER] = int(sizes[~kept].sum())
+    return counts
+
+
+def _recovered_counts(stored: Mapping[str, Any]) -> dict[str, int] | None:
+    """The value counts of a numeric reference stored before they were kept, when its data
+    holds them exactly: the kept sample, or a sketch whose edges carry every value (the count
+    at an edge is ``at_or_below - below``; they add up to ``count`` only if no value lies
+    strictly between edges). ``None`` when neither does, or past ``VALUE_COUNT_LIMIT``."""
+    counts: dict[str, int] = {}
+    if stored.get("sample") is not None:
+        for value in stored["sample"]:
+            key = _value_key(value)
+            counts[key] = counts.get(key, 0) + 1
+    else:
+        for edge, below, at in zip(
+            stored.get("edges") or (),
+            stored.get("below") or (),
+            stored.get("at_or_below") or (),
+            strict=True,
+        ):
+            if at > below:
+                counts[_value_key(edge)] = at - below
+        if sum(counts.values()) != stored.get("count"):
+            return None
+    return counts if 0 < len(counts) <= VALUE_COUNT_LIMIT else None
+
+
+def _inferred_type(counts: Mapping[str, int] | None) -> str:
+    """A numeric column's type for the tests from its value counts (``tested_as_categories``)."""
+    if not counts or OTHER in counts:
+        return "numeric"
+    return "categorical" if tested_as_categories([float(k) for k in counts]) else "numeric"
 
 
 def _capped(counts: dict[str, int]) -> dict[str, int]:
@@ -524,8 +742,8 @@ def _shares(reference: ColumnReference, tally: _Tally) -> tuple[Array, Array]:
     """Reference and current shares over deciles of the reference or the union of categories.
 
     Decile bins are ``(cut[i-1], cut[i]]``, so their counts are differences of the at-or-below
-    counts at the decile edges."""
-    if reference.kind == "categorical":
+    counts at the decile edges. A numeric column typed categorical is compared per value."""
+    if reference.column_type == "categorical":
         ref, cur = reference.categories or {}, tally.categories
         keys = sorted(set(ref) | set(cur))
         p = np.array([ref.get(k, 0) for k in keys], dtype=np.float64)
