@@ -52,3 +52,20 @@ def test_monitor_run_and_policy_step_default_now_to_the_store_clock(home: Path) 
     stepped = runner.invoke(app, ["policy", "step", "loop"])
     assert stepped.exit_code == 0, stepped.output
     assert policy_state("loop").stage_started_at == to_ms(ml.store_clock().now)
+
+
+def test_the_audit_log_says_its_times_are_wall_clock_on_a_simulated_store(home: Path) -> None:
+    runner.invoke(app, ["clock", "--simulated", SIMULATED])  # audited: store.clock
+    shown = runner.invoke(app, ["audit", "log"])
+    assert shown.exit_code == 0, shown.output
+    assert "store.clock" in shown.output
+    note = (
+        "Times are wall-clock, when each change was recorded; this store's data runs on a "
+        f"simulated clock: {SIMULATED}"
+    )
+    assert note in " ".join(shown.output.split())
+    runner.invoke(app, ["clock", "--wall"])  # a live store again: one clock, nothing to say
+    shown = runner.invoke(app, ["audit", "log"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count("store.clock") == 2
+    assert "Times are wall-clock" not in shown.output

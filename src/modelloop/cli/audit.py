@@ -10,7 +10,7 @@ reachable, not through a server.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -71,6 +71,20 @@ def audit_log(
     ]
     columns = ["seq", "time", "actor", "action", "object", "change", "reason"]
     _table(None, columns, rows, "No audit events.")
+    _clock_note(events)
+
+
+def _clock_note(events: Sequence[AuditEvent]) -> None:
+    """Audit times are when each change was recorded (wall clock); on a store whose data runs on
+    a simulated clock (the fraud demo's), say so, since its monitors and policies show that one."""
+    from modelloop.store_clock import store_clock
+
+    clock = store_clock()
+    if events and clock.simulated:
+        typer.echo(
+            f"Times are wall-clock, when each change was recorded; this store's data runs on a "
+            f"{clock} (monitor windows, predictions and policy decisions are on that clock)."
+        )
 
 
 def _change(event: AuditEvent) -> str:
