@@ -29,6 +29,8 @@ import hashlib
 import io
 import json
 import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -182,10 +184,15 @@ def to_parquet(frame: pd.DataFrame) -> bytes:
 def from_parquet(data: bytes, schema: Schema) -> pd.DataFrame:
     """The frame as logged: categoricals are rebuilt from the file's metadata, and plain
     ``object`` string columns (which come back as ``str``) are turned back, nulls as None."""
-    import pandas as pd
     import pyarrow.parquet as pq
 
-    table = pq.read_table(io.BytesIO(data))
+    return _restored(pq.read_table(io.BytesIO(data)), schema)
+
+
+def _restored(table: Any, schema: Schema) -> pd.DataFrame:
+    """The frame a Parquet table (with :func:`to_parquet`'s metadata) was written from."""
+    import pandas as pd
+
     frame: pd.DataFrame = table.to_pandas()
     raw = (table.schema.metadata or {}).get(_CATEGORIES, b"{}")
     for name, (values, dtype, ordered) in json.loads(raw).items():
@@ -207,6 +214,15 @@ def from_parquet(data: bytes, schema: Schema) -> pd.DataFrame:
             column = frame[name].astype(object)
             frame[name] = column.where(column.notna(), None)
     return frame
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRuns:
+    """The runs a version's lineage names, oldest edge first: the runs that logged it (the
+    first logger, then any that logged the same content again) and the runs that read it."""
+
+    logged_by: list[str]
+    read_by: list[str]
 
 
 class SqlDatasetStore:
@@ -320,8 +336,82 @@ class SqlDatasetStore:
             rows = conn.execute(query).all()
         return [Dataset(r[0], r[1], r[2], r[3], int(r[4])) for r in rows]
 
+    def latest_versions(self) -> list[DatasetVersion]:
+        """The newest version of every dataset, by name, in one query (a list of datasets)."""
+        newest = select(DV.name, func.max(DV.version).label("version")).group_by(DV.name).subquery()
+        query = (
+            select(t.dataset_versions)
+            .join(newest, (DV.name == newest.c.name) & (DV.version == newest.c.version))
+            .order_by(DV.name)
+        )
+        with self.db.read() as conn:
+            return [_version(r) for r in conn.execute(query).all()]
+
+    def versions_with_digests(self, digests: Iterable[str]) -> list[DatasetVersion]:
+        """The versions holding any of these contents (e.g. a model version's
+        ``dataset_digests``), by name and version; a digest no version holds finds nothing."""
+        wanted = sorted({d for d in digests if isinstance(d, str)})
+        if not wanted:
+            return []
+        query = select(t.dataset_versions).where(DV.digest.in_(wanted))
+        with self.db.read() as conn:
+            rows = conn.execute(query.order_by(DV.name, DV.version)).all()
+        return [_version(r) for r in rows]
+
+    def version_runs(self, version: DatasetVersion, limit: int = 1000) -> VersionRuns:
+        """Who logged and who read ``version``, from its lineage edges (at most ``limit`` of
+        each); the run stored with the version comes first even without an edge."""
+        edges = t.lineage_edges.c
+        logged = (
+            select(edges.source_id)
+            .where(
+                edges.target_kind == "dataset",
+                edges.target_id == version.ref,
+                edges.source_kind == "run",
+                edges.relation == "output",
+            )
+            .group_by(edges.source_id)
+            .order_by(func.min(edges.edge_id))
+            .limit(limit)
+        )
+        read = (
+            select(edges.target_id)
+            .where(
+                edges.source_kind == "dataset",
+                edges.source_id == version.ref,
+                edges.target_kind == "run",
+                edges.relation == "input",
+            )
+            .group_by(edges.target_id)
+            .order_by(func.min(edges.edge_id))
+            .limit(limit)
+        )
+        with self.db.read() as conn:
+            loggers = [str(r[0]) for r in conn.execute(logged).all()]
+            readers = [str(r[0]) for r in conn.execute(read).all()]
+        if version.run_id is not None:
+            loggers = [version.run_id, *(r for r in loggers if r != version.run_id)][:limit]
+        return VersionRuns(loggers, readers)
+
     def load(self, version: DatasetVersion) -> pd.DataFrame:
         return from_parquet(self.blobs.read_bytes(version.artifact_digest), version.schema)
+
+    def head(self, version: DatasetVersion, rows: int) -> pd.DataFrame:
+        """The first ``rows`` rows as logged, reading only the start of the Parquet file's
+        column chunks (a preview costs the same for a thousand rows or a billion)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not isinstance(rows, int) or rows < 0:
+            raise InvalidArgument(f"rows must be a non-negative integer, got {rows!r}")
+        with self.blobs.open(version.artifact_digest) as blob:
+            parquet = pq.ParquetFile(blob, buffer_size=1 << 16, pre_buffer=False)
+            schema = parquet.schema_arrow
+            first = next(parquet.iter_batches(batch_size=rows), None) if rows else None
+            table = (
+                schema.empty_table() if first is None else pa.Table.from_batches([first], schema)
+            )
+        return _restored(table.slice(0, rows), version.schema)
 
     def _by_digest(self, name: str, digest: str) -> DatasetVersion | None:
         with self.db.read() as conn:
