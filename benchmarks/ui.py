@@ -7,7 +7,8 @@ No peer: the target is absolute (each page's p95 under 300 ms, the web UI issue'
 experiment of 10,000 runs with 5 metrics and 5 params each (``_common.search_dataset``, the
 tracking benchmark's data) and, among them, 10 runs with a 100,000-point ``loss`` curve: 1.05M
 metric points; then the fraud demo's eight weeks (a pipeline, model versions, a monitor with 56
-daily windows, a policy's timeline and ~100k logged predictions) for the other pages. A copy
+daily windows, a policy's timeline and ~100k logged predictions) for the other pages, and three
+versions of a 1M-row x 25-column dataset for the datasets pages. A copy
 is served by ``modelloop server`` (SQLite, default settings, scheduler
 off); each page is requested sequentially over one keep-alive connection, 5 warm-up requests
 and then 40 timed ones (10 with ``--quick``), and the table gives p50/p95/max of the time from
@@ -56,6 +57,10 @@ RUNS = 10_000
 CURVE_RUNS = 10
 CURVE_POINTS = 100_000
 TARGET_MS = 300.0
+DATASET = "transactions"
+DATASET_ROWS = 1_000_000
+DATASET_VERSIONS = 3
+SMALL_DATASETS = 30
 PYTHON = Path(sys.executable)
 
 
@@ -89,7 +94,7 @@ def seed(home: Path) -> dict:
         if (r + 1) % 1000 == 0:
             log(f"seed: {r + 1}/{RUNS} runs, {time.perf_counter() - t:.0f}s")
     return {"seconds": time.perf_counter() - t, "points": points, "curves": curves,
-            **seed_fraud_loop(home)}  # fmt: skip
+            **seed_fraud_loop(home), **seed_datasets()}  # fmt: skip
 
 
 def seed_fraud_loop(home: Path) -> dict:
@@ -111,6 +116,35 @@ def seed_fraud_loop(home: Path) -> dict:
             "versions": int(result.served["version"].max())}  # fmt: skip
 
 
+def seed_datasets() -> dict:
+    """The datasets pages need datasets: DATASET_VERSIONS versions of DATASET_ROWS rows x 25
+    columns (20 numbers, 5 categories), the last read by a run, and SMALL_DATASETS small ones
+    of two versions each for the list (after the fraud loop, on its store)."""
+    import numpy as np
+    import pandas as pd
+
+    import modelloop as ml
+
+    started = time.perf_counter()
+    rng = np.random.default_rng(0)
+    for v in range(DATASET_VERSIONS):
+        rows = DATASET_ROWS + v * 1000
+        frame = pd.DataFrame({f"x{i:02d}": rng.normal(i, 1 + i, rows) for i in range(20)})
+        for i in range(5):
+            values = [f"c{i}-{k}" for k in range(3 + 40 * i)]
+            frame[f"cat{i}"] = pd.Categorical(rng.choice(values, rows), categories=values)
+        with ml.start_run(experiment="datasets", name=f"log v{v + 1}"):
+            ml.log_dataset(frame, DATASET, description="1M rows x 25 columns for the UI benchmark")
+    with ml.start_run(experiment="datasets", name="read"):
+        ml.load_dataset(DATASET)
+    for d in range(SMALL_DATASETS):
+        for v in range(2):
+            ml.log_dataset(pd.DataFrame({"a": np.arange(100 + v), "b": rng.random(100 + v)}),
+                           f"small-{d:02d}")  # fmt: skip
+    log(f"seed: datasets in {time.perf_counter() - started:.0f}s")
+    return {"dataset_version": DATASET_VERSIONS}
+
+
 def worker_main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="ui.py worker")
     p.add_argument("what", choices=["seed"])
@@ -128,7 +162,7 @@ def cache_path() -> Path:
     digest = hashlib.sha1(usedforsecurity=False)
     code = [*(src / "store").rglob("*.py"), src / "tracking" / "sql.py"]
     code += [*(src / "examples" / "fraud").glob("*.py"), *(src / "automation").glob("*.py")]
-    code += [*(src / "monitoring").glob("*.py")]
+    code += [*(src / "monitoring").glob("*.py"), *(src / "datasets").glob("*.py")]
     for f in sorted(code):
         digest.update(f.relative_to(src).as_posix().encode() + f.read_bytes())
     return BENCH_DIR / "cache" / f"ui-{digest.hexdigest()[:10]}-10k"
@@ -169,6 +203,10 @@ def pages(seeded: dict) -> list[tuple[str, str]]:
             "/ui/api/metric?" + urlencode({"run": curves[0], "key": "loss", "max_points": 2000}),
         ),
         ("compare 3 runs", "/ui/compare?runs=" + ",".join(curves[:3])),
+        ("datasets", "/ui/datasets"),
+        ("dataset (versions)", f"/ui/datasets/{DATASET}"),
+        ("dataset version, 1M rows x 25 columns", f"/ui/datasets/{DATASET}/versions/"
+            f"{seeded['dataset_version']}"),
         ("pipelines", "/ui/pipelines"),
         ("pipeline run (DAG)", f"/ui/pipelines/{seeded['pipeline_run']}"),
         ("models", "/ui/models"),
@@ -248,7 +286,9 @@ def render(results: dict[str, dict], info: dict, seeded: dict, command: str) -> 
             "then, in the same store, the fraud demo's eight weeks (`modelloop demo fraud`: a "
             f"pipeline, {seeded['versions']} versions of `fraud-detector`, a monitor with 56 daily "
             "windows, a policy's timeline, ~107k logged predictions) for the pages of the other "
-            "sections (seeded once, cached in `.bench/cache/`).",
+            f"sections, and {DATASET_VERSIONS} versions of a {DATASET_ROWS:,}-row x 25-column "
+            f"dataset (the last read by a run) with {SMALL_DATASETS} small ones (seeded once, "
+            "cached in `.bench/cache/`).",
             f"- Each page: 5 warm-up requests, then {n} sequential requests over one keep-alive "
             "connection on 127.0.0.1, timed from sending to the last byte (an upper bound of the "
             "server time); HTML only, the browser's scripts and the chart's JSON not included "

@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from modelloop.clock import from_ms, now_ms
+from modelloop.datasets.entities import parse_ref
 from modelloop.errors import InvalidArgument, ModelloopError, NotFound
 from modelloop.server.middleware import TOKEN_COOKIE
 from modelloop.server.schemas import OrjsonResponse
@@ -77,6 +78,7 @@ class NavItem:
 #: Sections in their own modules (``modelloop.ui.<key>``), each with ``register(router, pages)``
 #: adding its routes under ``/ui/<key>``; a section whose module is absent is shown greyed out.
 SECTIONS = (
+    ("datasets", "Datasets"),
     ("pipelines", "Pipelines"),
     ("models", "Models"),
     ("deployments", "Deployments"),
@@ -489,7 +491,7 @@ def _lineage_rows(client: Any, run_id: str) -> list[dict[str, Any]]:
                 "depth": depth,
                 "relation": relation,
                 "label": graph.labels.get(node, f"{kind}:{ident}"),
-                "href": f"/ui/runs/{ident}" if kind == "run" and depth else None,
+                "href": _lineage_href(kind, ident) if depth else None,
             }
         )
         if node in seen or len(rows) > 200:
@@ -499,6 +501,23 @@ def _lineage_rows(client: Any, run_id: str) -> list[dict[str, Any]]:
 
     walk(graph.root, 0, "", frozenset())
     return rows if len(rows) > 1 else []
+
+
+def _lineage_href(kind: str, ident: str) -> str | None:
+    """The page of a lineage node: a run, a dataset version or a model version."""
+    if kind == "run":
+        return f"/ui/runs/{quote(ident, safe='')}"
+    if kind == "dataset":
+        try:
+            name, version = parse_ref(ident)
+        except InvalidArgument:  # an edge names what it names: only real references link
+            return None
+        return f"/ui/datasets/{name}/versions/{version}" if version else f"/ui/datasets/{name}"
+    if kind == "model_version":
+        model, _, number = ident.rpartition("/")
+        if model and number.isascii() and number.isdigit():
+            return f"/ui/models/{quote(model, safe='')}?version={number}"
+    return None
 
 
 def _local_target(target: str) -> str:

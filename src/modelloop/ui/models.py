@@ -206,6 +206,7 @@ def _model_page(
         history_limited=len(events) >= AUDIT_SHOWN,
         chosen=chosen,
         lineage=lineage,
+        logged_data=_logged_versions(registry, chosen) if chosen is not None else {},
         run_lineage=_lineage_rows(client, chosen.run_id) if chosen is not None else [],
         here=f"/ui/models/{model.name}",
     )
@@ -538,26 +539,12 @@ def _dataset_store(registry: Registry) -> SqlDatasetStore:
 
 def _datasets(registry: Registry, version: ModelVersion) -> list[LoggedDataset]:
     """Each of the version's dataset digests, with the logged dataset holding that content."""
-    from sqlalchemy import select
-
-    from modelloop.store import tables as t
-
-    if not version.dataset_digests:
-        return []
-    datasets = _dataset_store(registry)
-    c = t.dataset_versions.c
-    with datasets.db.read() as conn:
-        rows = conn.execute(
-            select(c.name, c.version, c.digest)
-            .where(c.digest.in_(list(version.dataset_digests.values())))
-            .order_by(c.name, c.version)
-        ).all()
-    by_digest = {row.digest: (row.name, row.version) for row in rows}
+    by_digest = _logged_versions(registry, version)
     found = []
     for role, digest in sorted(version.dataset_digests.items()):
         logged = LoggedDataset(role, digest)
         if digest in by_digest:
-            logged.found = datasets.get_version(*by_digest[digest])
+            logged.found = by_digest[digest]
             logged.columns = [
                 ProfileRow(
                     p.name,
@@ -572,6 +559,15 @@ def _datasets(registry: Registry, version: ModelVersion) -> list[LoggedDataset]:
             ]
         found.append(logged)
     return found
+
+
+def _logged_versions(registry: Registry, version: ModelVersion) -> dict[str, DatasetVersion]:
+    """The logged dataset version holding each of the version's dataset digests (the last by
+    name and version when several hold the same content)."""
+    if not version.dataset_digests:
+        return {}
+    found = _dataset_store(registry).versions_with_digests(version.dataset_digests.values())
+    return {logged.digest: logged for logged in found}
 
 
 def _range(low: Any, high: Any) -> str:

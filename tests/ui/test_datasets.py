@@ -1,0 +1,489 @@
+"""The Datasets pages over a real server and in a real browser: the list, a dataset's versions,
+and a version's schema, profile, distribution chart, lineage, first rows and contract check.
+
+The store is filled through the SDK, as a user would: a run logs two versions of
+``transactions`` (column names, categories, text, the description and the user carry the XSS
+corpus), another run reads the first version and registers a model from it, and a third model
+version only declares the content among its ``dataset_digests``. A second, larger dataset has
+more rows than the preview shows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html import unescape
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelloop.datasets import DatasetVersion
+from modelloop.settings import Settings, load_settings
+from modelloop.store import close_database
+from modelloop.tracking import fluent
+from tests.conftest import STORE_VARIABLES
+from tests.live_server import live_server
+from tests.ui.browser import Watched
+from tests.ui.conftest import XSS
+from tests.ui.test_pages import assert_inert
+
+NAME = "transactions"
+BIG = "clicks"
+BIG_ROWS = 1_000
+USER = XSS[5]
+
+
+@dataclass
+class Store:
+    url: str
+    settings: Settings
+    first: DatasetVersion
+    second: DatasetVersion
+    big: DatasetVersion
+    producer: str  # the run that logged both versions
+    reader: str  # the run that read v1 and registered fraud v1 from it
+    declared: str  # the run of fraud v2, which only names v1's digest
+
+
+def _frame(rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    amount = rng.gamma(2.0, 50.0, rows)
+    amount[:3] = [np.nan, np.inf, -1.0]
+    merchants = ["grocery", "travel", XSS[0], XSS[1], "unused"]
+    return pd.DataFrame(
+        {
+            "tx_id": np.arange(rows, dtype=np.int64),
+            "amount": amount,
+            "merchant": pd.Categorical(rng.choice(merchants[:4], rows), categories=merchants),
+            XSS[6]: rng.choice([XSS[2], "plain"], rows).astype(object),
+            "flag": rng.random(rows) < 0.3,
+            "when": pd.date_range("2024-01-01", periods=rows, freq="h", tz="UTC"),
+        }
+    )
+
+
+def _seed(settings: Settings) -> Store:
+    import lightgbm as lgb
+
+    import modelloop as ml
+
+    with ml.start_run(experiment="datasets-ui", name=XSS[3]) as producer:
+        first = ml.log_dataset(_frame(300, 0), NAME, description=XSS[4])
+        second_frame = _frame(320, 1).assign(extra=1.5).astype({"tx_id": "float64"})
+        second = ml.log_dataset(second_frame.drop(columns=["flag"]), NAME)
+    with ml.start_run(experiment="datasets-ui", name="train") as reader:
+        data = ml.load_dataset(f"{NAME}@1")
+        features = data[["amount", "tx_id"]].replace([np.inf, -np.inf], np.nan)
+        model = lgb.LGBMClassifier(n_estimators=5, num_leaves=4, verbose=-1)
+        ml.register_model(
+            reader, "fraud", model.fit(features, data["flag"]), training_data=features
+        )
+    with ml.start_run(experiment="datasets-ui", name="declared") as declared:
+        ml.register_model(
+            declared,
+            "fraud",
+            model,
+            training_data=features,
+            dataset_digests={"train": first.digest, "valid": "ab" * 32},
+        )
+    big = ml.log_dataset(_frame(BIG_ROWS, 2), BIG)
+    return Store("", settings, first, second, big, producer.run_id, reader.run_id, declared.run_id)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    home: Path = tmp_path_factory.mktemp("ui-datasets") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        for name in STORE_VARIABLES:
+            patch.delenv(name, raising=False)
+        patch.setenv("MODELLOOP_HOME", str(home))
+        patch.setenv("MODELLOOP_USER", USER)
+        settings = load_settings()
+        try:
+            seeded = _seed(settings)
+        finally:
+            fluent.close_clients()
+        try:
+            with live_server(settings) as url:
+                seeded.url = url
+                yield seeded
+        finally:
+            close_database(settings.database_url)
+
+
+@pytest.fixture(scope="module")
+def http(store: Store) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=store.url, timeout=30) as client:
+        yield client
+
+
+def version_path(name: str, version: int) -> str:
+    return f"/ui/datasets/{name}/versions/{version}"
+
+
+def pages(store: Store) -> list[str]:
+    return [
+        "/ui/datasets",
+        f"/ui/datasets/{NAME}",
+        f"/ui/datasets/{BIG}",
+        version_path(NAME, 1),
+        version_path(NAME, 2),
+        version_path(BIG, 1),
+    ]
+
+
+def section(html: str, ident: str) -> str:
+    """The element with ``id=ident`` up to its closing tag (tables and lists here)."""
+    start = html.index(f'id="{ident}"')
+    tag = html[html.rindex("<", 0, start) + 1 : start].split()[0]
+    return html[start : html.index(f"</{tag}>", start)]
+
+
+def rows(table: str) -> list[list[str]]:
+    """The cells of each body row, as text."""
+    body = table[table.index("<tbody>") :]
+    return [
+        [unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r)]
+        for r in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)
+    ]
+
+
+def test_every_page_answers_and_renders_the_data_inert(http: httpx.Client, store: Store) -> None:
+    for path in pages(store):
+        response = http.get(path)
+        assert response.status_code == 200, (path, response.text[:300])
+        assert response.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        assert '<a href="/ui/datasets" class="active" aria-current="page">Datasets</a>' in (
+            response.text
+        )
+        assert_inert(response.text)
+    assert '<a href="/ui/datasets">Datasets</a>' in http.get("/ui/").text  # in the nav bar
+
+
+def test_the_list_shows_each_dataset_with_its_newest_version(http: httpx.Client) -> None:
+    table = section(http.get("/ui/datasets").text, "datasets")
+    assert f'href="/ui/datasets/{NAME}"' in table
+    assert f'href="{version_path(NAME, 2)}"' in table
+    by_name = {r[0]: r for r in rows(table)}
+    assert sorted(by_name) == [BIG, NAME]
+    # name, description, versions, newest, rows, columns, logged, by
+    assert by_name[NAME][1:6] == [XSS[4], "2", "v2", "320", "6"]
+    assert by_name[NAME][7] == USER
+    assert by_name[BIG][2:6] == ["1", "v1", f"{BIG_ROWS:,}", "6"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", by_name[NAME][6])
+
+
+def test_a_dataset_lists_its_versions_newest_first_with_what_changed(
+    http: httpx.Client, store: Store
+) -> None:
+    html = http.get(f"/ui/datasets/{NAME}").text
+    table = section(html, "versions")
+    found = rows(table)
+    assert [r[0] for r in found] == ["v2", "v1"]
+    newest, oldest = found
+    assert newest[1:3] == ["320", "6"]
+    assert "+20 rows" in newest[3]
+    assert "+extra" in newest[3]
+    assert "\N{MINUS SIGN}flag" in newest[3]
+    assert "tx_id: int64 → float64" in newest[3]
+    assert oldest[3] == ""  # nothing before it
+    assert newest[4] == store.second.digest[:12]
+    assert f'title="sha256:{store.first.digest}"' in table
+    assert newest[5] == oldest[5] == XSS[3]  # the logging run's name, as text
+    assert table.count(f'href="/ui/runs/{store.producer}"') == 2
+    assert f'href="{version_path(NAME, 1)}"' in table
+    assert newest[7] == USER
+
+
+def test_a_version_shows_schema_profile_and_quantiles(http: httpx.Client, store: Store) -> None:
+    html = http.get(version_path(NAME, 1)).text
+    facts = section(html, "version-facts")
+    assert f"sha256:{store.first.digest}" in facts
+    assert "300 rows \N{MULTIPLICATION SIGN} 6 columns" in facts
+    assert f'href="/ui/runs/{store.producer}"' in facts
+    schema = {r[0]: r for r in rows(section(html, "schema"))}
+    assert list(schema) == list(store.first.schema.columns)
+    profile = store.first.profile.columns
+    for name, row in schema.items():
+        assert row[1] == store.first.schema.columns[name]
+        assert row[2] == profile[name].kind
+    assert schema["amount"][3:5] == ["299", "1 (0.3%)"]  # NaN is a null
+    assert "1 infinite" in schema["amount"][6]
+    assert schema["when"][6].startswith("2024-01-01T00:00:00+00:00 to ")
+    quantiles = {r[0]: r for r in rows(section(html, "quantiles"))}
+    assert sorted(quantiles) == ["amount", "tx_id"]
+    amount = profile["amount"]
+    assert amount.quantiles is not None
+    expected = [amount.min, *(amount.quantiles[q] for q in ("0.01", "0.05", "0.25", "0.5"))]
+    assert [float(v) for v in quantiles["amount"][1:6]] == pytest.approx(expected, rel=1e-5)
+    assert float(quantiles["tx_id"][5]) == 149.5  # the median of 0..299
+    top = {r[0]: r for r in rows(section(html, "top-values"))}
+    assert sorted(top) == sorted(["merchant", XSS[6], "flag"])
+    assert top["merchant"][3].startswith("5: grocery, travel")  # the categories, unused too
+    assert XSS[0] in top["merchant"][2]  # a category value, shown as text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in section(html, "top-values")
+
+
+def test_the_distribution_chart_gets_the_stored_histogram_and_shares(
+    http: httpx.Client, store: Store
+) -> None:
+    html = http.get(version_path(NAME, 1)).text
+    raw = re.search(r"data-columns='([^']*)'", html)
+    assert raw is not None
+    columns = json.loads(unescape(raw.group(1)))
+    assert sorted(columns) == sorted(store.first.schema.columns)
+    amount = columns["amount"]
+    assert amount["kind"] == "numeric"
+    histogram = store.first.profile.columns["amount"].histogram
+    assert histogram is not None
+    assert len(amount["centers"]) == len(histogram.counts)
+    # A density: the bars' areas add up to one.
+    area = sum(d * w for d, w in zip(amount["density"], amount["widths"], strict=True))
+    assert area == pytest.approx(1.0)
+    merchant = columns["merchant"]
+    assert merchant["kind"] == "categorical"
+    assert sorted(merchant["labels"]) == sorted(["grocery", "travel", XSS[0], XSS[1]])
+    assert sum(merchant["share"]) == pytest.approx(1.0)
+    assert columns["when"] == {"kind": "none"}
+
+
+def test_a_version_shows_who_logged_and_read_it_and_the_models_from_it(
+    http: httpx.Client, store: Store
+) -> None:
+    html = http.get(version_path(NAME, 1)).text
+    logged = section(html, "logged-by")
+    assert f'href="/ui/runs/{store.producer}"' in logged
+    assert "&lt;/title&gt;&lt;script&gt;alert(4)&lt;/script&gt;" in logged  # the run's name
+    read = section(html, "read-by")
+    assert f'href="/ui/runs/{store.reader}">train</a>' in read
+    assert store.producer not in read
+    models = {r[0]: r for r in rows(section(html, "models"))}
+    assert sorted(models) == ["fraud v1 · card", "fraud v2 · card"]
+    assert models["fraud v1 · card"][1] == "registered from a run that logged or read it"
+    assert models["fraud v2 · card"][1] == "declares it as train data"
+    assert 'href="/ui/models/fraud?version=1"' in html
+    assert 'href="/ui/models/fraud/versions/2/card"' in html
+    # v2 was logged by the same run, read by none, and no model names it.
+    second = http.get(version_path(NAME, 2)).text
+    assert f'href="/ui/runs/{store.producer}"' in section(second, "logged-by")
+    assert 'id="read-by"' not in second
+    assert "No run has read this version" in second
+    assert 'id="models"' not in second
+    assert f'href="{version_path(NAME, 1)}" rel="prev"' in second
+    assert 'rel="next"' not in second
+    assert f'href="{version_path(NAME, 2)}" rel="next"' in html
+
+
+def test_the_preview_shows_the_first_rows_only(http: httpx.Client, store: Store) -> None:
+    html = http.get(version_path(BIG, 1)).text
+    preview = section(html, "preview")
+    header = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", preview)
+    assert [unescape(h) for h in header] == ["#", *store.big.schema.columns]
+    found = rows(preview)
+    assert len(found) == 20
+    frame = _frame(BIG_ROWS, 2)
+    assert [r[1] for r in found] == [str(i) for i in range(20)]  # tx_id
+    assert found[0][2] == "null"  # amount: NaN
+    assert found[1][2] == "inf"
+    assert found[5][2] == f"{frame['amount'][5]:.6g}"
+    assert [r[3] for r in found] == [str(v) for v in frame["merchant"][:20]]
+    assert found[0][6] == str(frame["when"][0])
+    assert f"The first 20 of {BIG_ROWS:,} rows." in html
+    assert_inert(html)
+
+
+CONTRACT = """
+columns:
+  tx_id: {dtype: int, nullable: false}
+  amount: {dtype: float, min: 0, max: 10000}
+  merchant: {allowed: [grocery, travel]}
+  missing: {dtype: int}
+unique: [tx_id]
+rows: [10, 200]
+"""
+
+
+def test_a_pasted_contract_is_checked_rule_by_rule(http: httpx.Client, store: Store) -> None:
+    path = version_path(NAME, 1) + "/validate"
+    response = http.post(path, data={"contract": CONTRACT}, headers={"Origin": store.url})
+    assert response.status_code == 200
+    html = response.text
+    assert "Contract violated" in section(html, "contract-summary")
+    result = {(r[1], r[2]): r for r in rows(section(html, "expectations"))}
+    status = {key: r[0] for key, r in result.items()}
+    assert status == {
+        ("row_count", ""): "failed",
+        ("missing_column", "tx_id"): "passed",
+        ("dtype", "tx_id"): "passed",
+        ("not_null", "tx_id"): "passed",
+        ("finite", "tx_id"): "passed",
+        ("missing_column", "amount"): "passed",
+        ("dtype", "amount"): "passed",
+        ("finite", "amount"): "failed",
+        ("min", "amount"): "failed",
+        ("max", "amount"): "failed",  # the infinity
+        ("missing_column", "merchant"): "passed",
+        ("allowed", "merchant"): "failed",
+        ("missing_column", "missing"): "failed",
+        ("dtype", "missing"): "not checked",
+        ("unique", "tx_id"): "passed",
+    }
+    assert result[("row_count", "")][3:5] == ["10 to 200 rows", "100 of 300"]
+    assert result[("min", "amount")][3:5] == ["at least 0", "1 of 300"]
+    assert "row 2: -1.0" in result[("min", "amount")][6]
+    assert "row 1: 'inf'" in result[("finite", "amount")][6]
+    merchants = store.first.profile.columns["merchant"].top
+    assert merchants is not None
+    others = round(300 * (merchants[XSS[0]] + merchants[XSS[1]]))
+    assert result[("allowed", "merchant")][4] == f"{others} of 300"
+    assert_inert(html)
+    # The text stays in the box to correct it.
+    assert "merchant: {allowed: [grocery, travel]}</textarea>" not in html
+    assert "merchant: {allowed: [grocery, travel]}" in unescape(html.split("<textarea")[1])
+
+
+def test_a_satisfied_contract_passes_every_rule(http: httpx.Client, store: Store) -> None:
+    contract = "columns:\n  tx_id: {dtype: int, nullable: false}\nunique: [tx_id]\n"
+    html = http.post(
+        version_path(NAME, 1) + "/validate", data={"contract": contract}, headers={}
+    ).text
+    assert "Contract satisfied (300 rows)." in html
+    assert {r[0] for r in rows(section(html, "expectations"))} == {"passed"}
+
+
+@pytest.mark.parametrize(
+    ("contract", "message"),
+    [
+        ("columns: [", "not valid YAML"),
+        ("colums: {}", "colums: unknown setting (known: columns, unique, rows"),
+        ("columns:\n  amount: {min: lots}", "columns.amount.min: Input should be a valid number"),
+        ("columns:\n  amount: {maximum: 3}", "columns.amount.maximum: unknown setting"),
+        ("columns:\n  amount: {dtype: flaot}", "unknown dtype 'flaot'"),
+        ("columns:\n  merchant: {allowed: [[a, b]]}", "cannot be applied: unhashable type"),
+        ("", "Paste a contract"),
+        ("x" * 70_000, "longer than 64,000 characters"),
+        (XSS[0], "expected a mapping"),
+    ],
+)
+def test_a_contract_that_cannot_be_read_is_a_message_not_a_crash(
+    http: httpx.Client, contract: str, message: str
+) -> None:
+    response = http.post(version_path(NAME, 1) + "/validate", data={"contract": contract})
+    assert response.status_code == 400
+    assert message in unescape(section(response.text, "contract-error"))
+    assert 'id="schema"' in response.text  # the rest of the page is still there
+    assert_inert(response.text)
+
+
+def test_a_contract_posted_from_another_site_is_refused(http: httpx.Client) -> None:
+    response = http.post(
+        version_path(NAME, 1) + "/validate",
+        data={"contract": CONTRACT},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert response.status_code == 403
+    assert "another site" in response.text
+
+
+def test_unknown_datasets_and_versions_are_pages_with_their_status(http: httpx.Client) -> None:
+    for path, status, message in (
+        ("/ui/datasets/nope", 404, "No dataset 'nope'"),
+        ("/ui/datasets/nope/versions/1", 404, "No dataset 'nope'"),
+        (version_path(NAME, 3), 404, f"No version 3 of dataset '{NAME}'"),
+        (version_path(NAME, 0), 422, "versions are integers from 1"),
+        (f"/ui/datasets/{NAME}/versions/latest", 422, "versions are integers from 1"),
+        (f"/ui/datasets/{NAME}/versions/{'9' * 12}", 422, "versions are integers from 1"),
+        (f"/ui/datasets/{quote(XSS[1], safe='')}", 422, "Invalid dataset name"),
+        (f"/ui/datasets/{quote(XSS[2], safe='')}/versions/1", 422, "Invalid dataset name"),
+    ):
+        response = http.get(path)
+        assert response.status_code == status, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert message in unescape(response.text), path
+        assert "<h1>Error</h1>" in response.text
+        assert_inert(response.text)
+    missing = http.post("/ui/datasets/nope/versions/1/validate", data={"contract": CONTRACT})
+    assert missing.status_code == 404
+
+
+def test_run_and_model_pages_link_the_dataset_versions_they_used(
+    http: httpx.Client, store: Store
+) -> None:
+    run = http.get(f"/ui/runs/{store.reader}").text
+    assert f'<a href="{version_path(NAME, 1)}">dataset {NAME}@1</a>' in section(run, "lineage")
+    model = http.get("/ui/models/fraud?version=2").text
+    lineage = section(model, "version-lineage")
+    assert f'href="{version_path(NAME, 1)}">{NAME}@1</a>' in lineage
+    assert "sha256:" + "ab" * 8 in lineage  # a digest no dataset holds: shown, unlinked
+    card = http.get("/ui/models/fraud/versions/2/card").text
+    assert f'<a href="{version_path(NAME, 1)}">{NAME}@1</a>' in card
+    export = http.get("/ui/models/fraud/versions/2/card.html").text
+    assert f"{NAME}@1" in export
+    assert 'href="/' not in export  # the exported card links nowhere
+
+
+# -- in the browser ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def page(browser: Any, store: Store) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        watched = Watched(context.new_page(), store.url)
+        yield watched
+        watched.assert_clean()
+    finally:
+        context.close()
+
+
+def drawn(page: Watched, column: str) -> int:
+    """Bars drawn for ``column`` once the chart shows it."""
+    page.page.wait_for_function(
+        "name => { const c = document.getElementById('distribution');"
+        " return c && c.dataset.ready === '1' && c.dataset.column === name; }",
+        arg=column,
+    )
+    return int(page.page.locator("#distribution").get_attribute("data-points") or 0)
+
+
+def test_every_dataset_page_loads_cleanly_in_a_browser(page: Watched, store: Store) -> None:
+    for path in pages(store):
+        response = page.goto(path)
+        assert response.status == 200, path
+        if "distribution-box" in page.page.content():
+            drawn(page, next(iter(store.first.schema.columns)))
+        page.shot("datasets" + path.removeprefix("/ui/datasets").replace("/", "-"))
+
+
+def test_browse_from_the_list_to_a_version_chart_and_contract(page: Watched, store: Store) -> None:
+    page.goto("/ui/datasets")
+    with page.page.expect_navigation(wait_until="load"):
+        page.page.click(f"a.dataset-link:has-text('{NAME}')")
+    with page.page.expect_navigation(wait_until="load"):
+        page.page.click("a.version-link:has-text('v1')")
+    assert page.page.url.endswith(version_path(NAME, 1))
+    histogram = store.first.profile.columns["amount"].histogram
+    assert histogram is not None
+    page.page.select_option("#dist-column", "amount")
+    assert drawn(page, "amount") == len(histogram.counts)
+    assert page.page.locator("#distribution .main-svg").count() > 0
+    page.page.select_option("#dist-column", XSS[6])
+    assert drawn(page, XSS[6]) == 2
+    assert "all others" not in page.page.locator("#distribution-note").inner_text()
+    page.page.select_option("#dist-column", "when")
+    assert drawn(page, "when") == 0
+    page.shot("datasets-version-chart")
+    page.page.fill("textarea[name=contract]", CONTRACT)
+    with page.page.expect_navigation(wait_until="load"):
+        page.page.click("button:has-text('Check')")
+    assert page.page.locator("#expectations tr.failed").count() == 6
+    assert page.page.locator("#expectations tr.not-checked").count() == 1
+    page.shot("datasets-contract")
