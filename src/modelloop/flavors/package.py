@@ -166,7 +166,9 @@ class LoadedModel(ABC):
         return Contributions(names, raw[:, :-1], raw[:, -1], values)
 
     def _features(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return self.signature.select(frame)
+        """The frame as the model takes it, checked against the signature as requests are
+        (InvalidInput naming each column of the wrong type), never the library's own error."""
+        return self.signature.conform(frame)
 
 
 def save_model(

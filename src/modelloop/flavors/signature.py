@@ -5,6 +5,9 @@ Serving turns JSON records into model input with :meth:`Signature.to_matrix` (th
 Python type checks, no pandas) or :meth:`Signature.to_frame`. Every problem in a request is
 reported at once in ``InvalidInput.details`` (``row``/``field`` are ``None`` when a problem is
 about the whole request or a whole column), so a client fixes its payload in one round trip.
+A DataFrame given to a loaded model (``ml.load_model(...).predict(frame)``) goes through
+:meth:`Signature.conform`: the same type rules, checked per column in bulk, so a column of text
+for a number is an InvalidInput naming it, never the model library's own error.
 
 Choices: ``min``/``max`` are the ranges seen in training, recorded for monitoring and never
 enforced (a larger amount than ever seen is a legitimate transaction, not a bad request).
@@ -185,19 +188,52 @@ class Signature:
         problems.raise_if_any()
         return frame[list(self.names)]
 
+    def conform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The frame's columns of this signature, in its order, as the model takes them (batch
+        and SDK use). Types follow the rules requests follow, checked per column: a column of
+        the wrong type is an InvalidInput naming it, the type expected and a value it holds;
+        numbers held as Python objects become float64 and text for a category becomes that
+        categorical. Leniently, unlike requests: nulls are let through and categories unseen
+        in training become missing (a batch may hold both)."""
+        selected = self.select(frame)
+        problems: list[dict[str, Any]] = []
+        converted: dict[str, Any] = {}
+        for j, spec in enumerate(self.inputs):
+            column = selected.iloc[:, j]
+            try:
+                new = _conform_column(spec, column)
+            except _Mismatch as exc:
+                problems.append({"row": exc.row, "field": spec.name, "message": str(exc)})
+                continue
+            if new is not None:
+                converted[spec.name] = new
+        if problems:
+            listed = "; ".join(f"{p['field']!r} {p['message']}" for p in problems)
+            raise InvalidInput(
+                f"invalid input: {len(problems)} column(s) do not match the model "
+                f"signature: {listed}",
+                problems,
+            )
+        if not converted:
+            return selected
+        out = selected.copy(deep=False)
+        for name, values in converted.items():
+            out[name] = values
+        return out
+
     def frame_to_matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        """A DataFrame as model matrix, leniently (batch/SDK use): no nullability checks, and
-        categories unseen in training become missing."""
+        """A DataFrame as model matrix, leniently (batch/SDK use, see :meth:`conform`): types
+        are checked, nulls and categories unseen in training become missing."""
         if not self.matrix_ready:
             raise InvalidArgument("this signature has string features: no matrix form")
         X = np.empty((len(frame), len(self.inputs)), dtype=np.float64)
-        selected = self.select(frame)
+        selected = self.conform(frame)
         for j, spec in enumerate(self.inputs):
             col = selected.iloc[:, j]
             if spec.dtype == "category":
                 codes = pd.Categorical(col, categories=spec.categories).codes
                 X[:, j] = np.where(codes < 0, np.nan, codes)
-            else:  # a non-numeric column raises ValueError, as numpy would
+            else:  # numbers or booleans: conform refused anything else
                 X[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
         return X
 
@@ -341,6 +377,112 @@ def _convert(
     else:
         problems.add(row, name, f"expected a number, got {_kind(v)}")
     return _NAN
+
+
+class _Mismatch(Exception):
+    """A column whose type the signature does not take; ``row`` is the example's label."""
+
+    def __init__(self, message: str, row: Any = None) -> None:
+        super().__init__(message)
+        self.row = row
+
+
+_EXPECTED = {
+    "float": "numbers (float)",
+    "int": "whole numbers (int)",
+    "bool": "true/false (bool, or 0/1)",
+    "string": "text (string)",
+}
+_NUMBERS = frozenset({"integer", "floating", "mixed-integer-float", "decimal", "empty"})
+_TEXT = frozenset({"string", "empty"})
+
+
+def _conform_column(spec: FeatureSpec, column: pd.Series[Any]) -> Any:
+    """``column`` as ``spec`` takes it: None if it already is, else the converted values;
+    _Mismatch saying what was expected and what the column holds."""
+    from pandas.api import types
+
+    dtype: Any = column.dtype
+    categorical = isinstance(dtype, pd.CategoricalDtype)
+    stored_as_text = not categorical and (
+        types.is_object_dtype(dtype) or types.is_string_dtype(dtype)
+    )
+    if spec.dtype == "category":
+        levels = list(spec.categories or ())
+        if categorical and list(dtype.categories) == levels:
+            return None
+        held = dtype.categories if categorical else column
+        if (categorical or stored_as_text) and types.infer_dtype(held, skipna=True) in _TEXT:
+            return pd.Categorical(column, categories=levels)
+        allowed = ", ".join(repr(c) for c in levels[:10]) + (" ..." if len(levels) > 10 else "")
+        raise _mismatch(f"one of {allowed} (category, as text)", column, _is_text)
+    if spec.dtype == "string":
+        if stored_as_text and types.infer_dtype(column, skipna=True) in _TEXT:
+            return None
+        raise _mismatch(_EXPECTED["string"], column, _is_text)
+    # float, int, bool: numbers (a bool feature also takes booleans)
+    boolean = types.is_bool_dtype(dtype) and not types.is_object_dtype(dtype)
+    numeric = types.is_numeric_dtype(dtype) and not boolean and not categorical
+    new = None
+    if types.is_object_dtype(dtype):
+        inferred = types.infer_dtype(column, skipna=True)
+        if inferred in _NUMBERS or (inferred == "boolean" and spec.dtype == "bool"):
+            new = pd.to_numeric(column, errors="coerce").astype(np.float64)
+            numeric = True
+    if spec.dtype == "bool":
+        if boolean:
+            return None
+        if numeric:
+            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            bad = ~(np.isnan(values) | (values == 0) | (values == 1))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise _Mismatch(
+                    f"expected {_EXPECTED['bool']}, got {float(values[i])!r}", _label(column, i)
+                )
+            return new
+        raise _mismatch(_EXPECTED["bool"], column, _is_bool)
+    if not numeric:
+        raise _mismatch(_EXPECTED[spec.dtype], column, _is_number)
+    if spec.dtype == "int":
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.isfinite(values) & (values != np.floor(values))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise _Mismatch(
+                f"expected {_EXPECTED['int']}, got {float(values[i])!r}", _label(column, i)
+            )
+    return new
+
+
+def _mismatch(expected: str, column: pd.Series[Any], fits: Any) -> _Mismatch:
+    """The complaint about a column: its first value that does not fit when it holds Python
+    objects (text, mixed), else its dtype."""
+    from pandas.api import types
+
+    if types.is_object_dtype(column.dtype) or types.is_string_dtype(column.dtype):
+        for i, value in enumerate(column):
+            if value is None or (isinstance(value, float) and math.isnan(value)) or fits(value):
+                continue
+            return _Mismatch(f"expected {expected}, got {_kind(value)}", _label(column, i))
+    return _Mismatch(f"expected {expected}, got a {column.dtype} column")
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool | np.bool_)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not _is_bool(value)
+
+
+def _label(column: pd.Series[Any], i: int) -> Any:
+    label = column.index[i]
+    return label.item() if isinstance(label, np.generic) else label
 
 
 def _tuple(values: Any) -> tuple[Any, ...] | None:
