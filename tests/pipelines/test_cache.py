@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import pandas as pd
 import pytest
 
+import modelloop as ml
 from modelloop.examples import training_pipeline as ex
-from modelloop.pipelines import Pipeline, step
+from modelloop.pipelines import Pipeline, lineage, step
 from modelloop.pipelines.cache import cache_key
 from modelloop.pipelines.step import spec_of
 from modelloop.tracking.fluent import get_client
@@ -161,3 +163,49 @@ def test_cache_key_covers_params_inputs_and_env() -> None:
     assert base != cache_key(ex.train, spec, {"learning_rate": 0.1}, {"train": "b" * 64})
     other_env = type(spec)(spec.name, spec.outputs, env=("numpy",), tuple_output=True)
     assert base != cache_key(ex.train, other_env, {"learning_rate": 0.1}, {"train": "a" * 64})
+
+
+@step
+def by_name() -> float:
+    return float(ml.load_dataset("fraud")["x"].sum())
+
+
+@step
+def via_version() -> float:
+    return float(ml.load_dataset(ml.get_dataset("fraud"))["x"].sum())
+
+
+@step
+def pinned() -> float:
+    return float(ml.load_dataset("fraud@1")["x"].sum())
+
+
+def _datasets_in_lineage(run_id: str | None) -> set[str]:
+    return {i for k, i in lineage(run_id or "").labels if k == "dataset"}
+
+
+def test_a_new_version_of_a_dataset_read_by_name_is_a_cache_miss(home: Path) -> None:
+    ml.log_dataset(pd.DataFrame({"x": [1.0, 2.0]}), "fraud")
+    pipe = Pipeline([by_name, via_version, pinned], name="reads")
+    first = pipe.run()
+    assert set(_states(pipe.run()).values()) == {"CACHED"}  # same version: still a hit
+
+    ml.log_dataset(pd.DataFrame({"x": [10.0, 20.0]}), "fraud")
+    second = pipe.run()
+    assert _states(second) == {
+        "by_name": "SUCCEEDED",
+        "via_version": "SUCCEEDED",
+        "pinned": "CACHED",
+    }
+    assert second.value("by_name") == second.value("via_version") == 30.0
+    assert second.value("pinned") == 3.0
+    assert _datasets_in_lineage(second.steps["by_name"].run_id) == {"fraud@2"}
+    assert first.steps["by_name"].datasets == {"fraud": 1}  # as recorded in pipeline.json
+    assert second.steps["by_name"].datasets == {"fraud": 2}
+
+    third = pipe.run()  # the new version's execution is reused from now on
+    assert set(_states(third).values()) == {"CACHED"}
+    assert third.steps["by_name"].cached_from == second.steps["by_name"].run_id
+    assert third.steps["by_name"].datasets == {"fraud": 2}
+    assert _datasets_in_lineage(third.steps["by_name"].run_id) == {"fraud@2"}
+    assert _datasets_in_lineage(third.steps["pinned"].run_id) == {"fraud@1"}

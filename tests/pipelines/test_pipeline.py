@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+import modelloop as ml
 from modelloop.errors import InvalidArgument, UnsafeFormat
 from modelloop.examples import training_pipeline as ex
 from modelloop.pipelines import Pipeline, fan_out, step
@@ -140,3 +141,35 @@ def test_unpicklable_output_fails_unless_opted_in(home: Path) -> None:
     with pytest.raises(UnsafeFormat):
         allowed.value("opaque_allowed")
     assert allowed.value("opaque_allowed", allow_pickle=True) == {1, 2}
+
+
+@step
+def scores() -> dict[str, Any]:
+    return {"auc": 0.91, "rows": 3, "by_class": {"fraud": 0.5}, "model": "lgbm", "ok": True}
+
+
+@step(outputs=("train_scores", "test_scores", "threshold"))
+def both() -> tuple[dict[str, float], dict[str, float], float]:
+    return {"auc": 0.95, "loss": 0.2}, {"auc": 0.9}, 0.5
+
+
+def test_returned_metrics_become_metrics_of_the_step_run(home: Path) -> None:
+    pipe = Pipeline([scores, both], name="metrics")
+    result = pipe.run()
+    client = get_client()
+    run_id = result.steps["scores"].run_id or ""
+    assert client.get_run(run_id).metrics == {"auc": 0.91, "rows": 3.0, "by_class.fraud": 0.5}
+    # the same key returned by two outputs of one step is told apart by the output's name
+    assert client.get_run(result.steps["both"].run_id or "").metrics == {
+        "train_scores.auc": 0.95,
+        "loss": 0.2,
+        "test_scores.auc": 0.9,
+        "threshold": 0.5,
+    }
+    found = ml.search_runs("metrics", filter="metrics.auc > 0.9")
+    assert list(found["run_id"]) == [run_id]
+    assert json.loads(client.read_artifact(run_id, "outputs/scores.json"))["auc"] == 0.91
+
+    cached = pipe.run()  # a reused execution shows the metrics of the one it reuses
+    assert {s.state for s in cached.steps.values()} == {"CACHED"}
+    assert client.get_run(cached.steps["scores"].run_id or "").metrics["auc"] == 0.91

@@ -11,14 +11,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner
 
+import modelloop as ml
 from modelloop.cli.pipelines import reproduce as reproduce_command
 from modelloop.errors import NotFound
 from modelloop.examples import training_pipeline as ex
-from modelloop.pipelines import PipelineRun, ReproductionReport, reproduce
+from modelloop.pipelines import Pipeline, PipelineRun, ReproductionReport, reproduce, step
 from modelloop.tracking.fluent import get_client
 
 STEPS = """
@@ -267,3 +269,21 @@ def test_reproduce_on_the_process_executor(
     assert report.ok, report.render()
     new = PipelineRun.load(report.new_run_id)
     assert all(s.state == "SUCCEEDED" for s in new.steps.values())
+
+
+@step
+def fraud_total() -> float:
+    return float(ml.load_dataset("fraud")["x"].sum())
+
+
+reads_fraud = Pipeline([fraud_total], name="reads-fraud")
+
+
+def test_a_new_version_of_a_dataset_read_by_name_is_named(home: Path) -> None:
+    ml.log_dataset(pd.DataFrame({"x": [1.0]}), "fraud")
+    original = reads_fraud.run()
+    ml.log_dataset(pd.DataFrame({"x": [2.0]}), "fraud")
+    assert reads_fraud.run().steps["fraud_total"].state == "SUCCEEDED"  # not the stale cache
+    reasons = _by_step(reproduce(original.run_id))["fraud_total"].reasons
+    assert "datasets read changed: 'fraud' gave version 1, now 2" in reasons
+    assert not any("input data" in r for r in reasons)

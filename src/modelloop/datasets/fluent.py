@@ -3,17 +3,27 @@
 Each function works on the store named by the default client's settings (``ml.get_client()``):
 the metadata database and the blob store. Datasets need that local store; through a server
 (``MODELLOOP_TRACKING_URI``) they are not available yet and say so.
+
+Inside :func:`recording_reads` every reference that is resolved (``get_dataset``,
+``load_dataset``, ``dataset_versions``, ``skew``) is noted as it was asked for (``"fraud"``: the
+latest, ``"fraud@2"``: pinned) with the version it gave, and a version object loaded there
+counts as pinned unless its name was resolved there first (then that read decided it). A
+pipeline step's cached outputs hold only while each of its reads still gives the same version
+(:func:`current_versions`).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from modelloop.datasets.entities import Dataset, DatasetVersion, check_dataset_name, parse_ref
 from modelloop.datasets.profile import DatasetProfile, compute_profile
 from modelloop.datasets.skew import SkewReport, Tolerances, compare_profiles
-from modelloop.errors import InvalidArgument
+from modelloop.errors import InvalidArgument, NotFound
 from modelloop.tracking.fluent import active_run, get_client
 from modelloop.tracking.source import current_user
 
@@ -27,6 +37,25 @@ if TYPE_CHECKING:
 
 _stores: dict[int, tuple[Client, SqlDatasetStore]] = {}
 _stores_lock = threading.Lock()
+_reads: ContextVar[dict[str, int] | None] = ContextVar("modelloop_dataset_reads", default=None)
+
+
+@contextmanager
+def recording_reads() -> Iterator[dict[str, int]]:
+    """Collect the dataset references resolved in this block (in this thread or task):
+    reference as asked for -> the version it gave."""
+    reads: dict[str, int] = {}
+    token = _reads.set(reads)
+    try:
+        yield reads
+    finally:
+        _reads.reset(token)
+
+
+def _note_read(ref: str, version: int) -> None:
+    reads = _reads.get()
+    if reads is not None:
+        reads[ref] = version
 
 
 def dataset_store(client: Client | None = None) -> SqlDatasetStore:
@@ -87,13 +116,31 @@ def log_dataset(
 def get_dataset(ref: str) -> DatasetVersion:
     """``"name"`` (the latest version) or ``"name@3"``."""
     name, version = parse_ref(ref)
-    return dataset_store().get_version(name, version)
+    found = dataset_store().get_version(name, version)
+    _note_read(name if version is None else found.ref, found.version)
+    return found
+
+
+def current_versions(refs: Iterable[str], client: Client | None = None) -> dict[str, int | None]:
+    """The version each reference (``"fraud"``, ``"fraud@2"``) gives now, resolved as
+    :func:`get_dataset` does; None for one that no longer resolves."""
+    store = dataset_store(client)
+    found: dict[str, int | None] = {}
+    for ref in refs:
+        try:
+            found[ref] = store.get_version(*parse_ref(ref)).version
+        except NotFound:
+            found[ref] = None
+    return found
 
 
 def load_dataset(ref: str | DatasetVersion) -> pd.DataFrame:
     """The frame as logged: same columns, dtypes (categoricals included) and values, with a
     fresh RangeIndex (missing values of plain ``object`` string columns come back as None)."""
     version = ref if isinstance(ref, DatasetVersion) else get_dataset(ref)
+    reads = _reads.get()
+    if reads is not None and isinstance(ref, DatasetVersion) and version.name not in reads:
+        reads[version.ref] = version.version  # not a version got by name here: a pinned read
     store = dataset_store()
     frame = store.load(version)
     reader = active_run()
@@ -109,7 +156,10 @@ def list_datasets() -> list[Dataset]:
 
 
 def dataset_versions(name: str) -> list[DatasetVersion]:
-    return dataset_store().list_versions(check_dataset_name(name))
+    versions = dataset_store().list_versions(check_dataset_name(name))
+    if versions:  # what the listing shows changes with the latest version
+        _note_read(name, versions[-1].version)
+    return versions
 
 
 def skew(

@@ -4,7 +4,9 @@ A :class:`StepCall` is plain data (the step's import path ``module:qualname``, i
 inputs' artifact references, the parent run id), so a worker process or a Ray task can run it
 without anyone pickling user objects: :func:`run_step` imports the function, reads its inputs
 from the artifact store, calls it, writes its outputs back there and records the child run, its
-lineage edges and its cache entry. Values travel only through the artifact store.
+lineage edges, the datasets it read and its cache entry. Values travel only through the artifact
+store. The numbers a step returns (a number, or a dict of them: its metrics) become metrics of its
+run too (see :func:`~modelloop.pipelines.outputs.numbers`).
 
     LocalExecutor     in this process, one step at a time (the default; no start-up cost)
     ProcessExecutor   a pool of spawned processes: independent steps and trials in parallel
@@ -24,11 +26,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from modelloop.datasets.fluent import recording_reads
+from modelloop.errors import InvalidArgument
 from modelloop.pipelines import cache, outputs
 from modelloop.pipelines.lineage import blobs_of, database_of
 from modelloop.settings import Settings
 from modelloop.tracking.client import Client
-from modelloop.tracking.entities import RunStatus
+from modelloop.tracking.entities import RunStatus, check_key
 from modelloop.tracking.fluent import activated
 from modelloop.tracking.run import ActiveRun
 
@@ -62,6 +66,7 @@ class StepResult:
     duration_s: float
     error: str | None = None
     cached_from: str | None = None
+    datasets: dict[str, int] = field(default_factory=dict)  # reference as read -> version
 
 
 class Executor(Protocol):
@@ -157,9 +162,9 @@ def run_step(call: StepCall, client: Client, fn: Callable[..., Any] | None = Non
             kwargs[name] = outputs.decode(
                 ref["kind"], _read(blobs, ref), allow_pickle=call.allow_pickle
             )
-        with activated(ActiveRun(client, run)):  # ml.active_run() in the step is its run
-            value = func(**kwargs)
-        refs = _store_outputs(client, run_id, call, value)
+        with activated(ActiveRun(client, run)), recording_reads() as datasets:
+            value = func(**kwargs)  # ml.active_run() in the step is its run
+        refs = _store_outputs(client, run_id, call, value, datasets)
     except Exception as exc:
         error = "".join(traceback.format_exception(exc, limit=-3))
         client.end_run(run_id, RunStatus.FAILED, error=error[-4000:])
@@ -171,9 +176,10 @@ def run_step(call: StepCall, client: Client, fn: Callable[..., Any] | None = Non
 
     record_edges(db, edges)
     if call.cache_key:
-        cache.remember(db, call.cache_key, call.step, run_id, refs)
+        cache.remember(db, call.cache_key, call.step, run_id, refs, datasets)
     client.end_run(run_id)
-    return StepResult(call.step, SUCCEEDED, run_id, refs, time.perf_counter() - started)
+    duration = time.perf_counter() - started
+    return StepResult(call.step, SUCCEEDED, run_id, refs, duration, datasets=dict(datasets))
 
 
 def import_target(target: str) -> Callable[..., Any]:
@@ -186,7 +192,9 @@ def import_target(target: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def _store_outputs(client: Client, run_id: str, call: StepCall, value: Any) -> dict[str, Any]:
+def _store_outputs(
+    client: Client, run_id: str, call: StepCall, value: Any, datasets: Mapping[str, int]
+) -> dict[str, Any]:
     names = call.output_names
     if call.tuple_output:
         if not isinstance(value, tuple) or len(value) != len(names):
@@ -195,7 +203,6 @@ def _store_outputs(client: Client, run_id: str, call: StepCall, value: Any) -> d
     else:
         values = {names[0]: value}
     refs: dict[str, Any] = {}
-    metrics: dict[str, float] = {}
     for name, item in values.items():
         encoded = outputs.encode(item, allow_pickle=call.allow_pickle)
         if encoded.kind == "model":
@@ -210,20 +217,32 @@ def _store_outputs(client: Client, run_id: str, call: StepCall, value: Any) -> d
             path = f"outputs/{name}{outputs.SUFFIX[encoded.kind]}"
             info = client.log_bytes(run_id, encoded.files[""], path)
             refs[name] = {"kind": encoded.kind, "digest": info.digest}
-        if type(item) in (int, float) or _is_number(item):
-            metrics[name] = float(item)
     step_doc = {"target": call.target, "params": call.params, "inputs": call.inputs}
-    step_doc["outputs"] = refs
-    client.log_bytes(run_id, json.dumps(step_doc, sort_keys=True).encode(), "step.json")
+    step_doc.update(outputs=refs, datasets=dict(datasets))
+    client.log_bytes(run_id, json.dumps(step_doc, sort_keys=True).encode(), cache.STEP_FILE)
+    metrics = _metrics(values)
     if metrics:
         client.log_batch(run_id, [(k, v, 0, int(time.time() * 1000)) for k, v in metrics.items()])
     return refs
 
 
-def _is_number(value: Any) -> bool:
-    import numpy as np
-
-    return isinstance(value, np.floating | np.integer) and not isinstance(value, np.bool_)
+def _metrics(values: Mapping[str, Any]) -> dict[str, float]:
+    """A number output is metric ``<output>``; the numbers in a dict output are metrics named by
+    their keys (nested ones ``a.b``), or ``<output>.<key>`` where two outputs would give one
+    name. Keys that cannot be metric names stay in the output's file only."""
+    found = {name: outputs.numbers(item) for name, item in values.items()}
+    names = [key or name for name, numbers in found.items() for key in numbers]
+    metrics: dict[str, float] = {}
+    for name, numbers in found.items():
+        for key, number in numbers.items():
+            metric = key or name
+            if names.count(metric) > 1 and key:
+                metric = f"{name}.{key}"
+            try:
+                metrics[check_key(metric, "metric")] = number
+            except InvalidArgument:
+                continue
+    return metrics
 
 
 def _read(blobs: Any, ref: outputs.Ref) -> dict[str, bytes]:

@@ -98,6 +98,28 @@ def decode(kind: str, files: dict[str, bytes], *, allow_pickle: bool = False) ->
     raise InvalidArgument(f"unknown step output kind {kind!r}")
 
 
+def numbers(value: Any) -> dict[str, float]:
+    """The numbers in an output: ``{"": x}`` for a number, ``{"auc": x, "by_class.fraud": y}``
+    for a dict of them (nested keys joined by dots); booleans, text and lists are not numbers."""
+    if _is_number(value):
+        return {"": float(value)}
+    if not isinstance(value, dict):
+        return {}
+    found: dict[str, float] = {}
+    for key, item in value.items():
+        if isinstance(key, str):
+            found.update({f"{key}.{k}" if k else key: v for k, v in numbers(item).items()})
+    return found
+
+
+def _is_number(value: Any) -> bool:
+    import numpy as np
+
+    if type(value) in (int, float):
+        return True
+    return isinstance(value, np.floating | np.integer) and not isinstance(value, np.bool_)
+
+
 def tree_blob(files: dict[str, str]) -> bytes:
     """The JSON listing of a model package's files and digests (its own digest names it)."""
     return json.dumps({"kind": "model", "files": files}, sort_keys=True).encode()

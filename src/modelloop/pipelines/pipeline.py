@@ -49,7 +49,7 @@ from modelloop.pipelines.executors import (
 from modelloop.pipelines.lineage import blobs_of, database_of
 from modelloop.pipelines.step import FanOut, StepSpec, spec_of, target_of
 from modelloop.tracking.client import Client
-from modelloop.tracking.entities import RunStatus
+from modelloop.tracking.entities import RunStatus, now_ms
 
 TAG_PIPELINE = "modelloop.pipeline"
 Event = Callable[[str, str], None]
@@ -68,6 +68,7 @@ class StepState:
     trials: list[dict[str, Any]] = field(default_factory=list)
     target: str | None = None  # module:qualname of the step function
     code: dict[str, str] = field(default_factory=dict)  # cache.code_fingerprint at run time
+    datasets: dict[str, int] = field(default_factory=dict)  # dataset reference read -> version
 
 
 @dataclass
@@ -337,14 +338,16 @@ class _Driver:
                 self.running[self.executor.submit(call)] = (name, index)
 
     def _cached(self, call: StepCall) -> StepResult | None:
+        """A run standing for the earlier execution: its outputs, and its metrics so that
+        searching the latest runs finds them."""
         assert call.cache_key is not None
-        found = cache.lookup(self.db, call.cache_key)
+        found = cache.lookup(self.client, self.db, call.cache_key)
         if found is None:
             return None
-        original, refs = found
         blobs = blobs_of(self.client)
-        if not all(blobs.exists(r["digest"]) for r in refs.values()):
+        if not all(blobs.exists(r["digest"]) for r in found.outputs.values()):
             return None
+        original = found.run_id
         run = self.client.create_run(
             self.experiment,
             name=call.step,
@@ -352,8 +355,20 @@ class _Driver:
             tags={TAG_STEP: call.step, TAG_CACHE_KEY: call.cache_key, TAG_CACHED_FROM: original},
             parent_run_id=self.run_id,
         )
+        metrics = self.client.get_run(original).metrics
+        if metrics:
+            now = now_ms()
+            self.client.log_batch(run.run_id, [(k, v, 0, now) for k, v in metrics.items()])
         self.client.end_run(run.run_id)
-        return StepResult(call.step, CACHED, run.run_id, refs, 0.0, cached_from=original)
+        return StepResult(
+            call.step,
+            CACHED,
+            run.run_id,
+            found.outputs,
+            0.0,
+            cached_from=original,
+            datasets=found.datasets,
+        )
 
     def _collect(self, name: str, index: int, result: StepResult) -> None:
         slots = self.trials[name]
@@ -374,6 +389,7 @@ class _Driver:
         state.state = best.status
         state.run_id, state.cached_from = best.run_id, best.cached_from
         state.outputs, state.error = best.outputs, best.error
+        state.datasets = best.datasets
         state.duration_s = round(sum(r.duration_s for r in done), 6)
         self._emit(name, state.state)
 

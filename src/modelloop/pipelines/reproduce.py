@@ -7,7 +7,9 @@ outputs. Where a step differs, the reasons are spelled out from what the run rec
 
 - its code fingerprint (``cache.code_fingerprint``: the step and the project helpers it names),
 - its inputs (an upstream step produced something else),
-- neither: the data it reads from outside the pipeline changed (a file or dataset named by a
+- the datasets it read (a reference such as ``"fraud"`` gave another version than it did: the
+  reads recorded with each step, the ones its cache entry is keyed on),
+- none of these: the data it reads from outside the pipeline changed (a file named by a
   param), or the step is not deterministic,
 - and, for every differing step, the installed packages (``environment.json``) and the git
   commit / uncommitted diff of the original run versus now.
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from modelloop.errors import InvalidArgument
+from modelloop.pipelines import outputs
 from modelloop.pipelines import pipeline as _pipeline
 from modelloop.pipelines.executors import CACHED, FAILED, SKIPPED, SUCCEEDED, import_target
 from modelloop.pipelines.lineage import blobs_of
@@ -199,7 +202,10 @@ def _compare(
     )
     if upstream:
         comparison.reasons.append(f"inputs differ: upstream {', '.join(upstream)} changed")
-    if not code and not upstream:
+    datasets = _dataset_changes(before.datasets, after.datasets)
+    if datasets:
+        comparison.reasons.append(f"datasets read changed: {datasets}")
+    if not code and not upstream and not datasets:
         comparison.reasons.append(_external_reason(original, after.name, node.params))
     comparison.reasons.extend(context)
     return comparison
@@ -220,6 +226,18 @@ def _code_changes(before: dict[str, str], after: dict[str, str]) -> str:
         return ""  # recorded before code fingerprints were: unknown, say nothing
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     return ", ".join("the step's source" if k == "" else f"helper {k}" for k in changed)
+
+
+def _dataset_changes(before: dict[str, int], after: dict[str, int]) -> str:
+    if not before:
+        return ""  # recorded before dataset reads were, or read none: say nothing
+    changed = []
+    for ref in sorted(set(before) | set(after)):
+        then, now = before.get(ref), after.get(ref)
+        if then != now:
+            then_text = "not read" if then is None else f"gave version {then}"
+            changed.append(f"{ref!r} {then_text}, now {'not read' if now is None else now}")
+    return "; ".join(changed)
 
 
 def _external_reason(original: PipelineRun, step: str, params: dict[str, Any]) -> str:
@@ -253,15 +271,7 @@ def _number_changes(
 
 
 def _numbers(value: Any, name: str) -> dict[str, float]:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return {name: float(value)}
-    if isinstance(value, dict):
-        return {
-            f"{name}.{k}": float(v)
-            for k, v in value.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-    return {}
+    return {f"{name}.{k}" if k else name: v for k, v in outputs.numbers(value).items()}
 
 
 def _package_changes(
