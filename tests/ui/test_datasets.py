@@ -124,6 +124,18 @@ def http(store: Store) -> Iterator[httpx.Client]:
         yield client
 
 
+def log_directly(store: Store, frame: pd.DataFrame, name: str) -> DatasetVersion:
+    """A version logged straight into the store the server reads."""
+    from modelloop.artifacts import BlobStore
+    from modelloop.datasets.store import SqlDatasetStore
+    from modelloop.store import open_database
+
+    db = open_database(store.settings.database_url)
+    return SqlDatasetStore(db, BlobStore(store.settings.artifact_uri)).log_version(
+        name, frame, actor="test"
+    )
+
+
 def version_path(name: str, version: int) -> str:
     return f"/ui/datasets/{name}/versions/{version}"
 
@@ -412,6 +424,26 @@ def test_unknown_datasets_and_versions_are_pages_with_their_status(http: httpx.C
         assert_inert(response.text)
     missing = http.post("/ui/datasets/nope/versions/1/validate", data={"contract": CONTRACT})
     assert missing.status_code == 404
+
+
+def test_a_version_whose_data_is_gone_still_shows_what_the_store_knows(
+    http: httpx.Client, store: Store
+) -> None:
+    from modelloop.artifacts import BlobStore
+
+    gone = log_directly(store, _frame(10, 3), "gone")
+    path = BlobStore(store.settings.artifact_uri).local_path(gone.artifact_digest)
+    assert path is not None
+    path.unlink()
+    response = http.get(version_path("gone", 1))
+    assert response.status_code == 200
+    assert "(missing from the artifact store)" in response.text
+    assert "The data cannot be read: no blob" in response.text
+    assert 'id="preview"' not in response.text
+    assert 'id="schema"' in response.text  # the stored schema and profile do not need it
+    checked = http.post(version_path("gone", 1) + "/validate", data={"contract": CONTRACT})
+    assert checked.status_code == 400
+    assert "The data cannot be read: no blob" in section(checked.text, "contract-error")
 
 
 def test_run_and_model_pages_link_the_dataset_versions_they_used(

@@ -337,10 +337,8 @@ def _preview(
     """The first rows as text cells, or why there are none."""
     try:
         frame = datasets.head(version, PREVIEW_ROWS)
-    except ModelloopError as exc:
-        return None, f"The data cannot be read: {exc.message}"
-    except (OSError, ValueError) as exc:  # a damaged or missing Parquet file
-        return None, f"The data cannot be read: {exc}"
+    except (ModelloopError, OSError, ValueError) as exc:  # a missing or damaged Parquet file
+        return None, f"The data cannot be read: {_reason(exc)}"
     return {"columns": [str(c) for c in frame.columns], "rows": _cells(frame)}, ""
 
 
@@ -382,7 +380,11 @@ def _check(datasets: SqlDatasetStore, version: DatasetVersion, text: str) -> Con
         except yaml.YAMLError as exc:
             raise InvalidArgument(f"The contract is not valid YAML: {exc}") from None
         try:
-            report = contract.validate(datasets.load(version))
+            frame = datasets.load(version)
+        except (ModelloopError, OSError, ValueError) as exc:  # the Parquet file is missing
+            raise InvalidArgument(f"The data cannot be read: {_reason(exc)}") from None
+        try:
+            report = contract.validate(frame)
         except (TypeError, ValueError) as exc:  # e.g. a list among the allowed values
             raise InvalidArgument(f"The contract cannot be applied: {exc}") from None
     except InvalidArgument as exc:
@@ -474,6 +476,10 @@ def _rows_expected(low: int | None, high: int | None) -> str:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _reason(exc: Exception) -> str:
+    return exc.message if isinstance(exc, ModelloopError) else str(exc)
 
 
 def _plain(value: Any) -> str:
