@@ -78,6 +78,7 @@ from modelloop.registry.fluent import (
     request_alias,
     resolve_model_uri,
     set_alias,
+    set_reference_profile,
     set_version_status,
     verify_audit,
 )
@@ -161,6 +162,7 @@ __all__ = [
     "run_monitor",
     "search_runs",
     "set_alias",
+    "set_reference_profile",
     "set_store_clock",
     "set_version_status",
     "skew",

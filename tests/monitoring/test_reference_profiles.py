@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pytest
 
 import modelloop as ml
+from modelloop import flavors
+from modelloop.errors import NotFound
 from modelloop.monitoring import check_drift
+from modelloop.monitoring.runner import run_monitor
+from modelloop.monitoring.store import window_rows
+from modelloop.registry.reference import NoDriftReference
+from modelloop.store import open_database
+
+from .conftest import MODEL, Watched, day
 
 
 def _data(seed: int, shift: float = 0.0, n: int = 3000) -> pd.DataFrame:
@@ -43,8 +53,29 @@ def test_reference_is_stored_with_the_version_and_detects_drift(home: Path) -> N
     assert set(check_drift(reference, shifted).drifted_columns) == {"amount", "score"}
 
 
-def test_without_training_data_there_is_no_reference(home: Path) -> None:
+def test_without_training_data_there_is_no_reference_and_it_says_so(home: Path) -> None:
     with ml.start_run() as run:
         run.log_text("{}", "raw/notes.json")
         version = ml.register_model(run, "notes", artifact_path="raw")
-    assert ml.reference_profile(f"models:/notes/{version.version}") == {}
+    with pytest.raises(NotFound, match=r"models:/notes/1 has no drift reference.*not package"):
+        ml.reference_profile(f"models:/notes/{version.version}")
+
+
+def test_a_monitored_version_without_reference_says_why_and_how_to_add_one(
+    watched: Watched, tmp_path: Path
+) -> None:
+    train = _data(3, n=500)
+    model = lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(train, train["amount"] > 0)
+    flavors.save_model(model, tmp_path / "pkg", training_data=train)
+    with ml.start_run(experiment="fraud") as run:
+        run.log_artifacts(tmp_path / "pkg", artifact_path="other")
+    with pytest.warns(NoDriftReference):
+        version = ml.register_model(run.run_id, MODEL, artifact_path="other").version
+    watched.log_predictions(day(1), 300, seed=1, version=version)
+    name = watched.monitor()
+    run_monitor(name, now=day(2) + timedelta(hours=1), settings=watched.settings)
+    rows = window_rows(open_database(watched.settings.database_url), name, kind="drift")
+    assert rows[0]["status"] == "no_reference"
+    (note,) = rows[0]["report"]["notes"]
+    assert f"models:/{MODEL}/{version} has no drift reference" in note
+    assert f"ml.set_reference_profile('{MODEL}', {version}, DATA)" in note

@@ -14,6 +14,7 @@ import pytest
 
 import modelloop as ml
 from modelloop.errors import InvalidArgument, NotFound, UnsafeFormat
+from modelloop.registry.reference import NoDriftReference
 from modelloop.settings import load_settings
 from modelloop.tracking.client import Client
 from tests.live_server import live_server
@@ -106,7 +107,8 @@ def test_register_an_already_logged_package(
     flavors.save_model(booster, tmp_path / "pkg", training_data=frame)
     with ml.start_run(experiment="fraud") as run:
         run.log_artifacts(tmp_path / "pkg", artifact_path="packaged/lgbm")
-    version = ml.register_model(run.run_id, "fraud-detector", artifact_path="packaged/lgbm")
+    with pytest.warns(NoDriftReference, match="no drift reference"):  # no data, no dataset read
+        version = ml.register_model(run.run_id, "fraud-detector", artifact_path="packaged/lgbm")
     assert version.flavor == "lightgbm"
     assert version.artifact_path == "packaged/lgbm"
     loaded = ml.load_model("models:/fraud-detector/latest")

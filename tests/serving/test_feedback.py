@@ -33,7 +33,7 @@ def test_single_labels_are_stored_then_duplicates_refused(registry: Registry) ->
         first = live.post("/feedback", {"prediction_id": ids[0], "label": 1})
         again = live.post("/feedback", {"prediction_id": ids[0], "label": 0})
         live.flush()
-        text = live.post("/feedback", {"prediction_id": ids[1], "label": "chargeback"})
+        text = live.post("/feedback", {"prediction_id": ids[1], "label": "1"})  # the class
         boolean = live.post("/feedback", {"prediction_id": ids[2], "label": False})
         unknown = live.post("/feedback", {"prediction_id": NEVER_LOGGED, "label": 1})
         metrics = live.get("/metrics").text
@@ -53,8 +53,8 @@ def test_single_labels_are_stored_then_duplicates_refused(registry: Registry) ->
 
     labelled = ml.predictions("fraud").set_index("prediction_id")
     assert labelled.loc[ids[0], "label"] == 1.0  # the first label stands
-    assert labelled.loc[ids[1], "label_text"] == "chargeback"
-    assert pd.isna(labelled.loc[ids[1], "label"])
+    assert labelled.loc[ids[1], "label"] == 1.0  # class "1" is the positive one
+    assert pd.isna(labelled.loc[ids[1], "label_text"])
     assert labelled.loc[ids[2], "label"] == 0.0
     assert labelled["labelled_at"].notna().sum() == 3
 
@@ -71,7 +71,7 @@ def test_a_batch_reports_every_item(registry: Registry) -> None:
             {"prediction_id": ids[2], "label": 0},
             {"prediction_id": ids[2], "label": 1},  # twice in one request: the first counts
             {"prediction_id": NEVER_LOGGED, "label": 1},
-            {"prediction_id": ids[3], "label": 0.25},
+            {"prediction_id": ids[3], "label": True},
         ]
         response = live.post("/feedback", batch)
     assert response.status_code == 200
@@ -84,7 +84,7 @@ def test_a_batch_reports_every_item(registry: Registry) -> None:
     ]  # fmt: skip
     labels = ml.predictions("fraud").set_index("prediction_id")["label"]
     assert labels[ids[2]] == 0.0
-    assert labels[ids[3]] == 0.25
+    assert labels[ids[3]] == 1.0
     assert labels[ids[0]] == 1.0
     assert labels[[ids[4], ids[5]]].isna().all()
 

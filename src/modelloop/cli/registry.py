@@ -1,7 +1,7 @@
 """``modelloop models``: registered models, versions, aliases and alias requests.
 
     modelloop models list|show NAME|versions NAME|lineage NAME VERSION
-    modelloop models register RUN_ID NAME [--artifact-path model]
+    modelloop models register RUN_ID NAME [--artifact-path model] [--dataset NAME@VERSION]
     modelloop models set-alias NAME ALIAS VERSION --reason ... [--expected-version N]
     modelloop models delete-alias NAME ALIAS --reason ...
     modelloop models request-alias NAME ALIAS VERSION --reason ...
@@ -101,12 +101,40 @@ def models_register(
     name: Name,
     artifact_path: Annotated[str, typer.Option(help="The package's folder in the run.")] = "model",
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME@VERSION",
+            help="The dataset the model was trained on, to fit its drift reference (default: "
+            "the one its run read, from lineage).",
+        ),
+    ] = None,
 ) -> None:
-    with _registry() as registry:
+    """Without a drift reference (no --dataset, none found from lineage) the SDK's warning is
+    printed and the command still succeeds: the version was registered."""
+    import warnings
+
+    from modelloop.registry.reference import TAG_REFERENCE_DATASET, NoDriftReference
+
+    with _registry() as registry, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoDriftReference)
         version = registry.register_model(
-            run_id, name, artifact_path=artifact_path, description=description
+            run_id,
+            name,
+            artifact_path=artifact_path,
+            description=description,
+            training_data=dataset,
         )
-    typer.echo(f"Registered {version.uri} (package {version.package_digest[:12]})")
+    source = version.tags.get(TAG_REFERENCE_DATASET)
+    extra = f"; drift reference from dataset {source}" if source else ""
+    typer.echo(f"Registered {version.uri} (package {version.package_digest[:12]}){extra}")
+    for warning in caught:
+        if issubclass(warning.category, NoDriftReference):
+            typer.echo(f"Warning: {warning.message}", err=True)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
 
 
 @models_app.command(

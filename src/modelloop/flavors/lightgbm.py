@@ -3,7 +3,9 @@
 The text model holds the trees, the objective, the feature names and the pandas categories
 seen at fit time, which is everything prediction needs: an ``LGBMClassifier`` is reduced to
 its Booster (whose binary output already is P(classes_[1])) plus its class labels in the
-manifest. Contributions are LightGBM's exact TreeSHAP (``pred_contrib``), in raw score space.
+manifest; a Booster trained directly knows no labels, but its objective says them (0/1 for
+binary, 0..K-1 for multiclass), so feedback can be checked against them. Contributions are
+LightGBM's exact TreeSHAP (``pred_contrib``), in raw score space.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ def save(model: Any, directory: Path, trusted_types: Sequence[str]) -> SavedMode
     text = (directory / MODEL_FILE).read_text(encoding="utf-8")
     objective = _header(text, "objective").split(" ")[0]
     classes = getattr(model, "classes_", None)
+    if classes is None and objective == "binary":
+        classes = (0, 1)
+    elif classes is None and objective in ("multiclass", "multiclassova"):
+        classes = range(int(_header(text, "num_class")))
     output = OutputSpec(
         "probability" if objective in _PROBABILITY_OBJECTIVES else "score",
         None if classes is None else tuple(str(c) for c in classes),

@@ -54,8 +54,76 @@ class FeatureSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
+    """What the model answers: a probability of ``classes[1]`` (binary) or of each class, a
+    class, or a score; ``classes`` are the labels it was trained on, as text (None when the
+    model does not record them, e.g. a regressor)."""
+
     kind: OutputKind = "score"
     classes: tuple[str, ...] | None = None
+
+    def read_label(self, value: bool | float | str) -> tuple[float | None, str | None]:
+        """A ground-truth label (feedback) as stored: ``(number, text)``; ValueError saying
+        which values this model allows.
+
+        With classes, the label names one: as its text, or as its number (``1`` names class
+        ``"1"``; true/false are 1/0 and also name ``"True"``/``"False"``). A binary
+        classifier's label is stored as 1.0 for ``classes[1]`` (the class its score is the
+        probability of) and 0.0 for the other, so performance monitoring uses it, with the
+        class's text when that is not the same number; other classifiers store the class's
+        number, else its text. Without classes, a probability takes 0 or 1 and a score any
+        number: the values monitoring can use."""
+        if self.classes:
+            index = _class_index(self.classes, value)
+            if index is None:
+                allowed = ", ".join(_show_class(c) for c in self.classes[:20])
+                more = f" (+{len(self.classes) - 20} more)" if len(self.classes) > 20 else ""
+                raise ValueError(f"{value!r} is not a class of this model: allowed {allowed}{more}")
+            name = self.classes[index]
+            number = _class_number(name)
+            if len(self.classes) == 2:
+                return float(index), None if number == index else name
+            return (number, None) if number is not None else (None, name)
+        if isinstance(value, str):
+            allowed = "0 or 1" if self.kind == "probability" else "a number"
+            raise ValueError(
+                f"{value[:50]!r} is not a label of this model: it records no classes, so its "
+                f"labels are numbers ({allowed})"
+            )
+        number = float(value)
+        if self.kind == "probability" and number not in (0.0, 1.0):
+            raise ValueError(
+                f"{value!r} is not a label of this model: its score is a probability, so its "
+                "labels are 0 or 1 (true/false)"
+            )
+        return number, None
+
+
+def _class_number(name: str) -> float | None:
+    """The number a class's text stands for ("1", "-1", "2.0", "True"), if any."""
+    if name.lower() in ("true", "false"):
+        return float(name.lower() == "true")
+    try:
+        number = float(name)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _class_index(classes: tuple[str, ...], value: bool | float | str) -> int | None:
+    if isinstance(value, str):
+        return classes.index(value) if value in classes else None
+    for i, name in enumerate(classes):
+        if _class_number(name) == float(value):
+            return i
+    return None
+
+
+def _show_class(name: str) -> str:
+    return (
+        name
+        if _class_number(name) is not None and name.lower() not in ("true", "false")
+        else repr(name)
+    )
 
 
 class _Problems:

@@ -1,7 +1,8 @@
 """XGBoost Boosters and scikit-learn-style estimators, stored as XGBoost's UBJSON model.
 
 An ``XGBClassifier`` is reduced to its Booster (whose ``binary:logistic`` output already is
-P(classes_[1])) plus its class labels in the manifest. Prediction uses ``inplace_predict``
+P(classes_[1])) plus its class labels in the manifest (a Booster trained directly: the labels
+its objective implies, 0/1 or 0..K-1). Prediction uses ``inplace_predict``
 (no DMatrix per request); contributions are XGBoost's TreeSHAP (``pred_contribs``) in margin
 space. XGBoost computes in float32, so both are float32 values widened to float64.
 """
@@ -28,8 +29,13 @@ def save(model: Any, directory: Path, trusted_types: Sequence[str]) -> SavedMode
 
     booster = model if isinstance(model, xgboost.Booster) else model.get_booster()
     booster.save_model(directory / MODEL_FILE)
-    objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
+    learner = json.loads(booster.save_config())["learner"]
+    objective = learner["objective"]["name"]
     classes = getattr(model, "classes_", None)
+    if classes is None and objective.startswith("binary:"):
+        classes = (0, 1)
+    elif classes is None and objective.startswith("multi:"):
+        classes = range(int(learner["learner_model_param"]["num_class"]))
     kind: OutputKind = "probability" if objective in _PROBABILITY_OBJECTIVES else "score"
     if objective == "multi:softmax":
         kind = "class"

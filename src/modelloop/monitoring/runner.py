@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from modelloop.clock import DAY_MS, days, duration_ms, from_ms, iso, to_ms
-from modelloop.errors import InvalidArgument
+from modelloop.errors import InvalidArgument, NotFound
 from modelloop.monitoring.monitor import Monitor, get_monitor, monitor_database
 from modelloop.settings import Settings, load_settings
 
@@ -267,6 +267,7 @@ class _Checker:
         self.now = now
         self.model = config.model or _deployed_model(config.deployment, settings)
         self._references: dict[int, dict[str, ColumnReference]] = {}
+        self._missing: dict[int, str] = {}  # version -> why it has no reference
 
     def frame(self, win: Window, *, labels: bool) -> pd.DataFrame:
         from modelloop.serving.predictions import predictions
@@ -334,6 +335,9 @@ class _Checker:
             try:
                 uri = f"models:/{self.model}/{version}"
                 self._references[version] = registry.reference_profile(uri)
+            except NotFound as exc:  # the window says so (status no_reference)
+                self._references[version] = {}
+                self._missing[version] = exc.message
             finally:
                 registry.close()
                 registry.client.close()
@@ -363,8 +367,8 @@ class _Checker:
         if not inputs:
             result.status = "no_reference"
             result.report["notes"] = [
-                f"version {version} of {self.model} has no stored reference: register it with "
-                "training_data=... to watch drift"
+                self._missing.get(version)
+                or f"version {version} of {self.model} has no reference for the monitored columns"
             ]
             return result
         current = pd.DataFrame({k: logged_column(frame, k) for k in inputs}, index=frame.index)
@@ -455,7 +459,6 @@ def _drift_result(r: Any) -> dict[str, Any]:
 
 
 def _deployed_model(deployment: str, settings: Settings) -> str:
-    from modelloop.errors import NotFound
     from modelloop.serving.deployment import get_deployment
 
     try:

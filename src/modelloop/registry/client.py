@@ -17,12 +17,14 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelloop.artifacts import canonical_path
-from modelloop.errors import InvalidArgument, ModelloopError, NotFound
+from modelloop.errors import Conflict, InvalidArgument, ModelloopError, NotFound
+from modelloop.registry import reference
 from modelloop.registry.entities import (
     Alias,
     AliasRequest,
@@ -93,7 +95,7 @@ class Registry:
         model: object | None = None,
         *,
         artifact_path: str = "model",
-        training_data: pd.DataFrame | None = None,
+        training_data: pd.DataFrame | str | None = None,
         signature: Any = None,
         description: str | None = None,
         tags: Mapping[str, object] | None = None,
@@ -103,20 +105,29 @@ class Registry:
     ) -> ModelVersion:
         """Package ``model`` into the run's artifacts under ``artifact_path`` and register it as
         the next version of ``name``; with ``model=None``, register the package already logged
-        there (its manifest, when present, supplies the flavor and signature)."""
+        there (its manifest, when present, supplies the flavor and signature).
+
+        ``training_data`` (a frame, or a dataset reference such as ``"fraud@3"``) gives the
+        version its drift reference; without it, the dataset the run trained on according to
+        lineage does, and when there is none a :class:`~modelloop.registry.reference.
+        NoDriftReference` warning says so and how to add one (the version is registered)."""
         run_id = run if isinstance(run, str) else run.run_id
         prefix = canonical_path(artifact_path)
+        frame, source = self._training_frame(training_data)
         digests = dict(dataset_digests or {})
+        version_tags = {k: v if isinstance(v, str) else str(v) for k, v in (tags or {}).items()}
         flavor: str | None
         signature_dict: dict[str, Any] | None
+        missing: str | None = None  # why the version gets no drift reference
         if model is not None:
             from modelloop import flavors
 
             with tempfile.TemporaryDirectory(prefix="modelloop-package-") as tmp:
+                package = Path(tmp) / "package"
                 manifest = flavors.save_model(
                     model,
-                    Path(tmp) / "package",
-                    training_data=training_data,
+                    package,
+                    training_data=frame,
                     signature=signature,
                     allow_pickle=allow_pickle,
                     metadata={
@@ -125,24 +136,29 @@ class Registry:
                         "metrics": dict(metrics or {}),
                     },
                 )
-                if training_data is not None:
-                    _write_reference(Path(tmp) / "package", training_data, allow_pickle)
-                self.client.log_artifacts(run_id, Path(tmp) / "package", prefix)
+                data, source, missing = self._reference_data(
+                    run_id, frame, source, manifest.signature.names
+                )
+                if data is not None:
+                    fitted = reference.fit(package, data, allow_pickle)
+                    (package / reference.REFERENCE_FILE).write_bytes(fitted)
+                self.client.log_artifacts(run_id, package, prefix)
             flavor, signature_dict = manifest.flavor, manifest.signature.to_dict()
         else:
             flavor, signature_dict = self._logged_manifest(run_id, prefix)
             if signature is not None:
                 signature_dict = signature if isinstance(signature, dict) else signature.to_dict()
-            if training_data is not None and flavor is not None:  # e.g. a pipeline step's model
-                with tempfile.TemporaryDirectory(prefix="modelloop-package-") as tmp:
-                    self.client.download_artifacts(run_id, Path(tmp), prefix)
-                    package = Path(tmp).joinpath(*prefix.split("/"))
-                    _write_reference(package, training_data, allow_pickle)
-                    self.client.log_bytes(
-                        run_id,
-                        (package / REFERENCE_FILE).read_bytes(),
-                        f"{prefix}/{REFERENCE_FILE}",
-                    )
+            in_package = f"{prefix}/{reference.REFERENCE_FILE}"
+            if flavor is not None and (
+                frame is not None or self._read(run_id, in_package) is None
+            ):  # e.g. a pipeline step's model
+                path, source, missing = self._reference_beside(
+                    run_id, prefix, frame, source, allow_pickle
+                )
+                if path is not None:
+                    version_tags[reference.TAG_REFERENCE] = path
+        if source is not None:
+            version_tags[reference.TAG_REFERENCE_DATASET] = source
         spec = ModelVersionSpec(
             name=name,
             run_id=run_id,
@@ -150,11 +166,99 @@ class Registry:
             flavor=flavor,
             signature=signature_dict,
             description=description,
-            tags={k: v if isinstance(v, str) else str(v) for k, v in (tags or {}).items()},
+            tags=version_tags,
             metrics=dict(metrics or {}),
             dataset_digests=digests,
         )
-        return self.store.create_model_version(spec, actor=self.actor)
+        version = self.store.create_model_version(spec, actor=self.actor)
+        if missing is not None:
+            warnings.warn(reference.NoDriftReference(_no_reference(version, missing)), stacklevel=2)
+        return version
+
+    def set_reference_profile(
+        self,
+        name: str,
+        version: int,
+        training_data: pd.DataFrame | str,
+        *,
+        allow_pickle: bool = False,
+    ) -> ModelVersion:
+        """Give a version registered without one its drift reference, fitted on
+        ``training_data`` (a frame, or a dataset reference such as ``"fraud@3"``). Stored beside
+        its package, so the package stays the one registered; a reference, once there, is
+        fixed (Conflict): register a new version to change it. Recorded in the audit log."""
+        found = self.store.get_model_version(name, version)
+        if found.flavor is None:
+            raise InvalidArgument(
+                f"{found.uri} was registered from files modelloop did not package: there is no "
+                "signature to fit a drift reference for"
+            )
+        if self._read_reference(found) is not None:
+            raise Conflict(
+                f"{found.uri} already has a drift reference; it is fixed once set: register a "
+                "new version to monitor against other data"
+            )
+        frame, source = self._training_frame(training_data)
+        assert frame is not None
+        payload = reference.fit(self.download_model(found), frame, allow_pickle)
+        path = self.client.log_bytes(found.run_id, payload, reference.beside_path(payload)).path
+        tags = {reference.TAG_REFERENCE: path}
+        if source is not None:
+            tags[reference.TAG_REFERENCE_DATASET] = source
+        return self.store.update_model_version(name, version, actor=self.actor, tags=tags)
+
+    def _training_frame(
+        self, training_data: pd.DataFrame | str | None
+    ) -> tuple[pd.DataFrame | None, str | None]:
+        """The frame to fit a reference on and, given a dataset reference, the version it is."""
+        if not isinstance(training_data, str):
+            return training_data, None
+        from modelloop.datasets.entities import parse_ref
+        from modelloop.datasets.fluent import dataset_store
+
+        store = dataset_store(self.client)
+        dataset = store.get_version(*parse_ref(training_data))
+        return store.load(dataset), dataset.ref
+
+    def _reference_data(
+        self,
+        run_id: str,
+        frame: pd.DataFrame | None,
+        source: str | None,
+        features: Sequence[str],
+    ) -> tuple[pd.DataFrame | None, str | None, str | None]:
+        """``(data to fit the reference on, the dataset it is, why there is none)``."""
+        if frame is not None:
+            return frame, source, None
+        dataset, why = reference.training_dataset(self.client, run_id, features)
+        if dataset is None:
+            return None, None, why
+        from modelloop.datasets.fluent import dataset_store
+
+        return dataset_store(self.client).load(dataset), dataset.ref, None
+
+    def _reference_beside(
+        self,
+        run_id: str,
+        prefix: str,
+        frame: pd.DataFrame | None,
+        source: str | None,
+        allow_pickle: bool,
+    ) -> tuple[str | None, str | None, str | None]:
+        """Fit the reference of a logged package and store it beside the package:
+        ``(its artifact path, the dataset it is, why there is none)``."""
+        from modelloop import flavors
+
+        with tempfile.TemporaryDirectory(prefix="modelloop-package-") as tmp:
+            self.client.download_artifacts(run_id, Path(tmp), prefix)
+            package = Path(tmp).joinpath(*prefix.split("/"))
+            features = flavors.read_manifest(package).signature.names
+            data, source, missing = self._reference_data(run_id, frame, source, features)
+            if data is None:
+                return None, None, missing
+            payload = reference.fit(package, data, allow_pickle)
+        info = self.client.log_bytes(run_id, payload, reference.beside_path(payload))
+        return info.path, source, None
 
     def _logged_manifest(self, run_id: str, prefix: str) -> tuple[str | None, Any]:
         import json
@@ -203,20 +307,35 @@ class Registry:
         return ready[-1]
 
     def reference_profile(self, uri: str) -> dict[str, ColumnReference]:
-        """The drift reference stored with a version at registration: one per input feature and
-        ``score`` (the model's output on its training data), so monitoring never re-reads the
-        training data. Empty for a version registered without ``training_data``."""
+        """The drift reference of a version: one per input feature and ``score`` (the model's
+        output on its training data), so monitoring never re-reads the training data (see
+        :mod:`modelloop.registry.reference`). NotFound, saying how to add one, when it has
+        none."""
         import json
 
         from modelloop.monitoring.drift import ColumnReference
 
         version = self.resolve_model_uri(uri)
-        path = f"{version.artifact_path}/{REFERENCE_FILE}"
-        try:
-            raw = self.client.read_artifact(version.run_id, path)
-        except NotFound:
-            return {}
+        raw = self._read_reference(version)
+        if raw is None:
+            why = (
+                "it was registered from files modelloop did not package"
+                if version.flavor is None
+                else "none was fitted when it was registered, nor set since"
+            )
+            raise NotFound(_no_reference(version, why))
         return {k: ColumnReference.from_dict(v) for k, v in json.loads(raw).items()}
+
+    def _read_reference(self, version: ModelVersion) -> bytes | None:
+        path = version.tags.get(reference.TAG_REFERENCE)
+        default = f"{version.artifact_path}/{reference.REFERENCE_FILE}"
+        return self._read(version.run_id, path or default)
+
+    def _read(self, run_id: str, path: str) -> bytes | None:
+        try:
+            return self.client.read_artifact(run_id, path)
+        except NotFound:
+            return None
 
     def download_model(self, version: ModelVersion) -> Path:
         """The version's package as a local directory (cached by its package digest)."""
@@ -337,24 +456,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-REFERENCE_FILE = "reference.json"
-
-
-def _write_reference(package: Path, training_data: pd.DataFrame, allow_pickle: bool) -> None:
-    """Fit the drift reference of a package's inputs and score once, when it is registered."""
-    import json
-
-    from modelloop import flavors
-    from modelloop.monitoring.drift import fit_reference, fit_references
-
-    manifest = flavors.read_manifest(package)
-    features = training_data[list(manifest.signature.names)]
-    references = fit_references(features)
-    try:
-        scores = flavors.load_model(package, allow_pickle=allow_pickle).predict(features)
-    except ModelloopError:  # e.g. skops types that need trusting at load: inputs only
-        scores = None
-    if scores is not None and scores.ndim == 1:
-        references["score"] = fit_reference(scores)
-    payload = {name: ref.to_dict() for name, ref in references.items()}
-    (package / REFERENCE_FILE).write_text(json.dumps(payload))
+def _no_reference(version: ModelVersion, why: str) -> str:
+    text = f"{version.uri} has no drift reference, so monitoring cannot check its drift ({why})"
+    if version.flavor is None:
+        return text  # files modelloop did not package: no signature to fit a reference for
+    return (
+        f"{text}. Add one with ml.set_reference_profile({version.name!r}, {version.version}, "
+        "DATA) (DATA: a frame or 'NAME@VERSION' of a dataset), or register the package again "
+        "with its training data (`modelloop models register ... --dataset NAME@VERSION`)"
+    )

@@ -53,7 +53,7 @@ def register_model(
     model: object | None = None,
     *,
     artifact_path: str = "model",
-    training_data: pd.DataFrame | None = None,
+    training_data: pd.DataFrame | str | None = None,
     signature: Any = None,
     description: str | None = None,
     tags: Mapping[str, object] | None = None,
@@ -64,7 +64,11 @@ def register_model(
     """Save ``model`` (no pickle unless allowed) as a package in the run's artifacts and
     register it as the next version of ``name``, which is created on first use.
 
-    ``model=None`` registers the package already logged at ``artifact_path`` of the run.
+    ``model=None`` registers the package already logged at ``artifact_path`` of the run. The
+    version's drift reference is fitted on ``training_data`` (a frame or a dataset reference
+    such as ``"fraud@3"``) or, without it, on the dataset the run trained on according to
+    lineage; when there is none, a ``NoDriftReference`` warning says so and how to add one
+    (see :mod:`modelloop.registry.reference`).
     """
     registry = get_registry()
     own = not isinstance(run, str) and run.client is not registry.client
@@ -101,8 +105,19 @@ def resolve_model_uri(uri: str) -> ModelVersion:
 
 
 def reference_profile(uri: str) -> dict[str, ColumnReference]:
-    """The drift reference stored with a version (inputs and score of its training data)."""
+    """The drift reference of a version (inputs and score of its training data); NotFound,
+    saying how to add one, for a version without."""
     return get_registry().reference_profile(uri)
+
+
+def set_reference_profile(
+    name: str, version: int, training_data: pd.DataFrame | str, *, allow_pickle: bool = False
+) -> ModelVersion:
+    """Fit the drift reference of a version registered without one on ``training_data`` (a
+    frame or a dataset reference such as ``"fraud@3"``); once set, it is fixed."""
+    return get_registry().set_reference_profile(
+        name, version, training_data, allow_pickle=allow_pickle
+    )
 
 
 def download_model(version: ModelVersion) -> Path:

@@ -133,7 +133,10 @@ class _Service:
                 "database to store labels in: serve with MODELLOOP_DATABASE_URL instead"
             )
         body = await _read_json_body(request)
-        labels, single = fb.parse_feedback(orjson.loads(body) if body else _empty_body())
+        served = self.predictor.current.champion.signature  # the label judges every role
+        labels, single = fb.parse_feedback(
+            orjson.loads(body) if body else _empty_body(), getattr(served, "output", None)
+        )
         from modelloop.store import open_database
 
         db = await run_in_threadpool(open_database, self.settings.database_url)

@@ -3,11 +3,16 @@
     {"prediction_id": "0192...", "label": 1}                       one
     [{"prediction_id": ..., "label": 0}, {"prediction_id": ..., "label": "chargeback"}, ...]
 
-A label is a number (``true``/``false`` count as 1/0) or a text (a class name); it lands in the
-``feedback`` table (``label`` or ``value_text``), at most once per prediction. Malformed items fail
-the whole request before anything is stored (422 with one detail per problem). Otherwise every
-item is answered: ``stored``, ``duplicate`` (that prediction already has a label, or the id came
-twice in this request: the first one counts) or ``unknown`` (no such prediction was logged).
+A label is a number (``true``/``false`` count as 1/0) or a text (a class name), and it must be
+one the served model knows (:meth:`modelloop.flavors.OutputSpec.read_label`): a class of a
+classifier, 0 or 1 for a probability without recorded classes, a number for a score. So nothing
+is accepted that monitoring would ignore later: a binary classifier's label is stored as 1.0 for
+the class its score is the probability of and 0.0 for the other (the class's name kept as text
+when it is not that number). It lands in the ``feedback`` table (``label``, ``value_text``), at
+most once per prediction. Malformed items fail the whole request before anything is stored (422
+with one detail per problem, naming the allowed values). Otherwise every item is answered:
+``stored``, ``duplicate`` (that prediction already has a label, or the id came twice in this
+request: the first one counts) or ``unknown`` (no such prediction was logged).
 
 A prediction id says when it was made, so looking it up reads only that day's partition of the
 log, and only the files written after it; ids this process answered but has not written yet are
@@ -23,7 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -37,6 +42,9 @@ from modelloop.serving.prediction_log import (
 from modelloop.serving.predictions import log_files, written_at_ms
 from modelloop.store import Database
 from modelloop.store import tables as t
+
+if TYPE_CHECKING:
+    from modelloop.flavors.signature import OutputSpec
 
 MAX_ITEMS = 10_000
 MAX_TEXT = 1024
@@ -52,9 +60,9 @@ class Label:
     value_text: str | None
 
 
-def parse_feedback(payload: Any) -> tuple[list[Label], bool]:
+def parse_feedback(payload: Any, output: OutputSpec | None = None) -> tuple[list[Label], bool]:
     """The labels in a request body, and whether it was a single object; InvalidInput lists
-    every malformed item."""
+    every malformed item, and every label ``output`` (the served model's) does not allow."""
     single = isinstance(payload, dict)
     items = [payload] if single else payload
     if not isinstance(items, list):
@@ -69,7 +77,7 @@ def parse_feedback(payload: Any) -> tuple[list[Label], bool]:
     labels: list[Label] = []
     problems: list[dict[str, Any]] = []
     for row, item in enumerate(items):
-        found = _label(item, None if single else row, problems)
+        found = _label(item, None if single else row, problems, output)
         if found is not None:
             labels.append(found)
     if problems:
@@ -78,7 +86,9 @@ def parse_feedback(payload: Any) -> tuple[list[Label], bool]:
     return labels, single
 
 
-def _label(item: Any, row: int | None, problems: list[dict[str, Any]]) -> Label | None:
+def _label(
+    item: Any, row: int | None, problems: list[dict[str, Any]], output: OutputSpec | None
+) -> Label | None:
     def problem(field: str | None, message: str) -> None:
         problems.append({"row": row, "field": field, "message": message})
 
@@ -99,9 +109,10 @@ def _label(item: Any, row: int | None, problems: list[dict[str, Any]]) -> Label 
             prediction_time_ms(pid)
         except ValueError:
             problem("prediction_id", f"{pid[:64]!r} is not a prediction id (a lowercase UUIDv7)")
-    value = item.get("label")
+    value: Any = item.get("label")
     number: float | None = None
     text: str | None = None
+    well_formed = len(problems)
     if "label" not in item or value is None:
         problem("label", "missing: a number, true/false, or a text")
     elif isinstance(value, bool):
@@ -116,6 +127,11 @@ def _label(item: Any, row: int | None, problems: list[dict[str, Any]]) -> Label 
         text = value
     else:
         problem("label", f"expected a number, true/false or a text, got {type(value).__name__}")
+    if output is not None and len(problems) == well_formed:  # a label of this model?
+        try:
+            number, text = output.read_label(value)
+        except ValueError as exc:
+            problem("label", str(exc))
     if len(problems) > before:
         return None
     assert isinstance(pid, str)
