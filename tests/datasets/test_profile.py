@@ -12,6 +12,7 @@ from modelloop.datasets.profile import (
     MAX_CATEGORIES,
     QUANTILES,
     DatasetProfile,
+    categorical_for_drift,
     compute_profile,
 )
 from modelloop.errors import InvalidArgument
@@ -126,3 +127,20 @@ def test_hostile_columns_do_not_crash() -> None:
 def test_refuses_non_frames() -> None:
     with pytest.raises(InvalidArgument, match="expected a DataFrame"):
         compute_profile([1, 2])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("values", "categories"),
+    [
+        ([0.0, 1.0], True),  # a flag
+        ([0.0, 0.5, 1.0], True),  # a three-valued code
+        ([0.1, 0.2, 0.3, 0.4, 0.5], True),  # 5 values of any kind
+        ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], False),
+        (list(range(10)), True),  # 10 whole numbers, int or float
+        ([float(v) for v in range(10)], True),
+        (list(range(11)), False),
+        ([0.0, 1.0, 2.0, 3.0, 4.0, 5.5], False),  # 6 values, not all whole
+    ],
+)
+def test_numeric_columns_with_few_values_are_categorical_for_drift(values, categories) -> None:
+    assert categorical_for_drift(values) is categories

@@ -113,7 +113,7 @@ def column_kind(series: pd.Series[Any]) -> str:
     return "other"
 
 
-def tested_as_categories(values: Collection[float]) -> bool:
+def categorical_for_drift(values: Collection[float]) -> bool:
     """Whether a numeric column whose distinct finite ``values`` these are is compared as
     categories (chi-squared, z-test) rather than as numbers (KS, Wasserstein) by drift tests.
 

@@ -14,7 +14,7 @@ summed in one ``OTHER`` bucket, and current values outside the kept ones are cou
 Column types: a reference is typed numeric or categorical once, when it is fitted, and its type
 chooses the default method and is stated in every result (``DriftResult.column_type``). Strings,
 booleans and pandas categoricals are categorical; a numeric column is categorical when it has
-few distinct values, as in Evidently 0.7 (``tested_as_categories``: at most 5, or at most 10
+few distinct values, as in Evidently 0.7 (``categorical_for_drift``: at most 5, or at most 10
 whole numbers), e.g. a 0/1 flag or a -1/0/1 code, whose frequencies KS barely sees move. A
 declared type wins (``fit_reference(values, kind)``, ``fit_references(frame, kinds)``), and so
 does a method chosen for a column. Evidently counts the distinct values of reference and current
@@ -73,7 +73,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from modelloop.datasets.profile import column_kind, tested_as_categories
+from modelloop.datasets.profile import categorical_for_drift, column_kind
 from modelloop.errors import InvalidArgument
 
 SAMPLE_LIMIT = 5000
@@ -162,7 +162,7 @@ def fit_reference(values: Any, kind: str | None = None) -> ColumnReference:
     ``"numeric"`` keeps a few-valued numeric column on KS/Wasserstein, ``"categorical"`` makes a
     numeric column's values categories (all of them counted, up to ``CATEGORY_LIMIT``).
     Undeclared, the dtype says numeric or categorical, and a numeric column with few distinct
-    values is typed categorical (``tested_as_categories``: 5 values, or 10 whole numbers)."""
+    values is typed categorical (``categorical_for_drift``: 5 values, or 10 whole numbers)."""
     series = values if isinstance(values, pd.Series) else pd.Series(values)
     inferred = column_kind(series)
     if kind is not None and kind not in KINDS:
@@ -711,10 +711,10 @@ def _recovered_counts(stored: Mapping[str, Any]) -> dict[str, int] | None:
 
 
 def _inferred_type(counts: Mapping[str, int] | None) -> str:
-    """A numeric column's type for the tests from its value counts (``tested_as_categories``)."""
+    """A numeric column's type for the tests from its value counts (``categorical_for_drift``)."""
     if not counts or OTHER in counts:
         return "numeric"
-    return "categorical" if tested_as_categories([float(k) for k in counts]) else "numeric"
+    return "categorical" if categorical_for_drift([float(k) for k in counts]) else "numeric"
 
 
 def _capped(counts: dict[str, int]) -> dict[str, int]:
