@@ -301,6 +301,7 @@ def test_monitoring_json_has_the_chart_shapes(http: httpx.Client) -> None:
     numeric = http.get(f"/ui/api/monitoring/{MONITOR}/distribution",
                        params={"feature": "amount", "window": window}).json()  # fmt: skip
     assert numeric["kind"] == "numeric"
+    assert numeric["drift"]["column_type"] == "numeric"  # the stored window says how it was tested
     assert len(numeric["centers"]) == 10
     assert sum(numeric["reference"]["counts"]) == 2000
     current = numeric["current"]
@@ -313,6 +314,7 @@ def test_monitoring_json_has_the_chart_shapes(http: httpx.Client) -> None:
     category = http.get(f"/ui/api/monitoring/{MONITOR}/distribution",
                         params={"feature": "merchant", "window": window}).json()  # fmt: skip
     assert category["kind"] == "categorical"
+    assert category["drift"]["column_type"] == "categorical"
     assert sorted(category["categories"]) == ["fuel", "grocery", "travel"]
     assert sum(category["current"]["share"]) == pytest.approx(1.0)
     missing = http.get(f"/ui/api/monitoring/{MONITOR}/distribution",

@@ -450,6 +450,7 @@ def logged_column(frame: pd.DataFrame, feature: str) -> Any:
 def _drift_result(r: Any) -> dict[str, Any]:
     return {
         "method": r.method,
+        "column_type": r.column_type,  # numeric or categorical: what the test was chosen for
         "value": r.value if math.isfinite(r.value) else None,
         "p_value": r.p_value,
         "threshold": r.threshold,

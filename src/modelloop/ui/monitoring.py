@@ -275,7 +275,10 @@ def distribution_overlay(
     }
     if version is None:
         return result | {"kind": None, "note": "no reference for this window (no predictions)"}
-    reference = _reference(settings, model, int(version)).get(feature)
+    try:
+        reference = _reference(settings, model, int(version)).get(feature)
+    except NotFound as missing:  # a version registered without a reference: say so, and how
+        return result | {"kind": None, "note": missing.message}
     if reference is None:
         note = f"v{version} of {model} has no stored reference for {feature}"
         return result | {"kind": None, "note": note}
