@@ -89,6 +89,29 @@ def test_validate(logged: str, tmp_path: Path) -> None:
     assert [v["rule"] for v in json.loads(latest.stdout)["violations"]] == ["allowed", "unique"]
 
 
+def test_validate_keeps_each_result_with_the_version(
+    logged: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELLOOP_USER", "carol")
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("columns:\n  amount: {min: 0}\n")
+    loose = tmp_path / "loose.yaml"
+    loose.write_text("columns:\n  amount: {dtype: float}\n")
+    assert runner.invoke(root, ["datasets", "validate", "tx@1", "-c", str(strict)]).exit_code == 2
+    assert runner.invoke(root, ["datasets", "validate", "tx@1", "-c", str(loose)]).exit_code == 0
+    store = ds.dataset_store()
+    kept = store.validations(store.get_version("tx", 1))
+    assert [(v.ok, v.created_by) for v in kept] == [(True, "carol"), (False, "carol")]
+    assert kept[0].contract["columns"]["amount"]["dtype"] == "float"
+    [below] = kept[1].report.violations
+    assert (below.rule, below.column, below.failed_count, below.total) == ("min", "amount", 1, 3)
+    assert store.validations(store.get_version("tx", 2)) == []
+    # A contract that cannot be read checks nothing, so nothing is kept.
+    bad = runner.invoke(root, ["datasets", "validate", "tx@2", "-c", str(tmp_path / "no.yaml")])
+    assert bad.exit_code == 2
+    assert store.validations(store.get_version("tx", 2)) == []
+
+
 def test_validate_bad_contract_file(logged: str, tmp_path: Path) -> None:
     result = runner.invoke(root, ["datasets", "validate", "tx", "-c", str(tmp_path / "none.yaml")])
     assert result.exit_code == 2

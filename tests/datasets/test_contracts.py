@@ -230,3 +230,46 @@ def test_a_typo_in_a_python_contract_is_refused() -> None:
         Contract(columns={"amount": Expect(dtype="flaot")})
     exact = Contract(columns={"tx_id": Expect(dtype="int32")})  # a pandas dtype is a choice
     assert only(exact.validate(good()), "dtype").message == "tx_id: dtype int64, expected int32"
+
+
+@pytest.mark.parametrize(
+    ("allowed", "kind"), [("[[grocery, travel]]", "list"), ("[grocery, {travel: 1}]", "dict")]
+)
+def test_a_list_among_allowed_values_is_a_bad_contract_not_a_crash(
+    tmp_path: Path, allowed: str, kind: str
+) -> None:
+    """``allowed: [[a, b]]`` is refused when the contract is read, saying how to write it,
+    instead of passing and then crashing with TypeError when data is checked."""
+    path = tmp_path / "nested.yaml"
+    path.write_text(f"columns:\n  merchant: {{allowed: {allowed}}}\n")
+    with pytest.raises(InvalidArgument) as caught:
+        Contract.from_yaml(path)
+    assert not isinstance(caught.value, ContractViolation)
+    [detail] = caught.value.details or []
+    assert detail["field"] == "columns.merchant.allowed"
+    assert detail["message"].startswith("allowed values must be single values")
+    assert f"is a {kind}" in detail["message"]
+    assert "list each allowed value on its own, e.g. allowed: [a, b]" in detail["message"]
+    with pytest.raises(InvalidArgument, match=r"columns\.merchant\.allowed: allowed values must"):
+        Contract(columns={"merchant": Expect(allowed=[["grocery", "travel"]])})
+
+
+def test_a_contract_and_its_report_round_trip_through_json() -> None:
+    import json
+
+    config = json.loads(json.dumps(CONTRACT.to_dict()))
+    assert config["columns"]["merchant"]["allowed"] == ["grocery", "travel"]  # a set, in order
+    again = Contract.from_dict(config)
+    assert again.columns == {
+        "tx_id": Expect(dtype="int", nullable=False),
+        "amount": Expect(dtype="float", min=0.0, max=1e6, nullable=False, max_null_rate=0.0),
+        "merchant": Expect(dtype="category", allowed=["grocery", "travel"]),
+    }
+    assert (list(again.unique), again.rows, again.checks) == (["tx_id"], (1, None), ())
+    bad = good().assign(amount=[np.nan, -np.inf, 3.0, 4.0], tx_id=[1, 1, 2, 3])
+    report = CONTRACT.validate(bad)
+    stored = json.loads(json.dumps(report.to_dict()))
+    assert stored["ok"] is False
+    back = ValidationReport.from_dict(stored)
+    assert back.summary() == report.summary()
+    assert [v.to_dict() for v in back.violations] == [v.to_dict() for v in report.violations]

@@ -159,3 +159,16 @@ def test_log_dataset_with_a_broken_contract_stores_nothing(home: Path) -> None:
     with pytest.raises(NotFound):
         ds.get_dataset("checked")
     assert ds.log_dataset(frame(), "other", run=None).run_id is None
+
+
+def test_log_dataset_with_a_kept_contract_stores_the_passing_report(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELLOOP_USER", "erin")
+    contract = Contract(columns={"tx_id": Expect(dtype="int", nullable=False)}, unique=["tx_id"])
+    version = ds.log_dataset(frame(), "checked", contract=contract)
+    [kept] = ds.dataset_store().validations(version)
+    assert (kept.ref, kept.ok, kept.created_by) == ("checked@1", True, "erin")
+    assert kept.contract == contract.to_dict()
+    assert kept.report.num_rows == 6
+    assert ds.dataset_store().latest_validations() == {"checked": kept}

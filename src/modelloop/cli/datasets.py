@@ -2,7 +2,7 @@
 
     modelloop datasets list [-o json]
     modelloop datasets show NAME[@VERSION] [-o json]
-    modelloop datasets validate NAME[@VERSION] --contract contract.yaml
+    modelloop datasets validate NAME[@VERSION] --contract contract.yaml   (the result is kept)
 
 Thin: every command calls the datasets SDK and renders the result.
 """
@@ -118,6 +118,7 @@ def _summary(column: Any) -> list[str]:
 @datasets_app.command(
     "validate",
     help="Validate a dataset version against a YAML contract and print every violation.\n\n"
+    "The result is kept with the version (its page in the web UI lists it). "
     "Exits with status 2 when the contract is violated.",
     epilog=_examples(
         "modelloop datasets validate quickstart-train --contract contract.yaml",
@@ -136,6 +137,7 @@ def datasets_validate(
     from modelloop.datasets.contracts import Contract, ContractViolation
     from modelloop.datasets.entities import parse_ref
     from modelloop.datasets.fluent import dataset_store
+    from modelloop.tracking.source import current_user
 
     rules = Contract.from_yaml(contract)
     name, number = parse_ref(ref)
@@ -143,6 +145,7 @@ def datasets_validate(
         store = dataset_store(client)
         version = store.get_version(name, number)
         report = rules.validate(store.load(version))
+        store.add_validation(version, rules, report, actor=current_user())
     if output is OutputFormat.json:
         _output.print_json(
             {"ok": report.ok, "violations": [v.to_dict() for v in report.violations]}

@@ -13,14 +13,20 @@ the wrong type (a range on text) is skipped when ``dtype`` already reports the m
 
 A contract is itself checked before any data is: a YAML or mapping contract is a configuration
 (:mod:`modelloop.configs`: one ``field: message`` per problem, unknown keys answered with the
-known ones), and a dtype that is neither a kind nor a pandas dtype (``flaot``) is a bad contract
-(InvalidArgument listing the kinds), never a violation of the data.
+known ones), and a dtype that is neither a kind nor a pandas dtype (``flaot``) or an allowed
+value that is itself a list or mapping (``allowed: [[a, b]]``) is a bad contract
+(InvalidArgument saying what is expected), never a violation of the data nor a crash.
+
+A contract and a report are stored with the dataset version they were checked on as JSON:
+:meth:`Contract.to_dict` is the configuration :meth:`Contract.from_dict` reads (custom checks
+exist only in Python, so only their names are kept, by the caller), and
+:meth:`ValidationReport.to_dict` / :meth:`ValidationReport.from_dict` round-trip a report.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +88,17 @@ class Violation:
         data["examples"] = [{k: _plain(v) for k, v in e.items()} for e in self.examples]
         return data
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Violation:
+        return cls(
+            rule=data["rule"],
+            column=data["column"],
+            failed_count=int(data["failed_count"]),
+            total=int(data["total"]),
+            examples=[dict(e) for e in data["examples"]],
+            message=data["message"],
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ValidationReport:
@@ -105,6 +122,18 @@ class ValidationReport:
         if not self.ok:
             raise ContractViolation(self.summary(), [v.to_dict() for v in self.violations])
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``num_rows``, ``ok`` and each violation (examples as plain values)."""
+        return {
+            "num_rows": self.num_rows,
+            "ok": self.ok,
+            "violations": [v.to_dict() for v in self.violations],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ValidationReport:
+        return cls(int(data["num_rows"]), [Violation.from_dict(v) for v in data["violations"]])
+
 
 @dataclass(frozen=True)
 class Contract:
@@ -118,14 +147,20 @@ class Contract:
         problems = []
         for name, expect in self.columns.items():
             if not isinstance(expect, Expect):
-                problems.append((name, "expected an Expect(...)"))
-            elif expect.dtype is not None:
+                problems.append((f"columns.{name}", "expected an Expect(...)"))
+                continue
+            if expect.dtype is not None:
                 try:
                     check_dtype(expect.dtype)
                 except ValueError as exc:
-                    problems.append((name, str(exc)))
+                    problems.append((f"columns.{name}", str(exc)))
+            if expect.allowed is not None:
+                try:
+                    check_allowed(expect.allowed)
+                except ValueError as exc:
+                    problems.append((f"columns.{name}.allowed", str(exc)))
         if problems:
-            details = [{"field": f"columns.{name}", "message": m} for name, m in problems]
+            details = [{"field": where, "message": m} for where, m in problems]
             lines = "; ".join(f"{d['field']}: {d['message']}" for d in details)
             raise InvalidArgument(f"Not a valid contract: {lines}", details)
         if isinstance(self.unique, str):
@@ -156,6 +191,17 @@ class Contract:
             rows=config.rows,
             allow_extra_columns=config.allow_extra_columns,
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract as the JSON-ready configuration :meth:`from_dict` reads back (every
+        setting spelt out; a set of allowed values in a stable order). Custom checks are
+        Python functions and are not part of it."""
+        return {
+            "columns": {str(n): _column_config(e) for n, e in self.columns.items()},
+            "unique": [str(c) for c in self.unique],
+            "rows": [_plain(bound) for bound in self.rows],
+            "allow_extra_columns": bool(self.allow_extra_columns),
+        }
 
     def validate(self, frame: pd.DataFrame) -> ValidationReport:
         """Every rule ``frame`` breaks (the frame is only read)."""
@@ -209,6 +255,37 @@ def check_dtype(dtype: str) -> str:
     return dtype
 
 
+def check_allowed(values: Any) -> None:
+    """ValueError unless every allowed value is one value (text, a number, a boolean, null...):
+    a list or mapping among them can never equal a cell, and cannot be looked up."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ValueError(f"allowed must be a list of values, got {type(values).__name__}")
+    for position, value in enumerate(values):
+        try:
+            hash(value)
+        except TypeError:
+            raise ValueError(
+                f"allowed values must be single values (text, numbers, booleans, null), but "
+                f"the one at position {position} is a {type(value).__name__} ({value!r}): list "
+                "each allowed value on its own, e.g. allowed: [a, b]"
+            ) from None
+
+
+def _column_config(expect: Expect) -> dict[str, Any]:
+    allowed = expect.allowed
+    if isinstance(allowed, set | frozenset):
+        allowed = sorted(allowed, key=lambda v: (type(v).__name__, repr(v)))
+    return {
+        "dtype": expect.dtype,
+        "min": None if expect.min is None else float(expect.min),
+        "max": None if expect.max is None else float(expect.max),
+        "nullable": bool(expect.nullable),
+        "max_null_rate": None if expect.max_null_rate is None else float(expect.max_null_rate),
+        "allowed": None if allowed is None else [_plain(v) for v in allowed],
+        "allow_inf": bool(expect.allow_inf),
+    }
+
+
 class _ColumnConfig(BaseModel):
     """An :class:`Expect` as a configuration (YAML, a mapping, the UI's text box)."""
 
@@ -226,6 +303,13 @@ class _ColumnConfig(BaseModel):
     @classmethod
     def _check_dtype(cls, value: str | None) -> str | None:
         return None if value is None else check_dtype(value)
+
+    @field_validator("allowed")
+    @classmethod
+    def _check_allowed(cls, value: list[Any] | None) -> list[Any] | None:
+        if value is not None:
+            check_allowed(value)
+        return value
 
 
 class _ContractConfig(BaseModel):

@@ -16,6 +16,7 @@ from modelloop.errors import InvalidArgument
 if TYPE_CHECKING:
     import pandas as pd
 
+    from modelloop.datasets.contracts import ValidationReport
     from modelloop.datasets.profile import DatasetProfile
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}$")
@@ -101,6 +102,27 @@ class DatasetVersion:
     created_at: int
     created_by: str
     run_id: str | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetValidation:
+    """One stored check of a version against a contract: the contract as its configuration
+    (:meth:`~modelloop.datasets.contracts.Contract.to_dict`), the names of its custom checks
+    (Python functions, which only their names can stand for), the report, who checked, when."""
+
+    validation_id: int
+    name: str
+    version: int
+    contract: dict[str, Any]
+    checks: list[str]
+    report: ValidationReport
+    ok: bool
+    created_at: int
+    created_by: str
 
     @property
     def ref(self) -> str:

@@ -92,19 +92,18 @@ def log_dataset(
 ) -> DatasetVersion:
     """Store ``df`` as a version of ``name`` (Parquet, schema, profile), or return the version
     that already holds the same content. Linked to ``run`` (default: the active run, if any).
-    With ``contract``, a frame that breaks it raises ContractViolation and nothing is stored.
+    With ``contract``, a frame that breaks it raises ContractViolation and nothing is stored;
+    one that keeps it is stored with the passing report (``dataset_store().validations``).
 
     The index is not stored: :func:`load_dataset` returns a RangeIndex.
     """
-    if contract is not None:
-        contract.validate(df).raise_if_failed()
     if run is None:
         run = active_run()
     client = run.client if run is not None and not isinstance(run, str) else None
     run_id = run if isinstance(run, str) or run is None else run.run_id
     store = dataset_store(client)
     version = store.log_version(
-        name, df, actor=current_user(), description=description, run_id=run_id
+        name, df, actor=current_user(), description=description, run_id=run_id, contract=contract
     )
     if run_id is not None:  # lineage: this run produced (or re-logged) this version
         from modelloop.store.lineage import record_edges

@@ -21,6 +21,11 @@ Versions number from 1 per dataset. Logging reads the current versions and inser
 one write transaction that first takes a lock (SQLite: ``Database.write``; PostgreSQL: an advisory
 transaction lock), so concurrent loggers of one dataset never race for a number, and logging a
 content that already exists returns its version.
+
+Contract checks are kept with the version they checked (``dataset_validations``): logging with a
+contract stores the passing report in the same transaction as the version (a frame that breaks
+it is refused and leaves nothing: there is no version to keep a report for), and
+:meth:`SqlDatasetStore.add_validation` keeps a check of a stored version, passed or failed.
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import Connection, func, insert, select, text
 
+from modelloop.datasets.contracts import Contract, ValidationReport
 from modelloop.datasets.entities import (
     Dataset,
+    DatasetValidation,
     DatasetVersion,
     Schema,
     check_dataset_name,
@@ -54,6 +61,7 @@ if TYPE_CHECKING:
     from modelloop.store import Database
 
 DV = t.dataset_versions.c
+VC = t.dataset_validations.c
 _PG_DATASET_LOCK = 0x6D6C6F6F7064  # pg_advisory_xact_lock key: "mloopd"
 _MAGIC = b"modelloop-dataset-v1\n"
 _CATEGORIES = b"modelloop.categories"
@@ -240,17 +248,30 @@ class SqlDatasetStore:
         actor: str,
         description: str | None = None,
         run_id: str | None = None,
+        contract: Contract | None = None,
     ) -> DatasetVersion:
-        """The version holding ``frame``'s content: the existing one, or a new one."""
+        """The version holding ``frame``'s content: the existing one, or a new one. With
+        ``contract``, a frame that breaks it raises ContractViolation and nothing is stored;
+        one that keeps it is stored with its report (see :meth:`validations`)."""
         name = check_dataset_name(name)
         if run_id is not None:
             run_id = check_run_id(run_id)
         if description is not None and not isinstance(description, str):
             raise InvalidArgument(f"description must be text, got {type(description).__name__}")
-        frame = check_frame(frame)
+        if contract is not None and not isinstance(contract, Contract):
+            raise InvalidArgument(f"contract must be a Contract, got {type(contract).__name__}")
+        checked = check_frame(frame)
+        report = None
+        if contract is not None:  # on the frame as given: examples name its own row labels
+            report = contract.validate(frame)
+            report.raise_if_failed()
+        frame = checked
         digest = content_digest(frame)
         existing = self._by_digest(name, digest)
         if existing is not None:
+            if contract is not None and report is not None:
+                with self.db.write() as conn:
+                    _insert_validation(conn, name, existing.version, contract, report, actor)
             return existing
         schema = Schema.from_frame(frame)
         data = to_parquet(frame)
@@ -295,7 +316,64 @@ class SqlDatasetStore:
                         run_id=run_id,
                     )
                 )
+            if contract is not None and report is not None:
+                _insert_validation(conn, name, found, contract, report, actor)
         return self.get_version(name, found)
+
+    def add_validation(
+        self,
+        version: DatasetVersion,
+        contract: Contract,
+        report: ValidationReport,
+        *,
+        actor: str,
+    ) -> DatasetValidation:
+        """Keep a check of a stored version against ``contract`` (passed or failed)."""
+        if not isinstance(contract, Contract) or not isinstance(report, ValidationReport):
+            raise InvalidArgument("add_validation needs a Contract and its ValidationReport")
+        with self.db.write() as conn:
+            exists = conn.execute(
+                select(DV.version).where(DV.name == version.name, DV.version == version.version)
+            ).first()
+            if exists is None:
+                raise NotFound(f"No version {version.version} of dataset {version.name!r}")
+            validation_id = _insert_validation(
+                conn, version.name, version.version, contract, report, actor
+            )
+            row = conn.execute(
+                select(t.dataset_validations).where(VC.validation_id == validation_id)
+            ).one()
+        return _validation(row)
+
+    def validations(
+        self, version: DatasetVersion, *, limit: int | None = None
+    ) -> list[DatasetValidation]:
+        """The stored checks of a version, newest first (at most ``limit``)."""
+        query = (
+            select(t.dataset_validations)
+            .where(VC.name == version.name, VC.version == version.version)
+            .order_by(VC.validation_id.desc())
+        )
+        if limit is not None:
+            if not isinstance(limit, int) or limit < 1:
+                raise InvalidArgument(f"limit must be a positive integer, got {limit!r}")
+            query = query.limit(limit)
+        with self.db.read() as conn:
+            return [_validation(r) for r in conn.execute(query).all()]
+
+    def latest_validations(self) -> dict[str, DatasetValidation]:
+        """Per dataset, the newest check of its newest version, in one query (a dataset whose
+        newest version was never checked is absent: an older version's check does not speak
+        for it)."""
+        newest = select(DV.name, func.max(DV.version).label("version")).group_by(DV.name).subquery()
+        last = (
+            select(func.max(VC.validation_id))
+            .join(newest, (VC.name == newest.c.name) & (VC.version == newest.c.version))
+            .group_by(VC.name)
+        )
+        query = select(t.dataset_validations).where(VC.validation_id.in_(last))
+        with self.db.read() as conn:
+            return {r.name: _validation(r) for r in conn.execute(query).all()}
 
     def get_version(self, name: str, version: int | None = None) -> DatasetVersion:
         """A version, or the latest one when ``version`` is None."""
@@ -419,6 +497,45 @@ class SqlDatasetStore:
                 select(t.dataset_versions).where(DV.name == name, DV.digest == digest)
             ).first()
         return None if row is None else _version(row)
+
+
+def _insert_validation(
+    conn: Connection,
+    name: str,
+    number: int,
+    contract: Contract,
+    report: ValidationReport,
+    actor: str,
+) -> int:
+    result = conn.execute(
+        insert(t.dataset_validations).values(
+            name=name,
+            version=number,
+            contract=json.dumps(contract.to_dict()),
+            checks=json.dumps([c.name for c in contract.checks]),
+            report=json.dumps(report.to_dict()),
+            ok=report.ok,
+            created_at=now_ms(),
+            created_by=actor,
+        )
+    )
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _validation(row: Any) -> DatasetValidation:
+    return DatasetValidation(
+        validation_id=int(row.validation_id),
+        name=row.name,
+        version=int(row.version),
+        contract=json.loads(row.contract),
+        checks=list(json.loads(row.checks)),
+        report=ValidationReport.from_dict(json.loads(row.report)),
+        ok=bool(row.ok),
+        created_at=int(row.created_at),
+        created_by=row.created_by,
+    )
 
 
 def _lock(conn: Connection) -> None:

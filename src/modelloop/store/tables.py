@@ -281,6 +281,26 @@ dataset_versions = Table(
     UniqueConstraint("name", "digest"),
 )
 
+# One check of a version against a contract (ml.log_dataset(contract=...), modelloop datasets
+# validate): the contract as its configuration, the report, and who checked it when.
+dataset_validations = Table(
+    "dataset_validations",
+    metadata,
+    Column("validation_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("contract", Text, nullable=False),  # JSON: Contract.to_dict()
+    Column("checks", Text, nullable=False),  # JSON list: the names of its custom Python checks
+    Column("report", Text, nullable=False),  # JSON: ValidationReport.to_dict()
+    Column("ok", Boolean, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    ForeignKeyConstraint(
+        ["name", "version"], ["dataset_versions.name", "dataset_versions.version"]
+    ),
+    Index(None, "name", "version"),
+)
+
 # -- pipelines -----------------------------------------------------------------------------------
 
 # A successful step execution, found again by its cache key (code, params, inputs, environment).
