@@ -475,7 +475,7 @@ app.command(
     "lineage",
     epilog=_examples(
         "modelloop lineage <run-id>",
-        "modelloop lineage models:/fraud-detector/1 --output json",
+        "modelloop lineage dataset:quickstart-train@1 --output json",
     ),
 )(_pipelines.lineage)
 app.command(

@@ -21,9 +21,9 @@ deployments_app = typer.Typer(
     "shadow or canary).",
     no_args_is_help=True,
     epilog=_examples(
-        "modelloop deployments apply --name quickstart --model quickstart-lgbm@challenger",
+        "modelloop deployments apply --name fraud-shadow --model fraud-detector@champion",
         "modelloop deployments list",
-        "MODELLOOP_TOKEN=s3cret modelloop serve --deployment quickstart --host 0.0.0.0",
+        "MODELLOOP_TOKEN=s3cret modelloop serve --deployment fraud-shadow --host 0.0.0.0",
     ),
 )
 predictions_app = typer.Typer(
@@ -169,9 +169,9 @@ def serve(
     "or from a file with options overriding it. Servers running it pick the change up within "
     "their poll interval.",
     epilog=_examples(
-        "modelloop deployments apply --name quickstart --model quickstart-lgbm@challenger",
-        "modelloop deployments apply --name quickstart --model quickstart-lgbm@challenger "
-        "--challenger quickstart-lgbm/1 --mode shadow",
+        "modelloop deployments apply --name fraud-shadow --model fraud-detector@champion",
+        "modelloop deployments apply --name fraud-shadow --model fraud-detector@champion "
+        "--challenger fraud-detector/1 --mode shadow",
         "MODELLOOP_DATABASE_URL=postgresql+psycopg://db.example/modelloop modelloop "
         "deployments apply fraud-online.yaml",
     ),
@@ -269,7 +269,7 @@ def deployments_list(output: OutputOption = OutputFormat.table) -> None:
 @deployments_app.command(
     "show",
     help="One stored deployment, as YAML (or JSON).",
-    epilog=_examples("modelloop deployments show quickstart --output json"),
+    epilog=_examples("modelloop deployments show fraud-shadow --output json"),
 )
 def deployments_show(
     name: Annotated[str, typer.Argument(metavar="NAME")],
