@@ -5,7 +5,9 @@ The store is filled through the SDK, as a user would: a run logs two versions of
 ``transactions`` (column names, categories, text, the description and the user carry the XSS
 corpus), another run reads the first version and registers a model from it, and a third model
 version only declares the content among its ``dataset_digests``. A second, larger dataset has
-more rows than the preview shows.
+more rows than the preview shows. The first version of ``transactions`` is logged with a contract
+it keeps and then checked against one it breaks (as ``modelloop datasets validate`` does), the
+second is never checked; the larger dataset is logged with a contract it keeps.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from modelloop.datasets import DatasetVersion
+from modelloop.datasets import Check, Contract, DatasetVersion, Expect
+from modelloop.datasets.fluent import dataset_store
+from modelloop.datasets.store import SqlDatasetStore
 from modelloop.settings import Settings, load_settings
 from modelloop.store import close_database
 from modelloop.tracking import fluent
 from tests.conftest import STORE_VARIABLES
 from tests.live_server import live_server
-from tests.ui.browser import Watched
+from tests.ui.browser import SCREENSHOTS, Watched
 from tests.ui.conftest import XSS
 from tests.ui.test_pages import assert_inert
 
@@ -69,13 +74,24 @@ def _frame(rows: int, seed: int) -> pd.DataFrame:
     )
 
 
+KEPT = Contract(
+    columns={"tx_id": Expect(dtype="int", nullable=False), "flag": Expect(dtype="bool")},
+    unique=["tx_id"],
+    checks=[Check("some rows", lambda frame: len(frame) > 0)],
+)
+
+
 def _seed(settings: Settings) -> Store:
     import lightgbm as lgb
 
     import modelloop as ml
 
     with ml.start_run(experiment="datasets-ui", name=XSS[3]) as producer:
-        first = ml.log_dataset(_frame(300, 0), NAME, description=XSS[4])
+        first = ml.log_dataset(_frame(300, 0), NAME, description=XSS[4], contract=KEPT)
+        datasets = dataset_store()
+        broken = ml.Contract.from_dict(yaml.safe_load(CONTRACT))
+        report = broken.validate(datasets.load(first))
+        datasets.add_validation(first, broken, report, actor=USER)
         second_frame = _frame(320, 1).assign(extra=1.5).astype({"tx_id": "float64"})
         second = ml.log_dataset(second_frame.drop(columns=["flag"]), NAME)
     with ml.start_run(experiment="datasets-ui", name="train") as reader:
@@ -93,7 +109,7 @@ def _seed(settings: Settings) -> Store:
             training_data=features,
             dataset_digests={"train": first.digest, "valid": "ab" * 32},
         )
-    big = ml.log_dataset(_frame(BIG_ROWS, 2), BIG)
+    big = ml.log_dataset(_frame(BIG_ROWS, 2), BIG, contract=KEPT)
     return Store("", settings, first, second, big, producer.run_id, reader.run_id, declared.run_id)
 
 
@@ -134,6 +150,15 @@ def log_directly(store: Store, frame: pd.DataFrame, name: str) -> DatasetVersion
     return SqlDatasetStore(db, BlobStore(store.settings.artifact_uri)).log_version(
         name, frame, actor="test"
     )
+
+
+def datasets(store: Store) -> SqlDatasetStore:
+    """The dataset store the server reads."""
+    from modelloop.artifacts import BlobStore
+    from modelloop.store import open_database
+
+    db = open_database(store.settings.database_url)
+    return SqlDatasetStore(db, BlobStore(store.settings.artifact_uri))
 
 
 def version_path(name: str, version: int) -> str:
@@ -191,6 +216,71 @@ def test_the_list_shows_each_dataset_with_its_newest_version(http: httpx.Client)
     assert by_name[NAME][7] == USER
     assert by_name[BIG][2:6] == ["1", "v1", f"{BIG_ROWS:,}", "6"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", by_name[NAME][6])
+
+
+def test_the_list_says_whether_each_newest_version_kept_its_contract(
+    http: httpx.Client, store: Store
+) -> None:
+    def status() -> dict[str, list[str]]:
+        return {r[0]: r[8:] for r in rows(section(http.get("/ui/datasets").text, "datasets"))}
+
+    found = status()
+    assert found[BIG] == ["passed"]  # logged with a contract it keeps
+    assert found[NAME] == ["not checked"]  # v1 was checked; v2, the newest, never
+    table = section(http.get("/ui/datasets").text, "datasets")
+    assert f'href="{version_path(BIG, 1)}#stored-checks"' in table
+    assert f"Contract satisfied ({BIG_ROWS} rows). · checked " in unescape(table)
+    # A failed check of the newest version makes the dataset's status failed.
+    rejected = log_directly(store, _frame(10, 4), "rejected")
+    strict = Contract(columns={"amount": Expect(min=0, allow_inf=True)})
+    stored = datasets(store)
+    stored.add_validation(rejected, strict, strict.validate(stored.load(rejected)), actor="ci")
+    assert status()["rejected"] == ["failed"]
+    assert "Contract violated: 1 rule(s) on 10 rows · checked " in unescape(
+        section(http.get("/ui/datasets").text, "datasets")
+    )
+
+
+def test_a_version_lists_its_stored_checks_newest_first(http: httpx.Client, store: Store) -> None:
+    failed, passed = datasets(store).validations(store.first)
+    assert (failed.ok, passed.ok) == (False, True)
+    html = http.get(version_path(NAME, 1)).text
+    listed = section(html, "stored-checks")
+    assert listed.index(f'id="check-{failed.validation_id}"') < listed.index(
+        f'id="check-{passed.validation_id}"'
+    )
+    assert html.index('id="stored-checks"') < html.index('<form class="contract"')
+    newest = listed[listed.index(f'id="check-{failed.validation_id}"') :]
+    assert "Contract violated: 6 rule(s) on 300 rows" in newest
+    assert f'by <span class="check-actor">{USER}</span>' in unescape(newest)
+    # The stored check lists each expectation as checking the same contract now does.
+    stored_rows = rows(section(html, f"expectations-{failed.validation_id}"))
+    pasted = http.post(version_path(NAME, 1) + "/validate", data={"contract": CONTRACT}).text
+    assert stored_rows == rows(section(pasted, "expectations"))
+    by_rule = {(r[1], r[2]): r for r in stored_rows}
+    assert by_rule[("min", "amount")][0] == "failed"
+    assert by_rule[("min", "amount")][3:5] == ["at least 0", "1 of 300"]
+    assert "row 2: -1.0" in by_rule[("min", "amount")][6]
+    assert by_rule[("unique", "tx_id")][0] == "passed"
+    assert "allowed: [grocery, travel]" in unescape(newest[: newest.index("</pre>")])
+    # The check kept when the version was logged: every rule passed, the Python check by name.
+    kept = {(r[1], r[2]): r[0] for r in rows(section(html, f"expectations-{passed.validation_id}"))}
+    assert kept == {
+        ("missing_column", "tx_id"): "passed",
+        ("dtype", "tx_id"): "passed",
+        ("not_null", "tx_id"): "passed",
+        ("finite", "tx_id"): "passed",
+        ("missing_column", "flag"): "passed",
+        ("dtype", "flag"): "passed",
+        ("unique", "tx_id"): "passed",
+        ("check", "some rows"): "passed",
+    }
+    assert_inert(html)
+    # v2 was never checked: the page says how to keep a check.
+    second = http.get(version_path(NAME, 2)).text
+    assert 'id="stored-checks"' not in second
+    hint = unescape(section(second, "no-stored-checks"))
+    assert f"modelloop datasets validate {NAME}@2 --contract FILE" in hint
 
 
 def test_a_dataset_lists_its_versions_newest_first_with_what_changed(
@@ -379,7 +469,10 @@ def test_a_satisfied_contract_passes_every_rule(http: httpx.Client, store: Store
         ("columns:\n  amount: {min: lots}", "columns.amount.min: Input should be a valid number"),
         ("columns:\n  amount: {maximum: 3}", "columns.amount.maximum: unknown setting"),
         ("columns:\n  amount: {dtype: flaot}", "unknown dtype 'flaot'"),
-        ("columns:\n  merchant: {allowed: [[a, b]]}", "cannot be applied: unhashable type"),
+        (
+            "columns:\n  merchant: {allowed: [[a, b]]}",
+            "columns.merchant.allowed: allowed values must be single values",
+        ),
         ("", "Paste a contract"),
         ("x" * 70_000, "longer than 64,000 characters"),
         (XSS[0], "expected a mapping"),
@@ -502,6 +595,13 @@ def test_browse_from_the_list_to_a_version_chart_and_contract(page: Watched, sto
     with page.page.expect_navigation(wait_until="load"):
         page.page.click("a.version-link:has-text('v1')")
     assert page.page.url.endswith(version_path(NAME, 1))
+    stored = page.page.locator("#stored-checks")
+    assert stored.locator("pre").first.is_hidden()  # the contract is folded away
+    stored.locator("details.stored-contract summary").first.click()
+    assert "allowed: [grocery, travel]" in stored.locator("pre").first.inner_text()
+    assert stored.locator("tr.failed").count() == 6
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    stored.screenshot(path=str(SCREENSHOTS / "datasets-stored-checks.png"))
     histogram = store.first.profile.columns["amount"].histogram
     assert histogram is not None
     page.page.select_option("#dist-column", "amount")

@@ -14,10 +14,13 @@ drawn as a density) or top values, with the Plotly of the other charts. The prev
 first :data:`PREVIEW_ROWS` rows of the version's own Parquet file, never a path or a format a
 request names.
 
-Contracts are not stored with versions (``ml.log_dataset(df, name, contract=...)`` refuses data
-that breaks one and keeps no report), so a version page checks one on demand: paste a contract
-in the YAML that ``modelloop datasets validate`` reads, and the page lists each expectation with
-pass or fail, how many rows broke it and examples.
+Contract checks are stored with the version they checked (``ml.log_dataset(df, name,
+contract=...)`` keeps the passing report of the version it logs, ``modelloop datasets validate
+NAME@VERSION`` keeps each result): the list shows whether each dataset's newest version passed,
+failed or was never checked, and a version page lists its stored checks, newest first, each
+expectation with pass or fail, how many rows broke it and examples. Below them a contract can be
+checked on demand: paste one in the YAML that ``modelloop datasets validate`` reads; that check
+only reads, so it is not stored (and viewers may run it).
 """
 
 from __future__ import annotations
@@ -32,7 +35,12 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from modelloop.datasets.entities import Dataset, DatasetVersion, check_dataset_name
+from modelloop.datasets.entities import (
+    Dataset,
+    DatasetValidation,
+    DatasetVersion,
+    check_dataset_name,
+)
 from modelloop.datasets.profile import QUANTILES, ColumnProfile
 from modelloop.datasets.store import SqlDatasetStore
 from modelloop.errors import Forbidden, InvalidArgument, ModelloopError, NotFound
@@ -51,6 +59,7 @@ RUNS_SHOWN = 100  # of the runs that logged, and that read, a version
 TOP_SHOWN = 5  # top values per column in the profile table (the chart shows all stored)
 CELL_CHARS = 80
 CONTRACT_CHARS = 64_000
+CHECKS_SHOWN = 20  # stored contract checks on a version page, newest first
 _SHOWN_QUANTILES = tuple(str(q) for q in QUANTILES[1:-1])  # min and max have their own columns
 
 
@@ -78,7 +87,8 @@ def register(router: APIRouter, pages: Pages) -> None:
 
     @router.post("/ui/datasets/{name}/versions/{version}/validate")
     async def validate(request: Request, name: str, version: str) -> HTMLResponse:
-        """Check the version against a pasted contract; nothing is stored."""
+        """Check the version against a pasted contract: a read (viewers may), nothing is
+        stored."""
         if not _same_origin(request):
             return pages.guarded(_refused)
         text = _form(await request.body()).get("contract", "")
@@ -141,6 +151,33 @@ class ContractCheck:
 
 
 @dataclass(frozen=True)
+class ContractStatus:
+    """How the newest version of a dataset fared against a contract: passed, failed or not
+    checked (its newest stored check; an older version's does not speak for it)."""
+
+    status: str
+    summary: str = ""
+    checked: DatasetValidation | None = None
+
+
+def _status(checked: DatasetValidation | None) -> ContractStatus:
+    if checked is None:
+        return ContractStatus("not checked")
+    summary = checked.report.summary().splitlines()[0]
+    return ContractStatus("passed" if checked.ok else "failed", summary, checked)
+
+
+@dataclass(frozen=True)
+class StoredCheck:
+    """A stored check of the version, as the page lists it."""
+
+    validation: DatasetValidation
+    summary: str
+    contract: str  # the contract's settings that differ from the defaults, as YAML
+    expectations: list[Expectation]
+
+
+@dataclass(frozen=True)
 class _Views:
     pages: Pages
     datasets: SqlDatasetStore
@@ -149,12 +186,13 @@ class _Views:
 
     def list_page(self) -> HTMLResponse:
         latest = {v.name: v for v in self.datasets.latest_versions()}
+        checked = self.datasets.latest_validations()
         found = self.datasets.list_datasets()
         return self.pages.render(
             "datasets.html",
             section="datasets",
             title="Datasets",
-            rows=[(d, latest.get(d.name)) for d in found],
+            rows=[(d, latest.get(d.name), _status(checked.get(d.name))) for d in found],
         )
 
     def dataset_page(self, name: str) -> HTMLResponse:
@@ -177,6 +215,9 @@ class _Views:
         dataset = self._dataset(name)
         version = self.datasets.get_version(dataset.name, _version_number(version_text))
         check = _check(self.datasets, version, contract_text) if contract_text is not None else None
+        stored = [
+            _stored(v, version) for v in self.datasets.validations(version, limit=CHECKS_SHOWN)
+        ]
         used = self.datasets.version_runs(version, limit=RUNS_SHOWN)
         runs = _runs(self.pages, [*used.logged_by, *used.read_by])
         preview, preview_note = _preview(self.datasets, version)
@@ -205,6 +246,8 @@ class _Views:
             preview=preview,
             preview_note=preview_note,
             check=check,
+            stored=stored,
+            checks_shown=CHECKS_SHOWN,
         )
 
     def _dataset(self, name: str) -> Dataset:
@@ -395,11 +438,57 @@ def _check(datasets: SqlDatasetStore, version: DatasetVersion, text: str) -> Con
     return check
 
 
+def _stored(validation: DatasetValidation, version: DatasetVersion) -> StoredCheck:
+    """A stored check with each expectation of its contract; a contract that no longer reads
+    as one (the rules changed since) still shows every violation its report holds."""
+    from modelloop.datasets.contracts import Contract
+
+    report = validation.report
+    try:
+        contract = Contract.from_dict(validation.contract, source="The stored contract")
+    except InvalidArgument:
+        contract = Contract()
+    return StoredCheck(
+        validation,
+        report.summary().splitlines()[0],
+        _contract_text(validation.contract),
+        _expectations(contract, report, version, validation.checks),
+    )
+
+
+def _contract_text(config: Mapping[str, Any]) -> str:
+    """The stored contract as YAML, leaving out the settings left at their defaults (its
+    custom Python checks are rows of the table, by name)."""
+    import yaml
+
+    defaults = {"nullable": True, "allow_inf": False, "allow_extra_columns": True}
+    columns = {
+        name: {k: v for k, v in spec.items() if v is not None and defaults.get(k) != v}
+        for name, spec in (config.get("columns") or {}).items()
+    }
+    shown: dict[str, Any] = {"columns": columns} if columns else {}
+    if config.get("unique"):
+        shown["unique"] = config["unique"]
+    if any(b is not None for b in config.get("rows") or ()):
+        shown["rows"] = config["rows"]
+    if config.get("allow_extra_columns") is False:
+        shown["allow_extra_columns"] = False
+    return (
+        yaml.safe_dump(shown, sort_keys=False, allow_unicode=True, default_flow_style=None)
+        if shown
+        else ""
+    )
+
+
 def _expectations(
-    contract: Contract, report: ValidationReport, version: DatasetVersion
+    contract: Contract,
+    report: ValidationReport,
+    version: DatasetVersion,
+    checks: Sequence[str] = (),
 ) -> list[Expectation]:
-    """Each declared rule with its outcome; a violation no declared rule names (e.g. a range
-    on a text column) is listed too, so nothing the report holds is left out."""
+    """Each declared rule with its outcome (``checks``: the names of custom Python checks,
+    which a stored contract keeps by name only); a violation no declared rule names (e.g. a
+    range on a text column) is listed too, so nothing the report holds is left out."""
     columns = version.profile.columns
     violations = {id(v): v for v in report.violations}
     rows: list[Expectation] = []
@@ -450,6 +539,8 @@ def _expectations(
         add("unique", "+".join(contract.unique), "unique")
     if not contract.allow_extra_columns:
         add("extra_column", None, "no columns beyond the contract's")
+    for name in checks:
+        add("check", name, "custom check holds")
     for v in violations.values():
         rows.append(
             Expectation(
