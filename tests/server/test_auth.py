@@ -38,6 +38,42 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+def test_a_viewer_may_check_a_pasted_contract_but_not_change_anything(tmp_path: Path) -> None:
+    """Checking a pasted contract on a dataset version's page is a POST that only reads, so a
+    viewer may; only that exact route, and nothing is stored by it."""
+    import pandas as pd
+
+    from modelloop.artifacts import BlobStore
+    from modelloop.auth import Role, Users
+    from modelloop.datasets.store import SqlDatasetStore
+    from modelloop.store import close_database, open_database
+
+    settings = load_settings({"MODELLOOP_HOME": str(tmp_path)})
+    db = open_database(settings.database_url)
+    _, viewer = Users(db).add("vera", Role.viewer, actor="admin")
+    datasets = SqlDatasetStore(db, BlobStore(settings.artifact_uri))
+    version = datasets.log_version("tx", pd.DataFrame({"x": [1, 2]}), actor="admin")
+    contract = {"contract": "columns:\n  x: {dtype: int}\n"}
+    headers = {"Authorization": f"Bearer {viewer}"}
+    try:
+        with live_server(settings) as url, httpx.Client(base_url=url, headers=headers) as http:
+            checked = http.post("/ui/datasets/tx/versions/1/validate", data=contract)
+            assert checked.status_code == 200, checked.text
+            assert "Contract satisfied (2 rows)." in checked.text
+            assert datasets.validations(version) == []  # a read: nothing was kept
+            for path in (
+                "/ui/datasets/tx/versions/1/validate/more",
+                "/ui/datasets/tx/versions/1",
+                "/ui/datasets/tx/versions/1/validate%0A",
+                "/api/v1/experiments",
+            ):
+                refused = http.post(path, data=contract)
+                assert refused.status_code == 403, path
+                assert "has the viewer role" in refused.json()["message"]
+    finally:
+        close_database(settings.database_url)
+
+
 # -- refusing to start ---------------------------------------------------------------------------
 
 

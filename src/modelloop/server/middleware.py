@@ -42,6 +42,9 @@ _PUBLIC_PATHS = frozenset({"/health", "/", "/ui", "/ui/login", "/ui/logout"})  #
 _PUBLIC_PREFIXES = ("/ui/static/",)  # the UI's CSS and scripts, which the login page needs
 TOKEN_COOKIE = "modelloop_token"  # noqa: S105 - a name; its value is the token, %-encoded
 _READ_ONLY_POSTS = frozenset({"/api/v1/runs/search"})  # reads with a body: viewers may
+_READ_ONLY_POST_ROUTES = (  # the same, for routes with path parameters
+    re.compile(r"/ui/datasets/[^/]+/versions/[^/]+/validate"),  # a pasted contract, not stored
+)
 
 log = logging.getLogger("modelloop.server")
 
@@ -215,7 +218,12 @@ def _claimed_principal(scope: Scope) -> Principal | None:
 
 
 def _role_needed(scope: Scope) -> Role:
-    if scope["method"] in ("GET", "HEAD", "OPTIONS") or scope["path"] in _READ_ONLY_POSTS:
+    path = scope["path"]
+    if (
+        scope["method"] in ("GET", "HEAD", "OPTIONS")
+        or path in _READ_ONLY_POSTS
+        or any(route.fullmatch(path) for route in _READ_ONLY_POST_ROUTES)
+    ):
         return Role.viewer
     return Role.editor
 
