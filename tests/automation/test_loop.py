@@ -192,6 +192,7 @@ def test_the_policy_retrains_gates_on_a_replay_and_promotes_after_a_new_pattern(
     trigger = next(d for d in decisions if d.action == "policy.trigger")
     assert "performance" in trigger.evidence  # the ring's labels said the champion fell short
     assert not trigger.evidence["performance"]["holds"]
+    assert trigger.evidence["hurt"]  # a change that hurt: follow-ups may chase it
     assert trigger.evidence["change_start"].startswith(_iso_day(4))
     trained = next(d for d in decisions if d.action == "policy.trained")
     assert trained.evidence["window"][1] > _iso_day(4)  # it saw the ring's labels

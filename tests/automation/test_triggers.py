@@ -1,11 +1,20 @@
-"""Follow-up trainings after a change: only while its learning paid by more than ``min_gain``."""
+"""Triggers' judgements: a fall in the matured performance beyond the tolerance and the days'
+noise, and follow-up trainings after a change that hurt or whose learning paid."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from modelloop.automation.decision import Decision
 from modelloop.automation.policy import parse_policy
-from modelloop.automation.triggers import _follow_up
+from modelloop.automation.triggers import _follow_up, _holds
 from modelloop.clock import DAY_MS, iso
+from modelloop.monitoring.monitor import apply_monitor, get_monitor, monitor_database
+from modelloop.monitoring.runner import ScopeResult, Window
+from modelloop.monitoring.store import record_window
+from modelloop.settings import load_settings
 
 from .test_policy import GOOD
 
@@ -41,3 +50,62 @@ def test_follow_ups_need_a_gain_beyond_min_gain() -> None:
     # Not yet due (4 of every 5 days), or past ``within`` of the change's start.
     assert _follow_up(policy, _history(0.02), last, now - DAY_MS) is None
     assert _follow_up(policy, _history(0.02), last, CHANGE + 43 * DAY_MS) is None
+
+
+def _hurt_history() -> list[Decision]:
+    """A trigger for the change that found the performance fallen; its challenger did not pay."""
+    trained = CHANGE + 8 * DAY_MS
+    return [
+        Decision("policy.trigger", trained, {"change_start": iso(CHANGE), "hurt": True}),
+        *_history(-0.02),
+    ]
+
+
+def test_a_change_that_hurt_is_followed_even_when_its_first_replay_did_not_pay() -> None:
+    # The first training after a change sees a day of it; its replay holds a day of it too, so
+    # it rarely shows a gain beyond noise. A change that made the champion fall is followed.
+    policy = parse_policy(
+        {**GOOD, "triggers": {"follow_up": {"every": "5d", "within": "42d", "min_gain": 0.01}}}
+    )
+    last, now = CHANGE + 8 * DAY_MS, CHANGE + 13 * DAY_MS
+    due = _follow_up(policy, _hurt_history(), last, now)
+    assert due is not None
+    assert "after a change that hurt the matured performance" in due[0]
+    assert _follow_up(policy, _history(-0.02), last, now) is None  # neither hurt nor paid
+
+
+DAILY_AP = [0.80, 0.72, 0.86, 0.75, 0.83, 0.70, 0.84]  # the week before: noisy days, mean 0.786
+
+
+@pytest.mark.parametrize(
+    ("since", "holds"),
+    [
+        ([0.72], True),  # -0.066: beyond the tolerance 0.05, within one day's noise
+        ([0.55], False),  # -0.236: beyond both
+        ([0.73, 0.72, 0.71, 0.72, 0.73, 0.72, 0.71], False),  # -0.066 on 7 days: noise is small
+        ([0.76, 0.77], True),  # within the tolerance
+    ],
+)
+def test_the_performance_holds_unless_it_fell_beyond_tolerance_and_noise(
+    home: Path, since: list[float], holds: bool
+) -> None:
+    settings = load_settings()
+    apply_monitor({"name": "watch", "deployment": "online", "model": "m", "window": "1d"})
+    monitor = get_monitor("watch").monitor
+    db = monitor_database(settings)
+    days = [(d - 7, ap) for d, ap in enumerate(DAILY_AP)] + list(enumerate(since))
+    for day, ap in days:
+        start = CHANGE + day * DAY_MS
+        scope = ScopeResult(0, "ok", 100, {"performance.average_precision": ap})
+        record_window(db, monitor, "performance", Window(start, start + DAY_MS), [scope], start)
+    policy = parse_policy({**GOOD, "triggers": {"tolerance": 0.05}})
+    now = CHANGE + (len(since) + 8) * DAY_MS
+    held = _holds(policy, monitor, CHANGE, now, settings, [])
+    assert held is not None
+    assert held["holds"] is holds, held["detail"]
+    assert held["bound"] >= 0.05
+    spread = 0.0627  # the week before's standard deviation
+    n = len(since)
+    assert held["bound"] == pytest.approx(
+        max(0.05, 1.645 * spread * (1 / 7 + 1 / n) ** 0.5), abs=1e-3
+    )

@@ -7,16 +7,18 @@ would cost and what it could gain:
 - a **performance** or **schedule** reason trains (the labels already say the model fell short);
 - **drift alone** is judged by the change's labels once they have matured: no training while
   the matured metric since the change (or since the champion's promotion) stays within
-  ``tolerance`` of its level in the week before it ("performance holds", from the monitor's
-  stored performance windows). Before its labels mature, drift is weighed instead: when the
-  drifted features carry less than ``min_importance`` of the champion's attention (mean
-  absolute contribution on the window's own requests) and the score did not drift, the model
-  barely reads what moved, so no retraining is scheduled (the labels will tell);
+  ``tolerance`` of its level in the week before it, or within the days' own noise when that is
+  larger ("performance holds", from the monitor's stored performance windows). Before its
+  labels mature, drift is weighed instead: when the drifted features carry less than
+  ``min_importance`` of the champion's attention (mean absolute contribution on the window's
+  own requests) and the score did not drift, the model barely reads what moved, so no
+  retraining is scheduled (the labels will tell);
 - a reason trains only once ``change_labels`` of the change's labels have matured (the change
   starts with the run of triggering windows the newest belongs to): before that a training
   could not see it, so the retraining is *scheduled* for that moment instead;
-- a change under way keeps moving: with ``follow_up``, a training for a change is followed by
-  another every ``follow_up.every`` until ``follow_up.within`` of the change's start;
+- a change under way keeps moving: with ``follow_up``, a training for a change that hurt (its
+  performance fell) or whose learning paid (beyond ``follow_up.min_gain`` on the replay) is
+  followed by another every ``follow_up.every`` until ``follow_up.within`` of the change's start;
 - never within the ``cooldown``, and never beyond the ``budget`` of trainings per period.
 
 Every judgement that does not train is a decision too (``skip`` or ``schedule``, with its
@@ -25,6 +27,8 @@ reason), recorded once per new window: the loop stores the newest window it judg
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
 Action = Literal["train", "schedule", "skip"]
 _LOOKBACK = 90  # drift windows walked back to find where a change started
 _DEFAULT_PERFORMANCE = PerformanceTrigger(below=0.0)  # the metric read when none is configured
+_ONE_SIDED_95 = 1.645
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ def check_triggers(
             planned["performance"] = held
             why = f"drift alone, and the matured performance holds: {held['detail']}"
             return Outcome("skip", {**planned, "skipped": why}, state.last_checked_at)
+        planned["hurt"] = not by_drift or (held is not None and not held["holds"])
         return _within_budget(policy, Outcome("train", planned), history, now)
     # Only windows since the loop came back to idle (older ones judged the previous model) and
     # not judged already.
@@ -141,10 +147,12 @@ def check_triggers(
     evidence["change_start"] = iso(change)
     matured = duration_ms(monitor.performance.label_delay) + duration_ms(monitor.grace)
     ready = change + duration_ms(triggers.change_labels) + matured
+    evidence["hurt"] = fell
     if not fell and now >= ready:  # drift alone, and the change's labels say how much it hurt
         held = _holds(policy, monitor, change, now, settings, history)
         if held is not None:
             evidence["performance"] = held
+            evidence["hurt"] = not held["holds"]
             if held["holds"]:
                 why = f"drift alone, and the matured performance holds: {held['detail']}"
                 return Outcome("skip", {**evidence, "skipped": why}, judged)
@@ -251,8 +259,9 @@ def _follow_up(
     policy: Policy, history: Sequence[Decision], last_trained: int | None, now: int
 ) -> tuple[str, int] | None:
     """(reason, change start) when a change trained for is due a follow-up training: only a
-    change whose learning paid, i.e. one of the trainings for it beat the champion beyond noise
-    on the replay (the lower bound of the primary metric's interval above ``min_gain``)."""
+    change that hurt (the matured performance fell) or whose learning paid, i.e. one of the
+    trainings for it beat the champion beyond noise on the replay (the lower bound of the
+    primary metric's interval above ``min_gain``)."""
     follow = policy.triggers.follow_up
     if follow is None or last_trained is None:
         return None
@@ -265,15 +274,31 @@ def _follow_up(
         return None
     if now - change > duration_ms(follow.within):
         return None
-    if not _learning_paid(history, change, follow.min_gain):
+    if _hurt(history, change):
+        why = "that hurt the matured performance"
+    elif _learning_paid(history, change, follow.min_gain):
+        by = f" by more than {follow.min_gain:g}" if follow.min_gain else ""
+        why = f"whose learning paid on the replay{by}"
+    else:
         return None
     reason = (
         f"following the change from {iso(change)}: {days(now - last_trained)} since the last "
         f"training (every {days(duration_ms(follow.every))} for "
-        f"{days(duration_ms(follow.within))} after a change whose learning paid on the replay"
-        + (f" by more than {follow.min_gain:g})" if follow.min_gain else ")")
+        f"{days(duration_ms(follow.within))} after a change {why})"
     )
     return reason, change
+
+
+def _hurt(history: Sequence[Decision], change: int) -> bool:
+    """Whether a trigger for ``change`` found the matured performance fallen (below the
+    performance trigger, or beyond the tolerance and the noise since the change)."""
+    return any(
+        event.action == "policy.trigger"
+        and event.evidence.get("hurt")
+        and event.evidence.get("change_start")
+        and to_ms(_instant(event.evidence["change_start"])) == change
+        for event in history
+    )
 
 
 def _learning_paid(history: Sequence[Decision], change: int, min_gain: float = 0.0) -> bool:
@@ -351,15 +376,22 @@ def _holds(
             "window yet (it learnt from the change): judged again once it has"
         )
         return {"holds": True, "detail": detail}
-    level, now_level = sum(before) / len(before), sum(since) / len(since)
-    holds = now_level >= level - policy.triggers.tolerance
+    level, now_level = statistics.fmean(before), statistics.fmean(since)
+    # A day's metric is noisy (a few dozen positives): a fall counts when it is beyond the
+    # tolerance and beyond the days' own noise (the week before's day-to-day spread, one-sided
+    # 95% bound on the difference of the two means).
+    spread = statistics.stdev(before) if len(before) > 1 else 0.0
+    noise = _ONE_SIDED_95 * spread * math.sqrt(1 / len(before) + 1 / len(since))
+    bound = max(policy.triggers.tolerance, noise)
+    holds = level - now_level <= bound
     detail = (
         f"{metric} {now_level:.4f} over {len(since)} matured window(s) since "
         f"{'the change' if start == change else 'the champion was promoted'} vs "
-        f"{level:.4f} over {len(before)} before the change ({'within' if holds else 'beyond'} the "
-        f"tolerance {policy.triggers.tolerance:g})"
+        f"{level:.4f} over {len(before)} before the change: a fall of {level - now_level:+.4f} "
+        f"is {'within' if holds else 'beyond'} {bound:.4f} (the tolerance "
+        f"{policy.triggers.tolerance:g} or the days' noise {noise:.4f}, whichever is larger)"
     )
-    return {"holds": holds, "since": now_level, "before": level, "detail": detail}
+    return {"holds": holds, "since": now_level, "before": level, "bound": bound, "detail": detail}
 
 
 def _within_budget(
