@@ -13,11 +13,13 @@
       min_importance: 0.2              # drift alone retrains only if the drifted features carry
                                        #   this share of the champion's attention
       tolerance: 0.05                  # ...nor while the matured metric since the change stays
-                                       #   within this of its level the week before
+                                       #   within this (or the days' noise, when larger) of its
+                                       #   level the week before
       change_labels: 1d                # ...and once this much of the change's labels matured
       budget: {trainings: 8, per: 56d} # at most this many trainings in any such period
-      follow_up: {every: 7d, within: 42d, min_gain: 0.01}  # after a change whose learning
-                                       #   paid (gain's lower bound > 0.01), retrain weekly
+      follow_up: {every: 7d, within: 42d, min_gain: 0.01}  # after a change that hurt or
+                                       #   whose learning paid (gain's lower bound > 0.01),
+                                       #   retrain weekly while it is young
     training:
       function: my_package.fraud:train # train(data, context) -> model (or ModelOutput)
       window: 21d                      # labelled predictions used, ending at the newest matured one
@@ -103,9 +105,10 @@ class Budget(_Durations):
 class FollowUp(_Durations):
     """After a training for a change, train again every ``every`` until ``within`` of the
     change's start: a change under way keeps moving, and models learn it as its labels grow.
-    Only after a change whose learning paid: a challenger trained for it beat its champion on
-    the replay by more than ``min_gain`` (the lower bound of the gate's primary interval), so
-    a change that new data barely improves on is not chased every week."""
+    Only after a change that hurt (the matured performance fell beyond the tolerance and the
+    noise) or whose learning paid: a challenger trained for it beat its champion on the replay
+    by more than ``min_gain`` (the lower bound of the gate's primary interval), so a change
+    that neither hurt nor new data improves on is not chased every week."""
 
     every: timedelta = timedelta(days=7)
     within: timedelta = timedelta(days=42)

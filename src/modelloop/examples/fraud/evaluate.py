@@ -608,7 +608,8 @@ def _policy_lines(policy: Any) -> list[str]:
         f"features carry < {t.min_importance:.0%} of the champion's attention (mean "
         f"|contribution|) and, once the change's labels have matured, trains only if the matured "
         f"{(t.performance.metric if t.performance else 'metric')} since the change (or the "
-        f"champion's promotion) fell more than {t.tolerance:g} below the week before it; a "
+        f"champion's promotion) fell below the week before it by more than {t.tolerance:g} "
+        "and more than the days' noise (one-sided 95% bound from the week before's spread); a "
         "training waits (scheduled) until "
         f"{_duration(t.change_labels)} of the change's labels have matured; cooldown "
         f"{_duration(t.cooldown)} between trainings"
@@ -618,9 +619,10 @@ def _policy_lines(policy: Any) -> list[str]:
             else ""
         )
         + (
-            f"; after a change whose learning paid (a challenger beat the champion beyond noise "
-            f"on the replay), a follow-up training every {_duration(t.follow_up.every)} for "
-            f"{_duration(t.follow_up.within)}"
+            f"; after a change that hurt (the matured metric fell, as above) or whose learning "
+            f"paid (a challenger beat the champion on the replay, lower bound above "
+            f"{t.follow_up.min_gain:g}), a follow-up training every "
+            f"{_duration(t.follow_up.every)} for {_duration(t.follow_up.within)}"
             if t.follow_up
             else ""
         )
