@@ -52,6 +52,11 @@ if TYPE_CHECKING:
     from modelloop.tracking.run import ActiveRun
 
 
+# On a version registered from a cached pipeline step's run: that run (the version's run_id is
+# the earlier run whose package the step reused).
+TAG_REGISTERED_FROM = "modelloop.registered_from"
+
+
 def open_registry_store(settings: Settings) -> RegistryStore:
     """The registry backend named by the settings."""
     if settings.tracking_uri is not None:
@@ -105,7 +110,9 @@ class Registry:
     ) -> ModelVersion:
         """Package ``model`` into the run's artifacts under ``artifact_path`` and register it as
         the next version of ``name``; with ``model=None``, register the package already logged
-        there (its manifest, when present, supplies the flavor and signature).
+        there (its manifest, when present, supplies the flavor and signature). A cached pipeline
+        step's run logged nothing: its package is the one of the run it reuses, so the version
+        is registered from that run, tagged ``modelloop.registered_from`` = ``run``.
 
         ``training_data`` (a frame, or a dataset reference such as ``"fraud@3"``) gives the
         version its drift reference; without it, the dataset the run trained on according to
@@ -116,6 +123,11 @@ class Registry:
         frame, source = self._training_frame(training_data)
         digests = dict(dataset_digests or {})
         version_tags = {k: v if isinstance(v, str) else str(v) for k, v in (tags or {}).items()}
+        if model is None:
+            package_run = self._package_run(run_id, prefix)
+            if package_run != run_id:  # the version's run is the one that made the package
+                version_tags[TAG_REGISTERED_FROM] = run_id
+                run_id = package_run
         flavor: str | None
         signature_dict: dict[str, Any] | None
         missing: str | None = None  # why the version gets no drift reference
@@ -259,6 +271,19 @@ class Registry:
             payload = reference.fit(package, data, allow_pickle)
         info = self.client.log_bytes(run_id, payload, reference.beside_path(payload))
         return info.path, source, None
+
+    def _package_run(self, run_id: str, prefix: str) -> str:
+        """The run holding the package under ``prefix``: ``run_id``, or for a cached pipeline
+        step's run, which logged nothing, the run it stands for (its ``cached_from`` tag)."""
+        from modelloop.pipelines.executors import TAG_CACHED_FROM
+
+        chain = [run_id]
+        while True:
+            current = chain[-1]
+            original = self.client.get_run(current).tags.get(TAG_CACHED_FROM)
+            if not original or original in chain or self.client.list_artifacts(current, prefix):
+                return current
+            chain.append(original)
 
     def _logged_manifest(self, run_id: str, prefix: str) -> tuple[str | None, Any]:
         import json
