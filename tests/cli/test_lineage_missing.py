@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 import modelloop as ml
@@ -35,3 +36,15 @@ def test_lineage_of_a_missing_target_exits_non_zero(home: Path) -> None:
     assert existing.output.strip() == "dataset fraud@1"
     run_lineage = runner.invoke(app, ["lineage", run.run_id])
     assert run_lineage.exit_code == 0, run_lineage.output
+
+
+def test_the_sdk_lineage_of_a_missing_target_raises_not_found(home: Path) -> None:
+    # The check lives in the SDK: the CLI, the REST API and scripts all get it.
+    from modelloop.errors import NotFound
+
+    ml.log_dataset(pd.DataFrame({"amount": [1.0, 2.0]}), "fraud")
+    with pytest.raises(NotFound, match="No version 2 of dataset 'fraud'"):
+        ml.lineage("dataset:fraud@2")
+    with pytest.raises(NotFound, match="Registered model 'fraud-detector' does not exist"):
+        ml.lineage("models:/fraud-detector/7")
+    assert ml.lineage("dataset:fraud@1").root == ("dataset", "fraud@1")

@@ -160,7 +160,6 @@ def lineage(
 
     with _client() as client:
         graph = walk(target, client)
-        _require(graph.root, client)
     if output is OutputFormat.json:
         _output.print_json(
             {
@@ -173,39 +172,6 @@ def lineage(
         )
         return
     typer.echo(graph.render())
-
-
-def _require(root: tuple[str, str], client: Any) -> None:
-    """NotFound when the thing asked about does not exist: its lineage would otherwise print
-    as an empty tree, as if it did. (A missing run already fails while walking.)"""
-    from modelloop.errors import NotFound
-
-    kind, ident = root
-    if kind == "model_version":
-        from modelloop.registry.client import Registry
-
-        name, _, version = ident.rpartition("/")
-        registry = Registry(client)
-        try:
-            registry.get_version(name, int(version))
-        finally:
-            registry.close()
-    elif kind == "dataset":
-        from modelloop.datasets.entities import parse_ref
-        from modelloop.datasets.fluent import dataset_store
-
-        name, number = parse_ref(ident)
-        found = dataset_store(client).get_version(name, number)  # NotFound names it
-        if number is None:
-            raise InvalidArgument(
-                f"Name a version: lineage is recorded per dataset version, e.g. "
-                f"dataset:{found.ref} (the latest)"
-            )
-    elif kind == "artifact":
-        from modelloop.pipelines.lineage import blobs_of
-
-        if not blobs_of(client).exists(ident):
-            raise NotFound(f"No artifact with digest {ident}")
 
 
 def reproduce(

@@ -86,6 +86,8 @@ def lineage(target: str, client: Client | None = None) -> LineageGraph:
         client = get_client()
     db = database_of(client)
     root = _parse(target)
+    if not _recorded(db, root):
+        _require(root, client)
     graph = LineageGraph(root)
     frontier = [root]
     while frontier:
@@ -97,6 +99,49 @@ def lineage(target: str, client: Client | None = None) -> LineageGraph:
             graph.edges.append((parent, node, relation))
             frontier.append(parent)
     return graph
+
+
+def _require(root: Node, client: Client) -> None:
+    """NotFound when the thing asked about neither exists nor is named by lineage: its lineage
+    would otherwise print as an empty tree, as if it did. (A missing run fails while walking.)"""
+    kind, ident = root
+    if kind == "model_version":
+        from modelloop.registry.client import Registry
+
+        name, _, version = ident.rpartition("/")
+        registry = Registry(client)
+        try:
+            registry.get_version(name, int(version))
+        finally:
+            registry.close()
+    elif kind == "dataset":
+        from modelloop.datasets.entities import parse_ref
+        from modelloop.datasets.fluent import dataset_store
+
+        name, number = parse_ref(ident)
+        found = dataset_store(client).get_version(name, number)  # NotFound names it
+        if number is None:
+            raise InvalidArgument(
+                f"Name a version: lineage is recorded per dataset version, e.g. "
+                f"dataset:{found.ref} (the latest)"
+            )
+    elif kind == "artifact" and not blobs_of(client).exists(ident):
+        raise NotFound(f"No artifact with digest {ident}")
+
+
+def _recorded(db: Database, node: Node) -> bool:
+    """Whether lineage names ``node`` (e.g. a dataset a run read from outside the store)."""
+    from sqlalchemy import and_, or_, select
+
+    from modelloop.store.tables import lineage_edges as e
+
+    kind, ident = node
+    named = or_(
+        and_(e.c.source_kind == kind, e.c.source_id == ident),
+        and_(e.c.target_kind == kind, e.c.target_id == ident),
+    )
+    with db.read() as conn:
+        return conn.execute(select(e.c.edge_id).where(named).limit(1)).first() is not None
 
 
 def _parse(target: str) -> Node:
