@@ -238,6 +238,17 @@ def test_predictions_export_writes_one_parquet_file(registry: Registry, tmp_path
     frame: Any = pd.read_parquet(out)
     assert sorted(frame["prediction_id"]) == sorted(pids)
     assert frame.set_index("prediction_id").loc[pids[0], "label"] == 1.0
+    # A registered model without predictions in the range: an empty file, said so. A name
+    # neither the registry nor the log knows: an error, and no file.
+    empty = runner.invoke(app, ["predictions", "export", "fraud", "--start", "2001-01-01",
+                                "--end", "2001-01-02", "--output", str(out)])  # fmt: skip
+    assert empty.exit_code == 0, empty.output
+    assert "Wrote 0 predictions" in empty.output
+    typo = tmp_path / "typo.parquet"
+    missing = runner.invoke(app, ["predictions", "export", "fruad", "--output", str(typo)])
+    assert missing.exit_code == 3, missing.output
+    assert "Registered model 'fruad' does not exist" in missing.output
+    assert not typo.exists()
 
 
 def test_deployments_apply_from_options_and_a_file_with_overrides(

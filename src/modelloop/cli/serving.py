@@ -331,9 +331,11 @@ def predictions_export(
         str | None, typer.Option(help="Only this deployment's predictions.")
     ] = None,
 ) -> None:
-    from modelloop.serving.predictions import predictions
+    from modelloop.serving.predictions import predictions, require_model
 
     frame = predictions(model, start, end, deployment=deployment)
+    if frame.empty:
+        require_model(model)
     output.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(output, index=False)
     labelled = int(frame["label"].notna().sum() + frame["label_text"].notna().sum())

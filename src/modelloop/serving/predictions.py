@@ -180,6 +180,27 @@ def _join_labels(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return frame.merge(labels, on="prediction_id", how="left")
 
 
+def require_model(model: str, settings: Settings | None = None) -> None:
+    """NotFound for a model the registry does not know and the log never heard of: for a
+    command that asked for one by name, a typo is not "no predictions yet". (Monitors read
+    no rows for such a model instead: their windows say ``no_data``.)"""
+    settings = settings or load_settings()
+    import pyarrow.fs as pafs
+
+    from modelloop.registry.client import Registry
+    from modelloop.tracking.client import Client
+
+    fs, root = open_log_filesystem(settings.prediction_log_uri)
+    folder = fs.get_file_info(f"{root}/model={escape_partition(model)}")
+    if folder.type != pafs.FileType.NotFound:
+        return
+    registry = Registry(Client(settings=settings))
+    try:
+        registry.get_model(model)  # NotFound: "Registered model ... does not exist"
+    finally:
+        registry.close()
+
+
 def _empty(with_labels: bool) -> pd.DataFrame:
     import pandas as pd
 
