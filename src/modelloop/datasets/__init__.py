@@ -9,7 +9,7 @@ from modelloop.datasets.contracts import (
     ValidationReport,
     Violation,
 )
-from modelloop.datasets.entities import Dataset, DatasetVersion, Schema
+from modelloop.datasets.entities import Dataset, DatasetValidation, DatasetVersion, Schema
 from modelloop.datasets.fluent import (
     dataset_versions,
     get_dataset,
@@ -29,6 +29,7 @@ __all__ = [
     "ContractViolation",
     "Dataset",
     "DatasetProfile",
+    "DatasetValidation",
     "DatasetVersion",
     "Expect",
     "Histogram",
