@@ -9,9 +9,20 @@ import typer
 from typer.testing import CliRunner
 
 from modelloop.cli.pipelines import lineage, pipelines_app
+from modelloop.pipelines import Pipeline, step
 
 TARGET = "modelloop.examples.training_pipeline:pipeline"
 runner = CliRunner()
+
+
+@step
+def fit() -> object:
+    from sklearn.dummy import DummyClassifier
+
+    return DummyClassifier().fit([[0.0], [1.0]], [0, 1])  # a raw model: no signature
+
+
+RAW_MODEL = Pipeline([fit], name="raw-model")
 
 
 def _lineage_app() -> typer.Typer:
@@ -58,6 +69,24 @@ def test_failed_run_exits_non_zero_and_bad_target_is_one_line(home: Path) -> Non
     failing = runner.invoke(pipelines_app, ["run", TARGET, "-p", "n_rows=0"])
     assert failing.exit_code == 1
     assert "FAILED" in failing.stdout
+
+
+def test_failed_step_prints_its_reason_and_where_the_traceback_is(home: Path) -> None:
+    target = f"{__name__}:RAW_MODEL"
+    ran = runner.invoke(pipelines_app, ["run", target])
+    assert ran.exit_code == 1
+    reason = "InvalidArgument: a step returned a DummyClassifier model without a signature"
+    assert f"fit failed: modelloop.errors.{reason}" in ran.stdout
+    assert "ModelOutput(model, training_data=X)" in ran.stdout
+    as_json = runner.invoke(pipelines_app, ["run", target, "-o", "json"])
+    result = json.loads(as_json.stdout)
+    fit_step = result["steps"][0]
+    assert reason in fit_step["reason"]
+    assert "  traceback: modelloop runs show " in ran.stdout
+    shown = runner.invoke(pipelines_app, ["show", result["run_id"]])
+    assert shown.exit_code == 0, shown.output
+    assert f"fit failed: modelloop.errors.{reason}" in shown.stdout
+    assert f"traceback: modelloop runs show {fit_step['run_id']}" in shown.stdout
 
 
 def test_lineage_command(home: Path) -> None:

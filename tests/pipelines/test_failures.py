@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,18 @@ def test_next_run_reuses_upstream_and_runs_the_fixed_step(home: Path) -> None:
     }
     assert fixed.steps["base"].cached_from == broken.steps["base"].run_id
     assert fixed.value("after_after") == 8
+
+
+def test_failed_step_keeps_a_one_line_reason_also_for_older_records(home: Path) -> None:
+    result = PIPE.run(params={"fail": True})
+    assert result.steps["fragile"].reason == "RuntimeError: fragile broke on purpose"
+    assert PipelineRun.load(result.run_id).steps["fragile"].reason == result.steps["fragile"].reason
+    client = get_client()
+    doc = result.to_dict()
+    for state in doc["steps"]:
+        del state["reason"]  # as pipeline.json was written before steps kept a reason
+    older = client.create_run("fragile", name="older")
+    client.log_bytes(older.run_id, json.dumps(doc).encode(), "pipeline.json")
+    loaded = PipelineRun.load(older.run_id).steps
+    assert loaded["fragile"].reason == "RuntimeError: fragile broke on purpose"
+    assert loaded["base"].reason is None

@@ -246,6 +246,11 @@ def _show(result: PipelineRun, output: OutputFormat) -> None:
     ]
     columns = ["step", "state", "duration", "after", "run", "cached from"]
     _table(columns, rows, "No steps.")
+    for s in result.steps.values():
+        if s.state == "FAILED":
+            typer.echo(f"{s.name} failed: {s.reason or 'unknown error'}")
+            if s.run_id:
+                typer.echo(f"  traceback: modelloop runs show {s.run_id}")
 
 
 def _table(columns: list[str], rows: list[list[Any]], empty: str) -> None:

@@ -64,9 +64,10 @@ class StepResult:
     run_id: str | None
     outputs: dict[str, outputs.Ref]
     duration_s: float
-    error: str | None = None
+    error: str | None = None  # the last frames of the traceback (also the run's error)
     cached_from: str | None = None
     datasets: dict[str, int] = field(default_factory=dict)  # reference as read -> version
+    reason: str | None = None  # why it failed in one line: the exception's type and message
 
 
 class Executor(Protocol):
@@ -168,7 +169,9 @@ def run_step(call: StepCall, client: Client, fn: Callable[..., Any] | None = Non
     except Exception as exc:
         error = "".join(traceback.format_exception(exc, limit=-3))
         client.end_run(run_id, RunStatus.FAILED, error=error[-4000:])
-        return StepResult(call.step, FAILED, run_id, {}, time.perf_counter() - started, error)
+        reason = "".join(traceback.format_exception_only(exc)).strip()
+        duration = time.perf_counter() - started
+        return StepResult(call.step, FAILED, run_id, {}, duration, error, reason=reason)
     db = database_of(client)
     edges = [("artifact", ref["digest"], "run", run_id, "input") for ref in call.inputs.values()]
     edges += [("run", run_id, "artifact", ref["digest"], "output") for ref in refs.values()]

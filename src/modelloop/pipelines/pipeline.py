@@ -63,12 +63,13 @@ class StepState:
     duration_s: float = 0.0
     cached_from: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
+    error: str | None = None  # the last frames of a failed step's traceback
     upstream: list[str] = field(default_factory=list)
     trials: list[dict[str, Any]] = field(default_factory=list)
     target: str | None = None  # module:qualname of the step function
     code: dict[str, str] = field(default_factory=dict)  # cache.code_fingerprint at run time
     datasets: dict[str, int] = field(default_factory=dict)  # dataset reference read -> version
+    reason: str | None = None  # why it failed in one line: the exception's type and message
 
 
 @dataclass
@@ -113,6 +114,9 @@ class PipelineRun:
         except NotFound:
             raise NotFound(f"run {run_id} is not a finished pipeline run") from None
         steps = {s["name"]: StepState(**s) for s in doc["steps"]}
+        for state in steps.values():  # runs recorded before steps kept a one-line reason
+            if state.error and not state.reason:
+                state.reason = _last_line(state.error)
         return cls(
             doc["run_id"], doc["name"], doc["status"], doc["params"], steps, doc.get("target")
         )
@@ -296,11 +300,11 @@ class _Driver:
             for future in done:
                 name, index = self.running.pop(future)
                 error = future.exception()
-                result = (
-                    future.result()
-                    if error is None
-                    else StepResult(name, FAILED, None, {}, 0.0, f"executor error: {error!r}")
-                )
+                if error is None:
+                    result = future.result()
+                else:
+                    reason = f"executor error: {error!r}"
+                    result = StepResult(name, FAILED, None, {}, 0.0, reason, reason=reason)
                 self._collect(name, index, result)
 
     def _launch(self, name: str, params: dict[str, Any]) -> None:
@@ -388,7 +392,7 @@ class _Driver:
             best = self._best(node.fan_out, done)
         state.state = best.status
         state.run_id, state.cached_from = best.run_id, best.cached_from
-        state.outputs, state.error = best.outputs, best.error
+        state.outputs, state.error, state.reason = best.outputs, best.error, best.reason
         state.datasets = best.datasets
         state.duration_s = round(sum(r.duration_s for r in done), 6)
         self._emit(name, state.state)
@@ -459,6 +463,11 @@ def _locate(pipeline: Pipeline) -> str | None:
             if value is pipeline:
                 return f"{node.fn.__module__}:{attribute}"
     return None
+
+
+def _last_line(error: str) -> str:
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    return lines[-1] if lines else error
 
 
 def _seeds(params: Mapping[str, Any]) -> dict[str, str]:

@@ -171,7 +171,7 @@ def _compare(
     comparison = StepComparison(after.name, MATCH, old, now)
     if after.state == FAILED:
         comparison.status = FAILED
-        comparison.reasons.append(f"failed: {_last_line(after.error)}")
+        comparison.reasons.append(f"failed: {after.reason or 'unknown error'}")
         return comparison
     if after.state == SKIPPED:
         comparison.status = SKIPPED
@@ -306,8 +306,3 @@ def _context_reasons(
     ):
         reasons.append("uncommitted changes differ (git diff)")
     return reasons
-
-
-def _last_line(error: str | None) -> str:
-    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
-    return lines[-1] if lines else "unknown error"
