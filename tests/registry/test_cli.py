@@ -130,3 +130,27 @@ def test_empty_registry(home: Path) -> None:
     assert "No audit events" in ok("audit", "log")
     assert "empty" in ok("audit", "verify")
     assert "No users yet" in ok("users", "list")
+
+
+def test_register_from_a_pipeline_step_names_where_its_model_package_is(home: Path) -> None:
+    from modelloop.examples.training_pipeline import pipeline
+
+    train = pipeline.run().steps["train"]
+    assert train.run_id is not None
+    fluent.close_clients()
+    error = fails(3, "models", "register", train.run_id, "example")
+    assert f"Run {train.run_id} has no artifacts under 'model'" in error
+    assert "its model packages are under outputs/model" in error
+    assert "--artifact-path outputs/model" in error
+    registered = ok(
+        "models", "register", train.run_id, "example", "--artifact-path", "outputs/model"
+    )
+    assert "Registered models:/example/1" in registered
+
+
+def test_register_from_a_run_without_any_model_package(home: Path) -> None:
+    with ml.start_run(experiment="fraud") as run:
+        run.log_text("a,b\n", "reports/confusion.csv")
+    fluent.close_clients()
+    error = fails(3, "models", "register", run.run_id, "m")
+    assert "no artifacts under 'model' and no model package elsewhere" in error

@@ -94,12 +94,19 @@ def _time(ms: int | None) -> str:
     help="Register a model package already logged in a run's artifacts as the next version.",
     epilog=_examples(
         "modelloop models register <run-id> quickstart-lgbm --artifact-path model",
+        "modelloop models register <step-run-id> example --artifact-path outputs/model",
     ),
 )
 def models_register(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run holding the package.")],
     name: Name,
-    artifact_path: Annotated[str, typer.Option(help="The package's folder in the run.")] = "model",
+    artifact_path: Annotated[
+        str,
+        typer.Option(
+            help="The package's folder in the run (a pipeline step's model output: "
+            "outputs/<output name>)."
+        ),
+    ] = "model",
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     dataset: Annotated[
         str | None,

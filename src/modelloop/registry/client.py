@@ -128,6 +128,7 @@ class Registry:
             if package_run != run_id:  # the version's run is the one that made the package
                 version_tags[TAG_REGISTERED_FROM] = run_id
                 run_id = package_run
+            self._require_package(run_id, prefix)
         flavor: str | None
         signature_dict: dict[str, Any] | None
         missing: str | None = None  # why the version gets no drift reference
@@ -284,6 +285,27 @@ class Registry:
             if not original or original in chain or self.client.list_artifacts(current, prefix):
                 return current
             chain.append(original)
+
+    def _require_package(self, run_id: str, prefix: str) -> None:
+        """NotFound naming the run's folders that do hold a model package (a pipeline step's
+        model is under ``outputs/<output name>``, not the default ``model``)."""
+        from modelloop.flavors import MANIFEST_NAME
+
+        logged = [info.path for info in self.client.list_artifacts(run_id)]
+        if any(path.startswith(prefix + "/") for path in logged):
+            return
+        suffix = "/" + MANIFEST_NAME
+        packages = sorted(p.removesuffix(suffix) for p in logged if p.endswith(suffix))
+        if not packages:
+            raise NotFound(
+                f"Run {run_id} has no artifacts under {prefix!r} and no model package elsewhere: "
+                "log the model package there first (or pass the model to register_model)"
+            )
+        raise NotFound(
+            f"Run {run_id} has no artifacts under {prefix!r}; its model packages are under "
+            f"{', '.join(packages)}: register one with artifact_path={packages[0]!r} "
+            f"(--artifact-path {packages[0]} on the command line)"
+        )
 
     def _logged_manifest(self, run_id: str, prefix: str) -> tuple[str | None, Any]:
         import json
