@@ -12,6 +12,7 @@ Thin: every command calls the monitoring SDK (local store or server alike) and r
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -171,6 +172,8 @@ def monitor_run(
         summary = _summary(whole["values"]) if whole else ""
         status = whole["status"] if whole else "no_data"
         typer.echo(f"{result['kind']:<11} {start}  {status:<19} {summary}")
+        for note in whole.get("notes", []) if whole else []:
+            typer.echo(f"  note: {note}")
         for alert in result["alerts"]:
             typer.echo(f"  alert {alert['state']}: {alert['rule']} ({alert['metric']} "
                        f"{alert['condition']}, value {alert['value']:.6g})")  # fmt: skip
@@ -180,7 +183,10 @@ def monitor_run(
 @monitor_app.command(
     "results",
     help="The monitor's windows as a time series: status, prediction count and the main "
-    "values of each window (--output json has every value, per-feature drift included).",
+    "values of each window; for drift, the columns that drifted with the test that said so "
+    "(its p-value, or its distance against the threshold). Notes saying why a window's status "
+    "is not ok follow the table. --output json has every value, and per column the statistic "
+    "with its column type, method, p-value, threshold and whether it drifted.",
     epilog=_examples(
         "modelloop monitor results quickstart --kind drift",
         "modelloop monitor results quickstart --kind performance --start 2026-01-01 -o json",
@@ -206,7 +212,7 @@ def monitor_results(
     frame = fluent.monitor_results(name, kind=kind, version=version, start=start, end=end)
     records = [
         {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()
-         if not (isinstance(v, float) and math.isnan(v))}
+         if not (isinstance(v, float) and math.isnan(v)) and v is not None}
         for row in frame.to_dict(orient="records")
     ]  # fmt: skip
     if output is OutputFormat.json:
@@ -225,14 +231,24 @@ def monitor_results(
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("window start", "status", "predictions", *(c.split(".", 1)[1] for c in columns)):
         table.add_column(column, no_wrap=True, justify="left" if " " in column else "right")
+    if kind == "drift":
+        table.add_column("drifted", overflow="fold")
     for record in records:
-        table.add_row(
+        cells = [
             record["window_start"][:16].replace("T", " "),
             record["status"],
             str(record["n_predictions"]),
             *(_number(record.get(c)) for c in columns),
-        )
-    _output.console().print(table)
+        ]
+        if kind == "drift":
+            cells.append(_output.escape(_drifted(record)))
+        table.add_row(*cells)
+    console = _output.console()
+    console.print(table)
+    for record in records:
+        for note in record.get("notes") or []:
+            when = record["window_start"][:16].replace("T", " ")
+            console.print(_output.escape(f"{when} {record['status']}: {note}"))
 
 
 @monitor_app.command(
@@ -322,6 +338,22 @@ def _summary(values: dict[str, Any]) -> str:
         if k in (*_DRIFT_COLUMNS, *_PERFORMANCE_COLUMNS, "predictions")
     ]
     return " ".join(shown)
+
+
+def _drifted(record: Mapping[Any, Any]) -> str:
+    """The window's drifted columns, each with its test: the p-value for a test, the value
+    against the threshold for a distance (their statistics are not comparable)."""
+    shown = []
+    for column in record.get("drift.drifted_columns") or []:
+        key = f"drift.column.{column}"
+        method, p_value = record.get(f"{key}.method"), record.get(f"{key}.p_value")
+        threshold = _number(record.get(f"{key}.threshold"))
+        if p_value is not None:
+            test = f"p={p_value:.2g} < {threshold}"
+        else:
+            test = f"{_number(record.get(key))} >= {threshold}"
+        shown.append(f"{column} ({method} {test})")
+    return ", ".join(shown) or "-"
 
 
 def _number(value: Any) -> str:

@@ -99,9 +99,17 @@ def monitor_results(
     settings: Settings | None = None,
 ) -> pd.DataFrame:
     """The monitor's stored windows of ``kind`` as a time series, oldest first: one row per
-    window (``window_start``, ``window_end``, ``status``, ``n_predictions``) and one column per
-    value (``drift.share``, ``drift.column.amount``, ``performance.average_precision``, ...;
-    NaN where a window could not compute it). ``version`` 0 is the deployment as a whole."""
+    window (``window_start``, ``window_end``, ``status``, ``n_predictions``, and ``notes``:
+    why its status is what it is, e.g. how to give a ``no_reference`` window a reference) and
+    one column per value (``drift.share``, ``performance.average_precision``, ...; NaN where a
+    window could not compute it). ``version`` 0 is the deployment as a whole.
+
+    Drift windows also list their ``drift.drifted_columns`` and, per column (and for the
+    ``score``), the test that judged it, since statistics of different tests are on different
+    scales (a chi-squared of 29 and a KS distance of 0.1): ``drift.column.amount`` is the
+    statistic, ``drift.column.amount.type`` the column type the test was chosen for (numeric or
+    categorical), then ``.method``, ``.p_value`` (NaN for distances), ``.threshold`` (alpha
+    for a p-value, else the distance cut-off) and ``.drifted``."""
     import pandas as pd
 
     from modelloop.clock import to_ms
@@ -125,14 +133,38 @@ def monitor_results(
             monitor_database(settings), name, kind=kind, model_version=version,
             start=None if lo is None else to_ms(lo), end=None if hi is None else to_ms(hi),
         )  # fmt: skip
-    base = ["window_start", "window_end", "status", "n_predictions"]
+    base = ["window_start", "window_end", "status", "n_predictions", "notes"]
     frame = pd.DataFrame(
-        [{**{k: row[k] for k in base}, **row["values"]} for row in rows],
+        [_result_record(row) for row in rows],
         columns=None if rows else base,  # the columns of an empty series: the fixed ones
     )
     for column in ("window_start", "window_end"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
+
+
+def _result_record(row: dict[str, Any]) -> dict[str, Any]:
+    """One stored window as a row of ``monitor_results``: its facts and values, and for drift
+    the test behind each column's statistic, from the window's report."""
+    report = row.get("report") or {}
+    record: dict[str, Any] = {k: row[k] for k in ("window_start", "window_end", "status",
+                                                   "n_predictions")}  # fmt: skip
+    record["notes"] = list(report.get("notes") or [])
+    values = dict(row["values"])
+    tested = {f"drift.column.{c}": r for c, r in (report.get("columns") or {}).items()}
+    if isinstance(report.get("score"), dict):
+        tested["drift.score"] = report["score"]
+    record.update((k, v) for k, v in values.items() if k not in tested)
+    if "drifted_columns" in report:
+        record["drift.drifted_columns"] = list(report["drifted_columns"])
+    for key, result in tested.items():
+        record[key] = values.get(key, result.get("value"))
+        record[f"{key}.type"] = result.get("column_type")
+        record[f"{key}.method"] = result.get("method")
+        record[f"{key}.p_value"] = result.get("p_value")
+        record[f"{key}.threshold"] = result.get("threshold")
+        record[f"{key}.drifted"] = result.get("drifted")
+    return record
 
 
 def alerts(

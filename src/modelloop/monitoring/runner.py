@@ -121,6 +121,7 @@ class WindowResult:
                     "status": s.status,
                     "n_predictions": s.n_predictions,
                     "values": s.values,
+                    "notes": list(s.report.get("notes") or []),  # why a status is not ok
                 }
                 for s in self.scopes
             ],
