@@ -29,8 +29,10 @@ from tests.ui.test_pages import assert_inert
 
 MODEL, DEPLOYMENT, MONITOR, POLICY = "fraud-detector", "fraud-online", "fraud-watch", "fraud-loop"
 MARKUP_FEATURE = "<img src=x onerror=alert(1)>"  # a training column: names reach the page
-FEATURES = ["amount", "velocity", MARKUP_FEATURE, "merchant"]
+FLAG = "online"  # a 0/1 number: tested as categorical (the z-test), drawn per value
+FEATURES = ["amount", "velocity", MARKUP_FEATURE, "merchant", FLAG]
 PER_DAY = 400
+BLIND = "blind-watch"  # a monitor of a column no reference has: every window no_reference
 
 
 def day(n: int, hours: float = 0) -> datetime:
@@ -43,6 +45,7 @@ def transactions(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     frame["amount"] += shift
     frame[MARKUP_FEATURE] += shift
     frame["merchant"] = pd.Categorical(rng.choice(["grocery", "travel", "fuel"], n))
+    frame[FLAG] = (rng.random(n) < (0.57 if shift == 0 else 0.8)).astype(np.int64)
     return frame
 
 
@@ -141,11 +144,18 @@ def _seed(settings: Settings) -> Seeded:
     apply_monitor({
         "name": MONITOR, "deployment": DEPLOYMENT, "model": MODEL, "window": "1d",
         "since": "2026-01-01", "performance": {"label_delay": "1d", "min_labels": 20},
+        "drift": {"methods": {"velocity": "psi"}},  # a distance beside the tests
         "alerts": [{"name": "feature-drift", "metric": "drift.share", "above": 0.3},
                    {"name": "ap-low", "metric": "performance.average_precision",
                     "below": 0.9999, "severity": "critical"}],
     }, settings=settings)  # fmt: skip
     run_monitor(MONITOR, now=day(7, 1), settings=settings, notify=False)
+    apply_monitor({
+        "name": BLIND, "deployment": DEPLOYMENT, "model": MODEL, "window": "1d",
+        "since": "2026-01-05", "drift": {"columns": ["card_age"]},
+        "performance": {"enabled": False},
+    }, settings=settings)  # fmt: skip
+    run_monitor(BLIND, now=day(7, 1), settings=settings, notify=False)
 
     apply_policy({
         "name": POLICY, "deployment": DEPLOYMENT, "model": MODEL, "monitor": MONITOR,
@@ -215,6 +225,7 @@ PAGES = (
     f"/ui/deployments/{DEPLOYMENT}?period=24h&end=2026-01-07T00:00:00Z",
     "/ui/monitoring",
     f"/ui/monitoring/{MONITOR}",
+    f"/ui/monitoring/{BLIND}",
     "/ui/automation",
     f"/ui/automation/{POLICY}",
 )
@@ -322,6 +333,55 @@ def test_monitoring_json_has_the_chart_shapes(http: httpx.Client) -> None:
     assert missing.status_code == 404
 
 
+def test_each_heatmap_cell_carries_the_test_that_judged_it(http: httpx.Client) -> None:
+    drift = http.get(f"/ui/api/monitoring/{MONITOR}/drift").json()
+    flag, amount = drift["features"].index(FLAG), drift["features"].index("amount")
+    assert drift["column_types"][flag] == ["categorical"] * 6
+    assert drift["methods"][flag] == ["z"] * 6  # two values, 400 a window: the z-test
+    assert drift["thresholds"][flag] == [0.05] * 6  # alpha, for its p-value
+    assert drift["drifted"][flag] == [False] * 3 + [True] * 3
+    assert all(p < 0.05 for p in drift["p_values"][flag][3:])
+    assert drift["column_types"][amount] == ["numeric"] * 6
+    assert drift["methods"][amount] == ["ks"] * 6
+    velocity = drift["features"].index("velocity")
+    assert drift["methods"][velocity] == ["psi"] * 6  # chosen in the monitor: a distance
+    assert drift["thresholds"][velocity] == [0.2] * 6
+    assert drift["p_values"][velocity] == [None] * 6
+    assert drift["notes"] == [[]] * 6
+
+
+def test_a_binary_number_is_compared_per_value(http: httpx.Client) -> None:
+    window = http.get(f"/ui/api/monitoring/{MONITOR}/drift").json()["windows"][-1]
+    data = http.get(f"/ui/api/monitoring/{MONITOR}/distribution",
+                    params={"feature": FLAG, "window": window}).json()  # fmt: skip
+    assert data["drift"]["column_type"] == "categorical"
+    assert data["kind"] == "categorical"
+    assert data["per_value"] is True
+    assert data["categories"] == ["0", "1"]  # not one decile bin "0 to 1" holding every value
+    assert sum(data["reference"]["counts"]) == 2000
+    assert data["reference"]["share"][1] == pytest.approx(0.57, abs=0.03)
+    assert data["current"]["share"][1] == pytest.approx(0.8, abs=0.06)
+    assert data["current"]["count"] == PER_DAY
+    assert data["new_categories"] == []
+
+
+def test_a_window_without_a_reference_says_why(http: httpx.Client) -> None:
+    why = f"version 1 of {MODEL} has no reference for the monitored columns"
+    drift = http.get(f"/ui/api/monitoring/{BLIND}/drift").json()
+    assert drift["status"] == ["no_reference"] * 2
+    assert drift["notes"] == [[why]] * 2
+    assert drift["features"] == []
+    listed = http.get("/ui/monitoring").text
+    blind = next(row for row in listed.split("<tr") if f">{BLIND}</a>" in row)
+    assert "no_reference" in blind
+    assert why in blind
+    window = drift["windows"][-1]
+    data = http.get(f"/ui/api/monitoring/{BLIND}/distribution",
+                    params={"feature": "amount", "window": window}).json()  # fmt: skip
+    assert data["status"] == "no_reference"
+    assert data["notes"] == [why]
+
+
 def test_the_list_pages_summarise(http: httpx.Client, served: tuple[str, Seeded]) -> None:
     monitors = http.get("/ui/monitoring").text
     assert "feature-drift" in monitors
@@ -393,6 +453,49 @@ def test_view_a_drift_chart(page: Watched) -> None:
     )
     assert page.page.locator("#alerts tr.alert-firing").count() == 2
     page.shot("monitor")
+
+
+def test_the_heatmap_hover_judges_each_test_on_its_own_scale(page: Watched) -> None:
+    page.goto(f"/ui/monitoring/{MONITOR}")
+    _ready(page, "drift-heatmap")
+    hover = page.page.evaluate(
+        "f => { const c = document.getElementById('drift-heatmap');"
+        " const row = c.data[0].y.indexOf(f); return c.data[0].text[row]; }",
+        FLAG,
+    )
+    assert len(hover) == 6
+    assert "z (categorical) statistic " in hover[-1]
+    assert re.search(r"p-value [0-9.e+-]+ &lt; 0\.05: drifted", hover[-1]), hover[-1]
+    assert re.search(r"p-value [0-9.e+-]+ ≥ 0\.05: no drift", hover[0]), hover[0]
+    assert "threshold 0.05" not in hover[-1]  # a statistic is never held against alpha
+    distance = page.page.evaluate(
+        "() => { const c = document.getElementById('drift-heatmap');"
+        " return c.data[0].text[c.data[0].y.indexOf('velocity')][0]; }"
+    )
+    assert re.search(r"psi \(numeric\) [0-9.e+-]+ &lt; threshold 0\.2: no drift", distance)
+    assert "p-value" not in distance
+
+    page.page.select_option("#dist-feature", FLAG)
+    page.page.wait_for_function(
+        "f => document.getElementById('distribution').dataset.feature === f", arg=FLAG
+    )
+    shape = _ready(page, "distribution")
+    assert shape["dataset"]["kind"] == "categorical"
+    assert shape["dataset"]["points"] == "4"  # reference and current, one bar per value
+    note = page.page.locator("#distribution-note").inner_text()
+    assert "one bar per value" in note
+    assert "z (categorical) statistic" in note
+    page.shot("monitor-per-value")
+
+
+def test_a_monitor_without_a_reference_says_why_on_its_page(page: Watched) -> None:
+    page.goto(f"/ui/monitoring/{BLIND}")
+    page.page.wait_for_function(
+        "() => document.getElementById('drift-heatmap').dataset.ready === '1'"
+    )
+    note = page.page.locator("#drift-note").inner_text()
+    assert "no_reference" in note
+    assert f"version 1 of {MODEL} has no reference for the monitored columns" in note
 
 
 def test_deployments_and_automation_pages(page: Watched) -> None:

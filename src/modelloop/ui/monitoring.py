@@ -160,6 +160,7 @@ def newest_windows(db: Any) -> dict[tuple[str, str], dict[str, Any]]:
                 "status": row.status,
                 "n": row.n_predictions,
                 "values": {},
+                "notes": _notes(row.report) if row.status != "ok" else [],
             }
             found[(row.monitor, row.kind)] = entry
             ids[row.window_id] = entry
@@ -177,34 +178,40 @@ def newest_windows(db: Any) -> dict[tuple[str, str], dict[str, Any]]:
 
 def drift_series(settings: Settings, name: str, limit: int) -> dict[str, Any]:
     """The heatmap (features x windows of ``drift.column.<feature>``, drifted cells flagged)
-    and the dataset-level lines, from one read of the stored drift windows."""
+    and the dataset-level lines, from one read of the stored drift windows.
+
+    Each cell carries the test that judged it (``methods``, ``column_types``, ``thresholds``,
+    ``p_values``: features x windows, as the method can change from window to window with the
+    sample size), since a statistic means nothing without it: a p-value test is judged by its
+    p-value against alpha, a distance by its value against the threshold. ``notes`` says per
+    window why its status is not ok (e.g. how to give a ``no_reference`` window a reference)."""
     from modelloop.monitoring.monitor import get_monitor, monitor_database
     from modelloop.monitoring.store import window_rows
 
     config = get_monitor(name, settings=settings).monitor
     rows = window_rows(monitor_database(settings), name, kind="drift", limit=limit)
-    features: dict[str, dict[str, Any]] = {}  # feature -> method/threshold of its newest window
-    for row in rows:
-        for feature, result in (row["report"].get("columns") or {}).items():
-            features[feature] = {"method": result.get("method"),
-                                 "threshold": result.get("threshold")}  # fmt: skip
-    names = sorted(features)
-    values, drifted, p_values = [], [], []
+    names = sorted({f for row in rows for f in row["report"].get("columns") or {}})
+    values, drifted, p_values, methods, types, thresholds = [], [], [], [], [], []
     for feature in names:
         values.append([_finite(r["values"].get(f"drift.column.{feature}")) for r in rows])
         results = [(r["report"].get("columns") or {}).get(feature) or {} for r in rows]
         drifted.append([bool(x.get("drifted")) for x in results])
         p_values.append([_finite(x.get("p_value")) for x in results])
+        methods.append([x.get("method") for x in results])
+        types.append([x.get("column_type") for x in results])
+        thresholds.append([_finite(x.get("threshold")) for x in results])
     return {
         "monitor": name,
         "windows": [r["window_start"].isoformat() for r in rows],
         "window_ends": [r["window_end"].isoformat() for r in rows],
         "status": [r["status"] for r in rows],
+        "notes": [[str(n) for n in r["report"].get("notes") or []] for r in rows],
         "predictions": [r["n_predictions"] for r in rows],
         "reference_version": [r["report"].get("reference_version") for r in rows],
         "features": names,
-        "methods": [features[f]["method"] for f in names],
-        "thresholds": [features[f]["threshold"] for f in names],
+        "methods": methods,
+        "column_types": types,
+        "thresholds": thresholds,
         "values": values,
         "drifted": drifted,
         "p_values": p_values,
@@ -250,7 +257,10 @@ def distribution_overlay(
     settings: Settings, name: str, feature: str, window: str, bins: str
 ) -> dict[str, Any]:
     """One feature in one drift window: the reference stored with the version that answered
-    it (``reference.json``) against the window's logged values, over the same bins."""
+    it (``reference.json``) against the window's logged values, over the same bins; per value
+    for a numeric column the reference types categorical (a 0/1 flag, a -1/0/1 code), as its
+    test compares them. The window's ``status`` and ``notes`` come along (a window without a
+    reference says why)."""
     from modelloop.monitoring.monitor import get_monitor, monitor_database
     from modelloop.monitoring.store import window_rows
 
@@ -272,6 +282,8 @@ def distribution_overlay(
         "reference_version": version,
         "window": [row["window_start"].isoformat(), row["window_end"].isoformat()],
         "drift": (row["report"].get("columns") or {}).get(feature),
+        "status": row["status"],
+        "notes": [str(n) for n in row["report"].get("notes") or []],
     }
     if version is None:
         return result | {"kind": None, "note": "no reference for this window (no predictions)"}
@@ -283,6 +295,9 @@ def distribution_overlay(
         note = f"v{version} of {model} has no stored reference for {feature}"
         return result | {"kind": None, "note": note}
     current = _current_values(settings, config, model, row, feature)
+    per_value = reference.column_type == "categorical" and reference.categories
+    if reference.kind == "numeric" and per_value:  # tested per value: drawn per value
+        return result | _value_overlay(reference, current)
     if reference.kind == "numeric":
         return result | _numeric_overlay(reference, current, bins)
     return result | _categorical_overlay(reference, current)
@@ -378,6 +393,60 @@ def _numeric_overlay(reference: ColumnReference, current: Any, bins: str) -> dic
     }
 
 
+def _value_overlay(reference: ColumnReference, current: Any) -> dict[str, Any]:
+    """A numeric column tested as categorical: the share of each value, in value order (deciles
+    would merge them: a 0/1 column is one bin "0 to 1"). Values the reference did not count
+    (new ones, or beyond its cap) get their own bars while there is room, the rest are summed
+    as ``(other)``."""
+    import numpy as np
+    import pandas as pd
+
+    from modelloop.monitoring.drift import OTHER
+
+    known = {float(k): c for k, c in (reference.categories or {}).items() if k != OTHER}
+    numbers = pd.to_numeric(pd.Series(current), errors="coerce").to_numpy(dtype=float)
+    finite = numbers[np.isfinite(numbers)]
+    distinct, sizes = np.unique(finite, return_counts=True)
+    counts = {float(v): int(c) for v, c in zip(distinct.tolist(), sizes.tolist(), strict=True)}
+    kept = sorted(known, key=lambda v: (-known[v], v))[:MAX_CATEGORIES]
+    new = sorted((v for v in counts if v not in known), key=lambda v: (-counts[v], v))
+    shown = sorted([*kept, *new[: max(0, MAX_CATEGORIES - len(kept))]])
+    n_cur = len(finite)
+    ref_counts = [known.get(v, 0) for v in shown]
+    cur_counts = [counts.get(v, 0) for v in shown]
+    labels = [_value_label(v) for v in shown]
+    ref_other, cur_other = reference.count - sum(ref_counts), n_cur - sum(cur_counts)
+    if ref_other or cur_other:
+        labels.append(_OTHER_LABEL)
+        ref_counts.append(ref_other)
+        cur_counts.append(cur_other)
+    return {
+        "kind": "categorical",
+        "per_value": True,  # a numeric column's values, as its categorical test counts them
+        "categories": labels,
+        "new_categories": [_value_label(v) for v in new],
+        "reference": {
+            "count": reference.count,
+            "counts": ref_counts,
+            "share": [c / max(reference.count, 1) for c in ref_counts],
+            "mean": reference.mean,
+        },
+        "current": {
+            "count": n_cur,
+            "counts": cur_counts,
+            "share": [c / max(n_cur, 1) for c in cur_counts],
+            "nulls": int(np.isnan(numbers).sum()),
+            "mean": float(finite.mean()) if n_cur else None,
+        },
+    }
+
+
+def _value_label(value: float) -> str:
+    """A number as a bar's label: whole numbers without ".0", the rest as Python shows them
+    (the shortest text that reads back as the same number, so two values never share one)."""
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
 def _categorical_overlay(reference: ColumnReference, current: Any) -> dict[str, Any]:
     """Category shares, the reference's most frequent first; categories the reference did not
     keep (or never saw) and the long tail are summed as ``(other)``."""
@@ -441,6 +510,17 @@ def _parse_time(text: str) -> int:
     except ValueError:
         raise InvalidArgument(f"window={text!r} is not an ISO time") from None
     return to_ms(moment)
+
+
+def _notes(report: str) -> list[str]:
+    """A stored window report's notes: why its status is what it is."""
+    import json
+
+    try:
+        notes = json.loads(report).get("notes") or []
+    except (ValueError, AttributeError):
+        return []
+    return [str(n) for n in notes]
 
 
 def _finite(value: Any) -> float | None:

@@ -21,7 +21,36 @@
   }
 
   function fmt(value) {
-    return value === null || value === undefined ? "–" : Number(value).toPrecision(4);
+    // 4 significant digits without trailing zeros: alpha reads 0.05, not 0.05000.
+    return value === null || value === undefined ? "–" : String(parseFloat(Number(value).toPrecision(4)));
+  }
+
+  // How a test judged a column, as plain lines: a p-value test by its p-value against alpha,
+  // a distance by its value against its threshold (a chi-squared statistic of 29 says nothing
+  // next to a p-value threshold of 0.05).
+  function judged(test) {
+    var name = String(test.method || "drift") + (test.column_type ? " (" + test.column_type + ")" : "");
+    if (test.value === null || test.value === undefined) return [name + ": no data"];
+    var verdict = test.drifted ? ": drifted" : ": no drift";
+    if (test.p_value !== null && test.p_value !== undefined) {
+      return [name + " statistic " + fmt(test.value),
+              "p-value " + fmt(test.p_value) + (test.p_value < test.threshold ? " < " : " ≥ ") +
+              fmt(test.threshold) + verdict];
+    }
+    return [name + " " + fmt(test.value) + (test.value >= test.threshold ? " ≥ " : " < ") +
+            "threshold " + fmt(test.threshold) + verdict];
+  }
+
+  // Windows whose status is not ok, each with the notes saying why, newest first.
+  function windowNotes(data) {
+    var found = [];
+    for (var j = data.windows.length - 1; j >= 0; j--) {
+      if (data.status[j] !== "ok") {
+        found.push(data.windows[j].slice(0, 16).replace("T", " ") + " " + data.status[j] +
+          ((data.notes[j] || []).length ? ": " + data.notes[j].join("; ") : ""));
+      }
+    }
+    return found;
   }
 
   function draw(element, traces, layout) {
@@ -31,19 +60,30 @@
   }
 
   function drawHeatmap(data, element, note, onPick) {
+    var notes = windowNotes(data);
     if (!data.windows.length || !data.features.length) {
-      note.textContent = "No drift windows stored yet.";
+      note.textContent = data.windows.length
+        ? "No feature was compared in the " + data.windows.length + " stored drift windows. " + notes.join(". ")
+        : "No drift windows stored yet.";
       element.dataset.ready = "1";
       return;
     }
     var features = data.features.map(plotlyText);
     var hover = data.features.map(function (feature, i) {
       return data.windows.map(function (start, j) {
-        return plotlyText(feature) + "<br>" + start.slice(0, 16).replace("T", " ") +
-          "<br>" + plotlyText(data.methods[i]) + " " + fmt(data.values[i][j]) +
-          " (threshold " + fmt(data.thresholds[i]) + ")" +
-          (data.p_values[i][j] !== null ? "<br>p-value " + fmt(data.p_values[i][j]) : "") +
-          (data.drifted[i][j] ? "<br><b>drifted</b>" : "");
+        var lines = [plotlyText(feature), start.slice(0, 16).replace("T", " ")];
+        if (data.methods[i][j]) {
+          lines = lines.concat(judged({
+            method: data.methods[i][j], column_type: data.column_types[i][j],
+            value: data.values[i][j], p_value: data.p_values[i][j],
+            threshold: data.thresholds[i][j], drifted: data.drifted[i][j],
+          }).map(plotlyText));
+        }
+        if (data.status[j] !== "ok") {
+          lines.push(plotlyText("window " + data.status[j] +
+            ((data.notes[j] || []).length ? ": " + data.notes[j].join("; ") : "")));
+        }
+        return lines.join("<br>");
       });
     });
     var marked = { x: [], y: [], customdata: [] };
@@ -78,7 +118,8 @@
     element.dataset.features = String(features.length);
     element.dataset.drifted = String(marked.x.length);
     note.textContent = features.length + " features × " + data.windows.length +
-      " windows; × marks a drifted feature. Click a cell to compare its distribution.";
+      " windows; × marks a drifted feature. Click a cell to compare its distribution." +
+      (notes.length ? " Not compared: " + notes.join(". ") : "");
     element.on("plotly_click", function (event) {
       var point = event.points[0];
       if (point.data.type === "heatmap") onPick(point.pointIndex[0], point.pointIndex[1]);
@@ -190,8 +231,11 @@
         layout.xaxis = { type: "category", title: { text: plotlyText(data.feature) } };
         layout.yaxis = { title: { text: "share" }, tickformat: ".0%" };
       } else {
-        note.textContent = data.note || "Nothing to compare.";
+        note.textContent = (data.note || "Nothing to compare.") +
+          (data.notes && data.notes.length ? " " + data.notes.join(" ") : "");
         window.Plotly.purge(element);
+        element.dataset.feature = data.feature;
+        element.dataset.kind = "none";
         return;
       }
       draw(element, traces, layout);
@@ -202,9 +246,10 @@
         parts.push(data.current.below_range + " below and " + data.current.above_range + " above the reference range");
       }
       if (data.current.nulls) parts.push(data.current.nulls + " missing");
-      if (data.drift) {
-        parts.push(data.drift.method + " " + fmt(data.drift.value) + " (threshold " + fmt(data.drift.threshold) + ")" +
-          (data.drift.drifted ? ": drifted" : ": no drift"));
+      if (data.per_value) parts.push("a numeric column tested as categorical: one bar per value");
+      if (data.drift) parts.push(judged(data.drift).join(", "));
+      if (data.status !== "ok") {
+        parts.push("window " + data.status + (data.notes.length ? ": " + data.notes.join(" ") : ""));
       }
       note.textContent = parts.join("; ") + ".";
     }).catch(function (error) {
