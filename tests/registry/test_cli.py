@@ -154,3 +154,24 @@ def test_register_from_a_run_without_any_model_package(home: Path) -> None:
     fluent.close_clients()
     error = fails(3, "models", "register", run.run_id, "m")
     assert "no artifacts under 'model' and no model package elsewhere" in error
+
+
+def test_models_lineage_names_the_datasets_its_lineage_reaches(home: Path) -> None:
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(50, 2)), columns=["a", "b"])
+    frame["label"] = (frame["a"] > 0).astype("int64")
+    ml.log_dataset(frame, "phish")
+    with ml.start_run(experiment="phish") as run:
+        data = ml.load_dataset("phish@1")
+        model = LogisticRegression().fit(data[["a", "b"]], data["label"])
+        ml.register_model(run, "phish-model", model, training_data=data[["a", "b"]])
+    fluent.close_clients()
+    shown = ok("models", "lineage", "phish-model", "1")
+    assert "datasets: phish@1" in shown
+    assert json.loads(ok("models", "lineage", "phish-model", "1", "-o", "json"))["datasets"] == [
+        "phish@1"
+    ]

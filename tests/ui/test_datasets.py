@@ -30,6 +30,7 @@ import yaml
 from modelloop.datasets import Check, Contract, DatasetVersion, Expect
 from modelloop.datasets.fluent import dataset_store
 from modelloop.datasets.store import SqlDatasetStore
+from modelloop.pipelines import ModelOutput, Pipeline, step
 from modelloop.settings import Settings, load_settings
 from modelloop.store import close_database
 from modelloop.tracking import fluent
@@ -109,8 +110,31 @@ def _seed(settings: Settings) -> Store:
             training_data=features,
             dataset_digests={"train": first.digest, "valid": "ab" * 32},
         )
+    # fraud v3: a pipeline step's model, whose step read nothing but the step upstream read v1.
+    fit = Pipeline([load_features, fit_model], name="datasets-ui").run().steps["fit_model"]
+    assert fit.state == "SUCCEEDED", fit.error
+    ml.register_model(fit.run_id or "", "fraud", artifact_path="outputs/fit_model")
+    # fraud v4: registered with v1 as its training data, from a run that read nothing.
+    with ml.start_run(experiment="datasets-ui", name="referenced") as referenced:
+        ml.register_model(referenced, "fraud", model, training_data=f"{NAME}@1")
     big = ml.log_dataset(_frame(BIG_ROWS, 2), BIG, contract=KEPT)
     return Store("", settings, first, second, big, producer.run_id, reader.run_id, declared.run_id)
+
+
+@step
+def load_features() -> pd.DataFrame:
+    import modelloop as ml
+
+    return ml.load_dataset(f"{NAME}@1")
+
+
+@step
+def fit_model(load_features: pd.DataFrame) -> ModelOutput:
+    import lightgbm as lgb
+
+    features = load_features[["amount", "tx_id"]].replace([np.inf, -np.inf], np.nan)
+    model = lgb.LGBMClassifier(n_estimators=5, num_leaves=4, verbose=-1)
+    return ModelOutput(model.fit(features, load_features["flag"]), training_data=features)
 
 
 @pytest.fixture(scope="module")
@@ -368,9 +392,13 @@ def test_a_version_shows_who_logged_and_read_it_and_the_models_from_it(
     assert f'href="/ui/runs/{store.reader}">train</a>' in read
     assert store.producer not in read
     models = {r[0]: r for r in rows(section(html, "models"))}
-    assert sorted(models) == ["fraud v1 · card", "fraud v2 · card"]
-    assert models["fraud v1 · card"][1] == "registered from a run that logged or read it"
+    assert sorted(models) == [f"fraud v{v} · card" for v in (1, 2, 3, 4)]
+    assert models["fraud v1 · card"][1] == "its lineage: registered from a run that read it"
     assert models["fraud v2 · card"][1] == "declares it as train data"
+    assert models["fraud v3 · card"][1] == (
+        "its lineage: registered from a run downstream of one that read it"
+    )
+    assert models["fraud v4 · card"][1] == "its drift reference was fitted on it"
     assert 'href="/ui/models/fraud?version=1"' in html
     assert 'href="/ui/models/fraud/versions/2/card"' in html
     # v2 was logged by the same run, read by none, and no model names it.
@@ -553,6 +581,12 @@ def test_run_and_model_pages_link_the_dataset_versions_they_used(
     export = http.get("/ui/models/fraud/versions/2/card.html").text
     assert f"{NAME}@1" in export
     assert 'href="/' not in export  # the exported card links nowhere
+    # The cards of the versions that only lineage ties to v1 name it too, and how.
+    for version, role in ((1, "read upstream"), (3, "drift reference"), (4, "drift reference")):
+        card = http.get(f"/ui/models/fraud/versions/{version}/card").text
+        assert f'data-role="{role}"' in card, version
+        assert f'<a href="{version_path(NAME, 1)}">{NAME}@1</a>' in card, version
+        assert "The version names no dataset digests" not in card
 
 
 # -- in the browser ----------------------------------------------------------------------------

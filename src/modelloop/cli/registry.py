@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from modelloop.cli.app import OutputFormat, OutputOption, _client, _examples
+from modelloop.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from modelloop.registry.client import Registry
@@ -378,16 +379,25 @@ def models_restore(name: Name, version: VersionArg, reason: Reason) -> None:
 
 @models_app.command(
     "lineage",
-    help="Where a version came from: run, code version, environment, data digests.",
+    help="Where a version came from: run, code version, environment, data digests, and the "
+    "dataset versions its lineage reaches (as `modelloop lineage models:/NAME/V` walks it).",
     epilog=_examples("modelloop models lineage quickstart-lgbm 1"),
 )
 def models_lineage(
     name: Name, version: VersionArg, output: OutputOption = OutputFormat.table
 ) -> None:
     from modelloop.cli import _output
+    from modelloop.pipelines.lineage import database_of
+    from modelloop.pipelines.lineage import lineage as walk
 
     with _registry() as registry:
         lineage = registry.lineage(name, version)
+        try:
+            database_of(registry.client)
+        except InvalidArgument:  # through a server: lineage edges live in the local store
+            datasets = None
+        else:
+            datasets = walk(lineage.version.uri, registry.client).datasets()
     record = {
         "model": lineage.version.uri,
         "package_digest": lineage.version.package_digest,
@@ -396,6 +406,7 @@ def models_lineage(
         "code_version": lineage.code_version,
         "environment": lineage.environment,
         "dataset_digests": lineage.dataset_digests,
+        "datasets": datasets,
     }
     if output is OutputFormat.json:
         _output.print_json(record)
@@ -403,4 +414,8 @@ def models_lineage(
     for key, value in record.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        elif isinstance(value, list):
+            value = ", ".join(value) or "-"
+        elif key == "datasets" and value is None:
+            value = "? (lineage is recorded in the local store, not through a server)"
         typer.echo(f"{key:>16}: {value}")

@@ -9,7 +9,10 @@ Edges live in the ``lineage_edges`` table as ``(source) --relation--> (target)``
 
 A cached step's run produced nothing itself: it points at the original run through its
 ``modelloop.cached_from`` tag, which :func:`lineage` follows as a ``cached_from`` edge. A
-registered model version is linked to the run it was registered from through the registry.
+registered model version is linked to the run it was registered from through the registry, and
+to the dataset its drift reference was fitted on (its ``modelloop.reference.dataset`` tag) as a
+``reference`` edge. :func:`models_from` walks the same graph the other way: the model versions
+whose lineage reaches a dataset version.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from modelloop.artifacts import BlobStore
 from modelloop.errors import InvalidArgument, NotFound
+from modelloop.registry.reference import TAG_REFERENCE_DATASET
 from modelloop.tracking.client import Client
 
 if TYPE_CHECKING:
     from modelloop.store.database import Database
 
 Node = tuple[str, str]  # (kind, id)
+_CACHED_FROM = "modelloop.cached_from"  # executors._CACHED_FROM (which imports this module)
+_CHUNK = 500  # ids per IN (...) list
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/]+)/(?P<version>\d+)")
 
@@ -60,6 +66,11 @@ class LineageGraph:
 
     def runs(self) -> list[str]:
         return [i for k, i in self.labels if k == "run"]
+
+    def datasets(self) -> list[str]:
+        """``NAME@V`` of the dataset versions upstream (read by a run of it, or the version's
+        drift reference)."""
+        return sorted(i for k, i in self.labels if k == "dataset" and (k, i) != self.root)
 
     def render(self) -> str:
         """An indented tree, the root first, each node followed by what it came from."""
@@ -175,23 +186,112 @@ def _parents(client: Client, db: Database, node: Node) -> list[tuple[Node, str]]
         if (parent, str(row.relation)) not in found:
             found.append((parent, str(row.relation)))
     if kind == "run":
-        original = client.get_run(ident).tags.get("modelloop.cached_from")
+        original = client.get_run(ident).tags.get(_CACHED_FROM)
         if original:
             found.append((("run", original), "cached_from"))
-    if kind == "model_version" and not found:
-        found.extend(_registered_from(client, ident))
+    if kind == "model_version":
+        found.extend(p for p in _registered_from(client, ident, bool(found)) if p not in found)
     return found
 
 
-def _registered_from(client: Client, ident: str) -> list[tuple[Node, str]]:
+def _registered_from(client: Client, ident: str, recorded: bool) -> list[tuple[Node, str]]:
+    """The run a version was registered from (unless edges already name it) and the dataset
+    its drift reference was fitted on."""
     from modelloop.registry.client import Registry
 
     name, _, version = ident.rpartition("/")
+    registry = Registry(client)
     try:
-        run_id = Registry(client).lineage(name, int(version)).run.run_id
+        found = registry.get_version(name, int(version))
     except NotFound:
         return []
-    return [(("run", run_id), "output")]
+    finally:
+        registry.close()
+    parents: list[tuple[Node, str]] = [] if recorded else [(("run", found.run_id), "output")]
+    reference = found.tags.get(TAG_REFERENCE_DATASET)
+    if reference:
+        parents.append((("dataset", reference), "reference"))
+    return parents
+
+
+def models_from(dataset: str, client: Client | None = None) -> dict[str, str]:
+    """The model versions (``NAME/V``) whose :func:`lineage` reaches the dataset version
+    ``NAME@V``, each with how: ``"read"`` (the run it was registered from read it),
+    ``"upstream"`` (a run upstream of that one did) or ``"reference"`` (its drift reference was
+    fitted on it). One walk downstream over the lineage edges, a query per level, instead of
+    one upstream walk per model version."""
+    from sqlalchemy import and_, select
+
+    from modelloop.store.tables import lineage_edges, model_version_tags
+
+    if client is None:
+        from modelloop.tracking.fluent import get_client
+
+        client = get_client()
+    db = database_of(client)
+    e, vt = lineage_edges.c, model_version_tags.c
+    seen: set[Node] = {("dataset", dataset)}
+    frontier, readers = set(seen), None
+    while frontier:
+        found: set[Node] = set()
+        for kind, ids in _by_kind(frontier).items():
+            for chunk in _chunks(ids):
+                where = and_(e.source_kind == kind, e.source_id.in_(chunk))
+                with db.read() as conn:
+                    rows = conn.execute(select(e.target_kind, e.target_id).where(where)).all()
+                found |= {(str(r.target_kind), str(r.target_id)) for r in rows}
+        if readers is None:  # the first level: the runs that read the dataset itself
+            readers = {i for k, i in found if k == "run"}
+        frontier = found - seen
+        seen |= frontier
+    how: dict[str, str] = {}
+    for ident, run_id in _versions_of_runs(db, {i for k, i in seen if k == "run"}):
+        if run_id in (readers or set()):
+            how[ident] = "read"
+        else:
+            how.setdefault(ident, "upstream")
+    for kind, ident in seen:
+        if kind == "model_version":  # an edge naming the version, where one was recorded
+            how.setdefault(ident, "upstream")
+    fitted = and_(vt.key == TAG_REFERENCE_DATASET, vt.value == dataset)
+    with db.read() as conn:
+        for name, version in conn.execute(select(vt.name, vt.version).where(fitted)).all():
+            how.setdefault(f"{name}/{version}", "reference")
+    return dict(sorted(how.items()))
+
+
+def _versions_of_runs(db: Database, runs: set[str]) -> list[tuple[str, str]]:
+    """``(NAME/V, run)`` of the model versions registered from ``runs``, or from a cached
+    step's run standing for one of them (lineage follows its ``cached_from`` tag)."""
+    from sqlalchemy import and_, select
+
+    from modelloop.store.tables import model_versions as mv
+    from modelloop.store.tables import tags as rt
+
+    found: list[tuple[str, str]] = []
+    for chunk in _chunks(runs):
+        direct = select(mv.c.name, mv.c["version"], mv.c.run_id).where(mv.c.run_id.in_(chunk))
+        stand_in = (
+            select(mv.c.name, mv.c["version"], rt.c.value)
+            .join(rt, and_(rt.c.run_id == mv.c.run_id, rt.c.key == _CACHED_FROM))
+            .where(rt.c.value.in_(chunk))
+        )
+        with db.read() as conn:
+            for query in (direct, stand_in):
+                found += [(f"{n}/{v}", str(r)) for n, v, r in conn.execute(query).all()]
+    return found
+
+
+def _by_kind(nodes: set[Node]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for kind, ident in sorted(nodes):
+        grouped.setdefault(kind, []).append(ident)
+    return grouped
+
+
+def _chunks(ids: set[str] | list[str]) -> list[list[str]]:
+    ordered = sorted(ids)
+    return [ordered[i : i + _CHUNK] for i in range(0, len(ordered), _CHUNK)]
 
 
 def _label(client: Client, node: Node) -> str:

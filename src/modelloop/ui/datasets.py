@@ -4,9 +4,10 @@ profile, lineage, first rows and contract check.
 Pages read through :class:`~modelloop.datasets.store.SqlDatasetStore`, the store that
 ``ml.log_dataset`` writes; the runs that logged and read a version come from its lineage edges
 (``ml.log_dataset`` / ``ml.load_dataset`` inside a run record them), what it was made from from
-the lineage SDK, and the models trained from it from the registry: the versions that name its
-content digest among their ``dataset_digests`` or were registered from a run that logged or
-read it (the relation is shown, so a guess never passes for a declaration).
+the lineage SDK, and the models trained from it from the registry and lineage: the versions
+that name its content digest among their ``dataset_digests``, or whose lineage (the graph
+``modelloop lineage models:/NAME/V`` walks) reaches it (the relation is shown, so a guess never
+passes for a declaration).
 
 The profile shown is the one computed over every row when the version was logged; the
 distribution chart draws its stored histogram (numbers: 20 bins of about 5% of the values each,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from modelloop.datasets.contracts import Contract, ValidationReport
     from modelloop.registry.entities import ModelVersion
     from modelloop.registry.sql import SqlRegistryStore
+    from modelloop.tracking.client import Client
 
 PREVIEW_ROWS = 20
 RUNS_SHOWN = 100  # of the runs that logged, and that read, a version
@@ -242,7 +244,7 @@ class _Views:
             logged_by=[(i, runs.get(i)) for i in used.logged_by],
             read_by=[(i, runs.get(i)) for i in used.read_by],
             runs_shown=RUNS_SHOWN,
-            models=_trained(self.registry, version, {*used.logged_by, *used.read_by}),
+            models=_trained(self.registry, self.client, version),
             preview=preview,
             preview_note=preview_note,
             check=check,
@@ -292,21 +294,30 @@ def _blob_size(datasets: SqlDatasetStore, version: DatasetVersion) -> int | None
         return None
 
 
+_REACHED = {  # how models_from found a version, as the page says it
+    "read": "its lineage: registered from a run that read it",
+    "upstream": "its lineage: registered from a run downstream of one that read it",
+    "reference": "its drift reference was fitted on it",
+}
+
+
 def _trained(
-    registry: SqlRegistryStore, version: DatasetVersion, runs: set[str]
+    registry: SqlRegistryStore, client: Client, version: DatasetVersion
 ) -> list[TrainedModel]:
-    """Model versions that declare this content as their data, or came from a run that
-    logged or read it."""
+    """Model versions that declare this content as their data, or whose lineage (what
+    ``modelloop lineage models:/NAME/V`` walks) reaches this version."""
+    from modelloop.pipelines.lineage import models_from
+
+    reached = models_from(version.ref, client)
     found = []
     for model in registry.list_registered_models():
         for candidate in registry.list_model_versions(model.name):
             roles = sorted(r for r, d in candidate.dataset_digests.items() if d == version.digest)
+            how = reached.get(f"{candidate.name}/{candidate.version}")
             if roles:
                 found.append(TrainedModel(candidate, f"declares it as {', '.join(roles)} data"))
-            elif candidate.run_id in runs:
-                found.append(
-                    TrainedModel(candidate, "registered from a run that logged or read it")
-                )
+            elif how is not None:
+                found.append(TrainedModel(candidate, _REACHED[how]))
     return found
 
 

@@ -14,7 +14,8 @@ from ``.../card.html``) gathers what a reviewer asks of a version:
   section too); a tag missing on the version is taken from the registered model's tags;
 - training data: the drift reference stored at registration (per feature: kind, count, nulls,
   mean and std or the top categories) and the profile of each logged dataset whose content
-  digest is one of the version's ``dataset_digests``;
+  digest is one of the version's ``dataset_digests`` or that its lineage reaches (the drift
+  reference's dataset, one read upstream);
 - metrics and signature;
 - explanation summary: mean absolute contribution per feature over the background rows saved
   in the package, else over a sample of a logged training dataset; unavailable otherwise;
@@ -37,6 +38,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from modelloop import audit
 from modelloop.auth import Role
+from modelloop.datasets.entities import parse_ref
 from modelloop.errors import Forbidden, InvalidArgument, ModelloopError, NotFound
 from modelloop.registry.entities import (
     AliasRequest,
@@ -538,14 +540,27 @@ def _dataset_store(registry: Registry) -> SqlDatasetStore:
 
 
 def _datasets(registry: Registry, version: ModelVersion) -> list[LoggedDataset]:
-    """Each of the version's dataset digests, with the logged dataset holding that content."""
+    """Each of the version's dataset digests, with the logged dataset holding that content;
+    then each logged dataset version its lineage reaches (what ``modelloop lineage
+    models:/NAME/V`` shows, and the dataset page's "models trained from it" finds) that no
+    digest named: its drift reference's dataset, or one read upstream."""
     by_digest = _logged_versions(registry, version)
-    found = []
-    for role, digest in sorted(version.dataset_digests.items()):
-        logged = LoggedDataset(role, digest)
-        if digest in by_digest:
-            logged.found = by_digest[digest]
-            logged.columns = [
+    found = [
+        LoggedDataset(role, digest, by_digest.get(digest))
+        for role, digest in sorted(version.dataset_digests.items())
+    ]
+    named = {d.found.ref for d in found if d.found is not None}
+    for ref, role in _upstream_datasets(registry, version).items():
+        if ref in named:
+            continue
+        try:
+            logged = _dataset_store(registry).get_version(*parse_ref(ref))
+        except ModelloopError:  # named by lineage but not logged here: nothing to profile
+            continue
+        found.append(LoggedDataset(role, logged.digest, logged))
+    for logged_dataset in found:
+        if logged_dataset.found is not None:
+            logged_dataset.columns = [
                 ProfileRow(
                     p.name,
                     p.kind,
@@ -555,10 +570,24 @@ def _datasets(registry: Registry, version: ModelVersion) -> list[LoggedDataset]:
                     p.std,
                     _top(p.top, 1.0) if p.top else _range(p.min, p.max),
                 )
-                for p in logged.found.profile.columns.values()
+                for p in logged_dataset.found.profile.columns.values()
             ]
-        found.append(logged)
     return found
+
+
+def _upstream_datasets(registry: Registry, version: ModelVersion) -> dict[str, str]:
+    """``NAME@V`` -> role of the dataset versions in the version's lineage."""
+    from modelloop.pipelines.lineage import lineage
+    from modelloop.registry.reference import TAG_REFERENCE_DATASET
+
+    try:
+        graph = lineage(version.uri, registry.client)
+    except ModelloopError:
+        return {}
+    reference = version.tags.get(TAG_REFERENCE_DATASET)
+    return {
+        ref: "drift reference" if ref == reference else "read upstream" for ref in graph.datasets()
+    }
 
 
 def _logged_versions(registry: Registry, version: ModelVersion) -> dict[str, DatasetVersion]:
@@ -649,7 +678,7 @@ def _explain(registry: Registry, version: ModelVersion, data: LoggedDataset | No
             return Explanation(
                 False,
                 "Unavailable: the package saved no background rows (tree flavors do not) and no "
-                "logged dataset matches the version's dataset digests.",
+                "logged dataset matches the version's dataset digests or is in its lineage.",
             )
     except ModelloopError as exc:
         return Explanation(False, f"Unavailable: {exc.message}")
