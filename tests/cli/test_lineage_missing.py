@@ -48,3 +48,16 @@ def test_the_sdk_lineage_of_a_missing_target_raises_not_found(home: Path) -> Non
     with pytest.raises(NotFound, match="Registered model 'fraud-detector' does not exist"):
         ml.lineage("models:/fraud-detector/7")
     assert ml.lineage("dataset:fraud@1").root == ("dataset", "fraud@1")
+
+
+def test_lineage_takes_an_artifact_digest_as_it_prints_it(home: Path) -> None:
+    with ml.start_run(experiment="lineage") as run:
+        info = run.log_text("rows\n", "data.txt")
+    printed = f"sha256:{info.digest}"
+    result = runner.invoke(app, ["lineage", printed])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"artifact sha256:{info.digest[:12]}")
+    short = runner.invoke(app, ["lineage", printed[:19]])  # the 12 characters the tree shows
+    assert short.exit_code == 2, short.output
+    assert "expected sha256: and 64 lowercase hex characters" in short.output
+    assert "Invalid run id" not in short.output

@@ -3,7 +3,7 @@
     modelloop pipelines run MODULE:PIPELINE [--param k=v ...] [--no-cache] [--executor process]
     modelloop pipelines list [--output table|json]
     modelloop pipelines show RUN_ID [--output table|json]
-    modelloop lineage RUN_ID | DIGEST | dataset:NAME@V | models:/NAME/V
+    modelloop lineage RUN_ID | [sha256:]DIGEST | dataset:NAME@V | models:/NAME/V
     modelloop reproduce RUN_ID [--executor process] [--output table|json]
 
 ``--param`` values are read as JSON when they parse (``lr=0.1`` is a number, ``name=abc`` a
@@ -149,7 +149,8 @@ def lineage(
     target: Annotated[
         str,
         typer.Argument(
-            metavar="TARGET", help="RUN_ID, artifact DIGEST, dataset:NAME@V or models:/NAME/V."
+            metavar="TARGET",
+            help="RUN_ID, artifact [sha256:]DIGEST, dataset:NAME@V or models:/NAME/V.",
         ),
     ],
     output: OutputOption = OutputFormat.table,

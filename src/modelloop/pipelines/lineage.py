@@ -89,8 +89,8 @@ class LineageGraph:
 
 
 def lineage(target: str, client: Client | None = None) -> LineageGraph:
-    """Upstream lineage of a run id, an artifact digest, ``dataset:NAME@V`` or
-    ``models:/NAME/VERSION``."""
+    """Upstream lineage of a run id, an artifact digest (bare or ``sha256:``-prefixed),
+    ``dataset:NAME@V`` or ``models:/NAME/VERSION``."""
     if client is None:
         from modelloop.tracking.fluent import get_client
 
@@ -161,6 +161,13 @@ def _parse(target: str) -> Node:
     match = _MODEL_URI.fullmatch(target)
     if match:
         return ("model_version", f"{match['name']}/{match['version']}")
+    if target.startswith("sha256:"):  # as the lineage prints an artifact
+        if not _DIGEST.fullmatch(target.removeprefix("sha256:")):
+            raise InvalidArgument(
+                f"Invalid artifact digest {target!r}: expected sha256: and 64 lowercase hex "
+                "characters (the tree shows the first 12; --output json has them all)"
+            )
+        return ("artifact", target.removeprefix("sha256:"))
     if _DIGEST.fullmatch(target):
         return ("artifact", target)
     if target.startswith("run:"):
