@@ -652,7 +652,7 @@ def test_card_metrics_name_what_they_are_missing(registered: Registered) -> None
         r"entity=, day= \(CLI --entity, --day\)",
     ):
         _gate(registered.full, registered.weak, holdout, GateOptions(metric="cp@k"), record=False)
-    with pytest.raises(InvalidArgument, match="no entity column 'card'"):
+    with pytest.raises(InvalidArgument, match=r"no entity column 'card' .*\(CLI --entity\)$"):
         _gate(
             registered.full,
             registered.weak,
@@ -799,7 +799,10 @@ def test_recording_through_a_server_is_refused_before_any_work(
 def test_bad_inputs_are_invalid_arguments(registered: Registered) -> None:
     holdout = registered.holdout
     full, weak = registered.full, registered.weak
-    with pytest.raises(InvalidArgument, match="no label column 'is_fraud'"):
+    with pytest.raises(
+        InvalidArgument,
+        match=r"no label column 'is_fraud' .*pass the right one with label= \(CLI --label\)$",
+    ):
         _gate(full, weak, holdout, label="is_fraud", record=False)
     with pytest.raises(InvalidInput):
         _gate(full, weak, holdout.drop(columns=["f3"]), record=False)

@@ -55,7 +55,8 @@ def holdout_labels(holdout: pd.DataFrame, label: str) -> FloatArray:
     if label not in holdout.columns:
         raise InvalidArgument(
             f"The holdout has no label column {label!r} (columns: "
-            f"{', '.join(map(str, holdout.columns[:20]))}); pass the right one with label="
+            f"{', '.join(map(str, holdout.columns[:20]))}); pass the right one with label= "
+            "(CLI --label)"
         )
     if holdout.empty:
         raise InvalidArgument("The holdout is empty")
@@ -123,7 +124,8 @@ def _column(holdout: pd.DataFrame, column: str, role: str) -> pd.Series[Any]:
     if column not in holdout.columns:
         raise InvalidArgument(
             f"The holdout has no {role} column {column!r} (columns: "
-            f"{', '.join(map(str, holdout.columns[:20]))}); pass the right one with {role}="
+            f"{', '.join(map(str, holdout.columns[:20]))}); pass the right one with {role}= "
+            f"(CLI --{role})"
         )
     return holdout[column]
 
