@@ -592,6 +592,71 @@ def test_run_and_model_pages_link_the_dataset_versions_they_used(
 # -- in the browser ----------------------------------------------------------------------------
 
 
+DISCRETE = "discrete"
+
+
+def _discrete(seed: int) -> pd.DataFrame:
+    """A 0/1 column (43% / 57%), a three-valued one (0, 0.5, 1 a third each) and amounts."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "online": rng.permutation(np.repeat(np.array([0, 1], dtype=np.int64), [129, 171])),
+            "level": rng.permutation(np.repeat([0.0, 0.5, 1.0], 100)),
+            "amount": rng.gamma(2.0, 50.0, 300),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def discrete(store: Store) -> tuple[DatasetVersion, DatasetVersion]:
+    """Two versions of ``discrete``; the second's profile as stored before value counts."""
+    from sqlalchemy import select, update
+
+    from modelloop.store import open_database
+    from modelloop.store import tables as t
+
+    first = log_directly(store, _discrete(0), DISCRETE)
+    second = log_directly(store, _discrete(1), DISCRETE)
+    v = t.dataset_versions
+    where = (v.c.name == DISCRETE) & (v.c.version == second.version)
+    with open_database(store.settings.database_url).write() as conn:
+        profile = json.loads(conn.execute(select(v.c.profile).where(where)).scalar_one())
+        for column in profile["columns"]:
+            column.pop("value_counts", None)
+        conn.execute(update(v).where(where).values(profile=json.dumps(profile)))
+    return first, second
+
+
+def test_numbers_with_few_values_are_drawn_per_value_as_drift_tests_them(
+    http: httpx.Client, discrete: tuple[DatasetVersion, DatasetVersion]
+) -> None:
+    html = http.get(version_path(DISCRETE, 1)).text
+    kinds = {r[0]: r[2] for r in rows(section(html, "schema"))}
+    assert kinds == {
+        "online": "numeric, tested as categorical (2 values)",
+        "level": "numeric, tested as categorical (3 values)",
+        "amount": "numeric",
+    }
+    raw = re.search(r"data-columns='([^']*)'", html)
+    assert raw is not None
+    chart = json.loads(unescape(raw.group(1)))
+    # Not one decile bin "0 to 1" with every value, nor 0.5 merged into a neighbour's bin.
+    assert chart["online"] == {"kind": "values", "labels": ["0", "1"], "share": [0.43, 0.57]}
+    assert chart["level"]["labels"] == ["0", "0.5", "1"]
+    assert chart["level"]["share"] == pytest.approx([1 / 3] * 3)
+    assert chart["amount"]["kind"] == "numeric"
+    assert chart["amount"]["note"] == ""
+
+    older = http.get(version_path(DISCRETE, 2)).text  # profile stored before value counts
+    kinds = {r[0]: r[2] for r in rows(section(older, "schema"))}
+    assert kinds["online"] == "numeric, tested as categorical (2 values)"
+    raw = re.search(r"data-columns='([^']*)'", older)
+    assert raw is not None
+    online = json.loads(unescape(raw.group(1)))["online"]
+    assert online["kind"] == "numeric"  # bins, as before, saying why
+    assert "stored before value counts were kept" in online["note"]
+
+
 @pytest.fixture
 def page(browser: Any, store: Store) -> Iterator[Watched]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -653,3 +718,18 @@ def test_browse_from_the_list_to_a_version_chart_and_contract(page: Watched, sto
     assert page.page.locator("#expectations tr.failed").count() == 6
     assert page.page.locator("#expectations tr.not-checked").count() == 1
     page.shot("datasets-contract")
+
+
+def test_a_binary_number_is_drawn_as_two_bars(
+    page: Watched, discrete: tuple[DatasetVersion, DatasetVersion]
+) -> None:
+    page.goto(version_path(DISCRETE, 1))
+    page.page.select_option("#dist-column", "online")
+    assert drawn(page, "online") == 2
+    note = page.page.locator("#distribution-note").inner_text()
+    assert "drift tests this numeric column as categorical" in note
+    page.shot("datasets-version-values")
+    page.goto(version_path(DISCRETE, 2))
+    page.page.select_option("#dist-column", "online")
+    drawn(page, "online")
+    assert "stored before value counts" in page.page.locator("#distribution-note").inner_text()

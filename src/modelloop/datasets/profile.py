@@ -7,7 +7,11 @@ and null rate, the distinct count, and
 - for numbers: min/max/mean/std and quantiles over the *finite* values (``inf_count`` says how
   many were infinite; NaN counts as null, as pandas treats it), and a fixed 20-bin histogram whose
   edges are the values' 5%-quantiles, so every bin holds about 5% of the reference and population
-  stability can be computed against any later sample;
+  stability can be computed against any later sample; and for a column of at most
+  ``DISCRETE_WHOLE_VALUES`` (10) distinct finite values, the count of each (``value_counts``,
+  keyed by ``repr(float(value))`` as drift references key them), since quantile bins merge such
+  values (a 0/1 column is one bin "0 to 1") and drift may test the column as categories
+  (:func:`categorical_for_drift`); profiles stored before this have none;
 - for categories, strings and booleans: the shares of the 100 most frequent values (of the
   non-null ones, ties broken by value so the profile is deterministic) and the share of the rest;
 - for datetimes: min and max (ISO 8601).
@@ -60,6 +64,7 @@ class ColumnProfile:
     histogram: Histogram | None = None
     top: dict[str, float] | None = None  # str(value) -> share of the non-null values
     other_share: float | None = None  # share of the values not in ``top``
+    value_counts: dict[str, int] | None = None  # numbers with few values: count of each
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,13 @@ def categorical_for_drift(values: Collection[float]) -> bool:
     return len(values) <= DISCRETE_WHOLE_VALUES and all(float(v).is_integer() for v in values)
 
 
+def number_label(value: float) -> str:
+    """A value of a few-valued number column as people read it, e.g. a bar's label: whole
+    numbers without ".0", the rest as Python shows them (the shortest text that reads back as
+    the same number, so two values never share a label)."""
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
 def _categorical_type() -> type:
     import pandas as pd
 
@@ -165,8 +177,8 @@ def _numeric(series: pd.Series[Any]) -> dict[str, Any]:
     if n == 0:
         distinct = 0 if infinite == 0 else len(np.unique(values[np.isinf(values)]))
         return {"distinct": distinct, "inf_count": infinite}
-    distinct = int(np.count_nonzero(np.diff(data))) + 1
-    distinct += len(np.unique(values[np.isinf(values)])) if infinite else 0
+    finite_distinct = int(np.count_nonzero(np.diff(data))) + 1
+    distinct = finite_distinct + (len(np.unique(values[np.isinf(values)])) if infinite else 0)
     quantiles = np.quantile(data, QUANTILES)
     edges = np.unique(np.quantile(data, np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)))
     if len(edges) == 1:
@@ -176,6 +188,10 @@ def _numeric(series: pd.Series[Any]) -> dict[str, Any]:
         counts = np.diff(np.concatenate(([0], inner, [n])))
         histogram = Histogram(edges.tolist(), counts.tolist())
     std = float(np.std(data, ddof=1)) if n > 1 else None
+    counts_of = None
+    if finite_distinct <= DISCRETE_WHOLE_VALUES:
+        held, sizes = np.unique(data, return_counts=True)
+        counts_of = {repr(float(v)): int(c) for v, c in zip(held, sizes, strict=True)}
     return {
         "distinct": distinct,
         "min": float(data[0]),
@@ -185,6 +201,7 @@ def _numeric(series: pd.Series[Any]) -> dict[str, Any]:
         "inf_count": infinite,
         "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
         "histogram": histogram,
+        "value_counts": counts_of,
     }
 
 

@@ -11,7 +11,10 @@ passes for a declaration).
 
 The profile shown is the one computed over every row when the version was logged; the
 distribution chart draws its stored histogram (numbers: 20 bins of about 5% of the values each,
-drawn as a density) or top values, with the Plotly of the other charts. The preview reads the
+drawn as a density) or top values, with the Plotly of the other charts. A numeric column that
+drift tests as categorical (few values: a 0/1 flag, a -1/0/1 code) is drawn per value from the
+profile's value counts, and its kind says so; a profile stored before value counts were kept
+falls back to bins, and the chart's note says why. The preview reads the
 first :data:`PREVIEW_ROWS` rows of the version's own Parquet file, never a path or a format a
 request names.
 
@@ -42,7 +45,14 @@ from modelloop.datasets.entities import (
     DatasetVersion,
     check_dataset_name,
 )
-from modelloop.datasets.profile import QUANTILES, ColumnProfile
+from modelloop.datasets.profile import (
+    DISCRETE_VALUES,
+    DISCRETE_WHOLE_VALUES,
+    QUANTILES,
+    ColumnProfile,
+    categorical_for_drift,
+    number_label,
+)
 from modelloop.datasets.store import SqlDatasetStore
 from modelloop.errors import Forbidden, InvalidArgument, ModelloopError, NotFound
 from modelloop.tracking.entities import Run
@@ -117,6 +127,7 @@ class VersionChange:
 @dataclass(frozen=True)
 class ColumnRow:
     profile: ColumnProfile
+    kind: str  # the profile's kind; for numbers, how drift tests them when that differs
     summary: str  # range, or top values, in one line
     quantiles: list[float | None]  # at _SHOWN_QUANTILES, numbers only
     top: list[tuple[str, float]]
@@ -329,11 +340,35 @@ def _column_row(version: DatasetVersion, column: ColumnProfile) -> ColumnRow:
     quantiles = column.quantiles or {}
     return ColumnRow(
         profile=column,
+        kind=_kind(column),
         summary=_summary(column, top),
         quantiles=[quantiles.get(q) for q in _SHOWN_QUANTILES] if quantiles else [],
         top=top[:TOP_SHOWN],
         categories=version.schema.categories.get(column.name, []),
     )
+
+
+def _tested_per_value(column: ColumnProfile) -> bool | None:
+    """Whether drift tests this numeric column as categories (``categorical_for_drift``, as a
+    reference fitted on this data types it); None when the profile cannot tell: stored before
+    value counts were kept, with more values than are categorical whatever they are."""
+    if column.kind != "numeric" or column.histogram is None:  # no finite value
+        return False
+    if column.value_counts is not None:
+        return categorical_for_drift([float(v) for v in column.value_counts])
+    if column.distinct <= DISCRETE_VALUES:
+        return True
+    return None if column.distinct <= DISCRETE_WHOLE_VALUES else False
+
+
+def _kind(column: ColumnProfile) -> str:
+    tested = _tested_per_value(column)
+    values = f"{len(column.value_counts or ()) or column.distinct:,} values"
+    if tested:
+        return f"numeric, tested as categorical ({values})"
+    if tested is None:
+        return f"numeric ({values}: tested as categorical if whole numbers)"
+    return column.kind
 
 
 def _summary(column: ColumnProfile, top: Sequence[tuple[str, float]]) -> str:
@@ -351,6 +386,14 @@ def _summary(column: ColumnProfile, top: Sequence[tuple[str, float]]) -> str:
 def _chart(column: ColumnProfile) -> dict[str, Any]:
     """What the distribution chart draws for one column, from the stored profile."""
     histogram = column.histogram
+    tested = _tested_per_value(column)
+    if tested and column.value_counts:  # drift compares its values: one bar each
+        total = sum(column.value_counts.values())
+        return {
+            "kind": "values",
+            "labels": [number_label(float(v)) for v in column.value_counts],
+            "share": [c / total for c in column.value_counts.values()],
+        }
     if column.kind == "numeric" and histogram is not None and column.count:
         edges, counts = histogram.edges, histogram.counts
         if len(edges) == 2 and edges[0] == edges[1]:  # one value: a single bar
@@ -366,6 +409,12 @@ def _chart(column: ColumnProfile) -> dict[str, Any]:
             ],
             "share": [c / total for c in counts],
             "ranges": [f"{a:.4g} to {b:.4g}" for a, b in itertools.pairwise(edges)],
+            "note": (
+                "This version's profile was stored before value counts were kept: its "
+                f"{column.distinct:,} values are drawn in bins, which merge them."
+                if tested is not False
+                else ""
+            ),
         }
     if column.top:
         return {

@@ -401,6 +401,7 @@ def _value_overlay(reference: ColumnReference, current: Any) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
+    from modelloop.datasets.profile import number_label
     from modelloop.monitoring.drift import OTHER
 
     known = {float(k): c for k, c in (reference.categories or {}).items() if k != OTHER}
@@ -414,7 +415,7 @@ def _value_overlay(reference: ColumnReference, current: Any) -> dict[str, Any]:
     n_cur = len(finite)
     ref_counts = [known.get(v, 0) for v in shown]
     cur_counts = [counts.get(v, 0) for v in shown]
-    labels = [_value_label(v) for v in shown]
+    labels = [number_label(v) for v in shown]
     ref_other, cur_other = reference.count - sum(ref_counts), n_cur - sum(cur_counts)
     if ref_other or cur_other:
         labels.append(_OTHER_LABEL)
@@ -424,7 +425,7 @@ def _value_overlay(reference: ColumnReference, current: Any) -> dict[str, Any]:
         "kind": "categorical",
         "per_value": True,  # a numeric column's values, as its categorical test counts them
         "categories": labels,
-        "new_categories": [_value_label(v) for v in new],
+        "new_categories": [number_label(v) for v in new],
         "reference": {
             "count": reference.count,
             "counts": ref_counts,
@@ -439,12 +440,6 @@ def _value_overlay(reference: ColumnReference, current: Any) -> dict[str, Any]:
             "mean": float(finite.mean()) if n_cur else None,
         },
     }
-
-
-def _value_label(value: float) -> str:
-    """A number as a bar's label: whole numbers without ".0", the rest as Python shows them
-    (the shortest text that reads back as the same number, so two values never share one)."""
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
 def _categorical_overlay(reference: ColumnReference, current: Any) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 // modelloop UI, a dataset version: the chosen column's stored distribution, drawn by Plotly
 // from the page's data-columns (the profile logged with the version): numbers as a density over
-// the profile's quantile bins, categories, text and booleans as the shares of their top values.
+// the profile's quantile bins, numbers that drift tests as categorical (few values) as the share
+// of each value, categories, text and booleans as the shares of their top values.
 // Column names and values are the data's own: they reach Plotly escaped, as text.
 "use strict";
 
@@ -39,7 +40,16 @@
       }];
       layout.xaxis = { title: { text: title } };
       layout.yaxis = { title: { text: "density" } };
-      note.textContent = data.centers.length + " bins of about equal shares of the values (quantile edges): a bar's area is its share.";
+      note.textContent = data.centers.length + " bins of about equal shares of the values (quantile edges): a bar's area is its share." +
+        (data.note ? " " + data.note : "");
+    } else if (data.kind === "values") {
+      traces = [{
+        type: "bar", x: data.labels.map(plotlyText), y: data.share,
+        hovertemplate: "%{x}: %{y:.1%}<extra></extra>",
+      }];
+      layout.xaxis = { type: "category", title: { text: title } };
+      layout.yaxis = { title: { text: "share of the values" }, tickformat: ".0%" };
+      note.textContent = data.labels.length + " values, one bar each: drift tests this numeric column as categorical.";
     } else {
       var labels = data.labels.map(plotlyText);
       traces = [{
