@@ -6,6 +6,7 @@ and through a live server), the CLI table and its JSON."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 from datetime import timedelta
 
@@ -91,9 +92,10 @@ def test_results_say_which_columns_drifted_and_by_which_test(
 
 
 def test_a_window_without_a_reference_says_why_wherever_its_status_shows(
-    watched: Watched,
+    watched: Watched, caplog: pytest.LogCaptureFixture
 ) -> None:
     watched.log_predictions(day(1), 800, seed=1)
+    watched.log_predictions(day(2), 800, seed=2)
     name = watched.monitor(name="blind", drift={"columns": ["card_age"]},
                            performance={"enabled": False})  # fmt: skip
     why = f"version {watched.version} of {MODEL} has no reference for the monitored columns"
@@ -113,3 +115,7 @@ def test_a_window_without_a_reference_says_why_wherever_its_status_shows(
     assert record["notes"] == [why]
     [window] = ml.run_monitor(name, window="2026-01-01T12:00")  # stored already: no scopes
     assert window["stored"] is False
+    with caplog.at_level(logging.INFO, logger="modelloop.monitoring"):  # the scheduler's log
+        [window] = ml.run_monitor(name, window="2026-01-02T12:00")
+    assert window["scopes"][0]["notes"] == [why]
+    assert f"no_reference; {why}" in caplog.text

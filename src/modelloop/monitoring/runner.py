@@ -474,8 +474,10 @@ def _deployed_model(deployment: str, settings: Settings) -> str:
 
 def _summary(result: WindowResult) -> str:
     whole = result.whole
-    if whole is None or whole.status != "ok":
-        return whole.status if whole else "no scopes"
+    if whole is None:
+        return "no scopes"
+    if whole.status != "ok":  # with why, e.g. how to give a no_reference window a reference
+        return "; ".join([whole.status, *map(str, whole.report.get("notes") or [])])
     shown = {k: round(v, 4) for k, v in whole.values.items() if "column." not in k}
     return json.dumps(shown)
 
