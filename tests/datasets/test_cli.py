@@ -67,7 +67,7 @@ def test_show(logged: str) -> None:
 def test_show_unknown(home: Path) -> None:
     result = runner.invoke(root, ["datasets", "show", "nope@3"])
     assert result.exit_code == 3
-    assert result.output.strip() == "Error: No version 3 of dataset 'nope'"
+    assert result.output.strip() == "Error: No dataset 'nope': no dataset has been logged yet"
 
 
 def test_validate(logged: str, tmp_path: Path) -> None:

@@ -130,9 +130,16 @@ def test_refuses_what_it_cannot_store(store: SqlDatasetStore, bad: object, messa
 def test_unknown_dataset_and_version(store: SqlDatasetStore) -> None:
     with pytest.raises(NotFound, match="dataset 'nope'"):
         store.get_version("nope")
+    with pytest.raises(NotFound, match=r"^No dataset 'nope': no dataset has been logged yet$"):
+        store.get_version("nope", 1)  # not "no version 1": there is no such dataset at all
     store.log_version("tx", frame(), actor="a")
-    with pytest.raises(NotFound, match="version 9"):
+    store.log_version("tx", frame().head(3), actor="a")
+    with pytest.raises(NotFound, match=r"^No version 9 of dataset 'tx': it has versions 1 to 2$"):
         store.get_version("tx", 9)
+    with pytest.raises(NotFound, match=r"^No dataset 'nosuch': the datasets are tx$"):
+        store.get_version("nosuch", 1)
+    with pytest.raises(NotFound, match=r"^No dataset 'nosuch': the datasets are tx$"):
+        store.list_versions("nosuch")
 
 
 def test_sdk_refs_runs_and_contracts(home: Path) -> None:

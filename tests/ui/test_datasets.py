@@ -94,7 +94,9 @@ def _seed(settings: Settings) -> Store:
         report = broken.validate(datasets.load(first))
         datasets.add_validation(first, broken, report, actor=USER)
         second_frame = _frame(320, 1).assign(extra=1.5).astype({"tx_id": "float64"})
-        second = ml.log_dataset(second_frame.drop(columns=["flag"]), NAME)
+        second = ml.log_dataset(
+            second_frame.drop(columns=["flag"]), NAME, description="without the flag column"
+        )
     with ml.start_run(experiment="datasets-ui", name="train") as reader:
         data = ml.load_dataset(f"{NAME}@1")
         features = data[["amount", "tx_id"]].replace([np.inf, -np.inf], np.nan)
@@ -327,6 +329,18 @@ def test_a_dataset_lists_its_versions_newest_first_with_what_changed(
     assert table.count(f'href="/ui/runs/{store.producer}"') == 2
     assert f'href="{version_path(NAME, 1)}"' in table
     assert newest[7] == USER
+
+
+def test_a_version_shows_its_own_description(http: httpx.Client) -> None:
+    def text(html: str, ident: str) -> str:
+        return unescape(section(html, ident).split(">", 1)[1])
+
+    first = http.get(version_path(NAME, 1)).text
+    assert text(first, "version-description") == XSS[4]
+    assert 'id="dataset-description"' not in first  # the dataset's is the first version's
+    second = http.get(version_path(NAME, 2)).text
+    assert text(second, "version-description") == "without the flag column"
+    assert text(second, "dataset-description") == XSS[4]
 
 
 def test_a_version_shows_schema_profile_and_quantiles(http: httpx.Client, store: Store) -> None:

@@ -102,6 +102,7 @@ class DatasetVersion:
     created_at: int
     created_by: str
     run_id: str | None
+    description: str | None = None  # of this version; the dataset's is its first version's
 
     @property
     def ref(self) -> str:

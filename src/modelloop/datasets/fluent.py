@@ -94,6 +94,8 @@ def log_dataset(
     that already holds the same content. Linked to ``run`` (default: the active run, if any).
     With ``contract``, a frame that breaks it raises ContractViolation and nothing is stored;
     one that keeps it is stored with the passing report (``dataset_store().validations``).
+    ``description`` is the version's (``DatasetVersion.description``); the first version's
+    describes the dataset too.
 
     The index is not stored: :func:`load_dataset` returns a RangeIndex.
     """

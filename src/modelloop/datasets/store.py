@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, func, insert, select, text, update
 
 from modelloop.datasets.contracts import Contract, ValidationReport
 from modelloop.datasets.entities import (
@@ -252,7 +252,11 @@ class SqlDatasetStore:
     ) -> DatasetVersion:
         """The version holding ``frame``'s content: the existing one, or a new one. With
         ``contract``, a frame that breaks it raises ContractViolation and nothing is stored;
-        one that keeps it is stored with its report (see :meth:`validations`)."""
+        one that keeps it is stored with its report (see :meth:`validations`).
+
+        ``description`` is the version's (a new dataset's first one describes the dataset too);
+        the same content logged again keeps the description it has, and gets this one only
+        when it had none."""
         name = check_dataset_name(name)
         if run_id is not None:
             run_id = check_run_id(run_id)
@@ -269,10 +273,17 @@ class SqlDatasetStore:
         digest = content_digest(frame)
         existing = self._by_digest(name, digest)
         if existing is not None:
-            if contract is not None and report is not None:
+            described = description is not None and existing.description is None
+            if described or (contract is not None and report is not None):
                 with self.db.write() as conn:
-                    _insert_validation(conn, name, existing.version, contract, report, actor)
-            return existing
+                    if described:
+                        where = (DV.name == name) & (DV.version == existing.version)
+                        conn.execute(
+                            update(t.dataset_versions).where(where).values(description=description)
+                        )
+                    if contract is not None and report is not None:
+                        _insert_validation(conn, name, existing.version, contract, report, actor)
+            return self.get_version(name, existing.version) if described else existing
         schema = Schema.from_frame(frame)
         data = to_parquet(frame)
         if content_digest(from_parquet(data, schema)) != digest:
@@ -314,6 +325,7 @@ class SqlDatasetStore:
                         created_at=created,
                         created_by=actor,
                         run_id=run_id,
+                        description=description,
                     )
                 )
             if contract is not None and report is not None:
@@ -385,10 +397,28 @@ class SqlDatasetStore:
             query = query.where(DV.version == version)
         with self.db.read() as conn:
             row = conn.execute(query).first()
+            if row is None:
+                latest = conn.execute(select(func.max(DV.version)).where(DV.name == name)).scalar()
         if row is None:
-            what = f"version {version} of dataset" if version is not None else "dataset"
-            raise NotFound(f"No {what} {name!r}")
+            if latest is None:
+                raise NotFound(f"No dataset {name!r}: {self._known()}")
+            raise NotFound(
+                f"No version {version} of dataset {name!r}: it has versions 1 to {latest}"
+            )
         return _version(row)
+
+    def _known(self) -> str:
+        """The datasets there are, for an error naming one that is not."""
+        with self.db.read() as conn:
+            names = list(
+                conn.execute(
+                    select(t.datasets.c.name).order_by(t.datasets.c.name).limit(21)
+                ).scalars()
+            )
+        if not names:
+            return "no dataset has been logged yet"
+        more = ", ..." if len(names) > 20 else ""
+        return f"the datasets are {', '.join(names[:20])}{more}"
 
     def list_versions(self, name: str) -> list[DatasetVersion]:
         name = check_dataset_name(name)
@@ -397,7 +427,7 @@ class SqlDatasetStore:
                 select(t.dataset_versions).where(DV.name == name).order_by(DV.version)
             ).all()
         if not rows:
-            raise NotFound(f"No dataset {name!r}")
+            raise NotFound(f"No dataset {name!r}: {self._known()}")
         return [_version(r) for r in rows]
 
     def list_datasets(self) -> list[Dataset]:
@@ -556,4 +586,5 @@ def _version(row: Any) -> DatasetVersion:
         created_at=row.created_at,
         created_by=row.created_by,
         run_id=row.run_id,
+        description=row.description,
     )

@@ -278,6 +278,7 @@ dataset_versions = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("created_by", String(256), nullable=False),
     Column("run_id", String(32), ForeignKey("runs.run_id"), nullable=True),
+    Column("description", Text, nullable=True),  # what this version is (the dataset's is v1's)
     UniqueConstraint("name", "digest"),
 )
 
