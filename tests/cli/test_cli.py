@@ -270,6 +270,25 @@ def test_runs_list_columns_follow_the_question(populated: dict[str, str]) -> Non
     assert "loss" in header
 
 
+def test_runs_list_says_which_params_it_leaves_out_and_how_to_show_them(home: Path) -> None:
+    params = {"depth": 6, "eta": 0.1, "gamma": 0, "lambda": 1, "subsample": 0.8}
+    with ml.start_run(experiment="wide", params=params) as run:
+        run.log_metric("auc", 0.9)
+    fluent.close_clients()
+    result = invoke("runs", "list")
+    assert result.exit_code == 0, result.output
+    header = result.stdout.splitlines()[0].split()
+    assert [k for k in params if k in header] == ["depth", "eta", "gamma"]  # the first three
+    assert (
+        "2 more params (lambda, subsample) not shown: name one in --filter or --order-by to "
+        "show it (e.g. --order-by params.lambda), or --output json for all"
+    ) in " ".join(result.stdout.split())
+    chosen = invoke("runs", "list", "--order-by", "params.lambda")
+    assert chosen.exit_code == 0, chosen.output
+    assert "lambda" in chosen.stdout.splitlines()[0].split()
+    assert "1 more param (subsample) not shown" in chosen.stdout
+
+
 def test_runs_show_table(populated: dict[str, str]) -> None:
     result = invoke("runs", "show", populated["slow"])
     assert result.exit_code == 0, result.output

@@ -262,9 +262,31 @@ def runs_table(
     notes = [f"{len(runs)} {noun}"]
     if hidden:
         notes.append(f"{hidden} more columns with --output json or a wider terminal")
+    capped = [
+        (kind, [k for k in keys if k not in asked and k not in shown_keys])
+        for kind, keys, asked, shown_keys in (
+            ("params", param_keys, asked_params, other_params),
+            ("metrics", metric_keys, asked_metrics, other_metrics),
+        )
+    ]
+    capped = [(kind, keys) for kind, keys in capped if keys]
+    if capped:  # columns past MAX_*_COLUMNS: say which, and how to ask for one
+        kind, keys = capped[0]
+        listed = " and ".join(
+            f"{len(k)} more {what if len(k) > 1 else what[:-1]} ({_names(k)})" for what, k in capped
+        )
+        key = keys[0] if re.fullmatch(r"[\w\-./:]+", keys[0]) else f"`{keys[0]}`"
+        notes.append(
+            f"{listed} not shown: name one in --filter or --order-by to show it (e.g. "
+            f"--order-by {kind}.{key}), or --output json for all"
+        )
     if more_hint:
         notes.append(more_hint)
     out.print(f"[dim]{escape('; '.join(notes))}[/]")
+
+
+def _names(keys: Sequence[str], shown: int = 3) -> str:
+    return ", ".join(keys[:shown]) + (", ..." if len(keys) > shown else "")
 
 
 def run_detail(run: Run, experiment_name: str | None, artifacts: Sequence[ArtifactInfo]) -> None:
