@@ -64,6 +64,25 @@ class Expect:
     allowed: frozenset[Any] | set[Any] | Sequence[Any] | None = None
     allow_inf: bool = False
 
+    def __post_init__(self) -> None:
+        """A misspelt dtype (``flaot``) or a list among the allowed values is refused where
+        the Expect is written, not when a Contract holding it is built or data is checked."""
+        problems = []
+        if self.dtype is not None:
+            try:
+                check_dtype(self.dtype)
+            except ValueError as exc:
+                problems.append(("dtype", str(exc)))
+        if self.allowed is not None:
+            try:
+                check_allowed(self.allowed)
+            except ValueError as exc:
+                problems.append(("allowed", str(exc)))
+        if problems:
+            details = [{"field": where, "message": m} for where, m in problems]
+            lines = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+            raise InvalidArgument(f"Invalid Expect: {lines}", details)
+
 
 @dataclass(frozen=True, slots=True)
 class Check:
@@ -144,21 +163,11 @@ class Contract:
     allow_extra_columns: bool = True
 
     def __post_init__(self) -> None:
-        problems = []
-        for name, expect in self.columns.items():
-            if not isinstance(expect, Expect):
-                problems.append((f"columns.{name}", "expected an Expect(...)"))
-                continue
-            if expect.dtype is not None:
-                try:
-                    check_dtype(expect.dtype)
-                except ValueError as exc:
-                    problems.append((f"columns.{name}", str(exc)))
-            if expect.allowed is not None:
-                try:
-                    check_allowed(expect.allowed)
-                except ValueError as exc:
-                    problems.append((f"columns.{name}.allowed", str(exc)))
+        problems = [  # an Expect checked its own settings when it was made
+            (f"columns.{name}", "expected an Expect(...)")
+            for name, expect in self.columns.items()
+            if not isinstance(expect, Expect)
+        ]
         if problems:
             details = [{"field": where, "message": m} for where, m in problems]
             lines = "; ".join(f"{d['field']}: {d['message']}" for d in details)
