@@ -9,7 +9,7 @@ import pytest
 
 from modelloop.automation.decision import Decision
 from modelloop.automation.policy import parse_policy
-from modelloop.automation.triggers import _follow_up, _holds
+from modelloop.automation.triggers import _follow_up, _futility, _holds
 from modelloop.clock import DAY_MS, iso
 from modelloop.monitoring.monitor import apply_monitor, get_monitor, monitor_database
 from modelloop.monitoring.runner import ScopeResult, Window
@@ -109,3 +109,39 @@ def test_the_performance_holds_unless_it_fell_beyond_tolerance_and_noise(
     assert held["bound"] == pytest.approx(
         max(0.05, 1.645 * spread * (1 / 7 + 1 / n) ** 0.5), abs=1e-3
     )
+
+
+def _trainings(*lower_bounds: float) -> list[Decision]:
+    """Trainings for the change (after a trigger that found it hurt), one every 5 days from
+    day 8, each gated with its interval's lower bound."""
+    history = [Decision("policy.trigger", CHANGE, {"change_start": iso(CHANGE), "hurt": True})]
+    for i, low in enumerate(lower_bounds):
+        at, version = CHANGE + (8 + 5 * i) * DAY_MS, i + 2
+        history += [
+            Decision("policy.trained", at, {"version": version, "change_start": iso(CHANGE)}),
+            Decision("policy.shadow", at, {"version": version, "interval": [low, low + 0.05]}),
+        ]
+    return history
+
+
+def test_two_trainings_in_a_row_that_did_not_pay_end_the_chase() -> None:
+    # A change that hurt every model alike (harder data, not a stale model): the first
+    # training after it is tried, a follow-up too, then no trigger trains for it again.
+    policy = parse_policy(
+        {**GOOD, "triggers": {"follow_up": {"every": "5d", "within": "42d", "min_gain": 0.01}}}
+    )
+    now = CHANGE + 30 * DAY_MS
+    last = now - 5 * DAY_MS
+    assert _follow_up(policy, _trainings(-0.001), last, now) is not None  # one miss: try again
+    assert _follow_up(policy, _trainings(-0.001, 0.008), last, now) is None
+    assert _follow_up(policy, _trainings(0.05, -0.001), last, now) is not None
+    assert _follow_up(policy, _trainings(0.05, -0.001, 0.002), last, now) is None
+    assert _futility(policy, _trainings(-0.001), CHANGE, now) is None
+    why = _futility(policy, _trainings(-0.001, 0.008), CHANGE, now)
+    assert why is not None
+    assert "did not beat the champion on the replay by more than 0.01" in why
+    # Only within ``follow_up.within`` of the change's start, and only with follow_up at all.
+    assert _futility(policy, _trainings(-0.001, 0.008), CHANGE, CHANGE + 43 * DAY_MS) is None
+    plain = parse_policy(GOOD)
+    assert plain.triggers.follow_up is None
+    assert _futility(plain, _trainings(-0.001, 0.008), CHANGE, now) is None

@@ -19,6 +19,8 @@ would cost and what it could gain:
 - a change under way keeps moving: with ``follow_up``, a training for a change that hurt (its
   performance fell) or whose learning paid (beyond ``follow_up.min_gain`` on the replay) is
   followed by another every ``follow_up.every`` until ``follow_up.within`` of the change's start;
+  once two trainings in a row for a change did not pay, it is not trained for again (by any
+  trigger) within that time: it hurts every model alike, a stale model is not the problem;
 - never within the ``cooldown``, and never beyond the ``budget`` of trainings per period.
 
 Every judgement that does not train is a decision too (``skip`` or ``schedule``, with its
@@ -91,6 +93,9 @@ def check_triggers(
             why = f"drift alone, and the matured performance holds: {held['detail']}"
             return Outcome("skip", {**planned, "skipped": why}, state.last_checked_at)
         planned["hurt"] = not by_drift or (held is not None and not held["holds"])
+        futile = _futility(policy, history, change, now)
+        if futile is not None:
+            return Outcome("skip", {**planned, "skipped": futile}, state.last_checked_at)
         return _within_budget(policy, Outcome("train", planned), history, now)
     # Only windows since the loop came back to idle (older ones judged the previous model) and
     # not judged already.
@@ -182,6 +187,9 @@ def check_triggers(
             f"hardly see it, so the retraining waits until it has ({iso(ready)})"
         )
         return Outcome("schedule", evidence, judged)
+    futile = _futility(policy, history, change, now)
+    if futile is not None:
+        return Outcome("skip", {**evidence, "skipped": futile}, judged)
     return _within_budget(policy, Outcome("train", evidence, judged), history, now)
 
 
@@ -261,7 +269,7 @@ def _follow_up(
     """(reason, change start) when a change trained for is due a follow-up training: only a
     change that hurt (the matured performance fell) or whose learning paid, i.e. one of the
     trainings for it beat the champion beyond noise on the replay (the lower bound of the
-    primary metric's interval above ``min_gain``)."""
+    primary metric's interval above ``min_gain``), and not once two in a row did not pay."""
     follow = policy.triggers.follow_up
     if follow is None or last_trained is None:
         return None
@@ -274,9 +282,12 @@ def _follow_up(
         return None
     if now - change > duration_ms(follow.within):
         return None
+    paid = _payoffs(history, change, follow.min_gain)
+    if _futile(paid):
+        return None
     if _hurt(history, change):
         why = "that hurt the matured performance"
-    elif _learning_paid(history, change, follow.min_gain):
+    elif any(paid):
         by = f" by more than {follow.min_gain:g}" if follow.min_gain else ""
         why = f"whose learning paid on the replay{by}"
     else:
@@ -301,10 +312,12 @@ def _hurt(history: Sequence[Decision], change: int) -> bool:
     )
 
 
-def _learning_paid(history: Sequence[Decision], change: int, min_gain: float = 0.0) -> bool:
-    """Whether a challenger trained for ``change`` beat its champion at the gate by more than
-    ``min_gain`` beyond noise (the lower bound of its primary metric's interval)."""
+def _payoffs(history: Sequence[Decision], change: int, min_gain: float) -> list[bool]:
+    """For each training for ``change`` the gate judged, oldest first: whether its challenger
+    beat the champion by more than ``min_gain`` beyond noise (its primary interval's lower
+    bound)."""
     versions = set()
+    paid = []
     for event in history:
         evidence = event.evidence
         if event.action == "policy.trained" and evidence.get("change_start"):
@@ -314,10 +327,31 @@ def _learning_paid(history: Sequence[Decision], change: int, min_gain: float = 0
             event.action in ("policy.shadow", "policy.rejected")
             and "interval" in evidence
             and evidence.get("version") in versions
-            and evidence["interval"][0] > min_gain
         ):
-            return True
-    return False
+            paid.append(evidence["interval"][0] > min_gain)
+    return paid
+
+
+def _futile(paid: Sequence[bool]) -> bool:
+    """Two trainings in a row for a change that did not pay: the change hurts every model
+    alike (harder data, not a stale model), so a third would not pay either."""
+    return len(paid) >= 2 and not any(paid[-2:])
+
+
+def _futility(policy: Policy, history: Sequence[Decision], change: int, now: int) -> str | None:
+    """Why training for ``change`` again is futile, or None (only with ``follow_up``, whose
+    ``min_gain`` says what paying is, and within ``follow_up.within`` of the change)."""
+    follow = policy.triggers.follow_up
+    if follow is None or now - change > duration_ms(follow.within):
+        return None
+    if not _futile(_payoffs(history, change, follow.min_gain)):
+        return None
+    return (
+        f"the last two trainings for the change from {iso(change)} did not beat the champion on "
+        f"the replay by more than {follow.min_gain:g}: retraining does not pay for this change "
+        f"(it hurts every model alike); it is judged again {days(duration_ms(follow.within))} "
+        "after its start"
+    )
 
 
 def _scheduled(
