@@ -272,3 +272,58 @@ def test_a_reference_round_trips_with_its_column_type_and_value_counts() -> None
     restored = ColumnReference.from_dict(json.loads(json.dumps(reference.to_dict())))
     assert restored == reference
     assert (restored.column_type, restored.categories) == ("numeric", {"0.0": 10, "1.0": 5})
+
+
+def _gof(ref: pd.Series, cur: pd.Series) -> tuple[float, float]:
+    """Evidently 0.7's ``chisquare`` by hand: ``scipy.stats.chisquare`` of the current counts
+    against the reference counts scaled by n_current / n_reference, over the values of both."""
+    keys = sorted(set(ref.dropna()) | set(cur.dropna()))
+    ref_counts, cur_counts = ref.value_counts(), cur.value_counts()
+    k_norm = cur.notna().sum() / ref.notna().sum()
+    f_exp = [ref_counts.get(k, 0) * k_norm for k in keys]
+    f_obs = [cur_counts.get(k, 0) for k in keys]
+    with np.errstate(divide="ignore"):  # a value absent from the reference is expected 0 times
+        result = stats.chisquare(f_obs, f_exp)
+    return float(result.statistic), float(result.pvalue)
+
+
+def test_evidently_chi_squared_goodness_of_fit_is_opt_in_and_matches_scipy() -> None:
+    rng = np.random.default_rng(7)
+    ref = pd.DataFrame(
+        {
+            "https": _column({0.0: 300, 0.5: 150, 1.0: 150}),
+            "country": rng.choice(["fr", "de", "it", None], 600, p=[0.5, 0.3, 0.15, 0.05]),
+        }
+    )
+    cur = pd.DataFrame(
+        {
+            "https": _column({0.0: 230, 0.5: 150, 1.0: 120}, seed=1),  # 500 rows: scaled
+            "country": rng.choice(["fr", "de", "it", None], 500, p=[0.45, 0.35, 0.15, 0.05]),
+        }
+    )
+    references = fit_references(ref)
+    methods = {"https": "chi_squared_gof", "country": "chi_squared_gof"}
+    report = check_drift(references, cur, methods=methods)
+    default = check_drift(references, cur)
+    for column in methods:
+        result = report.results[column]
+        statistic, p_value = _gof(ref[column], cur[column])
+        assert (result.column_type, result.method) == ("categorical", "chi_squared_gof")
+        assert result.value == pytest.approx(statistic, rel=1e-12)
+        assert result.p_value == pytest.approx(p_value, rel=1e-9)
+        assert result.drifted == (p_value < 0.05)
+        # It ignores the reference's own noise, so its p-value is below the two-sample test's.
+        assert default.results[column].method == "chi_squared"
+        assert result.p_value < default.results[column].p_value
+
+
+def test_evidently_chi_squared_flags_a_value_absent_from_the_reference() -> None:
+    ref = pd.Series(["a"] * 40 + ["b"] * 60)
+    cur = pd.Series(["a"] * 20 + ["b"] * 29 + ["c"])
+    references = fit_references(pd.DataFrame({"x": ref}))
+    result = check_drift(
+        references, pd.DataFrame({"x": cur}), methods={"x": "chi_squared_gof"}
+    ).results["x"]
+    assert _gof(ref, cur) == (math.inf, 0.0)
+    assert (result.value, result.p_value, result.drifted) == (math.inf, 0.0, True)
+    assert result.details["new_categories"] == ["c"]

@@ -29,6 +29,7 @@ def test_unknown_method_names_the_valid_ones(reference: dict[str, ColumnReferenc
     assert "chi2" in message
     for name in METHODS:
         assert name in message
+    assert "chi_squared_gof" in message  # Evidently's chi-square, opt-in
     assert caught.value.details == [
         {"field": "methods.country", "message": "unknown drift method 'chi2'"}
     ]
