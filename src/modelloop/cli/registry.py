@@ -95,7 +95,6 @@ def _time(ms: int | None) -> str:
     help="Register a model package already logged in a run's artifacts as the next version.",
     epilog=_examples(
         "modelloop models register <run-id> quickstart-lgbm --artifact-path model",
-        "modelloop models register <step-run-id> example --artifact-path outputs/model",
     ),
 )
 def models_register(
