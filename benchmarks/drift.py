@@ -26,7 +26,9 @@ column types itself (no ``DataDefinition``), as for a user who declares none; mo
 references with no declaration either. Per column: each side's type, test and p-value, and
 modelloop's previous answer (KS on every numeric column). Then both sides' false alarm rates
 on 200 seeded random splits of the 1,250 rows into halves (no drift by construction), each
-column through each side's default test. Writes the ``drift-discrete`` section.
+column through each side's default test. modelloop also runs a third way: Evidently's
+chi-square (``chi_squared_gof``, opt-in) on every column its default tests with chi-squared
+(the two-valued ones keep the z-test, as in Evidently). Writes the ``drift-discrete`` section.
 """
 
 from __future__ import annotations
@@ -294,10 +296,16 @@ def _discrete_results(report: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+def _gof_methods(report: Any) -> dict[str, str]:
+    """Evidently's chi-square where the default chose modelloop's: the z-test columns stay."""
+    return {c: "chi_squared_gof" for c, r in report.results.items() if r.method == "chi_squared"}
+
+
 def ml_discrete(reference_path: str, current_path: str, splits: str | None) -> dict:
-    """modelloop's default tests, and KS on every numeric column (its answer before column
-    types), of a current file against the stored reference of another; with ``splits``, the
-    false alarms of both on random splits of the pooled rows."""
+    """modelloop's default tests, Evidently's chi-square (``chi_squared_gof``) in place of its
+    chi-squared, and KS on every numeric column (its answer before column types), of a current
+    file against the stored reference of another; with ``splits``, the false alarms of all
+    three on random splits of the pooled rows."""
     import numpy as np
     import pandas as pd
 
@@ -312,24 +320,28 @@ def ml_discrete(reference_path: str, current_path: str, splits: str | None) -> d
     if stored != fitted:
         raise RuntimeError("the reference profile did not survive its JSON round trip")
     ks = {c: "ks" for c in reference.columns if column_kind(reference[c]) == "numeric"}
+    default = check_drift(stored, current)
     out: dict[str, Any] = {
         "rows": [len(reference), len(current)],
         "dtypes": {c: str(t) for c, t in reference.dtypes.items()},
         "distinct": {c: int(reference[c].nunique()) for c in reference.columns},
-        "columns": _discrete_results(check_drift(stored, current)),
+        "columns": _discrete_results(default),
+        "gof": _discrete_results(check_drift(stored, current, methods=_gof_methods(default))),
         "ks": _discrete_results(check_drift(stored, current, methods=ks)),
     }
     if splits:
         pooled = pd.concat([reference, current], ignore_index=True)
         half = len(reference)
-        alarms = {c: {"now": 0, "ks": 0, "tests": set()} for c in pooled.columns}
+        alarms = {c: {"now": 0, "gof": 0, "ks": 0, "tests": set()} for c in pooled.columns}
         for order in np.load(splits):
             ref, cur = pooled.iloc[order[:half]], pooled.iloc[order[half:]]
             references = fit_references(ref)
             now, before = check_drift(references, cur), check_drift(references, cur, methods=ks)
+            gof = check_drift(references, cur, methods=_gof_methods(now))
             for column, r in now.results.items():
                 alarms[column]["now"] += r.drifted
                 alarms[column]["tests"].add(r.method)
+                alarms[column]["gof"] += gof.results[column].drifted
                 alarms[column]["ks"] += before.results[column].drifted
         out["false_alarms"] = {
             c: {**a, "tests": sorted(a["tests"]), "splits": len(np.load(splits))}
@@ -629,12 +641,21 @@ def discrete_summary_rows(res: dict) -> list[list[str]]:
         sets = {
             "Evidently": {c for c, r in ev.items() if r["drifted"]},
             "modelloop": {c for c, r in ml["columns"].items() if r["drifted"]},
+            "gof": {c for c, r in ml["gof"].items() if r["drifted"]},
             "before": {c for c, r in ml["ks"].items() if r["drifted"]},
         }
         cells = [f"{len(v)} of {n}: {', '.join(sorted(v)) or '—'}" for v in sets.values()]
         verdicts = " / ".join(_yes(len(v) / n >= 0.5) for v in sets.values())
         label = "second half" if scenario == "current" else "second half, 3 columns shifted"
-        rows.append([label, *cells, same_note(sets["Evidently"], sets["modelloop"]), verdicts])
+        rows.append(
+            [
+                label,
+                *cells,
+                same_note(sets["Evidently"], sets["modelloop"]),
+                same_note(sets["Evidently"], sets["gof"]),
+                verdicts,
+            ]
+        )
     return rows
 
 
@@ -642,10 +663,11 @@ def discrete_column_rows(pair: dict) -> list[list[str]]:
     rows = []
     ev, ml = pair["evidently"]["columns"], pair["modelloop"]
     for column, m in ml["columns"].items():
-        e, before = ev.get(column, {}), ml["ks"][column]
+        e, gof, before = ev.get(column, {}), ml["gof"][column], ml["ks"][column]
         shift = PHISHING_SHIFTS.get(column)
         values = f"{ml['dtypes'][column]}, {ml['distinct'][column]}"
         ks = f"{before['method']} {_p(before['p_value'])}" if before["method"] == "ks" else "same"
+        opt_in = f"{gof['method']} {_p(gof['p_value'])}" if gof["method"] != m["method"] else "same"
         rows.append(
             [
                 f"`{column}`",
@@ -653,9 +675,16 @@ def discrete_column_rows(pair: dict) -> list[list[str]]:
                 f"{shift[0]:.0%} of rows set to {shift[1]}" if shift and "shifted" in pair else "",
                 f"{e.get('column_type', '?')}, {e.get('method', '—')} {_p(e.get('value'))}",
                 f"{m['column_type']}, {m['method']} {_p(m['p_value'])}",
+                opt_in,
                 ks,
                 " / ".join(
-                    _yes(x) for x in (e.get("drifted", False), m["drifted"], before["drifted"])
+                    _yes(x)
+                    for x in (
+                        e.get("drifted", False),
+                        m["drifted"],
+                        gof["drifted"],
+                        before["drifted"],
+                    )
                 ),
             ]
         )
@@ -687,6 +716,7 @@ def false_alarm_rows(pair: dict) -> list[list[str]]:
                     rate(e["alarms"], e["splits"]),
                     ", ".join(m["tests"]),
                     rate(m["now"], m["splits"]),
+                    rate(m["gof"], m["splits"]) if "chi_squared" in m["tests"] else "same",
                     "same" if column in ml_only_tests else rate(m["ks"], m["splits"]),
                 ]
             )
@@ -699,6 +729,7 @@ def false_alarm_rows(pair: dict) -> list[list[str]]:
                 f"**{rate(sum(ev[c]['alarms'] for c in columns), splits)}**",
                 "",
                 f"**{rate(sum(ml[c]['now'] for c in columns), splits)}**",
+                f"**{rate(sum(ml[c]['gof'] for c in columns), splits)}**",
                 f"**{rate(sum(ml[c]['ks'] for c in columns), splits)}**",
             ]
         )
@@ -739,9 +770,11 @@ def render_discrete(res: dict, info: dict, command: str) -> str:
                 "current",
                 "Evidently `DataDriftPreset`",
                 "modelloop `check_drift`",
+                "modelloop with Evidently's chi-square (`chi_squared_gof`, opt-in)",
                 "modelloop before column types (KS on numbers)",
-                "same columns as Evidently",
-                "dataset drift (E / m / before)",
+                "same columns as Evidently: modelloop",
+                "same columns as Evidently: with `chi_squared_gof`",
+                "dataset drift (E / m / opt-in / before)",
             ],
             discrete_summary_rows(res),
         ),
@@ -765,6 +798,7 @@ def render_discrete(res: dict, info: dict, command: str) -> str:
                 "Evidently flagged",
                 "modelloop test",
                 "modelloop flagged",
+                "modelloop `chi_squared_gof` flagged",
                 "modelloop before (KS)",
             ],
             false_alarm_rows(halves),
@@ -788,8 +822,12 @@ def render_discrete(res: dict, info: dict, command: str) -> str:
         "reference as small as the current window that ignores half the sampling noise: its "
         "statistic is about twice as large and its p-values far smaller, which the false "
         "alarm table measures on this very table. modelloop keeps the two-sample test, whose "
-        "false alarms stay near the 5% its threshold promises.",
-        f"- Target, the same drifted columns as Evidently: {disagreement_note(res)}",
+        "false alarms stay near the 5% its threshold promises. Evidently's test is there "
+        "opt-in, `methods={column: 'chi_squared_gof'}`, run here on every column the default "
+        f"tests with chi-squared (the two-valued ones keep the z-test): {gof_note(res)}",
+        "- Target, the same drifted columns as Evidently. Default: "
+        f"{disagreement_note(res, 'columns')} With Evidently's chi-square opt-in "
+        f"(`chi_squared_gof`): {disagreement_note(res, 'gof')}",
         "- modelloop before column types: the same stored reference checked with KS on every "
         "numeric column (`methods={column: 'ks'}`), what `check_drift` chose before; KS on "
         "a few values is conservative (its false alarms stay well under 5%) and misses "
@@ -801,12 +839,34 @@ def render_discrete(res: dict, info: dict, command: str) -> str:
     return "\n".join(parts)
 
 
-def disagreement_note(res: dict) -> str:
-    """Where the two sides' verdicts differ, with both p-values, or that they agree."""
+def gof_note(res: dict) -> str:
+    """How close ``chi_squared_gof`` comes to Evidently's ``chisquare``: p-values and alarms."""
+    gaps = []
+    for pair in res["scenarios"].values():
+        ev, gof = pair["evidently"]["columns"], pair["modelloop"]["gof"]
+        for column, m in gof.items():
+            if m["method"] == "chi_squared_gof":
+                e = ev[column]["value"]
+                gaps.append(abs(m["p_value"] - e) / e if e else abs(m["p_value"]))
+    alarms = res["scenarios"]["current"]
+    ev_fa, ml_fa = alarms["evidently"]["false_alarms"], alarms["modelloop"]["false_alarms"]
+    columns = [c for c, a in ml_fa.items() if "chi_squared" in a["tests"]]
+    same = all(ev_fa[c]["alarms"] == ml_fa[c]["gof"] for c in columns)
+    gap = "bit for bit" if max(gaps) == 0 else f"to a relative {max(gaps):.1g}"
+    return (
+        f"its p-values are Evidently's, {gap} on all {len(gaps)} column checks, and its false "
+        "alarms on the random splits "
+        + ("are Evidently's count on every column." if same else "differ (table).")
+    )
+
+
+def disagreement_note(res: dict, key: str) -> str:
+    """Where Evidently's verdicts and modelloop's (``res[...]['modelloop'][key]``: its default
+    tests or with ``chi_squared_gof``) differ, with both p-values, or that they agree."""
     differ: dict[str, list[str]] = {}
     methods = set()
     for scenario, pair in res["scenarios"].items():
-        ev, ml = pair["evidently"]["columns"], pair["modelloop"]["columns"]
+        ev, ml = pair["evidently"]["columns"], pair["modelloop"][key]
         for column, m in ml.items():
             e = ev.get(column, {})
             if e.get("drifted") != m["drifted"]:
@@ -818,10 +878,18 @@ def disagreement_note(res: dict) -> str:
                     [],
                 ).append(label)
     if not differ:
-        return "met on both the second half and the shifted copy."
+        return "the same, on both the second half and the shifted copy."
     columns = "; ".join(f"{c} in the {' and the '.join(s)}" for c, s in differ.items())
-    why = ", which is the chi-squared variant above" if methods == {"chi_squared"} else ""
-    return f"not met; the verdicts differ on {columns}{why}. Every other column agrees."
+    why = (
+        ", the chi-squared variant above: Evidently's p-value is smaller"
+        if methods == {"chi_squared"}
+        else ""
+    )
+    n = len(differ)
+    return (
+        f"not the same ({n} column{'s' if n > 1 else ''}): the verdicts differ on "
+        f"{columns}{why}. Every other column agrees."
+    )
 
 
 DISCRETE_HEADERS = [
@@ -830,8 +898,9 @@ DISCRETE_HEADERS = [
     "shift",
     "Evidently",
     "modelloop",
+    "modelloop `chi_squared_gof` (opt-in)",
     "modelloop before",
-    "drifted (E / m / before)",
+    "drifted (E / m / opt-in / before)",
 ]
 
 
