@@ -30,7 +30,7 @@ predictions_app = typer.Typer(
     help="The prediction log: what was served, with the labels that came back.",
     no_args_is_help=True,
     epilog=_examples(
-        "modelloop predictions export quickstart-lgbm --start 2026-01-01 --output "
+        "modelloop predictions export fraud-detector --start 2026-01-01 --output "
         "predictions.parquet",
     ),
 )
@@ -309,8 +309,7 @@ def _record(stored: object) -> dict[str, object]:
     help="Write a model's logged predictions made in [START, END), with their labels, to one "
     "Parquet file.",
     epilog=_examples(
-        "modelloop predictions export quickstart-lgbm --start 2026-01-01 --output "
-        "predictions.parquet",
+        "modelloop predictions export fraud-detector --output predictions.parquet",
         "modelloop predictions export fraud-detector --start 2026-01-01 --end 2026-01-08 "
         "--deployment fraud-online --output week1.parquet",
     ),
