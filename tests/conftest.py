@@ -121,9 +121,9 @@ class FraudLoop:
 
 @pytest.fixture(scope="session")
 def fraud_loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FraudLoop]:
-    """The fraud demo on a small bank (300 customers, 19 served days, the fraud ring from day
-    4): triggers skipped and a retraining scheduled, then a challenger trained and judged on a
-    replay of the logged requests. One run (about half a minute) for the whole session: the
+    """The fraud demo on a small bank (300 customers, 20 served days, the fraud ring from day
+    4): triggers skipped and a retraining scheduled, then a challenger trained (once the log
+    holds the policy's 5,000 labelled rows) and judged on a replay of the logged requests. One run (about half a minute) for the whole session: the
     timeline's command line and its pages only read it."""
     from modelloop.examples.fraud.demo import MODEL, POLICY, DemoConfig, run_demo
 
@@ -134,7 +134,7 @@ def fraud_loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FraudLoop]:
         patch.setenv("MODELLOOP_HOME", str(home))
         settings = load_settings()
         try:
-            run_demo(DemoConfig(days=19, drift_day=4, customers=300, terminals=600))
+            run_demo(DemoConfig(days=20, drift_day=4, customers=300, terminals=600))
         finally:
             fluent.close_clients()
     try:

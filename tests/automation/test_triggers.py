@@ -124,7 +124,7 @@ def _trainings(*lower_bounds: float) -> list[Decision]:
     return history
 
 
-def test_two_trainings_in_a_row_that_did_not_pay_end_the_chase() -> None:
+def test_two_trainings_for_a_change_that_neither_paid_end_the_chase() -> None:
     # A change that hurt every model alike (harder data, not a stale model): the first
     # training after it is tried, a follow-up too, then no trigger trains for it again.
     policy = parse_policy(
@@ -134,12 +134,15 @@ def test_two_trainings_in_a_row_that_did_not_pay_end_the_chase() -> None:
     last = now - 5 * DAY_MS
     assert _follow_up(policy, _trainings(-0.001), last, now) is not None  # one miss: try again
     assert _follow_up(policy, _trainings(-0.001, 0.008), last, now) is None
+    # Once one paid the change is learnable: later misses say the champion knows it already.
     assert _follow_up(policy, _trainings(0.05, -0.001), last, now) is not None
-    assert _follow_up(policy, _trainings(0.05, -0.001, 0.002), last, now) is None
+    assert _follow_up(policy, _trainings(-0.001, 0.05, -0.001, 0.002), last, now) is not None
     assert _futility(policy, _trainings(-0.001), CHANGE, now) is None
+    assert _futility(policy, _trainings(0.05, -0.001, 0.002), CHANGE, now) is None
     why = _futility(policy, _trainings(-0.001, 0.008), CHANGE, now)
     assert why is not None
-    assert "did not beat the champion on the replay by more than 0.01" in why
+    assert "none of the 2 trainings for the change" in why
+    assert "beat the champion on the replay by more than 0.01" in why
     # Only within ``follow_up.within`` of the change's start, and only with follow_up at all.
     assert _futility(policy, _trainings(-0.001, 0.008), CHANGE, CHANGE + 43 * DAY_MS) is None
     plain = parse_policy(GOOD)

@@ -19,8 +19,8 @@ would cost and what it could gain:
 - a change under way keeps moving: with ``follow_up``, a training for a change that hurt (its
   performance fell) or whose learning paid (beyond ``follow_up.min_gain`` on the replay) is
   followed by another every ``follow_up.every`` until ``follow_up.within`` of the change's start;
-  once two trainings in a row for a change did not pay, it is not trained for again (by any
-  trigger) within that time: it hurts every model alike, a stale model is not the problem;
+  once two trainings for a change were tried and neither paid, it is not trained for again (by
+  any trigger) within that time: it hurts every model alike, a stale model is not the problem;
 - never within the ``cooldown``, and never beyond the ``budget`` of trainings per period.
 
 Every judgement that does not train is a decision too (``skip`` or ``schedule``, with its
@@ -269,7 +269,7 @@ def _follow_up(
     """(reason, change start) when a change trained for is due a follow-up training: only a
     change that hurt (the matured performance fell) or whose learning paid, i.e. one of the
     trainings for it beat the champion beyond noise on the replay (the lower bound of the
-    primary metric's interval above ``min_gain``), and not once two in a row did not pay."""
+    primary metric's interval above ``min_gain``), and not once two were tried and none paid."""
     follow = policy.triggers.follow_up
     if follow is None or last_trained is None:
         return None
@@ -333,9 +333,10 @@ def _payoffs(history: Sequence[Decision], change: int, min_gain: float) -> list[
 
 
 def _futile(paid: Sequence[bool]) -> bool:
-    """Two trainings in a row for a change that did not pay: the change hurts every model
-    alike (harder data, not a stale model), so a third would not pay either."""
-    return len(paid) >= 2 and not any(paid[-2:])
+    """Two trainings for a change and neither paid: the change hurts every model alike (harder
+    data, not a stale model), so a third would not pay either. (Once one paid, the change is
+    learnable: later ones that do not pay only say the champion has learnt it already.)"""
+    return len(paid) >= 2 and not any(paid)
 
 
 def _futility(policy: Policy, history: Sequence[Decision], change: int, now: int) -> str | None:
@@ -344,11 +345,12 @@ def _futility(policy: Policy, history: Sequence[Decision], change: int, now: int
     follow = policy.triggers.follow_up
     if follow is None or now - change > duration_ms(follow.within):
         return None
-    if not _futile(_payoffs(history, change, follow.min_gain)):
+    paid = _payoffs(history, change, follow.min_gain)
+    if not _futile(paid):
         return None
     return (
-        f"the last two trainings for the change from {iso(change)} did not beat the champion on "
-        f"the replay by more than {follow.min_gain:g}: retraining does not pay for this change "
+        f"none of the {len(paid)} trainings for the change from {iso(change)} beat the champion "
+        f"on the replay by more than {follow.min_gain:g}: retraining does not pay for this change "
         f"(it hurts every model alike); it is judged again {days(duration_ms(follow.within))} "
         "after its start"
     )

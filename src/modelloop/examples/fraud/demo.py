@@ -380,9 +380,9 @@ def _declare(config: DemoConfig, champion: int) -> None:
                 "performance": {"metric": "average_precision", "below": 0.6},
                 "cooldown": "3d",
                 "min_importance": 0.2,
-                "change_labels": "2d",
+                "change_labels": "1d",
                 "budget": {"trainings": 8, "per": "56d"},
-                "follow_up": {"every": "7d", "within": "42d"},
+                "follow_up": {"every": "5d", "within": "42d", "min_gain": 0.01},
             },
             "training": {
                 "function": "modelloop.examples.fraud.demo:train",
