@@ -123,8 +123,9 @@ class FraudLoop:
 def fraud_loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FraudLoop]:
     """The fraud demo on a small bank (300 customers, 20 served days, the fraud ring from day
     4): triggers skipped and a retraining scheduled, then a challenger trained (once the log
-    holds the policy's 5,000 labelled rows) and judged on a replay of the logged requests. One run (about half a minute) for the whole session: the
-    timeline's command line and its pages only read it."""
+    holds the policy's 5,000 labelled rows) and judged on a replay of the logged requests. One
+    run (about half a minute) for the whole session: the timeline's command line and its pages
+    only read it."""
     from modelloop.examples.fraud.demo import MODEL, POLICY, DemoConfig, run_demo
 
     home = tmp_path_factory.mktemp("fraud-loop") / "home"
