@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelloop.artifacts import BlobStore
-from modelloop.errors import InvalidArgument, NotFound, PayloadTooLarge
+from modelloop.errors import InvalidArgument, NotFound, PayloadTooLarge, UnsafePath
 
 MISSING = "0" * 64
 
@@ -216,3 +216,46 @@ def test_local_store_does_not_import_fsspec(tmp_path: Path) -> None:
         "assert 'fsspec' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _plant_symlink(store: BlobStore, digest: str, target: Path) -> Path:
+    """Replace the blob's file with a symlink to ``target``, as a hostile co-tenant could."""
+    blob = Path(store.root) / "sha256" / digest[:2] / digest[2:4] / digest
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.unlink(missing_ok=True)
+    blob.symlink_to(target)
+    return blob
+
+
+def test_a_symlink_planted_in_the_store_is_not_followed_out(
+    store: BlobStore, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"outside the store")
+    digest = hashlib.sha256(b"innocent").hexdigest()
+    _plant_symlink(store, digest, secret)
+    for read in (store.read_bytes, store.local_path, store.size, store.exists, store.open):
+        with pytest.raises(UnsafePath, match="outside"):
+            read(digest)
+    with pytest.raises(UnsafePath):
+        store.put_bytes(b"innocent")
+    assert secret.read_bytes() == b"outside the store"
+
+
+def test_a_symlinked_folder_in_the_store_takes_no_writes(store: BlobStore, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    digest = hashlib.sha256(b"content").hexdigest()
+    (Path(store.root) / "sha256").mkdir(parents=True)
+    (Path(store.root) / "sha256" / digest[:2]).symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafePath):
+        store.put_bytes(b"content")
+    assert list(outside.rglob("*")) == []
+    spool_link = tmp_path / "spool-outside"
+    spool_link.mkdir()
+    other = BlobStore(tmp_path / "other")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "tmp").symlink_to(spool_link, target_is_directory=True)
+    with pytest.raises(UnsafePath):
+        other.put_bytes(b"spooled")
+    assert list(spool_link.iterdir()) == []

@@ -192,6 +192,23 @@ def test_upload_download_list_round_trip(server: Server) -> None:
         assert (missing.status_code, missing.json()["error_code"]) == (404, "NOT_FOUND")
 
 
+def test_a_symlink_planted_in_the_blob_store_is_not_served(server: Server) -> None:
+    secret = server.root / "secret.txt"
+    secret.write_bytes(b"outside the store")
+    payload = b"soon replaced by a link " + os.urandom(16)
+    digest = _digest(payload)
+    endpoint = f"/api/v1/runs/{server.ok_run_id}/artifact"
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.put(endpoint, params={"path": "linked.bin"}, content=payload).is_success
+        blob = Path(server.settings.artifact_uri) / "sha256" / digest[:2] / digest[2:4] / digest
+        blob.unlink()
+        blob.symlink_to(secret)
+        got = client.get(endpoint, params={"path": "linked.bin"})
+    assert got.status_code == 422, got.text
+    assert got.json()["error_code"] == UnsafePath.error_code
+    assert b"outside the store" not in got.content
+
+
 def test_upload_to_unknown_run_is_404_and_stores_nothing(server: Server) -> None:
     payload = b"orphan " + os.urandom(16)
     with httpx.Client(base_url=server.url, timeout=30) as client:

@@ -173,3 +173,32 @@ def test_runs_record_code_version_and_environment(tmp_path: Path) -> None:
     assert environment["python"] == ".".join(map(str, sys.version_info[:3]))
     assert environment["packages"]["modelloop"] == ml.__version__
     assert "numpy" in environment["packages"]
+
+
+def test_read_artifact_refuses_a_symlink_planted_in_the_blob_store(
+    home: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the store")
+    with ml.start_run() as run:
+        run.log_text("innocent", "notes.txt")
+    digest = hashlib.sha256(b"innocent").hexdigest()
+    blob = home / "artifacts" / "sha256" / digest[:2] / digest[2:4] / digest
+    blob.unlink()
+    blob.symlink_to(secret)
+    with pytest.raises(UnsafePath, match="outside"):
+        ml.get_client().read_artifact(run.run_id, "notes.txt")
+    with pytest.raises(UnsafePath):
+        ml.get_client().download_artifacts(run.run_id, tmp_path / "dl")
+
+
+def test_download_refuses_an_artifact_that_is_also_a_folder(home: Path, tmp_path: Path) -> None:
+    with ml.start_run() as run:
+        run.log_text("file", "a")
+        run.log_text("nested", "a/b")
+        run.log_text("fine", "c")
+    with pytest.raises(ml.Conflict, match=r"'a' and 'a/b'.*read_artifact") as caught:
+        ml.get_client().download_artifacts(run.run_id, tmp_path / "dl")
+    assert caught.value.exit_code == 4
+    assert not (tmp_path / "dl").exists()  # refused before writing anything
+    assert ml.get_client().read_artifact(run.run_id, "a/b") == b"nested"

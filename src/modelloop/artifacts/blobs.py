@@ -4,10 +4,15 @@ Layout: ``<root>/sha256/<2 hex>/<2 hex>/<digest>``. The store computes the diges
 writing, so a caller can neither mislabel content nor pass a path where a digest belongs. Writes
 go to a temporary file first and are renamed into place, so readers never see half a blob and
 concurrent uploads of the same content both succeed.
+
+A local store never follows a symlink out of its root: every read and write resolves the blob's
+path and refuses (``UnsafePath``) one that lands outside, and reads open the resolved file with
+``O_NOFOLLOW``, so a link planted in the store cannot turn a digest into ``/etc/passwd``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -17,11 +22,12 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 from urllib.parse import unquote, urlsplit
 
-from modelloop.artifacts.paths import is_digest
-from modelloop.errors import InvalidArgument, NotFound, PayloadTooLarge
+from modelloop.artifacts.paths import contained_path, is_digest
+from modelloop.errors import InvalidArgument, NotFound, PayloadTooLarge, UnsafePath
 
 CHUNK_SIZE = 1024 * 1024
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # absent on Windows, where the resolve check remains
 
 
 class BlobStore:
@@ -65,10 +71,17 @@ class BlobStore:
         key = _relpath(digest)
         try:
             if self._local is not None:
-                return (self._local / key).open("rb")
+                fd = os.open(self._contained(key), os.O_RDONLY | _NOFOLLOW)
+                return os.fdopen(fd, "rb")
             return cast(BinaryIO, self._fs.open(self._url(key), "rb"))
         except FileNotFoundError:
             raise NotFound(f"no blob {digest}") from None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:  # a symlink swapped in after the resolve check
+                raise
+            raise UnsafePath(
+                f"blob {digest} is a symlink; the store refuses to follow it"
+            ) from None
 
     def read_bytes(self, digest: str) -> bytes:
         with self.open(digest) as blob:
@@ -77,14 +90,14 @@ class BlobStore:
     def exists(self, digest: str) -> bool:
         key = _relpath(digest)
         if self._local is not None:
-            return (self._local / key).is_file()
+            return self._contained(key).is_file()
         return bool(self._fs.exists(self._url(key)))
 
     def size(self, digest: str) -> int:
         key = _relpath(digest)
         try:
             if self._local is not None:
-                return (self._local / key).stat().st_size
+                return self._contained(key).stat().st_size
             return int(self._fs.size(self._url(key)))
         except FileNotFoundError:
             raise NotFound(f"no blob {digest}") from None
@@ -94,10 +107,15 @@ class BlobStore:
         key = _relpath(digest)
         if self._local is None:
             return None
-        path = self._local / key
+        path = self._contained(key)
         if not path.is_file():
             raise NotFound(f"no blob {digest}")
         return path
+
+    def _contained(self, key: str) -> Path:
+        """The blob's file under a local root, symlinks resolved; ``UnsafePath`` if outside."""
+        assert self._local is not None
+        return contained_path(self._local, key)
 
     def _url(self, key: str) -> str:
         return f"{self._base}/{key}"
@@ -106,7 +124,7 @@ class BlobStore:
         # A local store spools next to its blobs so the final rename stays on one filesystem.
         spool_dir = None
         if self._local is not None:
-            spool_dir = self._local / "tmp"
+            spool_dir = self._contained("tmp")
             spool_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=spool_dir, prefix="blob-", suffix=".part")
         spool = Path(name)
@@ -128,8 +146,8 @@ class BlobStore:
             self._fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
             self._fs.put_file(str(spool), target)
             return
-        final = self._local / key
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._contained(key).parent.mkdir(parents=True, exist_ok=True)
+        final = self._contained(key)  # again: mkdir may have met a directory planted meanwhile
         os.chmod(spool, 0o444)  # blobs are immutable; directory permissions decide who reads
         os.replace(spool, final)
         _fsync_dir(final.parent)

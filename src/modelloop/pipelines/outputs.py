@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelloop.errors import InvalidArgument, UnsafeFormat
+from modelloop.artifacts.paths import canonical_path, contained_path
+from modelloop.errors import InvalidArgument, UnsafeFormat, UnsafePath
 
 Ref = dict[str, Any]
 SUFFIX = {"parquet": ".parquet", "npy": ".npy", "json": ".json", "pickle": ".pkl"}
@@ -87,7 +88,7 @@ def decode(kind: str, files: dict[str, bytes], *, allow_pickle: bool = False) ->
 
         with tempfile.TemporaryDirectory(prefix="modelloop-step-") as tmp:
             for name, data in files.items():
-                (Path(tmp) / name).write_bytes(data)
+                _package_file(Path(tmp), name).write_bytes(data)
             return load_model(tmp)
     if kind == "pickle":
         if not allow_pickle:
@@ -96,6 +97,14 @@ def decode(kind: str, files: dict[str, bytes], *, allow_pickle: bool = False) ->
             )
         return pickle.loads(files[""])  # noqa: S301 - opted in above
     raise InvalidArgument(f"unknown step output kind {kind!r}")
+
+
+def _package_file(directory: Path, name: str) -> Path:
+    """Where a package file goes; its name comes from a stored row, so it is checked like a
+    name from the network: one plain file name (packages are flat), contained in ``directory``."""
+    if not isinstance(name, str) or canonical_path(name) != name or "/" in name:
+        raise UnsafePath(f"unsafe model package file name {name!r}: not a plain file name")
+    return contained_path(directory, name)
 
 
 def numbers(value: Any) -> dict[str, float]:

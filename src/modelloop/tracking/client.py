@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelloop.artifacts import canonical_path, contained_path
-from modelloop.errors import InvalidArgument, NotFound
+from modelloop.errors import Conflict, InvalidArgument, NotFound
 from modelloop.settings import Settings, load_settings
 from modelloop.tracking import source
 from modelloop.tracking._writer import MetricWriter
@@ -249,6 +249,7 @@ class Client:
         infos = self.list_artifacts(run_id, prefix)
         if prefix and not infos:
             raise NotFound(f"Run {run_id} has no artifacts under {prefix!r}")
+        _refuse_file_folder_clash(run_id, [info.path for info in infos])
         written = []
         for info in infos:
             out = contained_path(target, info.path)
@@ -257,6 +258,21 @@ class Client:
                 shutil.copyfileobj(src, dst)
             written.append(out)
         return written
+
+
+def _refuse_file_folder_clash(run_id: str, paths: Sequence[str]) -> None:
+    """A run may hold ``a`` and ``a/b``; a directory cannot hold both, so say so before writing."""
+    stored = set(paths)
+    for path in sorted(stored):
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in stored:
+                raise Conflict(
+                    f"Run {run_id} holds both {folder!r} and {path!r}: on disk {folder!r} cannot "
+                    f"be a file and a folder at once. Download {path!r} alone (prefix={path!r}) "
+                    f"and read {folder!r} with read_artifact(run_id, {folder!r})"
+                )
 
 
 def _text(value: object) -> str:
