@@ -76,6 +76,27 @@ def test_experiment_name_is_checked(store: TrackingStore, name: str) -> None:
         store.create_experiment(name)
 
 
+# "invoice\u202efdp.exe" displays as "invoiceexe.pdf": a name that reads as another.
+@pytest.mark.parametrize("char", ["\u202e", "\u202a", "\u2066", "\u2069", "\u200f", "\u061c"])
+def test_names_refuse_bidirectional_controls(store: TrackingStore, char: str) -> None:
+    name = f"invoice{char}fdp.exe"
+    with pytest.raises(InvalidArgument, match=f"U\\+{ord(char):04X}") as caught:
+        store.create_experiment(name)
+    assert caught.value.details is not None
+    assert caught.value.details[0]["field"] == "name"
+    assert store.get_experiment_by_name(name) is None
+    exp = store.create_experiment("fraud")
+    with pytest.raises(InvalidArgument, match="bidirectional") as caught:
+        store.create_run(RunSpec(exp.experiment_id, name=name))
+    assert caught.value.details is not None
+    assert caught.value.details[0]["field"] == "name"
+    with pytest.raises(InvalidArgument, match="bidirectional") as caught:
+        store.create_run(RunSpec(exp.experiment_id, user=name))
+    assert caught.value.details is not None
+    assert caught.value.details[0]["field"] == "user"
+    assert store.search_runs([exp.experiment_id], "", [], 100) == []
+
+
 def test_unknown_experiment(store: TrackingStore) -> None:
     with pytest.raises(NotFound):
         store.get_experiment("0" * 32)

@@ -308,12 +308,30 @@ class SqlTrackingStore:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+# Bidirectional controls (U+202E and kin) make a name display as something it is not
+# ("fraud\u202egpj.exe" reads "fraudexe.jpg"), so a listing could pass one run off as another.
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
 def _check_name(name: object, what: str) -> str:
+    field = "user" if what == "user" else "name"
     if not isinstance(name, str) or not name.strip() or len(name) > 256:
-        raise InvalidArgument(f"Invalid {what} name {name!r}: use 1-256 characters")
+        raise _invalid_name(name, what, field, "use 1-256 characters")
     if any(ord(c) < 0x20 for c in name):
-        raise InvalidArgument(f"Invalid {what} name {name!r}: control characters are not allowed")
+        raise _invalid_name(name, what, field, "control characters are not allowed")
+    bidi = sorted({f"U+{ord(c):04X}" for c in name if c in _BIDI_CONTROLS})
+    if bidi:
+        reason = f"bidirectional control characters ({', '.join(bidi)}) are not allowed"
+        raise _invalid_name(name, what, field, reason)
     return name
+
+
+def _invalid_name(name: object, what: str, field: str, reason: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"Invalid {what} name {name!r}: {reason}", [{"field": field, "message": reason}]
+    )
 
 
 def _checked_pairs(pairs: Mapping[str, object], what: str) -> dict[str, str]:
