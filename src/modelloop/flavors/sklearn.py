@@ -80,10 +80,18 @@ def _check_trusted(file: Path, trusted_types: Sequence[str], verb: str) -> list[
     found: list[str] = sio.get_untrusted_types(file=file)
     refused = sorted(set(found) - ALLOWED_TYPES - set(trusted_types))
     if refused:
+        if verb == "save":
+            remedy = f"save_model(..., trusted_types={refused})"
+        else:  # ml.load_model(uri) and serving take no trusted_types: only the package loader does
+            remedy = (
+                f"load the package with modelloop.flavors.load_model(path, trusted_types="
+                f"{refused}) (for a registered version, path = "
+                "ml.download_model(ml.resolve_model_uri(uri))); ml.load_model(uri), "
+                "allow_pickle=True and serving do not trust them"
+            )
         raise UnsafeFormat(
             f"{file.name} contains types that are not trusted by default: {refused}. Loading "
-            f"them imports and may run their code; if you trust it, {verb} with "
-            f"trusted_types={refused}."
+            f"them imports and may run their code; if you trust it, {remedy}."
         )
     return found
 
