@@ -250,12 +250,17 @@ class _App(FastAPI):
 
 # -- the error contract ------------------------------------------------------------------------
 
+# Error bodies echo caller input; nosniff stops a browser reading them as HTML or script.
+_NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+
 
 async def _modelloop_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelloopError)
     if exc.status_code >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    headers = (
+        {**_NOSNIFF, "WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else _NOSNIFF
+    )
     return error_response(exc.status_code, exc.error_code, exc.message, headers, exc.details)
 
 
@@ -265,7 +270,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     parts = [_describe(error, exc.body) for error in errors[:_MAX_REPORTED_ERRORS]]
     if len(errors) > _MAX_REPORTED_ERRORS:
         parts.append(f"... and {len(errors) - _MAX_REPORTED_ERRORS} more")
-    return error_response(422, InvalidArgument.error_code, "; ".join(parts))
+    return error_response(422, InvalidArgument.error_code, "; ".join(parts), _NOSNIFF)
 
 
 def _describe(error: Any, body: Any) -> str:
@@ -295,12 +300,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = "body: could not be parsed as JSON"
     else:
         message = str(exc.detail)
-    return error_response(exc.status_code, code, message, exc.headers)
+    return error_response(exc.status_code, code, message, {**_NOSNIFF, **(exc.headers or {})})
 
 
 async def _client_disconnect(request: Request, exc: Exception) -> Response:
     log.info("%s %s: client disconnected mid-request", request.method, request.url.path)
-    return error_response(400, InvalidArgument.error_code, "The request body was cut short")
+    return error_response(
+        400, InvalidArgument.error_code, "The request body was cut short", _NOSNIFF
+    )
 
 
 # -- middleware --------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ BODY_LIMIT = 16 * 1024 * 1024
 _THREAD_BODY = 64 * 1024  # bodies larger than this are scored off the event loop
 _JSON = "application/json"
 _CLOSE = {"Connection": "close"}
+# Error bodies echo caller input; nosniff stops a browser reading them as HTML or script.
+_NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 _WRAPPER_KEYS = frozenset({"inputs", "top_k"})
 
 Handler = Callable[[Request, float], Awaitable[Response]]
@@ -225,7 +227,7 @@ class _Service:
 
     def _error(self, path: str, exc: ModelloopError) -> Response:
         self.metrics.error(path, exc.error_code)
-        headers = _CLOSE if isinstance(exc, PayloadTooLarge) else None
+        headers = {**_NOSNIFF, **_CLOSE} if isinstance(exc, PayloadTooLarge) else _NOSNIFF
         return error_response(exc.status_code, exc.error_code, exc.message, headers, exc.details)
 
 
@@ -370,7 +372,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = f"Method {request.method} is not allowed on {request.url.path}"
     else:
         code, message = f"HTTP_{exc.status_code}", str(exc.detail)
-    return error_response(exc.status_code, code, message, exc.headers)
+    return error_response(exc.status_code, code, message, {**_NOSNIFF, **(exc.headers or {})})
 
 
 class _BearerToken:
@@ -395,6 +397,6 @@ class _BearerToken:
                 await self.app(scope, receive, send)
                 return
         reason = "Wrong bearer token" if given else "Missing 'Authorization: Bearer <token>'"
-        headers = {"WWW-Authenticate": "Bearer", "Connection": "close"}
+        headers = {**_NOSNIFF, "WWW-Authenticate": "Bearer", "Connection": "close"}
         response = error_response(401, Unauthorized.error_code, reason, headers)
         await response(scope, receive, send)
