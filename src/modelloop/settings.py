@@ -17,6 +17,10 @@ SQLite and local files under ``$MODELLOOP_HOME`` (default ``./.modelloop``).
   or join a local instance)
 - ``MODELLOOP_PREDICTION_LOG``: where serving appends its prediction log (Parquet), a directory or
   any fsspec URL (default ``$MODELLOOP_HOME/predictions``)
+- ``MODELLOOP_ALLOWED_HOSTS``: comma-separated ``Host`` names (``host`` or ``host:port``, ``*``
+  for any) a server, its UI and serving answer to besides ``localhost``, ``127.0.0.1`` and
+  ``::1``; other names are refused (DNS rebinding). Default: none, except that a server which
+  requires a token answers to any name unless this is set (see ``modelloop.server.hosts``)
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Settings:
     prediction_log_uri: str = ""
     ray_address: str | None = None
     webhook_allowed_networks: tuple[str, ...] = ()  # CIDRs webhooks may reach though private
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides loopback ("*": any)
 
     @property
     def is_remote(self) -> bool:
@@ -69,5 +74,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             n.strip()
             for n in env.get("MODELLOOP_WEBHOOK_ALLOWED_NETWORKS", "").split(",")
             if n.strip()
+        ),
+        allowed_hosts=tuple(
+            h.strip() for h in env.get("MODELLOOP_ALLOWED_HOSTS", "").split(",") if h.strip()
         ),
     )

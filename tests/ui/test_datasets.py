@@ -162,7 +162,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 
 @pytest.fixture(scope="module")
 def http(store: Store) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=store.url, timeout=30) as client:
+    with httpx.Client(base_url=store.url, headers={"Origin": store.url}, timeout=30) as client:
         yield client
 
 

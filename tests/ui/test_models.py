@@ -137,7 +137,7 @@ def models(ui_settings: tuple[Settings, Seeded], ui_server: tuple[str, Seeded]) 
 
 @pytest.fixture(scope="module")
 def http(models: Models) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=models.url, timeout=30) as client:
+    with httpx.Client(base_url=models.url, headers={"Origin": models.url}, timeout=30) as client:
         yield client
 
 

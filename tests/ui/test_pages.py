@@ -289,7 +289,7 @@ def test_a_token_server_sends_browsers_to_the_login_form(secured: str) -> None:
 
 
 def test_logging_in_sets_a_strict_http_only_cookie_the_middleware_accepts(secured: str) -> None:
-    with httpx.Client(base_url=secured) as http:
+    with httpx.Client(base_url=secured, headers={"Origin": secured}) as http:
         login = http.post("/ui/login", data={"token": TOKEN, "next": "/ui/runs?experiment=curves"})
         assert login.status_code == 303
         assert login.headers["location"] == "/ui/runs?experiment=curves"
@@ -315,7 +315,7 @@ def test_a_wrong_cookie_is_rejected_and_says_so(secured: str) -> None:
 
 
 def test_login_refuses_other_origins_and_redirects_only_within_the_ui(secured: str) -> None:
-    with httpx.Client(base_url=secured) as http:
+    with httpx.Client(base_url=secured, headers={"Origin": secured}) as http:
         forged = http.post(
             "/ui/login", data={"token": TOKEN}, headers={"Origin": "https://evil.example"}
         )
@@ -333,7 +333,7 @@ def test_bearer_tokens_and_users_still_work_for_the_pages(
     _, viewer_token = Users(open_database(settings.database_url)).add(
         "ui-viewer", Role.viewer, actor="admin"
     )
-    with httpx.Client(base_url=secured) as http:
+    with httpx.Client(base_url=secured, headers={"Origin": secured}) as http:
         bearer = http.get("/ui/", headers={"Authorization": f"Bearer {TOKEN}"})
         assert bearer.status_code == 200
         http.post("/ui/login", data={"token": viewer_token})

@@ -3,12 +3,13 @@
 Every response that is not a success is ``{"error_code", "message"}`` with the status of the
 :mod:`modelloop.errors` class it came from, so the HTTP client can raise the same exception the
 local store would have. Requests pass through the middleware of :mod:`modelloop.server.middleware`
-(error boundary, auth, body limit). Auth: with a token configured or any user added
-(``modelloop users add``), everything but ``/health`` needs a bearer token: the server's own
-(acting as ``admin``) or an enabled user's (acting as that user, within its role: reads need
-viewer, changes editor, approvals approver). Without either (loopback development), requests act
-as the name in their ``X-Modelloop-User`` header (default ``anonymous``) with every role: trust on
-loopback, for one developer's machine, never for a shared server.
+(error boundary, the ``Host`` allow-list of :mod:`modelloop.server.hosts`, auth, body limit).
+Auth: with a token configured or any user added (``modelloop users add``), everything but
+``/health`` needs a bearer token: the server's own (acting as ``admin``) or an enabled user's
+(acting as that user, within its role: reads need viewer, changes editor, approvals approver).
+Without either (loopback development), requests act as the name in their ``X-Modelloop-User`` header
+(default ``anonymous``) with every role: trust on loopback, for one developer's machine, never for a
+shared server.
 
 A server never proxies to another server: it refuses to start when ``MODELLOOP_TRACKING_URI`` is
 set, and it refuses to listen beyond loopback unless requests must authenticate.
@@ -17,7 +18,6 @@ set, and it refuses to listen beyond loopback unless requests must authenticate.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
 import logging
 import os
@@ -38,6 +38,7 @@ from modelloop.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from modelloop.server.hosts import AllowedHosts, HostCheck, is_loopback
 from modelloop.server.middleware import Auth, BodyLimit, ErrorBoundary, error_response
 from modelloop.server.schemas import OrjsonResponse
 from modelloop.settings import Settings, load_settings
@@ -113,9 +114,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_disconnect)
-    # Added innermost first: requests meet the boundary, then auth, then the body limit.
+    # Added innermost first: requests meet the boundary, the Host check, auth, the body limit.
     app.add_middleware(BodyLimit, upload_limit=settings.max_upload_bytes)
     app.add_middleware(Auth, token=settings.token, users=users if authenticated else None)
+    allowed = AllowedHosts(settings.allowed_hosts, token_required=authenticated)
+    app.add_middleware(HostCheck, allowed=allowed)  # before auth: a rebinding page is refused
     app.add_middleware(ErrorBoundary)
     return app
 
@@ -189,16 +192,6 @@ def app_from_environment() -> FastAPI:
     fields["home"] = Path(fields["home"])
     fields["protected_aliases"] = frozenset(fields["protected_aliases"])
     return create_app(Settings(**fields))
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach: 127.0.0.0/8, ::1 and ``localhost``."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
 
 
 def check_bind_address(host: str, settings: Settings) -> None:

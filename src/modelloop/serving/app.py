@@ -11,8 +11,9 @@ FastAPI's per-request validation costs more than a whole prediction, so the hot 
 Starlette endpoint: read the body (bounded), ``orjson.loads``, validate against the model's
 signature, score, ``orjson.dumps``. Every failure is ``{error_code, message, details?}`` with the
 status of its :mod:`modelloop.errors` class; a client mistake is never a 500. The last-resort
-error boundary is the REST server's; auth is a lean bearer check of the server's token (no user
-lookup per request). Feedback and large bodies are handled off the event loop.
+error boundary and the ``Host`` allow-list (:mod:`modelloop.server.hosts`) are the REST
+server's; auth is a lean bearer check of the server's token (no user lookup per request).
+Feedback and large bodies are handled off the event loop.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from modelloop.errors import (
     Unauthorized,
 )
 from modelloop.registry.http import USER_HEADER
+from modelloop.server.hosts import AllowedHosts, HostCheck
 from modelloop.server.middleware import ErrorBoundary, error_response
 from modelloop.serving import feedback as fb
 from modelloop.serving.metrics import ServingMetrics
@@ -281,7 +283,8 @@ def create_app(
         service.route("/ready", "GET", service.ready),
         service.route("/metrics", "GET", service.scrape),
     ]
-    middleware = [Middleware(ErrorBoundary)]
+    allowed = AllowedHosts(settings.allowed_hosts, token_required=bool(token))
+    middleware = [Middleware(ErrorBoundary), Middleware(HostCheck, allowed=allowed)]
     if token:
         middleware.append(Middleware(_BearerToken, token=token))
     app = Starlette(
@@ -299,15 +302,15 @@ def create_app(
 
 
 async def _read_json_body(request: Request) -> bytes:
-    """The body, refused early when it is not JSON or over :data:`BODY_LIMIT`."""
+    """The body, refused early when it is not JSON or over :data:`BODY_LIMIT`. The
+    ``Content-Type`` is required: without it (or with ``text/plain``, a form's types) any web
+    page could post here cross-site without asking (a CORS "simple" request)."""
     headers = request.headers
     content_type = headers.get("content-type")
-    if content_type is not None:
-        media = content_type.partition(";")[0].strip().lower()
-        if media != _JSON and not media.endswith("+json"):
-            raise _UnsupportedMediaType(
-                f"Send JSON with 'Content-Type: application/json', not {media or 'nothing'!r}"
-            )
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if media != _JSON and not media.endswith("+json"):
+        given = "no Content-Type" if content_type is None else repr(media or content_type)
+        raise _UnsupportedMediaType(f"Send JSON with 'Content-Type: application/json', not {given}")
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > BODY_LIMIT:
         raise PayloadTooLarge(

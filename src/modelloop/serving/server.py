@@ -19,7 +19,8 @@ from typing import Any
 from starlette.applications import Starlette
 
 from modelloop.errors import InvalidArgument
-from modelloop.server.app import KEEP_ALIVE_SECONDS, is_loopback
+from modelloop.server.app import KEEP_ALIVE_SECONDS
+from modelloop.server.hosts import is_loopback
 from modelloop.serving.app import create_app
 from modelloop.serving.deployment import Deployment, get_deployment, parse_deployment
 from modelloop.serving.prediction_log import PredictionLog

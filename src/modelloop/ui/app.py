@@ -226,7 +226,9 @@ def ui_router(store: SqlTrackingStore, settings: Settings, *, authenticated: boo
         return response
 
     @router.post("/ui/logout")
-    def logout() -> Response:
+    def logout(request: Request) -> Response:
+        if not _same_origin(request):  # another site must not log the user out either
+            return error_page(InvalidArgument("The logout form was posted from another site"))
         response = RedirectResponse("/ui/login", 303)
         response.delete_cookie(TOKEN_COOKIE, path="/", httponly=True, samesite="strict")
         return response
@@ -528,11 +530,18 @@ def _local_target(target: str) -> str:
 
 
 def _same_origin(request: Request) -> bool:
-    """A browser names the page a form came from; programs (no ``Origin``) may log in too."""
+    """The form was posted by a page of this UI: its ``Origin`` is this very scheme, host and
+    port, or (no ``Origin``) the browser says ``Sec-Fetch-Site: same-origin``. Every browser
+    sends one of them on a POST; one that sends neither is refused, since on a token-less
+    server (or with the login cookie) a page on any site could post the form. A program
+    that presents its own ``Authorization`` header is no cross-site form: a browser never adds
+    one to another site's request."""
     origin = request.headers.get("origin")
     if origin is None:
-        return True
-    return origin.split("://", 1)[-1] == request.headers.get("host", "")
+        fetch_site = request.headers.get("sec-fetch-site", "").lower()
+        return fetch_site == "same-origin" or "authorization" in request.headers
+    here = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    return origin.strip().lower() == here.lower()
 
 
 def _form(body: bytes) -> dict[str, str]:
