@@ -65,3 +65,18 @@ def _wait_until_healthy(server: uvicorn.Server, thread: threading.Thread, url: s
         response = client.get("/health")
         if response.json() != {"status": "ok"}:
             raise RuntimeError(f"{url}/health answered {response.status_code}: {response.text}")
+
+
+def status_of_raw_get(server: str, path: str, headers: dict[str, str]) -> int:
+    """The status of a GET sent as raw bytes: httpx refuses to send a header value that
+    ends in whitespace, as a hostile client may."""
+    address = httpx.URL(server)
+    host, port = address.host, address.port or 80
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])

@@ -10,11 +10,18 @@ sha256 is stored: a leaked database does not leak working tokens. A server accep
 token (``MODELLOOP_TOKEN``, acting as ``admin``) or the token of any enabled user (acting as that
 user). Roles are enforced by the server only: the local SDK acts on a database its user can open
 anyway. Adding and disabling users is audited like any registry change.
+
+A configured token must be at least :data:`MIN_TOKEN_LENGTH` characters (``check_token``: a
+blank or guessable ``MODELLOOP_TOKEN`` would only look like protection);
+``modelloop users token --generate`` prints a strong one. Every presented token, from a bearer
+header or the login cookie, is compared by :func:`token_matches`: surrounding whitespace
+stripped, blank never matching, in constant time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 import time
@@ -33,6 +40,8 @@ ADMIN = "admin"  # the actor of the server's own token
 ANONYMOUS = "anonymous"  # the actor of a request to an unauthenticated server that names none
 _RESERVED = frozenset({ADMIN, ANONYMOUS})
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,255}$")
+MIN_TOKEN_LENGTH = 16
+GENERATE_HINT = "generate one with 'modelloop users token --generate'"
 
 
 def _now_ms() -> int:
@@ -73,6 +82,40 @@ class Principal:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def generate_token() -> str:
+    """A strong random token (256 bits, 43 URL-safe characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def check_token(token: str, source: str = "The token (MODELLOOP_TOKEN or --token)") -> str:
+    """``token`` when it is strong enough to require; ``source`` names where it was set."""
+    if not token.strip():
+        raise InvalidArgument(f"{source} is empty or only whitespace: {GENERATE_HINT}")
+    if token != token.strip():
+        raise InvalidArgument(
+            f"{source} starts or ends with whitespace, which clients' tokens lose: remove it, "
+            f"or {GENERATE_HINT}"
+        )
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise InvalidArgument(
+            f"{source} is too short ({len(token)} characters, at least {MIN_TOKEN_LENGTH} "
+            f"needed): {GENERATE_HINT}"
+        )
+    return token
+
+
+def presented_token(raw: bytes | None) -> bytes | None:
+    """A token as sent (bearer credentials or the cookie's value), whitespace stripped;
+    None when there is none, so blank credentials never reach a comparison."""
+    token = (raw or b"").strip()
+    return token or None
+
+
+def token_matches(presented: bytes | None, expected: bytes) -> bool:
+    """Constant-time comparison of a :func:`presented_token` with a configured token."""
+    return presented is not None and hmac.compare_digest(presented, expected)
 
 
 def check_user_name(name: object) -> str:

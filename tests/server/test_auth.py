@@ -21,9 +21,9 @@ from modelloop.server import create_app, run_server
 from modelloop.server.app import is_loopback
 from modelloop.settings import Settings, load_settings
 from modelloop.tracking.http import HttpTrackingStore
-from tests.live_server import live_server
+from tests.live_server import live_server, status_of_raw_get
 
-TOKEN = "s3cret-token-42"
+TOKEN = "s3cret-token-4242"
 
 
 @pytest.fixture
@@ -146,6 +146,57 @@ def test_a_server_does_not_proxy_to_another(settings: Settings) -> None:
         run_server("127.0.0.1", 8765, token=TOKEN, settings=remote)
 
 
+@pytest.mark.parametrize("token", [" ", "   ", "x", "fifteen-chars-x", f" {TOKEN}"])
+def test_a_blank_or_short_token_is_refused(settings: Settings, token: str) -> None:
+    """A blank token would pass for authentication; a short one is guessed."""
+    # workers=0 is refused after the token: should the token pass, nothing starts either.
+    with pytest.raises(InvalidArgument, match="users token --generate"):
+        run_server("0.0.0.0", 8765, token=token, settings=settings, workers=0)
+    with pytest.raises(InvalidArgument, match="users token --generate"):
+        create_app(dataclasses.replace(settings, token=token))
+
+
+@pytest.mark.parametrize("command", ["server", "ui"])
+@pytest.mark.parametrize("token", [" ", "x"])
+def test_the_cli_refuses_a_blank_or_short_token(
+    settings: Settings, command: str, token: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from modelloop.cli import app
+
+    env = {
+        "MODELLOOP_HOME": str(settings.home),
+        "MODELLOOP_TOKEN": token,
+        # Refused after the token: should the token pass, no server starts either.
+        "MODELLOOP_TRACKING_URI": "http://127.0.0.1:1",
+    }
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, [command, "--host", "0.0.0.0"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "MODELLOOP_TOKEN" in result.output
+    assert "modelloop users token --generate" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_generated_token_authenticates(settings: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from modelloop.cli import app
+
+    runner = CliRunner(env={"COLUMNS": "200"})
+    printed = runner.invoke(app, ["users", "token", "--generate"])
+    assert printed.exit_code == 0, printed.output
+    token = printed.stdout.strip()
+    assert len(token) >= 32
+    assert token != runner.invoke(app, ["users", "token", "--generate"]).stdout.strip()
+    assert runner.invoke(app, ["users", "token"]).exit_code == 2
+    with live_server(settings, token=token) as url:
+        authorized = httpx.get(
+            url + "/api/v1/experiments", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert authorized.status_code == 200, authorized.text
+
+
 def test_invalid_worker_count_is_refused(settings: Settings) -> None:
     with pytest.raises(InvalidArgument, match="workers"):
         run_server("127.0.0.1", 8765, settings=settings, workers=0)
@@ -199,6 +250,31 @@ def test_right_token_is_accepted(server: str) -> None:
     spec = httpx.get(server + "/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})
     assert spec.json()["security"] == [{"bearerToken": []}]
     assert spec.json()["paths"]["/health"]["get"]["security"] == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Cookie": "modelloop_token=%20"},
+        {"Cookie": "modelloop_token=%20%20%20"},
+        {"Cookie": "modelloop_token=%09"},
+        {"Authorization": "Bearer  "},
+        {"Authorization": "Bearer   ", "Cookie": f"modelloop_token={TOKEN}"},
+    ],
+)
+def test_blank_credentials_never_authenticate(server: str, headers: dict[str, str]) -> None:
+    assert status_of_raw_get(server, "/api/v1/experiments", headers) == 401
+
+
+def test_bearer_and_cookie_read_a_token_alike(server: str) -> None:
+    """Both strip surrounding whitespace before the same constant-time comparison."""
+    for headers in (
+        {"Authorization": f"Bearer {TOKEN}"},
+        {"Authorization": f"Bearer  {TOKEN} "},
+        {"Cookie": f"modelloop_token={TOKEN}"},
+        {"Cookie": f"modelloop_token=%20{TOKEN}%20"},
+    ):
+        assert status_of_raw_get(server, "/api/v1/experiments", headers) == 200, headers
 
 
 def test_health_is_open(server: str) -> None:

@@ -127,6 +127,20 @@ def test_serve_refuses_a_public_address_without_a_token(registry: Registry) -> N
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("token", [" ", "x"])
+def test_serve_refuses_a_blank_or_short_token(registry: Registry, token: str) -> None:
+    # A missing deployment file is refused after the token: should it pass, nothing starts.
+    result = runner.invoke(
+        app,
+        ["serve", "--deployment", "missing.yaml", "--host", "0.0.0.0"],
+        env={"MODELLOOP_TOKEN": token},
+    )
+    assert result.exit_code == 2, result.output
+    assert "MODELLOOP_TOKEN" in result.output
+    assert "modelloop users token --generate" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_serve_refuses_a_pickled_model_unless_allowed(registry: Registry) -> None:
     frame, _ = transactions()
     with ml.start_run(experiment="pickles") as run:

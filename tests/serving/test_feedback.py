@@ -129,7 +129,7 @@ def test_a_label_arriving_days_later_finds_its_partition(registry: Registry) -> 
     assert frame["label"].tolist()[0] == 1.0 or frame["label"].tolist()[1] == 1.0
 
 
-@pytest.mark.parametrize("token", [None, "s3cret"])
+@pytest.mark.parametrize("token", [None, "s3cret-serving-token"])
 def test_who_sent_a_label_is_recorded(registry: Registry, token: str | None) -> None:
     from sqlalchemy import select
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from modelloop.errors import InvalidArgument
 from modelloop.explain import explain
+from modelloop.serving.server import ServeSpec, build_app
+from tests.live_server import status_of_raw_get
 from tests.serving.conftest import Registry, record, serving, transactions
 
 
@@ -109,17 +112,33 @@ def test_health_ready_and_metrics(registry: Registry) -> None:
 
 
 def test_a_token_guards_everything_but_health(registry: Registry) -> None:
-    with serving(registry.settings, token="s3cret") as live:
+    token = "s3cret-serving-token"
+    with serving(registry.settings, token=token) as live:
         assert live.get("/health").status_code == 200
         refused = live.post("/predict", record(0))
         wrong = live.post("/predict", record(0), headers={"Authorization": "Bearer nope"})
-        allowed = live.post("/predict", record(0), headers={"Authorization": "Bearer s3cret"})
-        lower = live.post("/predict", record(0), headers={"Authorization": "bearer s3cret"})
+        blank = status_of_raw_get(
+            str(live.client.base_url), "/ready", {"Authorization": "Bearer  "}
+        )
+        allowed = live.post("/predict", record(0), headers={"Authorization": f"Bearer {token}"})
+        lower = live.post("/predict", record(0), headers={"Authorization": f"bearer  {token}"})
     assert refused.status_code == 401
     assert refused.json()["error_code"] == "UNAUTHORIZED"
     assert wrong.status_code == 401
+    assert blank == 401
     assert allowed.status_code == 200
     assert lower.status_code == 200
+
+
+@pytest.mark.parametrize("token", [" ", "", "x", "fifteen-chars-x"])
+def test_a_blank_or_short_token_is_refused(registry: Registry, token: str) -> None:
+    with pytest.raises(InvalidArgument, match="users token --generate"):
+        build_app(
+            ServeSpec(
+                deployment={"name": "d", "model": "fraud@champion"}, stored=False, token=token
+            ),
+            registry.settings,
+        )
 
 
 def test_unknown_routes_and_methods_are_in_the_error_contract(registry: Registry) -> None:

@@ -141,17 +141,20 @@ def test_compare_two_runs(page: Watched, ui_server: tuple[str, Seeded]) -> None:
     page.shot("compare")
 
 
+BROWSER_TOKEN = "browser-t0ken-for-tests"
+
+
 def test_log_in_through_the_form(browser: Any, ui_settings: Any) -> None:
     from tests.live_server import live_server
 
     settings, _ = ui_settings
-    with live_server(settings, token="browser-t0ken") as url:
+    with live_server(settings, token=BROWSER_TOKEN) as url:
         context = browser.new_context()
         try:
             watched = Watched(context.new_page(), url)
             watched.goto("/ui/runs?experiment=curves")
             assert "/ui/login" in watched.page.url
-            watched.page.fill("input[name=token]", "browser-t0ken")
+            watched.page.fill("input[name=token]", BROWSER_TOKEN)
             with watched.page.expect_navigation(wait_until="load"):
                 watched.page.click("button:has-text('Log in')")
             assert watched.page.url.endswith("/ui/runs?experiment=curves")

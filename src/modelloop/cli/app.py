@@ -208,7 +208,7 @@ def _client() -> Iterator[Client]:
     epilog=_examples(
         "modelloop server",
         "modelloop server --port 9000 --workers 2",
-        "MODELLOOP_TOKEN=s3cret modelloop server --host 0.0.0.0",
+        "MODELLOOP_TOKEN=$(modelloop users token --generate) modelloop server --host 0.0.0.0",
         "MODELLOOP_TRACKING_URI=http://127.0.0.1:8765 modelloop runs list",
     ),
 )
@@ -256,7 +256,7 @@ def server(
     "Experiments, runs, metric charts and run comparisons, in a browser.",
     epilog=_examples(
         "MODELLOOP_HOME=~/experiments modelloop ui --port 9000",
-        "MODELLOOP_TOKEN=s3cret modelloop ui --host 0.0.0.0",
+        "MODELLOOP_TOKEN=$(modelloop users token --generate) modelloop ui --host 0.0.0.0",
     ),
 )
 @functools.wraps(server)

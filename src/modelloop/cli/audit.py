@@ -2,7 +2,7 @@
 
     modelloop audit log [--model NAME] [--limit N]
     modelloop audit verify [--anchor SEQ:HASH]
-    modelloop users add NAME --role ROLE | list | disable NAME
+    modelloop users add NAME --role ROLE | list | disable NAME | token --generate
 
 Users live in the server's database, so ``users`` commands run where that database is
 reachable, not through a server.
@@ -165,6 +165,28 @@ def users_add(
         user, token = users.add(name, role.value, actor=current_user())
     typer.echo(f"Added {user.name} ({user.role.value}). Their token, shown only now:")
     typer.echo(token)
+
+
+@users_app.command(
+    "token",
+    help="Print a new strong random token (43 characters), for the server's MODELLOOP_TOKEN. "
+    "Nothing is stored: the token is shown only now, keep it where the server's environment "
+    "comes from. (A user's token comes from 'modelloop users add'.)",
+    epilog=_examples(
+        "modelloop users token --generate",
+        "MODELLOOP_TOKEN=$(modelloop users token --generate) modelloop server --host 0.0.0.0",
+    ),
+)
+def users_token(
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Generate the token (required).")
+    ] = False,
+) -> None:
+    if not generate:
+        raise typer.Exit(report_error("Pass --generate to print a new token", 2))
+    from modelloop.auth import generate_token
+
+    typer.echo(generate_token())
 
 
 @users_app.command(

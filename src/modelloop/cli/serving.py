@@ -23,7 +23,8 @@ deployments_app = typer.Typer(
     epilog=_examples(
         "modelloop deployments apply --name fraud-shadow --model fraud-detector@champion",
         "modelloop deployments list",
-        "MODELLOOP_TOKEN=s3cret modelloop serve --deployment fraud-shadow --host 0.0.0.0",
+        "MODELLOOP_TOKEN=$(modelloop users token --generate) modelloop serve "
+        "--deployment fraud-shadow --host 0.0.0.0",
     ),
 )
 predictions_app = typer.Typer(
@@ -50,8 +51,8 @@ def register(app: typer.Typer) -> None:
         # run by the CLI tests, and these must not be (see the server command's).
         epilog=_examples(
             "MODELLOOP_PREDICTION_LOG=/data/predictions modelloop serve fraud-detector@champion",
-            "MODELLOOP_TOKEN=s3cret modelloop serve fraud-detector@champion --host 0.0.0.0 "
-            "--workers 2",
+            "MODELLOOP_TOKEN=$(modelloop users token --generate) modelloop serve "
+            "fraud-detector@champion --host 0.0.0.0 --workers 2",
             "MODELLOOP_DATABASE_URL=postgresql+psycopg://db.example/modelloop modelloop serve "
             "--deployment fraud-online",
             "curl -s localhost:8080/predict -H 'content-type: application/json' "
@@ -120,6 +121,10 @@ def serve(
     )
     from modelloop.serving.server import ServeSpec, run_serving
 
+    if token is not None:
+        from modelloop.auth import check_token
+
+        check_token(token)  # before any model or deployment is looked up
     if (model is None) == (deployment is None):
         raise InvalidArgument("Give a model (e.g. fraud-detector@champion) or --deployment")
     stored = False

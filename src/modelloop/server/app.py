@@ -31,7 +31,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from modelloop._version import __version__
-from modelloop.auth import Users
+from modelloop.auth import Users, check_token
 from modelloop.errors import (
     InvalidArgument,
     ModelloopError,
@@ -71,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     settings = settings or load_settings()
     _refuse_remote(settings)
+    if settings.token is not None:
+        check_token(settings.token)
     store = open_store(settings)
     if not isinstance(store, SqlTrackingStore):  # pragma: no cover - _refuse_remote ensures it
         raise ModelloopError(f"A server needs a local store, not {type(store).__name__}")
@@ -140,8 +142,10 @@ def run_server(
     from modelloop.monitoring.scheduler import Scheduler
 
     settings = settings or load_settings()
-    if token:
+    if token is not None:
         settings = dataclasses.replace(settings, token=token)
+    if settings.token is not None:
+        check_token(settings.token)
     _refuse_remote(settings)
     check_bind_address(host, settings)
     if workers < 1:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from collections.abc import Mapping
@@ -25,7 +24,15 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelloop.auth import ADMIN, ANONYMOUS, Principal, Role, Users
+from modelloop.auth import (
+    ADMIN,
+    ANONYMOUS,
+    Principal,
+    Role,
+    Users,
+    presented_token,
+    token_matches,
+)
 from modelloop.errors import (
     Forbidden,
     InvalidArgument,
@@ -162,15 +169,13 @@ class Auth:
     async def _authenticate(self, scope: Scope) -> Principal | None:
         given = _header(scope, b"authorization")
         if given is None:
-            credentials = _cookie_token(scope)
-            if credentials is None:
-                return None
+            credentials = presented_token(_cookie_token(scope))
         else:
-            scheme, _, credentials = given.partition(b" ")
-            credentials = credentials.strip()
-            if scheme.lower() != b"bearer" or not credentials:
-                return None
-        if self._token is not None and hmac.compare_digest(credentials, self._token):
+            scheme, _, raw = given.partition(b" ")
+            credentials = presented_token(raw) if scheme.lower() == b"bearer" else None
+        if credentials is None:
+            return None
+        if self._token is not None and token_matches(credentials, self._token):
             return Principal(ADMIN, Role.admin)
         assert self._users is not None
         return await run_in_threadpool(self._users.authenticate, credentials.decode("latin-1"))

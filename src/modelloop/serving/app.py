@@ -19,7 +19,6 @@ Feedback and large bodies are handled off the event loop.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelloop.auth import ADMIN, ANONYMOUS
+from modelloop.auth import ADMIN, ANONYMOUS, check_token, presented_token, token_matches
 from modelloop.errors import (
     Conflict,
     InvalidArgument,
@@ -258,6 +257,8 @@ def create_app(
     """The ASGI app over ``predictor`` (started on startup if it is not yet); the log (if any)
     is flushed and closed on shutdown. ``clock`` (ms since the epoch) stamps predictions and
     labels: the wall clock, or a simulation's."""
+    if token is not None:
+        check_token(token)
     service = _Service(predictor, settings, prediction_log, token, clock)
 
     @contextlib.asynccontextmanager
@@ -394,8 +395,8 @@ class _BearerToken:
         given = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         if given is not None:
             scheme, _, credentials = given.partition(b" ")
-            if scheme.lower() == b"bearer" and hmac.compare_digest(
-                credentials.strip(), self._token
+            if scheme.lower() == b"bearer" and token_matches(
+                presented_token(credentials), self._token
             ):
                 await self.app(scope, receive, send)
                 return

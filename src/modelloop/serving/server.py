@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from modelloop.auth import check_token
 from modelloop.errors import InvalidArgument
 from modelloop.server.app import KEEP_ALIVE_SECONDS
 from modelloop.server.hosts import is_loopback
@@ -89,7 +90,9 @@ def run_serving(
     import uvicorn
 
     settings = settings or load_settings()
-    token = spec.token or settings.token
+    token = spec.token if spec.token is not None else settings.token
+    if token is not None:
+        check_token(token)
     spec = dataclasses.replace(spec, token=token)
     if not token and not is_loopback(host):
         raise InvalidArgument(
