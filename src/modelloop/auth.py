@@ -119,7 +119,7 @@ def token_matches(presented: bytes | None, expected: bytes) -> bool:
 
 
 def check_user_name(name: object) -> str:
-    if not isinstance(name, str) or not _USER_NAME.match(name):
+    if not isinstance(name, str) or not _USER_NAME.fullmatch(name):
         raise InvalidArgument(
             f"Invalid user name {name!r}: use 1-256 letters, digits, '_', '.', '@', '+' or '-', "
             "starting with a letter or digit"

@@ -24,6 +24,9 @@ def test_error_responses_say_nosniff(sqlite_settings: Settings) -> None:
             "hostile path (UnsafePath)": client.get(
                 f"/api/v1/runs/{new_id()}/artifact", params={"path": "../x"}
             ),
+            "rebinding Host (middleware)": client.get(
+                "/api/v1/experiments", headers={"Host": "evil.example"}
+            ),
         }
     for what, response in responses.items():
         assert 400 <= response.status_code < 500, (what, response.status_code, response.text)

@@ -24,7 +24,7 @@ _REF = re.compile(r"^(?P<name>[^@]+)(?:@(?P<version>[^@]*))?$")
 
 
 def check_dataset_name(name: object) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidArgument(
             f"Invalid dataset name {name!r}: 1-256 letters, digits, '_', '.', '-', "
             "starting with a letter or digit"

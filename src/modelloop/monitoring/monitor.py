@@ -314,7 +314,7 @@ def load_monitor_file(path: str | Path) -> Monitor:
 
 
 def _check_name(value: str, what: str) -> str:
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise ValueError(
             f"{what} is 1-128 letters, digits, '_', '.', '-', starting with a letter or digit"
         )

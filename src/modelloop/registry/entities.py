@@ -143,7 +143,7 @@ class ModelUri:
 
 
 def check_model_name(name: object) -> str:
-    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+    if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
         raise InvalidArgument(
             f"Invalid model name {name!r}: use 1-256 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
@@ -152,7 +152,7 @@ def check_model_name(name: object) -> str:
 
 
 def check_alias(alias: object) -> str:
-    if not isinstance(alias, str) or not _ALIAS.match(alias):
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
         raise InvalidArgument(
             f"Invalid alias {alias!r}: use a lowercase identifier such as 'champion' or "
             "'challenger' (a-z, 0-9, '_', '-', starting with a letter, at most 64)"

@@ -66,7 +66,8 @@ def error_response(
     body: dict[str, Any] = {"error_code": error_code, "message": message}
     if details:
         body["details"] = details
-    return OrjsonResponse(body, status, headers)
+    # An error may echo input: a browser must never sniff it into HTML.
+    return OrjsonResponse(body, status, {**(headers or {}), "X-Content-Type-Options": "nosniff"})
 
 
 async def send_error(send: Send, exc: ModelloopError, headers: dict[str, str]) -> None:

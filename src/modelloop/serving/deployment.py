@@ -91,7 +91,7 @@ class Deployment(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError(
                 "a deployment name is 1-128 letters, digits, '_', '.', '-', starting with a "
                 "letter or digit"
@@ -150,7 +150,7 @@ def deployment_for_model(uri: str, name: str | None = None) -> Deployment:
         ref = ModelRef.parse(uri)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
-    default = ref.name if _NAME.match(ref.name) else "default"
+    default = ref.name if _NAME.fullmatch(ref.name) else "default"
     return parse_deployment({"name": name or default, "model": str(ref)}, uri)
 
 

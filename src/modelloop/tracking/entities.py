@@ -107,7 +107,7 @@ MAX_VALUE_LENGTH = 8000
 
 def check_key(key: object, what: str) -> str:
     """Metric, param and tag keys: 1-250 word characters, ``-./:`` and spaces."""
-    if not isinstance(key, str) or not _KEY.match(key) or key.strip() != key:
+    if not isinstance(key, str) or not _KEY.fullmatch(key) or key.strip() != key:
         raise InvalidArgument(
             f"Invalid {what} key {key!r}: use 1-250 letters, digits, '_', '-', '.', '/', ':' "
             "or inner spaces"
@@ -147,6 +147,6 @@ def check_metric(key: object, value: object, step: object, timestamp: object) ->
 
 
 def check_run_id(run_id: object) -> str:
-    if not isinstance(run_id, str) or not _ID.match(run_id):
+    if not isinstance(run_id, str) or not _ID.fullmatch(run_id):
         raise InvalidArgument(f"Invalid run id {run_id!r}: expected 32 lowercase hex characters")
     return run_id
