@@ -426,12 +426,9 @@ class ChiSquared(_Method):
     ) -> tuple[float, float | None]:
         from scipy.special import chdtrc
 
-        ref, cur = reference.categories or {}, tally.categories
-        keys = sorted(set(ref) | set(cur))
-        table = np.array([[ref.get(k, 0) for k in keys], [cur.get(k, 0) for k in keys]],
-                         dtype=np.float64)  # fmt: skip
+        table = np.vstack(_counts_per_value(reference, tally))
         expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
-        dof = len(keys) - 1
+        dof = table.shape[1] - 1
         details["dof"] = dof
         if dof == 0:
             return 0.0, 1.0
@@ -465,12 +462,9 @@ class ChiSquaredGoodnessOfFit(_Method):
     ) -> tuple[float, float | None]:
         from scipy.special import chdtrc
 
-        ref, cur = reference.categories or {}, tally.categories
-        keys = sorted(set(ref) | set(cur))
-        scale = sum(cur.values()) / sum(ref.values())
-        expected = np.array([ref.get(k, 0) * scale for k in keys], dtype=np.float64)
-        observed = np.array([cur.get(k, 0) for k in keys], dtype=np.float64)
-        dof = len(keys) - 1
+        counts, observed = _counts_per_value(reference, tally)
+        expected = counts * (observed.sum() / counts.sum())
+        dof = len(counts) - 1
         details["dof"] = dof
         if dof == 0:
             return 0.0, 1.0
@@ -789,16 +783,21 @@ def _categories(series: pd.Series[Any]) -> tuple[dict[str, int], int]:
     return merged, int(series.isna().sum())
 
 
+def _counts_per_value(reference: ColumnReference, tally: _Tally) -> tuple[Array, Array]:
+    """Reference and current counts per value, over the sorted union of their values."""
+    ref, cur = reference.categories or {}, tally.categories
+    keys = sorted(set(ref) | set(cur))
+    counts = [[ref.get(k, 0) for k in keys], [cur.get(k, 0) for k in keys]]
+    return np.array(counts[0], dtype=np.float64), np.array(counts[1], dtype=np.float64)
+
+
 def _shares(reference: ColumnReference, tally: _Tally) -> tuple[Array, Array]:
     """Reference and current shares over deciles of the reference or the union of categories.
 
     Decile bins are ``(cut[i-1], cut[i]]``, so their counts are differences of the at-or-below
     counts at the decile edges. A numeric column typed categorical is compared per value."""
     if reference.column_type == "categorical":
-        ref, cur = reference.categories or {}, tally.categories
-        keys = sorted(set(ref) | set(cur))
-        p = np.array([ref.get(k, 0) for k in keys], dtype=np.float64)
-        q = np.array([cur.get(k, 0) for k in keys], dtype=np.float64)
+        p, q = _counts_per_value(reference, tally)
     else:
         at = np.searchsorted(np.asarray(reference.levels), DECILES)
         _, first = np.unique(np.asarray(reference.edges)[at], return_index=True)
