@@ -42,6 +42,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def audit_key_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Audit keys and checkpoints default to ``$MODELLOOP_HOME``, which many tests pass as a
+    Settings object rather than through the environment: keep the session's in a temporary
+    directory instead of ``./.modelloop`` of the checkout (tests of the defaults unset these)."""
+    where = tmp_path_factory.mktemp("audit")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MODELLOOP_AUDIT_KEY_FILE", str(where / "audit.key"))
+    patch.setenv("MODELLOOP_AUDIT_CHECKPOINTS", str(where / "audit-checkpoints.jsonl"))
+    yield
+    patch.undo()
+
+
 @contextlib.contextmanager
 def postgres_schema() -> Iterator[str]:
     """A database URL whose search_path is a brand-new schema, dropped afterwards."""

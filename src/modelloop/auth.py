@@ -32,6 +32,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from modelloop import audit
+from modelloop.audit.state import credential
 from modelloop.errors import AlreadyExists, InvalidArgument, NotFound
 from modelloop.store import Database
 from modelloop.store import tables as t
@@ -169,7 +170,12 @@ class Users:
                     object_type="user",
                     object_id=name,
                     before=None,
-                    after={"name": name, "role": checked.value, "disabled": False},
+                    after={
+                        "name": name,
+                        "role": checked.value,
+                        "disabled": False,
+                        "credential": credential(hash_token(token)),
+                    },
                 )
         except IntegrityError:
             raise AlreadyExists(f"User {name!r} already exists") from None

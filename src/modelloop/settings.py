@@ -17,10 +17,20 @@ SQLite and local files under ``$MODELLOOP_HOME`` (default ``./.modelloop``).
   or join a local instance)
 - ``MODELLOOP_PREDICTION_LOG``: where serving appends its prediction log (Parquet), a directory or
   any fsspec URL (default ``$MODELLOOP_HOME/predictions``)
+- ``MODELLOOP_HEARTBEAT_SECONDS``: how often a process records that its active runs are alive
+  (default 30; 0 turns liveness tracking off); ``modelloop runs sweep`` and the server mark a run
+  KILLED after 5 missed heartbeats, or at once when its process on the same host is gone (see
+  ``modelloop.tracking.sweep``)
 - ``MODELLOOP_ALLOWED_HOSTS``: comma-separated ``Host`` names (``host`` or ``host:port``, ``*``
   for any) a server, its UI and serving answer to besides ``localhost``, ``127.0.0.1`` and
   ``::1``; other names are refused (DNS rebinding). Default: none, except that a server which
   requires a token answers to any name unless this is set (see ``modelloop.server.hosts``)
+- ``MODELLOOP_AUDIT_KEY_FILE``: the secret(s) that key audit events, one per line, the first signs
+  and all verify (default ``$MODELLOOP_HOME/audit.key``, created on the first audited change);
+  keep it where the database's writers cannot read it. ``MODELLOOP_AUDIT_KEY`` gives the secret
+  itself instead (see ``modelloop.audit.keys``)
+- ``MODELLOOP_AUDIT_CHECKPOINTS``: the file each audited change appends a signed checkpoint of the
+  log's head to (default ``$MODELLOOP_HOME/audit-checkpoints.jsonl``; ``off`` for none)
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from modelloop.errors import InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -41,8 +53,16 @@ class Settings:
     protected_aliases: frozenset[str] = frozenset({"champion"})
     prediction_log_uri: str = ""
     ray_address: str | None = None
+    heartbeat_seconds: float = 30.0  # 0: runs record no heartbeat and are never swept
     webhook_allowed_networks: tuple[str, ...] = ()  # CIDRs webhooks may reach though private
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides loopback ("*": any)
+    audit_key: str | None = None  # the audit secret itself, instead of audit_key_file
+    audit_key_file: Path | None = None  # None: home / "audit.key"
+    audit_checkpoints: Path | None = None  # None: none written
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.home / "audit.key"
 
     @property
     def is_remote(self) -> bool:
@@ -70,6 +90,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         protected_aliases=frozenset(a.strip() for a in protected.split(",") if a.strip()),
         prediction_log_uri=env.get("MODELLOOP_PREDICTION_LOG") or str(home / "predictions"),
         ray_address=env.get("MODELLOOP_RAY_ADDRESS") or None,
+        heartbeat_seconds=_heartbeat_seconds(env.get("MODELLOOP_HEARTBEAT_SECONDS")),
         webhook_allowed_networks=tuple(
             n.strip()
             for n in env.get("MODELLOOP_WEBHOOK_ALLOWED_NETWORKS", "").split(",")
@@ -78,4 +99,30 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         allowed_hosts=tuple(
             h.strip() for h in env.get("MODELLOOP_ALLOWED_HOSTS", "").split(",") if h.strip()
         ),
+        audit_key=env.get("MODELLOOP_AUDIT_KEY") or None,
+        audit_key_file=Path(env.get("MODELLOOP_AUDIT_KEY_FILE") or home / "audit.key")
+        .expanduser()
+        .absolute(),
+        audit_checkpoints=_checkpoints(env.get("MODELLOOP_AUDIT_CHECKPOINTS"), home),
     )
+
+
+def _checkpoints(value: str | None, home: Path) -> Path | None:
+    if value is None or not value.strip():
+        return home / "audit-checkpoints.jsonl"
+    return None if value.strip().lower() == "off" else Path(value).expanduser().absolute()
+
+
+def _heartbeat_seconds(value: str | None) -> float:
+    if value is None or not value.strip():
+        return 30.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < 86_400:  # NaN fails too
+        raise InvalidArgument(
+            f"MODELLOOP_HEARTBEAT_SECONDS={value!r}: give seconds between heartbeats, e.g. 30 "
+            "(0 turns heartbeats off)"
+        )
+    return seconds

@@ -1,7 +1,8 @@
 """``modelloop audit|users``: the registry's audit trail and who may act on it.
 
     modelloop audit log [--model NAME] [--limit N]
-    modelloop audit verify [--anchor SEQ:HASH]
+    modelloop audit verify [--anchor SEQ:HASH] [--checkpoints FILE]
+    modelloop audit checkpoint [--to FILE|URL]
     modelloop users add NAME --role ROLE | list | disable NAME | token --generate
 
 Users live in the server's database, so ``users`` commands run where that database is
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -22,6 +24,7 @@ from modelloop.cli.registry import OptionalReason, _record, _registry, _table, _
 
 if TYPE_CHECKING:
     from modelloop.audit import AuditEvent
+    from modelloop.store import Database
 
 audit_app: typer.Typer = typer.Typer(
     help="The hash-chained audit trail of registry changes.",
@@ -104,30 +107,108 @@ def _change(event: AuditEvent) -> str:
 
 @audit_app.command(
     "verify",
-    help="Recompute the audit hash chain; exit 1 naming the first modified or missing event.\n\n"
+    help="Check the audit trail: recompute its keyed hash chain, compare it with every signed "
+    "checkpoint of this store, and reconcile the registry's tables with it (aliases, versions, "
+    "approvals, users, deployments, monitors, policies). Exit 1 naming the first modified, "
+    "forged or missing event, or each change that no event explains.\n\n"
     "Record the printed head somewhere the database's writers cannot change, and pass it back "
-    "as --anchor to also detect a rewritten past.",
-    epilog=_examples("modelloop audit verify"),
+    "as --anchor to also detect a past rewritten by someone holding the audit key.",
+    epilog=_examples(
+        "modelloop audit verify",
+        "modelloop audit verify --checkpoints /mnt/worm/modelloop-checkpoints.jsonl",
+        "modelloop audit verify --anchor 42:3f9a...",
+    ),
 )
 def audit_verify(
     anchor: Annotated[
         str | None, typer.Option(help="SEQ:HASH printed by an earlier verify.")
     ] = None,
+    checkpoints: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoints",
+            help="Also check against the checkpoints in this file (repeatable; besides "
+            "MODELLOOP_AUDIT_CHECKPOINTS). Local store only.",
+        ),
+    ] = None,
 ) -> None:
     from modelloop import audit
 
     parsed = audit.parse_anchor(anchor)
-    with _registry() as registry:
-        result = registry.verify_audit(parsed)
+    if checkpoints:
+        with _local_database() as db:
+            result = audit.verify(db, parsed, checkpoint_files=checkpoints)
+    else:
+        with _registry() as registry:
+            result = registry.verify_audit(parsed)
+    for line in result.unexplained:
+        typer.echo(f"Changed without an audit event: {line}", err=True)
     if not result.ok:
-        raise typer.Exit(
-            report_error(f"Audit trail broken at event {result.first_bad_seq}: {result.problem}", 1)
-        )
+        where = "" if result.first_bad_seq is None else f" at event {result.first_bad_seq}"
+        raise typer.Exit(report_error(f"Audit trail broken{where}: {result.problem}", 1))
     if result.head_seq is None:
         typer.echo("Audit trail is empty.")
-    else:
-        typer.echo(f"Audit trail intact: {result.checked} events verified.")
-        typer.echo(f"Head: {result.head_seq}:{result.head_hash}")
+        return
+    typer.echo(f"Audit trail intact: {result.checked} events verified.")
+    covered = (
+        f"checked against {result.checkpoints} checkpoints (the newest at event "
+        f"{result.checkpoint_seq})"
+        if result.checkpoints
+        else "no checkpoint of this store to check against (MODELLOOP_AUDIT_CHECKPOINTS)"
+    )
+    typer.echo(f"{covered[0].upper()}{covered[1:]}.")
+    typer.echo(
+        f"Tables reconciled: {result.reconciled} objects, each explained by the audit trail."
+    )
+    typer.echo(f"Head: {result.head_seq}:{result.head_hash}")
+
+
+@audit_app.command(
+    "checkpoint",
+    help="Sign the audit log's current head with the audit key and export it: appended to a "
+    "file, or POSTed as JSON to an http(s) URL, somewhere the database's writers cannot change. "
+    "'audit verify --checkpoints FILE' later proves that no event up to it was deleted or "
+    "rewritten. Run it from cron for periodic checkpoints; without --to it prints the JSON.",
+    epilog=_examples(
+        "modelloop audit checkpoint",
+        "modelloop audit checkpoint --to /mnt/worm/modelloop-checkpoints.jsonl",
+        "modelloop audit checkpoint --to https://audit.example.com/modelloop",
+    ),
+)
+def audit_checkpoint(
+    to: Annotated[
+        list[str] | None,
+        typer.Option("--to", help="A file to append to or an http(s) URL to POST to (repeatable)."),
+    ] = None,
+) -> None:
+    from modelloop.audit import checkpoints
+
+    with _local_database() as db:
+        checkpoint = checkpoints.current(db)
+    if not to:
+        typer.echo(checkpoint.to_json())
+        return
+    for target in to:
+        typer.echo(
+            f"Checkpoint of event {checkpoint.seq} {checkpoints.export(checkpoint, target)}."
+        )
+
+
+@contextmanager
+def _local_database() -> Iterator[Database]:
+    """The metadata database itself: checkpoints are signed and read where the audit key is."""
+    from modelloop.errors import InvalidArgument
+    from modelloop.settings import load_settings
+    from modelloop.store import open_database
+
+    settings = load_settings()
+    if settings.tracking_uri is not None:
+        raise InvalidArgument(
+            "Audit checkpoints are signed and read where the database and the audit key are: "
+            "run this on the server's machine (unset MODELLOOP_TRACKING_URI, set "
+            "MODELLOOP_DATABASE_URL and MODELLOOP_AUDIT_KEY_FILE)"
+        )
+    yield open_database(settings.database_url)
 
 
 # -- users ---------------------------------------------------------------------------------------

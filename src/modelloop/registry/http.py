@@ -182,7 +182,8 @@ class HttpRegistryStore:
 
     def verify_audit(self, anchor: tuple[int, str] | None = None) -> AuditVerification:
         params = None if anchor is None else {"anchor": f"{anchor[0]}:{anchor[1]}"}
-        return AuditVerification(**self._call("GET", "/audit/verify", params=params))
+        data = self._call("GET", "/audit/verify", params=params)
+        return AuditVerification(**{**data, "unexplained": tuple(data.get("unexplained", ()))})
 
     # -- transport ---------------------------------------------------------------------------
 

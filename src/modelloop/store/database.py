@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,18 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from modelloop.errors import InvalidArgument, ServerUnavailable
 
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 _MIGRATIONS = str(Path(__file__).parent / "migrations")
 _PG_MIGRATION_LOCK = 0x6D6C6F6F70  # pg_advisory_lock key: "mloop"
+
+
+_AFTER_COMMIT = "modelloop.after_commit"
+
+
+def after_commit(conn: Connection, key: str, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the write transaction of ``conn`` (from ``Database.write``) has
+    committed, never if it rolls back; a later callback with the same ``key`` replaces it."""
+    conn.info.setdefault(_AFTER_COMMIT, {})[key] = callback
 
 
 class Database:
@@ -63,12 +72,20 @@ class Database:
         with self._thread_lock:
             if self._lock_file is not None:
                 fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+            callbacks: dict[str, Callable[[], None]] = {}
             try:
-                with self._connect(self._writer) as conn, conn.begin():
-                    yield conn
+                with self._connect(self._writer) as conn:
+                    try:
+                        with conn.begin():
+                            yield conn
+                        callbacks = conn.info.get(_AFTER_COMMIT, {})
+                    finally:  # the DBAPI connection (and its info) outlives this transaction
+                        conn.info.pop(_AFTER_COMMIT, None)
             finally:
                 if self._lock_file is not None:
                     fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        for callback in callbacks.values():  # committed: what must follow it, outside the lock
+            callback()
 
     def _connect(self, engine: Engine) -> Connection:
         """A connection, or ServerUnavailable: a database we cannot reach is not our bug."""

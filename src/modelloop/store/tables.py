@@ -207,7 +207,8 @@ audit_events = Table(
     Column("after", Text, nullable=True),  # canonical JSON
     Column("reason", Text, nullable=True),
     Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),  # HMAC-SHA256 under key_id (sha256 if NULL)
+    Column("key_id", String(16), nullable=True),  # migration 0010; NULL: written before keys
     Index(None, "object_type", "object_id"),
 )
 
