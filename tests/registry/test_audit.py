@@ -5,8 +5,10 @@ Tampering is done the way an attacker with database access would: raw SQL on the
 
 from __future__ import annotations
 
+import http.server
 import itertools
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -521,3 +523,38 @@ def test_user_changes_are_audited(env: Env) -> None:
 def test_malformed_anchors_are_refused(anchor: str) -> None:
     with pytest.raises(InvalidArgument, match="SEQ:HASH"):
         audit.parse_anchor(anchor)
+
+
+@pytest.mark.parametrize("status", [204, 500])
+def test_checkpoints_export_to_a_webhook(env: Env, status: int) -> None:
+    """``audit checkpoint --to URL`` POSTs the signed checkpoint; an error status is a failure."""
+    received: list[bytes] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert isinstance(env.store, SqlRegistryStore)
+        checkpoint = checkpoints.current(env.store.db)
+        url = f"http://127.0.0.1:{server.server_port}/audit"
+        if status >= 300:
+            with pytest.raises(InvalidArgument, match="answered 500"):
+                checkpoints.export(checkpoint, url)
+        else:
+            assert checkpoints.export(checkpoint, url) == f"posted to {url} (204)"
+    finally:
+        server.shutdown()
+        server.server_close()
+    sent = checkpoints.Checkpoint(**json.loads(received[0]))
+    assert sent == checkpoint
+    assert (sent.seq, sent.hash) == _head(env)
+    assert sent.signed_by(keys.load())

@@ -104,6 +104,42 @@ def test_audit_verify_names_the_tampered_event(run_id: str) -> None:
     fails(2, "audit", "verify", "--anchor", "not-an-anchor")
 
 
+def test_audit_checkpoints_and_reconciliation_on_the_command_line(
+    run_id: str, tmp_path: Path
+) -> None:
+    ok("models", "register", run_id, "fraud")
+    ok("models", "register", run_id, "fraud")
+    ok("models", "set-alias", "fraud", "challenger", "1", "--reason", "candidate")
+    verified = ok("audit", "verify")
+    assert "Checked against 3 checkpoints (the newest at event 4)" in verified
+    assert "Tables reconciled: 4 objects" in verified
+    exported = tmp_path / "elsewhere.jsonl"
+    assert "Checkpoint of event 4 appended to" in ok("audit", "checkpoint", "--to", str(exported))
+    printed = json.loads(ok("audit", "checkpoint"))
+    assert (printed["seq"], len(printed["mac"])) == (4, 64)
+    with open_database(load_settings().database_url).write() as conn:
+        conn.execute(text("UPDATE aliases SET version = 2"))
+    result = invoke("audit", "verify")
+    assert result.exit_code == 1
+    assert (
+        "Changed without an audit event: alias fraud@challenger changed without an audit "
+        "event: version is 2, the audit trail says 1 (event 4)" in result.stdout
+    )
+    assert result.stderr.strip() == "Error: Audit trail broken: 1 changes without an audit event"
+    with open_database(load_settings().database_url).write() as conn:
+        conn.execute(text("UPDATE aliases SET version = 1"))
+        conn.execute(text("DELETE FROM audit_events WHERE seq = 4"))
+        conn.execute(
+            text(
+                "UPDATE audit_head SET seq = 3, hash = (SELECT hash FROM audit_events "
+                "WHERE seq = 3)"
+            )
+        )
+    line = fails(1, "audit", "verify", "--checkpoints", str(exported))
+    assert "event 4 were deleted" in line or "events 4..4 were deleted" in line
+    fails(2, "audit", "checkpoint", "--to", str(tmp_path / "missing" / "dir" / "\0bad"))
+
+
 def test_users(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     added = ok("users", "add", "alice", "--role", "approver").splitlines()
     assert added[0] == "Added alice (approver). Their token, shown only now:"

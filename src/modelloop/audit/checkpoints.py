@@ -181,6 +181,6 @@ def export(checkpoint: Checkpoint, target: str) -> str:
     path = Path(target).expanduser()
     try:
         append(path, checkpoint)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise InvalidArgument(f"Cannot write the checkpoint to {path}: {exc}") from exc
     return f"appended to {path}"

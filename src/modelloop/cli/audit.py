@@ -142,7 +142,7 @@ def audit_verify(
         with _registry() as registry:
             result = registry.verify_audit(parsed)
     for line in result.unexplained:
-        typer.echo(f"Changed without an audit event: {line}", err=True)
+        typer.echo(f"Changed without an audit event: {line}")
     if not result.ok:
         where = "" if result.first_bad_seq is None else f" at event {result.first_bad_seq}"
         raise typer.Exit(report_error(f"Audit trail broken{where}: {result.problem}", 1))
