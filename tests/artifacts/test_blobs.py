@@ -259,3 +259,36 @@ def test_a_symlinked_folder_in_the_store_takes_no_writes(store: BlobStore, tmp_p
     with pytest.raises(UnsafePath):
         other.put_bytes(b"spooled")
     assert list(spool_link.iterdir()) == []
+
+
+def test_a_folder_swapped_for_a_link_after_the_check_is_not_followed(
+    store: BlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race a path resolved first and opened later loses: between the containment check and
+    the open, a co-tenant replaces one of the store's folders with a link to a copy outside."""
+    digest = store.put_bytes(b"inside")
+    folder = Path(store.root) / "sha256" / digest[:2]
+    outside = tmp_path / "outside"
+    (outside / digest[2:4]).mkdir(parents=True)
+    (outside / digest[2:4] / digest).write_bytes(b"attacker's content")
+    checked = BlobStore._contained
+
+    def check_then_swap(self: BlobStore, key: str) -> Path:
+        path = checked(self, key)
+        if folder.is_dir() and not folder.is_symlink():
+            folder.rename(tmp_path / "moved-away")
+            folder.symlink_to(outside, target_is_directory=True)
+        return path
+
+    monkeypatch.setattr(BlobStore, "_contained", check_then_swap)
+    with pytest.raises(UnsafePath, match="refuses to follow"):
+        store.read_bytes(digest)
+
+
+def test_a_link_to_a_folder_inside_the_store_is_not_followed_either(store: BlobStore) -> None:
+    digest = store.put_bytes(b"inside")
+    folder = Path(store.root) / "sha256" / digest[:2]
+    folder.rename(folder.with_name("real"))
+    folder.symlink_to(folder.with_name("real"), target_is_directory=True)
+    with pytest.raises(UnsafePath, match="refuses to follow"):
+        store.read_bytes(digest)

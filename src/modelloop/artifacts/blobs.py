@@ -6,8 +6,9 @@ go to a temporary file first and are renamed into place, so readers never see ha
 concurrent uploads of the same content both succeed.
 
 A local store never follows a symlink out of its root: every read and write resolves the blob's
-path and refuses (``UnsafePath``) one that lands outside, and reads open the resolved file with
-``O_NOFOLLOW``, so a link planted in the store cannot turn a digest into ``/etc/passwd``.
+path and refuses (``UnsafePath``) one that lands outside, and reads open the blob component by
+component with ``O_NOFOLLOW``, so a link planted in the store (or swapped in for one of its
+folders after the check) cannot turn a digest into ``/etc/passwd``.
 """
 
 from __future__ import annotations
@@ -71,13 +72,12 @@ class BlobStore:
         key = _relpath(digest)
         try:
             if self._local is not None:
-                fd = os.open(self._contained(key), os.O_RDONLY | _NOFOLLOW)
-                return os.fdopen(fd, "rb")
+                return os.fdopen(self._open_local(key), "rb")
             return cast(BinaryIO, self._fs.open(self._url(key), "rb"))
         except FileNotFoundError:
             raise NotFound(f"no blob {digest}") from None
         except OSError as exc:
-            if exc.errno != errno.ELOOP:  # a symlink swapped in after the resolve check
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # a link swapped in after the check
                 raise
             raise UnsafePath(
                 f"blob {digest} is a symlink; the store refuses to follow it"
@@ -111,6 +111,24 @@ class BlobStore:
         if not path.is_file():
             raise NotFound(f"no blob {digest}")
         return path
+
+    def _open_local(self, key: str) -> int:
+        """Open a blob one path component at a time, none of them a symlink (``openat`` with
+        ``O_NOFOLLOW``): a folder of the store swapped for a link between a check and the open
+        cannot redirect the read, as it could with a path resolved first and opened later."""
+        self._contained(key)  # UnsafePath naming where a planted link leads
+        if not _NOFOLLOW:  # pragma: no cover - Windows: the resolve check is what remains
+            return os.open(self._contained(key), os.O_RDONLY)
+        *folders, name = key.split("/")
+        fd = os.open(self._local or ".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for folder in folders:
+                parent = fd
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=parent)
+                os.close(parent)
+            return os.open(name, os.O_RDONLY | _NOFOLLOW, dir_fd=fd)
+        finally:
+            os.close(fd)
 
     def _contained(self, key: str) -> Path:
         """The blob's file under a local root, symlinks resolved; ``UnsafePath`` if outside."""
