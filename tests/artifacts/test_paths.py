@@ -35,11 +35,6 @@ def test_hostile_path_is_rejected_with_a_message_naming_it(path: str, why: str) 
     assert isinstance(caught.value, InvalidArgument)
 
 
-def test_hostile_table_is_large_and_plain() -> None:
-    assert len(HOSTILE_PATHS) >= 30
-    assert len({path for path, _ in HOSTILE_PATHS}) == len(HOSTILE_PATHS)
-
-
 @pytest.mark.parametrize(("path", "expected"), SAFE_PATHS)
 def test_safe_path_canonicalises(path: str, expected: str) -> None:
     assert canonical_path(path) == expected

@@ -198,13 +198,15 @@ def test_the_champion_itself_is_not_better_than_itself(registered: Registered) -
     assert result.challenger.requested == "models:/fraud-detector@staging"
     assert result.challenger.uri == f"models:/fraud-detector/{registered.full}"
     # A negative margin states how much worse is acceptable: identical models pass it.
-    assert _gate(
+    tolerant = _gate(
         registered.full,
         registered.full,
         registered.holdout,
         GateOptions(margin=-0.01),
         record=False,
     )
+    assert tolerant.decision == "promote", tolerant.summary()
+    assert tolerant.ci_low == 0.0 > -0.01
 
 
 def test_a_margin_demands_more_than_being_better(registered: Registered) -> None:
@@ -350,11 +352,21 @@ def test_thirty_thousand_rows_two_thousand_cards_a_thousand_resamples() -> None:
 
 
 def test_fifty_thousand_rows_a_thousand_resamples() -> None:
+    """At scale, the point values are the full sample's AP and the clearly better scorer wins on
+    every resample."""
     rng = np.random.default_rng(0)
     y = (rng.random(50_000) < 0.05).astype(float)
-    boot = paired_bootstrap(y, y + rng.random(50_000), y * 1.2 + rng.random(50_000))
+    champion, challenger = 0.5 * y + rng.random(50_000), 0.8 * y + rng.random(50_000)
+    boot = paired_bootstrap(y, champion, challenger)
     assert boot.differences.size == 1000
     assert boot.n_undefined == 0
+    assert boot.champion_value == pytest.approx(average_precision_score(y, champion), abs=1e-12)
+    assert boot.challenger_value == pytest.approx(average_precision_score(y, challenger), abs=1e-12)
+    np.testing.assert_allclose(boot.differences, boot.challenger - boot.champion, atol=1e-12)
+    assert boot.differences.min() > 0
+    assert boot.differences.mean() == pytest.approx(
+        boot.challenger_value - boot.champion_value, abs=0.01
+    )
 
 
 # -- card metrics: card precision@k and the fraud amount caught ------------------------------------

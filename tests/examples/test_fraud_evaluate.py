@@ -15,24 +15,28 @@ from modelloop.examples.fraud.evaluate import ARMS, evaluate, main, render
 
 def test_three_arms_on_one_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELLOOP_HOME", str(tmp_path / "mine"))
-    config = demo.DemoConfig(days=14, drift_day=4, seed=0, customers=300, terminals=600)
+    config = demo.DemoConfig(days=20, drift_day=4, seed=0, customers=300, terminals=600)
     evaluation = evaluate([config], cache_dir=tmp_path / "cache")
     (result,) = evaluation.results
 
     assert os.environ["MODELLOOP_HOME"] == str(tmp_path / "mine")  # the loop's home is gone
     assert result.retrains["never"] == 0
     assert result.retrains["daily"] == config.days
-    assert result.retrains["policy"] >= 0
+    trained = [day for day, action, _ in result.events if action.startswith("trained")]
+    assert result.retrains["policy"] == len(trained) >= 1  # the ring led to a training
+    assert min(trained) > config.drift_day  # none before the change
     weekly = result.weekly
-    assert weekly["week"].tolist() == [1, 2]
-    assert weekly["days"].tolist() == ["1-7", "8-14"]
-    assert weekly["after"].tolist() == [True, True]  # week 1 holds days 5-7 of the ring
+    assert weekly["week"].tolist() == [1, 2, 3]
+    assert weekly["days"].tolist() == ["1-7", "8-14", "15-20"]
+    assert weekly["after"].tolist() == [True, True, True]  # week 1 holds days 5-7 of the ring
     for arm in ARMS:
         assert weekly[f"ap_{arm}"].between(0, 1).all()
         assert weekly[f"cp_{arm}"].between(0, 1).all()
     assert result.v1_gap == 0.0  # never's batch scores are what the server answered with v1
-    if result.retrains["policy"] == 0:  # v1 served throughout: the policy arm is never's
-        assert np.allclose(weekly["ap_policy"], weekly["ap_never"], atol=1e-3)
+    v1_weeks = weekly["models"] == "v1"  # where v1 served alone, the policy arm is never's
+    assert v1_weeks.any()
+    assert np.allclose(weekly.loc[v1_weeks, "ap_policy"], weekly.loc[v1_weeks, "ap_never"])
+    assert (weekly["ap_daily"] > weekly["ap_never"]).all()  # retraining pays on this stream
 
     text = render(evaluation)
     assert "## Targets" in text

@@ -271,7 +271,16 @@ def test_upload_at_the_limit_is_accepted(server: Server) -> None:
             params={"path": "exactly/at-limit.bin"},
             content=payload,
         )
-    assert response.status_code == 201, response.text
+        assert response.status_code == 201, response.text
+        assert (response.json()["digest"], response.json()["size"]) == (
+            _digest(payload),
+            MAX_UPLOAD,
+        )
+        back = client.get(
+            f"/api/v1/runs/{server.ok_run_id}/artifact", params={"path": "exactly/at-limit.bin"}
+        )
+    assert back.status_code == 200
+    assert back.content == payload
 
 
 def test_http_store_raises_payload_too_large(server: Server, tmp_path: Path) -> None:

@@ -242,11 +242,6 @@ def _assert_client_error(status: int, headers: dict[str, str], content: bytes) -
     return dict(body)
 
 
-def test_the_corpus_is_large_and_distinct() -> None:
-    assert len(CORPUS) >= 30
-    assert len({case.id for case in CORPUS}) == len(CORPUS)
-
-
 @pytest.mark.parametrize("case", CORPUS, ids=[case.id for case in CORPUS])
 def test_malformed_request_gets_a_4xx_json_error(server: tuple[str, str, str], case: Case) -> None:
     url, experiment_id, run_id = server

@@ -105,9 +105,22 @@ def test_a_version_that_fails_to_load_keeps_the_old_one(
 
 
 def test_a_pinned_version_never_moves(registry: Registry) -> None:
-    deployment = {"name": "pinned", "model": "fraud/1"}
+    """The pinned champion stays while the watcher demonstrably runs: the aliased challenger
+    beside it follows its alias."""
+    deployment = {
+        "name": "pinned",
+        "model": "fraud/1",
+        "challenger": "fraud@challenger",
+        "mode": "shadow",
+    }
     with serving(registry.settings, deployment, poll_interval=0.1) as live:
+        assert live.service.predictor.current.challenger.version == 2
         registry.alias("champion", 2)
-        time.sleep(0.5)
+        registry.alias("challenger", 1)
+        deadline = time.monotonic() + 30
+        while live.service.predictor.current.challenger.version != 1:
+            assert time.monotonic() < deadline, "the watcher never ran"
+            time.sleep(0.02)
         body = live.post("/predict", record(0)).json()
+        assert live.service.predictor.current.champion.version == 1
     assert body["version"] == 1
