@@ -45,3 +45,15 @@ def test_importing_modelloop_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "", f"import modelloop imported: {done.stdout.strip()}"
+
+
+def test_every_error_class_is_exported() -> None:
+    """Remote users must catch ServerUnavailable, ConnectionLost and Unauthorized too."""
+    from modelloop import errors
+
+    classes = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.ModelloopError)
+    }
+    assert classes <= set(modelloop.__all__), sorted(classes - set(modelloop.__all__))
