@@ -81,12 +81,15 @@ def parse_duration(value: Any) -> timedelta:
     """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"``, a number of seconds or a timedelta."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if match is None:
-        raise ValueError(f"{value!r} is not a duration: write e.g. 90s, 15m, 1h or 7d")
-    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration: write e.g. 90s, 15m, 1h or 7d")
+        return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    except OverflowError:  # beyond timedelta's 999,999,999 days
+        raise ValueError(f"{value!r} is too long a duration") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -29,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from modelloop._version import __version__
 from modelloop.auth import Users, check_token
@@ -40,7 +41,7 @@ from modelloop.errors import (
 )
 from modelloop.server.hosts import AllowedHosts, HostCheck, is_loopback
 from modelloop.server.middleware import Auth, BodyLimit, ErrorBoundary, error_response
-from modelloop.server.schemas import OrjsonResponse
+from modelloop.server.schemas import Clock, Health, OrjsonResponse
 from modelloop.settings import Settings, load_settings
 
 KEEP_ALIVE_SECONDS = 30  # longer than httpx's 5 s pool expiry: the client always hangs up first
@@ -100,11 +101,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(automation_router(settings))
     app.include_router(ui_router(store, settings, authenticated=authenticated))  # /ui, / -> /ui/
 
-    @app.get("/health", tags=["server"], openapi_extra={"security": []})
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/health", tags=["server"], response_model=Health, openapi_extra={"security": []})
+    def health() -> Response:
+        return OrjsonResponse({"status": "ok"})
 
-    @app.get("/api/v1/clock", tags=["server"])
+    @app.get("/api/v1/clock", tags=["server"], response_model=Clock)
     def clock() -> Response:
         """The store's clock: ``wall``, or ``simulated`` with the instant its simulation
         reached (``now``, ms since the epoch), which monitors and policies run at."""
@@ -138,8 +139,10 @@ def run_server(
     """Serve the API with uvicorn until interrupted. ``token`` defaults to ``settings.token``.
 
     Stored monitors run in this (parent) process every ``monitor_interval`` seconds, once per
-    server whatever ``workers`` is; 0 turns the scheduler off."""
+    server whatever ``workers`` is; 0 turns the scheduler off. Runs whose process died are
+    marked KILLED there too (:class:`~modelloop.tracking.sweep.RunSweeper`)."""
     from modelloop.monitoring.scheduler import Scheduler
+    from modelloop.tracking.sweep import RunSweeper
 
     settings = settings or load_settings()
     if token is not None:
@@ -159,11 +162,14 @@ def run_server(
         "ws": "none",
     }
     scheduler = Scheduler(settings, interval=monitor_interval) if monitor_interval > 0 else None
+    sweeper = RunSweeper(settings)
     try:
         if scheduler is not None:
             scheduler.start()
+        sweeper.start()
         _serve(settings, workers, options)
     finally:
+        sweeper.stop()
         if scheduler is not None:
             scheduler.stop()
 
@@ -262,28 +268,34 @@ async def _modelloop_error(request: Request, exc: Exception) -> Response:
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
+    """One ``{field, message}`` per problem in ``details`` (the first few also in the message),
+    e.g. ``body.metrics.0``, ``path.run_id`` or ``query.limit``."""
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
-    parts = [_describe(error, exc.body) for error in errors[:_MAX_REPORTED_ERRORS]]
+    details = [_describe(error, exc.body) for error in errors[:_MAX_REPORTED_ERRORS]]
+    parts = [f"{d['field']}: {d['message']}" for d in details]
     if len(errors) > _MAX_REPORTED_ERRORS:
         parts.append(f"... and {len(errors) - _MAX_REPORTED_ERRORS} more")
-    return error_response(422, InvalidArgument.error_code, "; ".join(parts), _NOSNIFF)
+    return error_response(422, InvalidArgument.error_code, "; ".join(parts), _NOSNIFF, details)
 
 
-def _describe(error: Any, body: Any) -> str:
-    """``body.metrics.0: Input should be a valid list``, never echoing the (maybe huge) input."""
+def _describe(error: Any, body: Any) -> dict[str, str]:
+    """``{"field": "body.metrics.0", "message": "Input should be a valid list"}``, never
+    echoing the (maybe huge) input."""
     loc = [str(part) for part in error.get("loc", ())]
     if error.get("type") == "json_invalid":
         position = loc[1] if len(loc) > 1 else "?"
         reason = (error.get("ctx") or {}).get("error", "not JSON")
-        text = f"body: invalid JSON at character {position}: {reason}"
+        text = f"invalid JSON at character {position}: {reason}"
         literal = ("NaN", "Infinity", "-Infinity")
         if isinstance(body, str) and position.isdigit() and body.startswith(literal, int(position)):
             text += ' (JSON has no NaN or Infinity: send null, "NaN" or "Infinity")'
-        return text
+        return {"field": "body", "message": text}
     if loc == ["body"] and isinstance(error.get("input"), bytes):
-        return "body: expected a JSON object sent with 'Content-Type: application/json'"
-    return f"{'.'.join(loc) or 'request'}: {error.get('msg', 'invalid')}"
+        message = "expected a JSON object sent with 'Content-Type: application/json'"
+        return {"field": "body", "message": message}
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return {"field": ".".join(loc) or "request", "message": message}
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -293,11 +305,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = f"No route {request.method} {request.url.path}"
     elif exc.status_code == 405:
         message = f"Method {request.method} is not allowed on {request.url.path}"
+        headers = {**(exc.headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        return error_response(405, code, message, {**_NOSNIFF, **headers})
     elif exc.status_code == 400 and exc.detail == "There was an error parsing the body":
         message = "body: could not be parsed as JSON"
     else:
         message = str(exc.detail)
     return error_response(exc.status_code, code, message, {**_NOSNIFF, **(exc.headers or {})})
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path (Starlette names only the first route's)."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def _client_disconnect(request: Request, exc: Exception) -> Response:

@@ -8,15 +8,15 @@ Prometheus, the newest value of each monitor's metrics and whether each alert ru
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 from starlette.responses import Response
 
 from modelloop.clock import to_ms
@@ -24,16 +24,120 @@ from modelloop.errors import InvalidArgument, NotFound
 from modelloop.monitoring import monitor as _monitor
 from modelloop.monitoring import store as _store
 from modelloop.server.registry import _ERRORS, Actor
-from modelloop.server.schemas import JsonObject, OrjsonResponse
+from modelloop.server.schemas import (
+    CONFIG_NAME,
+    JsonObject,
+    OrjsonResponse,
+    Pattern,
+    config_body,
+)
 from modelloop.server.tracking import _OrjsonRoute
 from modelloop.settings import Settings
 
-MonitorName = Annotated[str, Path(description="Monitor name", examples=["fraud-online"])]
+_NAME_RULES = "1-128 letters, digits, '_', '.', '-', starting with a letter or digit"
+MonitorName = Annotated[
+    str,
+    Path(description=f"Monitor name: {_NAME_RULES}", examples=["fraud-online"]),
+    *Pattern(CONFIG_NAME, _NAME_RULES),
+]
+
+
+def _instant(value: object) -> datetime:
+    """An ISO date or time, UTC unless it says otherwise (as the SDK reads one)."""
+    try:
+        moment = datetime.fromisoformat(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(
+            "not an ISO date or time (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+Instant = Annotated[
+    datetime,
+    PlainValidator(_instant),
+    WithJsonSchema({"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}]}),
+]
 
 
 class RunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    window: str | None = None  # an instant inside the window to (re)check; None: what is due
+    model_config = ConfigDict(extra="forbid", strict=True)
+    window: Instant | None = Field(
+        default=None,
+        description="An instant inside the window to (re)check; absent: every window due",
+    )
+
+
+class MonitorOut(_monitor.Monitor):
+    updated_at: int = Field(description="ms since the epoch")
+    updated_by: str
+
+
+class MonitorList(BaseModel):
+    monitors: list[MonitorOut]
+
+
+class MonitorApplied(BaseModel):
+    changed: bool = Field(description="False: the stored monitor was this one already")
+    monitor: MonitorOut
+
+
+class ScopeOut(BaseModel):
+    model_version: int = Field(description="0: the deployment as a whole")
+    status: str = Field(examples=["ok", "no_data", "insufficient_labels"])
+    n_predictions: int
+    values: dict[str, float | None]
+    notes: list[str]
+
+
+class CheckedWindow(BaseModel):
+    kind: Literal["drift", "performance"]
+    window_start: int = Field(description="ms since the epoch")
+    window_end: int
+    stored: bool = Field(description="True: found already stored, not computed again")
+    scopes: list[ScopeOut]
+    alerts: list[dict[str, Any]] = Field(description="Alert transitions this window caused")
+
+
+class CheckedWindows(BaseModel):
+    windows: list[CheckedWindow]
+
+
+class StoredWindow(BaseModel):
+    kind: Literal["drift", "performance"]
+    model_version: int
+    window_start: datetime
+    window_end: datetime
+    status: str
+    n_predictions: int
+    values: dict[str, float | None]
+    report: dict[str, Any]
+
+
+class StoredWindows(BaseModel):
+    windows: list[StoredWindow]
+
+
+class AlertOut(BaseModel):
+    alert_id: int
+    monitor: str
+    rule: str
+    severity: Literal["info", "warning", "critical"]
+    state: Literal["firing", "resolved"]
+    metric: str
+    condition: str = Field(examples=["> 0.3"])
+    value: float | None
+    first_window: datetime
+    last_window: datetime
+    breaches: int
+    opened_at: datetime
+    resolved_at: datetime | None
+    notified: str | None
+    deliveries: list[dict[str, Any]]
+
+
+class AlertList(BaseModel):
+    alerts: list[AlertOut]
 
 
 def monitoring_router(settings: Settings) -> APIRouter:
@@ -42,13 +146,20 @@ def monitoring_router(settings: Settings) -> APIRouter:
     router = APIRouter(tags=["monitoring"], route_class=_OrjsonRoute, responses=_ERRORS)
     db = _monitor.monitor_database(settings)
 
-    @router.get("/api/v1/monitors")
+    @router.get("/api/v1/monitors", response_model=MonitorList)
     def list_monitors() -> Response:
         stored = _monitor.list_monitors(settings=settings)
         return OrjsonResponse({"monitors": [_record(m) for m in stored]})
 
-    @router.put("/api/v1/monitors/{name}")
+    @router.put(
+        "/api/v1/monitors/{name}",
+        response_model=MonitorApplied,
+        openapi_extra=config_body(_monitor.Monitor, "monitor"),
+    )
     def apply_monitor(name: MonitorName, body: JsonObject, actor: Actor) -> Response:
+        """Create or replace the monitor (audited). Rules beyond the schema (a window that
+        divides a day, one of ``above``/``below`` per alert rule, unique rule names, webhook
+        URLs the server allows) are 422s naming the field."""
         config = _monitor.parse_monitor({**body, "name": body.get("name", name)})
         if config.name != name:
             raise InvalidArgument(
@@ -59,7 +170,7 @@ def monitoring_router(settings: Settings) -> APIRouter:
         stored = _monitor.get_monitor(name, settings=settings)
         return OrjsonResponse({"changed": changed, "monitor": _record(stored)})
 
-    @router.get("/api/v1/monitors/{name}")
+    @router.get("/api/v1/monitors/{name}", response_model=MonitorOut)
     def get_monitor(name: MonitorName) -> Response:
         return OrjsonResponse(_record(_monitor.get_monitor(name, settings=settings)))
 
@@ -69,20 +180,20 @@ def monitoring_router(settings: Settings) -> APIRouter:
             raise NotFound(f"No monitor named {name!r}")
         return Response(status_code=204)
 
-    @router.post("/api/v1/monitors/{name}/run")
+    @router.post("/api/v1/monitors/{name}/run", response_model=CheckedWindows)
     def run(name: MonitorName, body: RunRequest, actor: Actor) -> Response:
         results = run_monitor(name, window=body.window, settings=settings)
         return OrjsonResponse({"windows": [r.to_dict() for r in results]})
 
-    @router.get("/api/v1/monitors/{name}/results")
+    @router.get("/api/v1/monitors/{name}/results", response_model=StoredWindows)
     def results(
         name: MonitorName,
-        kind: Annotated[str | None, Query(pattern="^(drift|performance)$")] = None,
+        kind: Annotated[Literal["drift", "performance"] | None, Query()] = None,
         version: Annotated[
-            int | None, Query(ge=0, description="0: the deployment as a whole (default)")
+            int, Query(ge=0, lt=2**31, description="0: the deployment as a whole (default)")
         ] = 0,
-        start: Annotated[datetime | None, Query(description="Windows starting at or after")] = None,
-        end: Annotated[datetime | None, Query(description="Windows starting before")] = None,
+        start: Annotated[Instant | None, Query(description="Windows starting at or after")] = None,
+        end: Annotated[Instant | None, Query(description="Windows starting before")] = None,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     ) -> Response:
         _monitor.get_monitor(name, settings=settings)  # 404 for an unknown monitor
@@ -92,10 +203,10 @@ def monitoring_router(settings: Settings) -> APIRouter:
         )  # fmt: skip
         return OrjsonResponse({"windows": rows})
 
-    @router.get("/api/v1/alerts")
+    @router.get("/api/v1/alerts", response_model=AlertList)
     def alerts(
         monitor: str | None = None,
-        state: Annotated[str | None, Query(pattern="^(firing|resolved)$")] = None,
+        state: Annotated[Literal["firing", "resolved"] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> Response:
         rows = _store.alert_rows(db, monitor=monitor, state=state, limit=limit)

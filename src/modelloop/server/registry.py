@@ -9,7 +9,7 @@ request needs the approver role, checked here. Every other rule is the store's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,16 +17,57 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelloop import audit
+from modelloop.artifacts import canonical_path
 from modelloop.auth import ANONYMOUS, Principal, Role
 from modelloop.errors import Forbidden
-from modelloop.registry.entities import ModelVersionSpec, RequestStatus, check_version_status
+from modelloop.registry.entities import ModelVersionSpec, RequestStatus, VersionStatus
 from modelloop.registry.sql import SqlRegistryStore
-from modelloop.server.schemas import ErrorOut, JsonObject, OrjsonResponse
+from modelloop.server.schemas import (
+    ALIAS,
+    ANCHOR,
+    INT64_MAX,
+    MODEL_NAME,
+    AliasOut,
+    AliasRequestList,
+    AliasRequestOut,
+    ArtifactPathText,
+    AuditLog,
+    AuditVerificationOut,
+    ErrorOut,
+    JsonObject,
+    Key,
+    ModelList,
+    ModelName,
+    ModelVersionOut,
+    OrjsonResponse,
+    Pairs,
+    Pattern,
+    Reason,
+    RegisteredModelOut,
+    RunIdText,
+    Value,
+    VersionList,
+    blame,
+)
 from modelloop.server.tracking import _OrjsonRoute
 
-Name = Annotated[str, Path(description="Registered model name", examples=["fraud-detector"])]
+_NAME_RULES = "use 1-256 letters, digits, '_', '.' or '-', starting with a letter or digit"
+_ALIAS_RULES = (
+    "a lowercase identifier (a-z, 0-9, '_', '-', starting with a letter, at most 64), "
+    "neither 'latest' nor shaped like a version (v3)"
+)
+Name = Annotated[
+    str,
+    Path(description=f"Registered model name: {_NAME_RULES}", examples=["fraud-detector"]),
+    *Pattern(MODEL_NAME, _NAME_RULES),
+]
 Version = Annotated[int, Path(ge=1, lt=2**31, description="Version number, from 1")]
-AliasName = Annotated[str, Path(description="Alias, e.g. champion", examples=["champion"])]
+VersionNumber = Annotated[int, Field(ge=1, lt=2**31, description="Version number, from 1")]
+AliasName = Annotated[
+    str,
+    Path(description=f"Alias, e.g. champion: {_ALIAS_RULES}", examples=["champion"]),
+    *Pattern(ALIAS, _ALIAS_RULES),
+]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (401, 403, 404, 409, 422)
 }
@@ -36,53 +77,63 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+ExpectedVersion = Annotated[
+    int | None,
+    Field(ge=0, lt=2**31, description="Compare-and-set: 0 = must not exist, n = must point at n"),
+]
+
+
 class ModelCreate(_Body):
-    name: str
-    description: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    name: ModelName
+    description: Value | None = None
+    tags: Pairs = Field(default_factory=dict)
 
 
 class DescriptionAndTags(_Body):
-    description: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    description: Value | None = None
+    tags: Pairs = Field(default_factory=dict)
 
 
 class VersionCreate(_Body):
-    run_id: str
-    artifact_path: str = "model"
-    flavor: str | None = None
+    run_id: RunIdText
+    artifact_path: ArtifactPathText = "model"
+    flavor: Annotated[str, Field(min_length=1)] | None = None
     signature: JsonObject | None = None
-    description: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    metrics: dict[str, Annotated[float, Field(strict=False)]] = Field(default_factory=dict)
-    dataset_digests: dict[str, str] = Field(default_factory=dict)
+    description: Value | None = None
+    tags: Pairs = Field(default_factory=dict)
+    metrics: dict[Key, Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        default_factory=dict, description="Finite numbers"
+    )
+    dataset_digests: Pairs = Field(default_factory=dict)
 
 
 class StatusChange(_Body):
-    status: str = Field(examples=["ARCHIVED"], description="READY or ARCHIVED")
-    reason: str
+    status: Literal["READY", "ARCHIVED"] = Field(examples=["ARCHIVED"])
+    reason: Reason
 
 
 class AliasMove(_Body):
-    version: int
-    reason: str
-    expected_version: int | None = Field(
-        default=None, description="Compare-and-set: 0 = must not exist, n = must point at n"
-    )
+    version: VersionNumber
+    reason: Reason
+    expected_version: ExpectedVersion = None
 
 
 class AliasDelete(_Body):
-    reason: str
-    expected_version: int | None = None
+    reason: Reason
+    expected_version: ExpectedVersion = None
 
 
 class AliasRequestCreate(_Body):
-    version: int
-    reason: str
+    version: VersionNumber
+    reason: Reason
+
+
+class Approval(_Body):
+    reason: Reason | None = None
 
 
 class Decision(_Body):
-    reason: str | None = None
+    reason: Reason
 
 
 def _principal(request: Request) -> Principal:
@@ -115,22 +166,22 @@ def registry_router(store: SqlRegistryStore) -> APIRouter:
 
     # -- models and versions -------------------------------------------------------------------
 
-    @router.get("/models")
+    @router.get("/models", response_model=ModelList)
     def list_models() -> Response:
         return OrjsonResponse({"models": store.list_registered_models()})
 
-    @router.post("/models", status_code=201)
+    @router.post("/models", status_code=201, response_model=RegisteredModelOut)
     def create_model(body: ModelCreate, actor: Actor) -> Response:
         created = store.create_registered_model(
             body.name, actor=actor.name, description=body.description, tags=body.tags
         )
         return OrjsonResponse(created, 201)
 
-    @router.get("/models/{name}")
+    @router.get("/models/{name}", response_model=RegisteredModelOut)
     def get_model(name: Name) -> Response:
         return OrjsonResponse(store.get_registered_model(name))
 
-    @router.patch("/models/{name}")
+    @router.patch("/models/{name}", response_model=RegisteredModelOut)
     def update_model(name: Name, body: DescriptionAndTags, actor: Actor) -> Response:
         return OrjsonResponse(
             store.update_registered_model(
@@ -138,20 +189,22 @@ def registry_router(store: SqlRegistryStore) -> APIRouter:
             )
         )
 
-    @router.get("/models/{name}/versions")
+    @router.get("/models/{name}/versions", response_model=VersionList)
     def list_versions(name: Name) -> Response:
         return OrjsonResponse({"versions": store.list_model_versions(name)})
 
-    @router.post("/models/{name}/versions", status_code=201)
+    @router.post("/models/{name}/versions", status_code=201, response_model=ModelVersionOut)
     def create_version(name: Name, body: VersionCreate, actor: Actor) -> Response:
         spec = ModelVersionSpec(name=name, **body.model_dump())
+        with blame("body.artifact_path"):
+            canonical_path(body.artifact_path)
         return OrjsonResponse(store.create_model_version(spec, actor=actor.name), 201)
 
-    @router.get("/models/{name}/versions/{version}")
+    @router.get("/models/{name}/versions/{version}", response_model=ModelVersionOut)
     def get_version(name: Name, version: Version) -> Response:
         return OrjsonResponse(store.get_model_version(name, version))
 
-    @router.patch("/models/{name}/versions/{version}")
+    @router.patch("/models/{name}/versions/{version}", response_model=ModelVersionOut)
     def update_version(
         name: Name, version: Version, body: DescriptionAndTags, actor: Actor
     ) -> Response:
@@ -160,20 +213,20 @@ def registry_router(store: SqlRegistryStore) -> APIRouter:
         )
         return OrjsonResponse(updated)
 
-    @router.post("/models/{name}/versions/{version}/status")
+    @router.post("/models/{name}/versions/{version}/status", response_model=ModelVersionOut)
     def set_status(name: Name, version: Version, body: StatusChange, actor: Actor) -> Response:
         changed = store.set_version_status(
-            name, version, check_version_status(body.status), actor=actor.name, reason=body.reason
+            name, version, VersionStatus(body.status), actor=actor.name, reason=body.reason
         )
         return OrjsonResponse(changed)
 
     # -- aliases -------------------------------------------------------------------------------
 
-    @router.get("/models/{name}/aliases/{alias}")
+    @router.get("/models/{name}/aliases/{alias}", response_model=ModelVersionOut)
     def get_alias(name: Name, alias: AliasName) -> Response:
         return OrjsonResponse(store.get_version_by_alias(name, alias))
 
-    @router.put("/models/{name}/aliases/{alias}")
+    @router.put("/models/{name}/aliases/{alias}", response_model=AliasOut)
     def set_alias(name: Name, alias: AliasName, body: AliasMove, actor: Actor) -> Response:
         moved = store.set_alias(
             name,
@@ -198,7 +251,9 @@ def registry_router(store: SqlRegistryStore) -> APIRouter:
 
     # -- alias requests ------------------------------------------------------------------------
 
-    @router.post("/models/{name}/aliases/{alias}/requests", status_code=201)
+    @router.post(
+        "/models/{name}/aliases/{alias}/requests", status_code=201, response_model=AliasRequestOut
+    )
     def request_alias(
         name: Name, alias: AliasName, body: AliasRequestCreate, actor: Actor
     ) -> Response:
@@ -207,48 +262,55 @@ def registry_router(store: SqlRegistryStore) -> APIRouter:
         )
         return OrjsonResponse(created, 201)
 
-    @router.get("/alias-requests")
+    @router.get("/alias-requests", response_model=AliasRequestList)
     def list_requests(
         model: Annotated[str | None, Query(description="Only this model's requests")] = None,
         status: Annotated[RequestStatus | None, Query(description="e.g. PENDING")] = None,
     ) -> Response:
         return OrjsonResponse({"requests": store.list_requests(model, status)})
 
-    @router.get("/alias-requests/{request_id}")
+    @router.get("/alias-requests/{request_id}", response_model=AliasRequestOut)
     def get_request(request_id: str) -> Response:
         return OrjsonResponse(store.get_request(request_id))
 
-    @router.post("/alias-requests/{request_id}/approve")
-    def approve(request_id: str, body: Decision, actor: Approver) -> Response:
+    @router.post("/alias-requests/{request_id}/approve", response_model=AliasRequestOut)
+    def approve(request_id: str, body: Approval, actor: Approver) -> Response:
         return OrjsonResponse(
             store.approve_request(request_id, actor=actor.name, reason=body.reason)
         )
 
-    @router.post("/alias-requests/{request_id}/reject")
+    @router.post("/alias-requests/{request_id}/reject", response_model=AliasRequestOut)
     def reject(request_id: str, body: Decision, actor: Approver) -> Response:
         return OrjsonResponse(
-            store.reject_request(request_id, actor=actor.name, reason=body.reason or "")
+            store.reject_request(request_id, actor=actor.name, reason=body.reason)
         )
 
-    @router.post("/alias-requests/{request_id}/cancel")
+    @router.post("/alias-requests/{request_id}/cancel", response_model=AliasRequestOut)
     def cancel(request_id: str, body: Decision, actor: Actor) -> Response:
         return OrjsonResponse(
-            store.cancel_request(request_id, actor=actor.name, reason=body.reason or "")
+            store.cancel_request(request_id, actor=actor.name, reason=body.reason)
         )
 
     # -- audit ---------------------------------------------------------------------------------
 
-    @router.get("/audit", tags=["audit"])
+    @router.get("/audit", tags=["audit"], response_model=AuditLog)
     def audit_log(
         model: Annotated[str | None, Query(description="Only events about this model")] = None,
-        limit: Annotated[int | None, Query(ge=1, description="The newest N events")] = None,
+        limit: Annotated[
+            int | None, Query(ge=1, le=INT64_MAX, description="The newest N events")
+        ] = None,
     ) -> Response:
         return OrjsonResponse({"events": store.audit_events(model, limit)})
 
-    @router.get("/audit/verify", tags=["audit"])
+    @router.get("/audit/verify", tags=["audit"], response_model=AuditVerificationOut)
     def verify(
         anchor: Annotated[
-            str | None, Query(description="SEQ:HASH recorded earlier", examples=["42:ab12..."])
+            str | None,
+            Query(
+                pattern=ANCHOR,
+                description="SEQ:HASH (64 hex characters) recorded earlier",
+                examples=["42:" + "ab" * 32],
+            ),
         ] = None,
     ) -> Response:
         return OrjsonResponse(store.verify_audit(audit.parse_anchor(anchor)))

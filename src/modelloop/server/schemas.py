@@ -1,4 +1,11 @@
-"""The wire contract of the REST API: pydantic models, the compact metric form, JSON encoding.
+"""The wire contract of the REST API: the server's constraints, pydantic models, the compact
+metric form, JSON encoding.
+
+The OpenAPI document is the contract: what it declares valid, the server accepts, and what it
+declares invalid, the server refuses with a 422 naming the field. So the rules the stores enforce
+on names, keys and reasons are written here as JSON Schema patterns and bounds (``Pattern``
+checks each with Python's ``re`` under the same expression, so the two cannot drift), and the
+contract test (``tests/server/test_openapi_contract.py``) holds the server to them.
 
 Request models are strict and forbid unknown fields, so a typo in a client is a 422 naming the
 field rather than a silently ignored value. Response models only document: the routes hand
@@ -14,24 +21,31 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
-from typing import Annotated, Any
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
+from modelloop.artifacts.paths import MAX_PATH_CHARS
 from modelloop.errors import InvalidArgument
-from modelloop.tracking.entities import Metric, Run, RunStatus, check_metric
+from modelloop.tracking.entities import MAX_VALUE_LENGTH, Metric, Run, RunStatus, check_metric
+from modelloop.tracking.filter import MAX_FILTER_LENGTH
 from modelloop.tracking.sql import MAX_SEARCH_RESULTS
 
 MAX_NESTING = 64  # JSON objects below this depth render through orjson (its limit is 255)
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+INT64_MAX = 2**63 - 1
 
 
-class OrjsonResponse(Response):
-    """JSON rendered by orjson: dataclasses, enums and numpy arrays as they are; NaN as null."""
+class OrjsonResponse(JSONResponse):
+    """JSON rendered by orjson: dataclasses, enums and numpy arrays as they are; NaN as null.
+    A ``JSONResponse``, so the OpenAPI documents the route's model rather than a string."""
 
     media_type = "application/json"
 
@@ -39,7 +53,103 @@ class OrjsonResponse(Response):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
-# -- requests ----------------------------------------------------------------------------------
+# -- the server's constraints ------------------------------------------------------------------
+
+
+def _spelled_out(*classes: str) -> list[str]:
+    """Python's ``\\w`` and ``\\s`` as the characters they match: JSON Schema's are ASCII or
+    differ at the edges, the stores' are Python's, and a contract says what the server accepts."""
+    every = "".join(map(chr, range(sys.maxunicode + 1)))
+    spelled = []
+    for cls in classes:
+        spans = []
+        for run in re.finditer(cls + "+", every):
+            first, last = run.group()[0], run.group()[-1]
+            spans.append(first if first == last else f"{first}-{last}")
+        spelled.append("".join(spans))
+    return spelled
+
+
+_W, _SPACE = _spelled_out(r"\w", r"\s")
+_CONTROL = r"\x00-\x1f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # and bidi: tracking.sql
+
+# Each mirrors the check named beside it; the contract test sends what these allow and refuse.
+RUN_ID = r"^[0-9a-f]{32}$"  # tracking.entities.check_run_id
+KEY = rf"^[{_W}\-./:](?:[{_W}\-./: ]{{0,248}}[{_W}\-./:])?$"  # tracking.entities.check_key
+VALUE = r"^[^\x00]*$"  # tracking.entities.check_value (with MAX_VALUE_LENGTH)
+TEXT_NAME = rf"^[^{_CONTROL}]*[^{_CONTROL}{_SPACE}][^{_CONTROL}]*$"  # tracking.sql._check_name
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}$"  # registry.entities.check_model_name
+ALIAS = r"^(?!latest$)(?!v[0-9]+$)[a-z][a-z0-9_\-]{0,63}$"  # registry.entities.check_alias
+REASON = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"  # registry.entities.check_reason: not blank
+ANCHOR = r"^[0-9]+:[0-9A-Fa-f]{64}$"  # audit.parse_anchor
+CONFIG_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"  # monitoring.monitor._check_name
+
+
+def Pattern(regex: str, hint: str, **schema: Any) -> Any:
+    """A string matching ``regex`` (searched with ``$`` meaning the end, as JSON Schema reads
+    it), else a 422 saying ``hint``; ``schema`` (``maxLength`` ...) is documented beside it."""
+    compiled = re.compile(regex.removesuffix("$") + r"\Z" if regex.endswith("$") else regex)
+
+    def check(value: str) -> str:
+        if not compiled.search(value):
+            raise ValueError(hint)
+        return value
+
+    return [Field(json_schema_extra={"pattern": regex, **schema}), AfterValidator(check)]
+
+
+RunIdText = Annotated[str, *Pattern(RUN_ID, "expected 32 lowercase hex characters")]
+KEY_RULES = "use 1-250 letters, digits, '_', '-', '.', '/', ':' or inner spaces"
+Key = Annotated[str, *Pattern(KEY, KEY_RULES)]
+Value = Annotated[
+    str,
+    Field(max_length=MAX_VALUE_LENGTH),
+    *Pattern(VALUE, "contains a NUL character"),
+]
+TextName = Annotated[
+    str,
+    Field(max_length=256),
+    *Pattern(TEXT_NAME, "use 1-256 characters, not blank, without control or bidirectional ones"),
+]
+ModelName = Annotated[
+    str,
+    *Pattern(
+        MODEL_NAME,
+        "use 1-256 letters, digits, '_', '.' or '-', starting with a letter or digit",
+    ),
+]
+Reason = Annotated[
+    str,
+    Field(max_length=MAX_VALUE_LENGTH, description="Why: required, not blank"),
+    *Pattern(REASON, "a reason is required (not blank, no NUL character): say why"),
+]
+Pairs = dict[Key, Value]
+
+# What canonical_path also refuses (a segment longer than 255 bytes, a look-alike that NFKC folds
+# into '..') no pattern can say; it is a 422 naming the path all the same.
+_PATH_CHARS = r"[^\x00-\x1f\x7f-\x9f%:\\;#?]"
+_SEGMENTS = r"(?![./]*$)(?!(?:[^/]*/)*(?:[ ][. ]*|\.[. ]+)(?:/|$))"  # '..', ' .', only '.'
+ARTIFACT_PATH = rf"^(?!/)(?!~){_SEGMENTS}{_PATH_CHARS}+$"  # artifacts.canonical_path
+PATH_RULES = (
+    "a relative path (model/model.txt): no control characters, '%', ':', '\\', ';', '#' or "
+    "'?', not starting with '/' or '~', no segment of only dots and spaces but '.'"
+)
+# Documented, and checked by canonical_path itself: its refusals are UnsafePath (422).
+ArtifactPathText = Annotated[
+    str, Field(json_schema_extra={"pattern": ARTIFACT_PATH, "maxLength": MAX_PATH_CHARS})
+]
+
+
+@contextmanager
+def blame(field: str) -> Iterator[None]:
+    """Name ``field`` in the details of an InvalidArgument raised inside (its class, so its
+    ``error_code``, stays): the domain checks one value, the edge knows which field it was."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        if exc.details:
+            raise
+        raise type(exc)(exc.message, [{"field": field, "message": exc.message}]) from None
 
 
 def _shallow(value: dict[str, Any]) -> dict[str, Any]:
@@ -59,30 +169,85 @@ def _shallow(value: dict[str, Any]) -> dict[str, Any]:
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_shallow)]
 
+DURATION = r"^\s*[0-9]+\s*[smhd]\s*$"  # monitoring.monitor.parse_duration, or seconds
+
+
+def config_body(model: type[BaseModel], what: str) -> dict[str, Any]:
+    """The ``openapi_extra`` of a PUT that takes a declared configuration (``model``, validated
+    by its domain module for the messages it gives) and whose URL names it."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+            if node.get("format") == "duration":  # read by parse_duration, not ISO 8601
+                return {"anyOf": [{"type": "string", "pattern": DURATION}, {"type": "number"}]}
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    schema = inline(schema)
+    schema["required"] = [field for field in schema.get("required", []) if field != "name"]
+    schema["properties"]["name"] = {
+        "type": "string",
+        "pattern": CONFIG_NAME,
+        "description": f"Optional: the URL names the {what}; a name given here must be the same",
+    }
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+# -- requests ----------------------------------------------------------------------------------
+
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ExperimentCreate(_Request):
-    name: str
-    description: str | None = None
+    name: TextName
+    description: Value | None = None
 
 
 class RunCreate(_Request):
     experiment_id: str
-    name: str | None = None
-    parent_run_id: str | None = None
-    user: str = "unknown"
-    params: dict[str, str] = Field(default_factory=dict)
-    tags: dict[str, str] = Field(default_factory=dict)
+    name: TextName | Literal[""] | None = Field(default=None, description="Default: run-<id>")
+    parent_run_id: RunIdText | None = None
+    user: TextName = Field(
+        default="unknown", description="Ignored when the request authenticates: the token says"
+    )
+    params: Pairs = Field(default_factory=dict)
+    tags: Pairs = Field(default_factory=dict)
     source: JsonObject = Field(default_factory=dict)
     environment: JsonObject = Field(default_factory=dict)
 
 
 class RunEnd(_Request):
-    status: Annotated[RunStatus, Field(strict=False)]
-    error: str | None = None
+    status: Literal["FINISHED", "FAILED", "KILLED"]
+    error: Value | None = None
+
+
+_POINT: dict[str, Any] = {
+    "type": "array",
+    "prefixItems": [
+        {"type": "string", "pattern": KEY},
+        {
+            "anyOf": [
+                {"type": "number"},
+                {"type": "null"},
+                {"type": "string", "enum": list(NON_FINITE)},
+            ]
+        },
+        {"type": "integer", "minimum": -(2**63), "maximum": INT64_MAX},
+        {"type": "integer", "minimum": 0, "maximum": INT64_MAX},
+    ],
+    "minItems": 4,
+    "maxItems": 4,
+    "description": "[key, value, step, timestamp_ms]",
+}
 
 
 class Batch(_Request):
@@ -91,20 +256,38 @@ class Batch(_Request):
         description="Points as compact arrays [key, value, step, timestamp_ms]; value is a "
         'number, null (NaN), "NaN", "Infinity" or "-Infinity".',
         examples=[[["loss", 0.25, 1, 1700000000000]]],
+        json_schema_extra={"items": _POINT},  # checked by decode_metrics: it is the hot path
     )
-    params: dict[str, str] = Field(default_factory=dict)
-    tags: dict[str, str] = Field(default_factory=dict)
+    params: Pairs = Field(default_factory=dict)
+    tags: Pairs = Field(default_factory=dict)
 
 
 class RunSearch(_Request):
     experiment_ids: list[str]
-    filter: str | None = Field(default=None, examples=["metrics.auc > 0.9"])
-    order_by: list[str] = Field(default_factory=list, examples=[["metrics.auc DESC"]])
+    filter: str | None = Field(
+        default=None,
+        max_length=MAX_FILTER_LENGTH,
+        examples=["metrics.auc > 0.9"],
+        description="The filter language of modelloop.tracking.filter, e.g. "
+        "\"metrics.auc > 0.9 and params.model = 'lgbm'\"",
+    )
+    order_by: list[str] = Field(
+        default_factory=list,
+        examples=[["metrics.auc DESC"]],
+        description="Items such as 'metrics.auc DESC' (ascending unless DESC)",
+    )
     max_results: int = Field(default=1000, ge=1, le=MAX_SEARCH_RESULTS)
-    offset: int = Field(default=0, ge=0, description="Runs to skip: the start of a page")
+    offset: int = Field(
+        default=0, ge=0, le=INT64_MAX, description="Runs to skip: the start of a page"
+    )
 
 
 # -- responses (documentation only) ------------------------------------------------------------
+
+MetricValue = Annotated[
+    float | Literal["Infinity", "-Infinity"] | None,
+    Field(description='NaN as null, infinities as "Infinity"/"-Infinity"'),
+]
 
 
 class ExperimentOut(BaseModel):
@@ -132,9 +315,7 @@ class RunOut(BaseModel):
     error: str | None
     params: dict[str, str]
     tags: dict[str, str]
-    metrics: dict[str, float | str | None] = Field(
-        description='Latest value per key; NaN as null, infinities as "Infinity"/"-Infinity".'
-    )
+    metrics: dict[str, MetricValue] = Field(description="Latest value per key")
 
 
 class RunList(BaseModel):
@@ -144,7 +325,7 @@ class RunList(BaseModel):
 class MetricHistory(BaseModel):
     key: str
     steps: list[int]
-    values: list[float | str | None]
+    values: list[MetricValue]
     timestamps: list[int]
 
 
@@ -158,9 +339,117 @@ class ArtifactList(BaseModel):
     artifacts: list[ArtifactOut]
 
 
+class RegisteredModelOut(BaseModel):
+    name: str
+    description: str | None
+    tags: dict[str, str]
+    created_at: int
+    updated_at: int
+    latest_version: int | None = Field(description="The highest version, whatever its status")
+    aliases: dict[str, int] = Field(description="Alias -> version")
+
+
+class ModelList(BaseModel):
+    models: list[RegisteredModelOut]
+
+
+class ModelVersionOut(BaseModel):
+    name: str
+    version: int
+    run_id: str
+    artifact_path: str
+    flavor: str | None
+    signature: dict[str, Any] | None
+    status: Literal["READY", "ARCHIVED"]
+    description: str | None
+    tags: dict[str, str]
+    created_at: int
+    created_by: str
+    metrics: dict[str, float]
+    dataset_digests: dict[str, str]
+    package_digest: str
+    aliases: list[str] = Field(description="The aliases pointing at this version now")
+
+
+class VersionList(BaseModel):
+    versions: list[ModelVersionOut]
+
+
+class AliasOut(BaseModel):
+    name: str
+    alias: str
+    version: int
+    updated_at: int
+    updated_by: str
+
+
+class AliasRequestOut(BaseModel):
+    request_id: str
+    name: str
+    alias: str
+    version: int
+    requested_by: str
+    reason: str
+    status: Literal["PENDING", "APPROVED", "REJECTED", "CANCELLED"]
+    created_at: int
+    decided_by: str | None
+    decided_at: int | None
+    decision_reason: str | None
+
+
+class AliasRequestList(BaseModel):
+    requests: list[AliasRequestOut]
+
+
+class AuditEventOut(BaseModel):
+    seq: int
+    time: int
+    actor: str
+    action: str = Field(examples=["alias.move"])
+    object_type: str
+    object_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reason: str | None
+    prev_hash: str
+    hash: str
+
+
+class AuditLog(BaseModel):
+    events: list[AuditEventOut]
+
+
+class AuditVerificationOut(BaseModel):
+    """What ``verify`` found; fields may be added (a client ignores those it does not know)."""
+
+    ok: bool
+    checked: int = Field(description="Events read")
+    first_bad_seq: int | None
+    problem: str | None
+    head_seq: int | None = Field(description="The newest event: record SEQ:HASH as an anchor")
+    head_hash: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Clock(BaseModel):
+    kind: Literal["wall", "simulated"]
+    now: int = Field(description="ms since the epoch")
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = Field(description="Where: 'name', 'body.metrics.0', 'path.run_id'")
+    message: str
+
+
 class ErrorOut(BaseModel):
     error_code: str = Field(examples=["NOT_FOUND"])
     message: str
+    details: list[ErrorDetail] | None = Field(
+        default=None, description="One entry per field at fault, when the error is a field's"
+    )
 
 
 # -- the compact metric form -------------------------------------------------------------------

@@ -17,15 +17,23 @@ import orjson
 from fastapi import APIRouter, Path, Query
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from modelloop.artifacts import BlobStore, canonical_path
+from modelloop.artifacts.paths import MAX_PATH_CHARS
 from modelloop.auth import Principal
 from modelloop.errors import NotFound
 from modelloop.server.schemas import (
+    ARTIFACT_PATH,
+    KEY,
+    KEY_RULES,
+    PATH_RULES,
+    RUN_ID,
     ArtifactList,
     ArtifactOut,
+    ArtifactPathText,
     Batch,
     ErrorOut,
     ExperimentCreate,
@@ -33,27 +41,52 @@ from modelloop.server.schemas import (
     ExperimentOut,
     MetricHistory,
     OrjsonResponse,
+    Pattern,
     RunCreate,
     RunEnd,
     RunList,
     RunOut,
     RunSearch,
+    TextName,
+    blame,
     decode_metrics,
     encode_run,
     encode_values,
 )
-from modelloop.tracking.entities import RunSpec
+from modelloop.tracking.entities import RunSpec, RunStatus
 from modelloop.tracking.sql import SqlTrackingStore
 
 _UPLOAD_BLOCK = 1024 * 1024  # bytes handed to the blob store per hop out of the event loop
 
-RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 lowercase hex characters")]
+RunId = Annotated[str, Path(pattern=RUN_ID, description="32 lowercase hex characters")]
 ArtifactPath = Annotated[
-    str, Query(description="Relative artifact path, e.g. model/model.txt", examples=["model.txt"])
+    str,
+    Query(description=PATH_RULES, examples=["model.txt"]),
+    ArtifactPathText,
+]
+Prefix = Annotated[
+    str,
+    Query(
+        description="A folder to list; empty: all artifacts",
+        json_schema_extra={
+            "pattern": rf"^(?:{ARTIFACT_PATH.strip('^$')})?$",
+            "maxLength": MAX_PATH_CHARS,
+        },
+    ),
+]
+MetricKey = Annotated[
+    str, Path(description="Metric key", examples=["loss"]), *Pattern(KEY, KEY_RULES)
 ]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (401, 404, 409, 413, 422)
 }
+
+
+class _RunIdConvertor(StringConvertor):
+    """A run id segment that is not ``search``: ``GET /runs/search`` is then the wrong method
+    on ``POST /runs/search`` (405) rather than an invalid run id."""
+
+    regex = "(?!search$)[^/]+"
 
 
 class _OrjsonRequest(Request):
@@ -79,6 +112,7 @@ class _OrjsonRoute(APIRoute):
 
 def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRouter:
     """The routes over one store; ``max_upload_bytes`` bounds a single artifact."""
+    register_url_convertor("run_id", _RunIdConvertor())  # before the routes that use it
     router = APIRouter(
         prefix="/api/v1", tags=["tracking"], route_class=_OrjsonRoute, responses=_ERRORS
     )
@@ -94,7 +128,7 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
         return OrjsonResponse({"experiments": store.list_experiments()})
 
     @router.get("/experiments/by-name/{name:path}", response_model=ExperimentOut)
-    def get_experiment_by_name(name: str) -> Response:
+    def get_experiment_by_name(name: Annotated[TextName, Path()]) -> Response:
         found = store.get_experiment_by_name(name)
         if found is None:
             raise NotFound(f"Experiment {name!r} does not exist")
@@ -121,13 +155,14 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
         )
         return OrjsonResponse({"runs": [encode_run(run) for run in runs]})
 
-    @router.get("/runs/{run_id}", response_model=RunOut)
+    @router.get("/runs/{run_id:run_id}", response_model=RunOut)
     def get_run(run_id: RunId) -> Response:
         return OrjsonResponse(encode_run(store.get_run(run_id)))
 
     @router.post("/runs/{run_id}/end", response_model=RunOut)
     def end_run(run_id: RunId, body: RunEnd) -> Response:
-        return OrjsonResponse(encode_run(store.end_run(run_id, body.status, body.error)))
+        ended = store.end_run(run_id, RunStatus(body.status), body.error)
+        return OrjsonResponse(encode_run(ended))
 
     @router.post("/runs/{run_id}/batch", status_code=204, response_class=Response)
     def log_batch(run_id: RunId, body: Batch) -> Response:
@@ -135,7 +170,7 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
         return Response(status_code=204)
 
     @router.get("/runs/{run_id}/metrics/{key:path}/history", response_model=MetricHistory)
-    def metric_history(run_id: RunId, key: str) -> Response:
+    def metric_history(run_id: RunId, key: MetricKey) -> Response:
         series = store.metric_history(run_id, key)
         return OrjsonResponse(
             {
@@ -154,7 +189,7 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
         response_model=ArtifactOut,
         openapi_extra={
             "requestBody": {
-                "required": True,
+                "required": False,  # no body: an empty artifact
                 "content": {
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
                 },
@@ -163,7 +198,8 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
     )
     async def put_artifact(run_id: RunId, path: ArtifactPath, request: Request) -> Response:
         """Store the raw request body as the run's artifact ``path`` (immutable)."""
-        logical = canonical_path(path)  # before a byte of the body is read
+        with blame("query.path"):
+            logical = canonical_path(path)  # before a byte of the body is read
         await run_in_threadpool(store.get_run, run_id)
         digest, size = await run_in_threadpool(
             store.blobs.put_stream, _body_blocks(request), max_upload_bytes
@@ -177,7 +213,8 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
         responses={200: {"content": {"application/octet-stream": {}}}},
     )
     def get_artifact(run_id: RunId, path: ArtifactPath) -> Response:
-        digest = store.artifact_digest(run_id, path)
+        with blame("query.path"):
+            digest = store.artifact_digest(run_id, path)
         local = store.blobs.local_path(digest)
         if local is not None:
             return FileResponse(local, media_type="application/octet-stream")
@@ -186,10 +223,9 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
         )
 
     @router.get("/runs/{run_id}/artifacts", response_model=ArtifactList)
-    def list_artifacts(
-        run_id: RunId, prefix: Annotated[str, Query(description="A folder to list")] = ""
-    ) -> Response:
-        return OrjsonResponse({"artifacts": store.list_artifacts(run_id, prefix)})
+    def list_artifacts(run_id: RunId, prefix: Prefix = "") -> Response:
+        with blame("query.prefix"):
+            return OrjsonResponse({"artifacts": store.list_artifacts(run_id, prefix)})
 
     return router
 
