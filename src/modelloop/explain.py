@@ -92,26 +92,3 @@ def _scalar(value: Any) -> Any:
     ):
         return None
     return value
-
-
-def shap_contributions(model: LoadedModel, X: np.ndarray, background: np.ndarray) -> Contributions:
-    """Model-agnostic attributions of ``model.predict_matrix`` (so in its output space, e.g.
-    P(positive)) against ``background`` rows: exact Shapley values up to 8 features, sampled
-    permutations beyond. Both add up exactly: values.sum(1) + base == prediction."""
-    import shap  # heavy: only when explaining a model without native contributions
-
-    from modelloop.flavors import Contributions
-
-    n = X.shape[1]
-    masker = shap.maskers.Independent(background, max_samples=len(background))
-    algorithm = "exact" if n <= 8 else "permutation"
-    explainer = shap.Explainer(model.predict_matrix, masker, algorithm=algorithm, seed=0)
-    result = explainer(X, max_evals=max(500, 2 * n + 1), silent=True)
-    if result.values.ndim != 2:
-        raise InvalidArgument("contributions are only supported for single-output models")
-    return Contributions(
-        model.signature.names,
-        np.asarray(result.values, dtype=np.float64),
-        np.asarray(result.base_values, dtype=np.float64).reshape(len(X)),
-        model.signature.matrix_values(X),
-    )
