@@ -12,8 +12,8 @@ from modelloop.automation.policy import parse_policy
 from modelloop.automation.triggers import _follow_up, _futility, _holds
 from modelloop.clock import DAY_MS, iso
 from modelloop.monitoring.monitor import apply_monitor, get_monitor, monitor_database
-from modelloop.monitoring.runner import ScopeResult, Window
 from modelloop.monitoring.store import record_window
+from modelloop.monitoring.windows import ScopeResult, Window
 from modelloop.settings import load_settings
 
 from .test_policy import GOOD

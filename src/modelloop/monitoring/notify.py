@@ -16,7 +16,7 @@ from modelloop.monitoring.store import FIRING, Alert, mark_notified, pending_ale
 
 if TYPE_CHECKING:
     from modelloop.monitoring.monitor import Monitor
-    from modelloop.monitoring.runner import WindowResult
+    from modelloop.monitoring.windows import WindowResult
     from modelloop.settings import Settings
 
 log = logging.getLogger("modelloop.monitoring.notify")

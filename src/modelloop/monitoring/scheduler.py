@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from modelloop.settings import Settings
 
 if TYPE_CHECKING:
-    from modelloop.monitoring.runner import Backlog
+    from modelloop.monitoring.windows import Backlog
     from modelloop.store_clock import StoreClock
 
 log = logging.getLogger("modelloop.monitoring.scheduler")

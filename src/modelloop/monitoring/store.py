@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from modelloop.monitoring.monitor import AlertRule, Monitor
-    from modelloop.monitoring.runner import ScopeResult, Window, WindowResult
+    from modelloop.monitoring.windows import ScopeResult, Window, WindowResult
     from modelloop.store import Database
 
 FIRING, RESOLVED = "firing", "resolved"
@@ -80,7 +80,7 @@ def record_window(
     now: int,
 ) -> WindowResult:
     """Store one checked window and apply its alert rules, atomically; no-op when stored."""
-    from modelloop.monitoring.runner import WindowResult
+    from modelloop.monitoring.windows import WindowResult
 
     w = t.monitor_windows
     with db.write() as conn:
