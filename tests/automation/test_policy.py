@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 from modelloop.automation.policy import apply_policy, get_policy, parse_policy
 from modelloop.cli.app import app
 from modelloop.errors import InvalidArgument, NotFound
+from modelloop.settings import load_settings
+from tests.server.test_policy_references import seed_references
 
 GOOD = {
     "name": "fraud-loop",
@@ -52,6 +54,7 @@ def test_a_malformed_policy_file_names_every_problem(home: Path) -> None:
 
 
 def test_a_policy_from_python_round_trips_through_the_store(home: Path) -> None:
+    seed_references(load_settings())  # what it names must exist
     assert apply_policy(GOOD) is True
     assert apply_policy(parse_policy(GOOD)) is False  # unchanged: nothing recorded
     stored = get_policy("fraud-loop")
@@ -86,6 +89,7 @@ def test_a_policy_from_python_round_trips_through_the_store(home: Path) -> None:
 def test_deleting_a_policy_keeps_its_decisions_in_the_audit_trail(home: Path) -> None:
     import modelloop as ml
 
+    seed_references(load_settings())
     apply_policy(GOOD)
     result = CliRunner().invoke(app, ["policy", "delete", "fraud-loop", "--yes"])
     assert result.exit_code == 0, result.output

@@ -10,10 +10,12 @@ import httpx
 from modelloop.settings import load_settings
 
 from ..live_server import live_server
+from ..server.test_policy_references import seed_references
 from .test_policy import GOOD
 
 
 def test_policies_over_rest(home: Path) -> None:
+    seed_references(load_settings())  # the deployment, model and monitor it names
     with live_server(load_settings()) as url:
         api = f"{url}/api/v1/policies"
         bad = httpx.put(f"{api}/fraud-loop", json={**GOOD, "gate": {"metric": "f1"}})
@@ -31,7 +33,8 @@ def test_policies_over_rest(home: Path) -> None:
         assert shown["training"]["window"] == "14d"
         assert [p["name"] for p in httpx.get(api).json()["policies"]] == ["fraud-loop"]
 
-        # Its monitor does not exist yet: a clear 404, not a 500.
+        # Its monitor was deleted since: a clear 404, not a 500.
+        assert httpx.delete(f"{url}/api/v1/monitors/fraud-watch").status_code == 204
         step = httpx.post(f"{api}/fraud-loop/step")
         assert step.status_code == 404
         assert "fraud-watch" in step.json()["message"]

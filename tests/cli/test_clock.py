@@ -14,6 +14,8 @@ from modelloop.automation.policy import apply_policy, policy_state
 from modelloop.cli import app
 from modelloop.clock import to_ms
 from modelloop.monitoring.monitor import apply_monitor
+from modelloop.settings import load_settings
+from tests.server.test_policy_references import seed_references
 
 runner = CliRunner(env={"COLUMNS": "200"})
 SIMULATED = "2018-05-01T00:10:00+00:00"
@@ -36,7 +38,8 @@ def test_the_clock_command_shows_sets_and_resets_the_clock(home: Path) -> None:
 
 
 def test_monitor_run_and_policy_step_default_now_to_the_store_clock(home: Path) -> None:
-    watched = {"deployment": "online", "model": "m"}
+    seed_references(load_settings())  # what the policy names must exist
+    watched = {"deployment": "fraud-online", "model": "fraud-detector"}
     apply_monitor(
         watched | {"name": "watch", "since": "2018-04-28", "performance": {"enabled": False}}
     )

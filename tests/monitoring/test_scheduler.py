@@ -18,6 +18,7 @@ from modelloop.monitoring.monitor import monitor_database
 from modelloop.monitoring.runner import run_monitor
 from modelloop.monitoring.scheduler import Scheduler
 from modelloop.monitoring.store import window_rows
+from modelloop.serving.deployment import apply_deployment, parse_deployment
 
 from .conftest import DEPLOYMENT, MODEL, ON_EVERY_DATABASE, Watched, day
 
@@ -42,6 +43,8 @@ def test_a_tick_on_a_simulated_store_stores_no_window_past_the_simulated_now(
     name = watched.monitor()  # daily windows since 2026-01-01, labels mature in 2 days
     training = {"function": "tests.automation.test_loop:train"}
     policy = {"name": "loop", "deployment": DEPLOYMENT, "model": MODEL, "monitor": name}
+    served = {"name": DEPLOYMENT, "model": f"models:/{MODEL}/{watched.version}"}
+    apply_deployment(parse_deployment(served), settings=watched.settings)  # a policy's must exist
     apply_policy(policy | {"training": training}, settings=watched.settings)
     simulated = day(4) + timedelta(hours=1)
     ml.set_store_clock(simulated, settings=watched.settings)

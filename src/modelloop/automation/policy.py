@@ -48,15 +48,17 @@ shadow and canary guard operations for hours instead of waiting days for labels.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_serializer, field_validator
+from pydantic.config import JsonDict
 
 from modelloop import configs
-from modelloop.errors import NotFound
+from modelloop.errors import InvalidArgument, NotFound
 from modelloop.monitoring.monitor import PERFORMANCE_METRICS, _check_name, _Config, parse_duration
 from modelloop.monitoring.monitor import format_duration as _format
 from modelloop.settings import Settings, load_settings
@@ -206,11 +208,16 @@ class Rollout(_Durations):
     _parse = field_validator("shadow", "canary", mode="before")(_duration)
 
 
+_NAME: JsonDict = {
+    "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+}  # monitor._check_name, documented
+
+
 class Policy(_Config):
-    name: str
-    deployment: str
-    model: str
-    monitor: str
+    name: str = Field(json_schema_extra=_NAME)
+    deployment: str = Field(json_schema_extra=_NAME)
+    model: str = Field(description="A registered model")
+    monitor: str = Field(json_schema_extra=_NAME)
     triggers: Triggers = Triggers()
     training: Training
     gate: Gate = Gate()
@@ -252,14 +259,51 @@ class PolicyState:
 def apply_policy(
     policy: Policy | dict[str, Any], *, settings: Settings | None = None, actor: str | None = None
 ) -> bool:
-    """Create or replace the stored policy of that name (audited); False if unchanged."""
+    """Create or replace the stored policy of that name (audited); False if unchanged.
+
+    The deployment, registered model and monitor it names must exist now (NotFound with one
+    detail per missing one), so a typo fails here rather than at the loop's first step."""
     from modelloop.store import tables as t
     from modelloop.tracking.source import current_user
 
     policy = parse_policy(policy)
+    check_references(policy, settings=settings)
     db = policy_database(settings)
     return configs.save(db, t.policies, policy.name, lambda _: policy.to_record(),
                         actor=actor or current_user(), kind="policy")  # fmt: skip
+
+
+def check_references(policy: Policy, *, settings: Settings | None = None) -> None:
+    """NotFound unless the deployment, registered model and monitor the policy names exist,
+    with one ``{field, message}`` detail for each that does not."""
+    from modelloop.monitoring.monitor import get_monitor
+    from modelloop.registry.client import Registry
+    from modelloop.serving.deployment import get_deployment
+    from modelloop.tracking.client import Client
+
+    settings = settings or load_settings()
+    registry = Registry(Client(settings=settings))
+    lookups: dict[str, Callable[[], object]] = {
+        "deployment": lambda: get_deployment(policy.deployment, settings=settings),
+        "model": lambda: registry.get_model(policy.model),
+        "monitor": lambda: get_monitor(policy.monitor, settings=settings),
+    }
+    problems = []
+    try:
+        for field, lookup in lookups.items():
+            try:
+                lookup()
+            except NotFound as exc:
+                problems.append({"field": field, "message": exc.message})
+            except InvalidArgument as exc:  # e.g. a model name no model can have
+                details = [{"field": field, "message": exc.message}]
+                raise InvalidArgument(exc.message, details) from None
+    finally:
+        registry.close()
+        registry.client.close()
+    if problems:
+        lines = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        raise NotFound(f"Policy {policy.name!r} names what does not exist: {lines}", problems)
 
 
 def delete_policy(name: str, *, settings: Settings | None = None, actor: str | None = None) -> bool:
