@@ -39,7 +39,6 @@ from modelloop.tracking.run import ActiveRun
 SUCCEEDED, CACHED, FAILED, SKIPPED = "SUCCEEDED", "CACHED", "FAILED", "SKIPPED"
 TAG_STEP = "modelloop.pipeline.step"
 TAG_CACHE_KEY = "modelloop.cache_key"
-TAG_CACHED_FROM = "modelloop.cached_from"
 
 
 @dataclass(frozen=True)

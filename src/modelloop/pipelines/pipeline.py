@@ -37,7 +37,6 @@ from modelloop.pipelines.executors import (
     SKIPPED,
     SUCCEEDED,
     TAG_CACHE_KEY,
-    TAG_CACHED_FROM,
     TAG_STEP,
     Executor,
     LocalExecutor,
@@ -49,7 +48,7 @@ from modelloop.pipelines.executors import (
 from modelloop.pipelines.lineage import blobs_of, database_of
 from modelloop.pipelines.step import FanOut, StepSpec, spec_of, target_of
 from modelloop.tracking.client import Client
-from modelloop.tracking.entities import RunStatus, now_ms
+from modelloop.tracking.entities import TAG_CACHED_FROM, RunStatus, now_ms
 
 TAG_PIPELINE = "modelloop.pipeline"
 Event = Callable[[str, str], None]

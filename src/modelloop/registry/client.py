@@ -276,7 +276,7 @@ class Registry:
     def _package_run(self, run_id: str, prefix: str) -> str:
         """The run holding the package under ``prefix``: ``run_id``, or for a cached pipeline
         step's run, which logged nothing, the run it stands for (its ``cached_from`` tag)."""
-        from modelloop.pipelines.executors import TAG_CACHED_FROM
+        from modelloop.tracking.entities import TAG_CACHED_FROM
 
         chain = [run_id]
         while True:

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+# A run that stands for another: a pipeline step answered from its cache logs nothing itself and
+# names the run whose outputs it reused (followed by the registry to find a model package).
+TAG_CACHED_FROM = "modelloop.cached_from"
+
+
 class RunStatus(StrEnum):
     RUNNING = "RUNNING"
     FINISHED = "FINISHED"
