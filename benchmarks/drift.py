@@ -218,7 +218,8 @@ def ml_check(size: str, repeats: int) -> dict:
     """Fit the profile (timed), store it as JSON and load it back, time ``check_drift``."""
     import pandas as pd
 
-    from modelloop.monitoring.drift import ColumnReference, check_drift, fit_references
+    from modelloop.datasets.reference import ColumnReference, fit_references
+    from modelloop.monitoring.drift import check_drift
 
     reference = pd.read_parquet(data_path("reference", size))
     t = time.perf_counter()
@@ -257,7 +258,8 @@ def ml_chunks(size: str, profile: str, batch_rows: int) -> dict:
     """``check_drift_chunks`` over the batches of a Parquet file, against a stored profile."""
     import pyarrow.parquet as pq
 
-    from modelloop.monitoring.drift import ColumnReference, check_drift_chunks
+    from modelloop.datasets.reference import ColumnReference
+    from modelloop.monitoring.drift import check_drift_chunks
 
     stored = {
         k: ColumnReference.from_dict(v)
@@ -310,7 +312,8 @@ def ml_discrete(reference_path: str, current_path: str, splits: str | None) -> d
     import pandas as pd
 
     from modelloop.datasets.profile import column_kind
-    from modelloop.monitoring.drift import ColumnReference, check_drift, fit_references
+    from modelloop.datasets.reference import ColumnReference, fit_references
+    from modelloop.monitoring.drift import check_drift
 
     reference, current = pd.read_parquet(reference_path), pd.read_parquet(current_path)
     fitted = fit_references(reference)

@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from modelloop.datasets.reference import SAMPLE_LIMIT
 from modelloop.monitoring import (
     PSI,
     ChiSquared,
@@ -20,7 +21,6 @@ from modelloop.monitoring import (
     fit_reference,
     fit_references,
 )
-from modelloop.monitoring.drift import SAMPLE_LIMIT
 
 BINNED_KS_TOLERANCE = 0.01
 BINNED_WASSERSTEIN_TOLERANCE = 0.01
@@ -262,7 +262,7 @@ def test_a_large_frame_is_checked_vectorised(rng):
 
 
 def test_an_id_like_column_keeps_a_bounded_reference_and_still_detects_a_shift() -> None:
-    from modelloop.monitoring.drift import CATEGORY_LIMIT, OTHER
+    from modelloop.datasets.reference import CATEGORY_LIMIT, OTHER
 
     rng = np.random.default_rng(0)
     reference = fit_reference(pd.Series(rng.integers(0, 50_000, 200_000).astype(str)))

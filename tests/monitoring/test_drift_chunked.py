@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
+from modelloop.datasets.reference import SAMPLE_LIMIT
 from modelloop.monitoring import (
     PSI,
     ChiSquared,
@@ -17,7 +18,7 @@ from modelloop.monitoring import (
     check_drift,
     fit_references,
 )
-from modelloop.monitoring.drift import SAMPLE_LIMIT, check_drift_chunks
+from modelloop.monitoring.drift import check_drift_chunks
 
 BINNED_KS_TOLERANCE = 0.01
 BINNED_WASSERSTEIN_TOLERANCE = 0.01

@@ -5,14 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from modelloop.datasets.reference import ColumnReference, fit_references
 from modelloop.errors import InvalidArgument
-from modelloop.monitoring.drift import (
-    METHODS,
-    ColumnReference,
-    check_drift,
-    check_drift_chunks,
-    fit_references,
-)
+from modelloop.monitoring.drift import METHODS, check_drift, check_drift_chunks
 
 
 @pytest.fixture

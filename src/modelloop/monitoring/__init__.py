@@ -21,10 +21,10 @@ from modelloop.monitoring.fluent import (
 )
 
 if TYPE_CHECKING:
+    from modelloop.datasets.reference import ColumnReference, fit_reference, fit_references
     from modelloop.monitoring.drift import (
         PSI,
         ChiSquared,
-        ColumnReference,
         DriftReport,
         DriftResult,
         JensenShannon,
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
         check_drift,
         check_drift_chunks,
         default_method,
-        fit_reference,
-        fit_references,
     )
     from modelloop.monitoring.monitor import AlertRule, Monitor
     from modelloop.monitoring.performance import (
@@ -47,16 +45,18 @@ if TYPE_CHECKING:
     from modelloop.monitoring.store import Alert
 
 _DRIFT = (
-    "PSI ChiSquared ColumnReference DriftReport DriftResult JensenShannon KolmogorovSmirnov "
-    "Wasserstein check_drift check_drift_chunks default_method fit_reference fit_references"
+    "PSI ChiSquared DriftReport DriftResult JensenShannon KolmogorovSmirnov Wasserstein "
+    "check_drift check_drift_chunks default_method"
 )
+_REFERENCE = "ColumnReference fit_reference fit_references"
 _PERFORMANCE = "PerformanceReport card_precision_at_k performance precision_at_k windows"
 _LAZY = {
-    **dict.fromkeys(_DRIFT.split(), "drift"),
-    **dict.fromkeys(_PERFORMANCE.split(), "performance"),
-    "AlertRule": "monitor",
-    "Monitor": "monitor",
-    "Alert": "store",
+    **dict.fromkeys(_DRIFT.split(), "monitoring.drift"),
+    **dict.fromkeys(_REFERENCE.split(), "datasets.reference"),
+    **dict.fromkeys(_PERFORMANCE.split(), "monitoring.performance"),
+    "AlertRule": "monitoring.monitor",
+    "Monitor": "monitoring.monitor",
+    "Alert": "monitoring.store",
 }
 
 
@@ -64,7 +64,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'modelloop.monitoring' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"modelloop.monitoring.{module}"), name)
+    return getattr(importlib.import_module(f"modelloop.{module}"), name)
 
 
 __all__ = [

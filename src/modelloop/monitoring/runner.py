@@ -48,7 +48,7 @@ from modelloop.settings import Settings, load_settings
 if TYPE_CHECKING:
     import pandas as pd
 
-    from modelloop.monitoring.drift import ColumnReference
+    from modelloop.datasets.reference import ColumnReference
 
 log = logging.getLogger("modelloop.monitoring")
 

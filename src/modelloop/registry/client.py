@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelloop.audit import AuditEvent, AuditVerification
+    from modelloop.datasets.reference import ColumnReference
     from modelloop.flavors import LoadedModel
-    from modelloop.monitoring.drift import ColumnReference
     from modelloop.tracking.client import Client
     from modelloop.tracking.run import ActiveRun
 
@@ -360,7 +360,7 @@ class Registry:
         none."""
         import json
 
-        from modelloop.monitoring.drift import ColumnReference
+        from modelloop.datasets.reference import ColumnReference
 
         version = self.resolve_model_uri(uri)
         raw = self._read_reference(version)

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelloop.audit import AuditEvent, AuditVerification
+    from modelloop.datasets.reference import ColumnReference
     from modelloop.flavors import LoadedModel
-    from modelloop.monitoring.drift import ColumnReference
     from modelloop.tracking.run import ActiveRun
 
 _registry: Registry | None = None

@@ -50,7 +50,7 @@ class NoDriftReference(UserWarning):
 def fit(package: Path, training_data: pd.DataFrame, allow_pickle: bool) -> bytes:
     """The reference of a package's inputs and score on ``training_data`` (``reference.json``)."""
     from modelloop import flavors
-    from modelloop.monitoring.drift import fit_reference, fit_references
+    from modelloop.datasets.reference import fit_reference, fit_references
 
     manifest = flavors.read_manifest(package)
     names = list(manifest.signature.names)

@@ -51,8 +51,8 @@ from modelloop.ui.replay import ReplayTable, version_replays
 
 if TYPE_CHECKING:
     from modelloop.datasets.entities import DatasetVersion
+    from modelloop.datasets.reference import ColumnReference
     from modelloop.datasets.store import SqlDatasetStore
-    from modelloop.monitoring.drift import ColumnReference
     from modelloop.registry.client import Registry
     from modelloop.registry.sql import SqlRegistryStore
     from modelloop.ui.app import Pages

@@ -24,7 +24,7 @@ from modelloop.server.schemas import OrjsonResponse
 from modelloop.settings import Settings
 
 if TYPE_CHECKING:
-    from modelloop.monitoring.drift import ColumnReference
+    from modelloop.datasets.reference import ColumnReference
     from modelloop.monitoring.monitor import Monitor
     from modelloop.ui.app import Pages
 
@@ -402,7 +402,7 @@ def _value_overlay(reference: ColumnReference, current: Any) -> dict[str, Any]:
     import pandas as pd
 
     from modelloop.datasets.profile import number_label
-    from modelloop.monitoring.drift import OTHER
+    from modelloop.datasets.reference import OTHER
 
     known = {float(k): c for k, c in (reference.categories or {}).items() if k != OTHER}
     numbers = pd.to_numeric(pd.Series(current), errors="coerce").to_numpy(dtype=float)
@@ -447,7 +447,7 @@ def _categorical_overlay(reference: ColumnReference, current: Any) -> dict[str, 
     keep (or never saw) and the long tail are summed as ``(other)``."""
     import pandas as pd
 
-    from modelloop.monitoring.drift import OTHER
+    from modelloop.datasets.reference import OTHER
 
     series = pd.Series(current).dropna()
     counts: dict[str, int] = (
