@@ -23,10 +23,10 @@ from modelloop import audit
 from modelloop.automation.loop import start_rollout, step_policy, timeline
 from modelloop.automation.loop import timeline as timeline_of
 from modelloop.automation.policy import apply_policy, policy_state
+from modelloop.automation.scheduler import Scheduler
 from modelloop.automation.training import TrainingContext
 from modelloop.monitoring.monitor import apply_monitor
 from modelloop.monitoring.runner import run_monitor
-from modelloop.monitoring.scheduler import Scheduler
 from modelloop.serving.deployment import apply_deployment, get_deployment, parse_deployment
 from modelloop.serving.server import ServeSpec, build_app
 from modelloop.settings import load_settings

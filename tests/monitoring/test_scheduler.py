@@ -13,10 +13,10 @@ import pytest
 
 import modelloop as ml
 from modelloop.automation.policy import apply_policy, policy_state
+from modelloop.automation.scheduler import Scheduler
 from modelloop.clock import DAY_MS, now_ms, to_ms
 from modelloop.monitoring.monitor import monitor_database
 from modelloop.monitoring.runner import run_monitor
-from modelloop.monitoring.scheduler import Scheduler
 from modelloop.monitoring.store import window_rows
 from modelloop.serving.deployment import apply_deployment, parse_deployment
 
@@ -76,7 +76,7 @@ def test_after_a_long_pause_a_tick_catches_up_at_most_catch_up_and_replaces_noth
     before = _by_scope(window_rows(db, name, model_version=None))
     assert len(before) == 4  # two windows, each as a whole and for version 1
     scheduler = Scheduler(watched.settings)
-    caplog.set_level(logging.WARNING, logger="modelloop.monitoring.scheduler")
+    caplog.set_level(logging.WARNING, logger="modelloop.automation.scheduler")
 
     stored = scheduler.tick(now=day(24) + timedelta(hours=1))  # a real-clock store, 3 weeks on
 

@@ -141,7 +141,7 @@ def run_server(
     Stored monitors run in this (parent) process every ``monitor_interval`` seconds, once per
     server whatever ``workers`` is; 0 turns the scheduler off. Runs whose process died are
     marked KILLED there too (:class:`~modelloop.tracking.sweep.RunSweeper`)."""
-    from modelloop.monitoring.scheduler import Scheduler
+    from modelloop.automation.scheduler import Scheduler
     from modelloop.tracking.sweep import RunSweeper
 
     settings = settings or load_settings()

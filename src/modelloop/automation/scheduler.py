@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from modelloop.monitoring.windows import Backlog
     from modelloop.store_clock import StoreClock
 
-log = logging.getLogger("modelloop.monitoring.scheduler")
+log = logging.getLogger("modelloop.automation.scheduler")
 
 DEFAULT_INTERVAL = 60.0
 _DEFAULT_EVERY = timedelta(hours=1)
