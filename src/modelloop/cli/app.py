@@ -6,6 +6,7 @@
     modelloop experiments list [--output table|json]
     modelloop runs list [--experiment NAME ...] [--filter] [--order-by ...] [--max-results]
     modelloop runs show RUN_ID [--output table|json]
+    modelloop runs sweep [--dry-run] [--stale-after] [--untracked-older-than]
     modelloop db upgrade [--database-url]
     modelloop db current [--database-url]
     modelloop clock [--simulated WHEN | --wall]
@@ -124,6 +125,7 @@ runs_app = typer.Typer(
     epilog=_examples(
         'modelloop runs list --experiment quickstart --order-by "metrics.valid_auc DESC"',
         "modelloop runs show <run-id>",
+        "modelloop runs sweep --dry-run",
     ),
 )
 db_app = typer.Typer(
@@ -461,6 +463,7 @@ from modelloop.cli import monitoring as _monitoring  # noqa: E402
 from modelloop.cli import pipelines as _pipelines  # noqa: E402
 from modelloop.cli import policy as _policy  # noqa: E402
 from modelloop.cli import registry as _registry  # noqa: E402
+from modelloop.cli import runs as _runs  # noqa: E402
 from modelloop.cli import serving as _serving  # noqa: E402
 
 app.add_typer(_registry.models_app, name="models")
@@ -485,6 +488,7 @@ app.command(
         "modelloop reproduce <pipeline-run-id> --executor process --output json",
     ),
 )(_pipelines.reproduce)
+_runs.register(runs_app)
 _serving.register(app)
 _gate.register(app)
 _clock.register(app)

@@ -28,6 +28,7 @@ from modelloop.tracking.entities import (
     check_metric,
     now_ms,
 )
+from modelloop.tracking.liveness import ENV_PROCESS, Heartbeat, this_process
 from modelloop.tracking.store import TrackingStore
 
 if TYPE_CHECKING:
@@ -65,8 +66,11 @@ class Client:
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
         self._writer = MetricWriter(self.store)
+        self._heartbeat: Heartbeat | None = None
 
     def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.close()
         self._writer.close()
         self.store.close()
 
@@ -104,10 +108,20 @@ class Client:
         params: Mapping[str, object] | None = None,
         tags: Mapping[str, object] | None = None,
         parent_run_id: str | None = None,
+        heartbeat: bool = False,
     ) -> Run:
-        """Start a run in ``experiment`` (created if missing), recording code and environment."""
+        """Start a run in ``experiment`` (created if missing), recording code and environment.
+
+        ``heartbeat=True`` (what ``ml.start_run`` does) says this process owns the run until
+        :meth:`end_run`: the run records the process and a heartbeat tag, so that a sweep can
+        mark it KILLED if the process dies first (see :mod:`modelloop.tracking.liveness`).
+        """
         exp = self.get_or_create_experiment(experiment)
-        return self.store.create_run(
+        interval = self.settings.heartbeat_seconds if heartbeat else 0.0
+        environment = source.environment()
+        if interval > 0:
+            environment = {**environment, ENV_PROCESS: this_process(interval).record()}
+        run = self.store.create_run(
             RunSpec(
                 experiment_id=exp.experiment_id,
                 name=name,
@@ -116,9 +130,14 @@ class Client:
                 params={k: _text(v) for k, v in (params or {}).items()},
                 tags={k: _text(v) for k, v in (tags or {}).items()},
                 source=source.code_version(),
-                environment=source.environment(),
+                environment=environment,
             )
         )
+        if interval > 0:
+            if self._heartbeat is None:
+                self._heartbeat = Heartbeat(self.store, interval)
+            self._heartbeat.add(run.run_id)
+        return run
 
     def get_run(self, run_id: str) -> Run:
         return self.store.get_run(run_id)
@@ -127,8 +146,12 @@ class Client:
         self, run_id: str, status: RunStatus = RunStatus.FINISHED, error: str | None = None
     ) -> Run:
         """Write what is still queued, then mark the run ended."""
-        self.flush()
-        return self.store.end_run(run_id, status, error)
+        try:
+            self.flush()
+            return self.store.end_run(run_id, status, error)
+        finally:
+            if self._heartbeat is not None:
+                self._heartbeat.discard(run_id)
 
     def log_metric(
         self, run_id: str, key: str, value: float, step: int = 0, timestamp: int | None = None

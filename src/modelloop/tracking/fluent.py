@@ -57,7 +57,9 @@ def start_run(
     """Start a run; use it as ``with ml.start_run(experiment="fraud") as run:``.
 
     Without ``parent``, a run started while another is active becomes its child, and inherits
-    its experiment when ``experiment`` is not given.
+    its experiment when ``experiment`` is not given. Until it ends, this process records a
+    heartbeat for it, so a run whose process is killed is marked KILLED by ``modelloop runs
+    sweep`` or a server (see :mod:`modelloop.tracking.sweep`).
     """
     stack = _active.get()
     enclosing = stack[-1] if stack else None
@@ -73,7 +75,14 @@ def start_run(
         )
     run = ActiveRun(
         client,
-        client.create_run(experiment, name=name, params=params, tags=tags, parent_run_id=parent_id),
+        client.create_run(
+            experiment,
+            name=name,
+            params=params,
+            tags=tags,
+            parent_run_id=parent_id,
+            heartbeat=True,
+        ),
     )
     _active.set((*stack, run))
     return run
