@@ -35,6 +35,8 @@ SQLite and local files under ``$MODELLOOP_HOME`` (default ``./.modelloop``).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +70,28 @@ class Settings:
     def is_remote(self) -> bool:
         """True when the SDK should talk to a server instead of the local store."""
         return self.tracking_uri is not None
+
+    def to_json(self) -> str:
+        """The settings as JSON, to hand to worker processes (:meth:`from_json` reads it)."""
+        fields = {}
+        for name, value in dataclasses.asdict(self).items():
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, frozenset | tuple):
+                value = sorted(value) if isinstance(value, frozenset) else list(value)
+            fields[name] = value
+        return json.dumps(fields)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        fields = json.loads(text)
+        for name in ("home", "audit_key_file", "audit_checkpoints"):
+            if fields.get(name) is not None:
+                fields[name] = Path(fields[name])
+        fields["protected_aliases"] = frozenset(fields["protected_aliases"])
+        for name in ("webhook_allowed_networks", "allowed_hosts"):
+            fields[name] = tuple(fields[name])
+        return cls(**fields)
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

@@ -115,8 +115,7 @@ def _change(event: AuditEvent) -> str:
     "as --anchor to also detect a past rewritten by someone holding the audit key.",
     epilog=_examples(
         "modelloop audit verify",
-        "modelloop audit verify --checkpoints /mnt/worm/modelloop-checkpoints.jsonl",
-        "modelloop audit verify --anchor 42:3f9a...",
+        "modelloop audit verify --checkpoints exported-checkpoints.jsonl",
     ),
 )
 def audit_verify(
@@ -168,11 +167,12 @@ def audit_verify(
     help="Sign the audit log's current head with the audit key and export it: appended to a "
     "file, or POSTed as JSON to an http(s) URL, somewhere the database's writers cannot change. "
     "'audit verify --checkpoints FILE' later proves that no event up to it was deleted or "
-    "rewritten. Run it from cron for periodic checkpoints; without --to it prints the JSON.",
+    "rewritten. Run it from cron for periodic checkpoints (e.g. --to "
+    "https://audit.example.com/modelloop, or a file on another machine's mount); without --to "
+    "it prints the JSON.",
     epilog=_examples(
         "modelloop audit checkpoint",
-        "modelloop audit checkpoint --to /mnt/worm/modelloop-checkpoints.jsonl",
-        "modelloop audit checkpoint --to https://audit.example.com/modelloop",
+        "modelloop audit checkpoint --to exported-checkpoints.jsonl",
     ),
 )
 def audit_checkpoint(

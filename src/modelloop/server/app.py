@@ -18,10 +18,8 @@ set, and it refuses to listen beyond loopback unless requests must authenticate.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -181,13 +179,7 @@ def _serve(settings: Settings, workers: int, options: dict[str, Any]) -> None:
         uvicorn.run(create_app(settings), **options)
         return
     # Worker processes import the app by name; they read these settings from the environment.
-    os.environ[_SETTINGS_ENV] = json.dumps(
-        {
-            **dataclasses.asdict(settings),
-            "home": str(settings.home),
-            "protected_aliases": sorted(settings.protected_aliases),
-        }
-    )
+    os.environ[_SETTINGS_ENV] = settings.to_json()
     uvicorn.run(
         "modelloop.server.app:app_from_environment", factory=True, workers=workers, **options
     )
@@ -198,10 +190,7 @@ def app_from_environment() -> FastAPI:
     raw = os.environ.get(_SETTINGS_ENV)
     if raw is None:
         return create_app()
-    fields = json.loads(raw)
-    fields["home"] = Path(fields["home"])
-    fields["protected_aliases"] = frozenset(fields["protected_aliases"])
-    return create_app(Settings(**fields))
+    return create_app(Settings.from_json(raw))
 
 
 def check_bind_address(host: str, settings: Settings) -> None:
