@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -33,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from modelloop import audit
 from modelloop.audit.state import credential
+from modelloop.clock import now_ms
 from modelloop.errors import AlreadyExists, InvalidArgument, NotFound
 from modelloop.store import Database
 from modelloop.store import tables as t
@@ -43,10 +43,6 @@ _RESERVED = frozenset({ADMIN, ANONYMOUS})
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,255}$")
 MIN_TOKEN_LENGTH = 16
 GENERATE_HINT = "generate one with 'modelloop users token --generate'"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Role(StrEnum):
@@ -150,7 +146,7 @@ class Users:
             raise InvalidArgument(f"User name {name!r} is reserved")
         checked = check_role(role)
         token = secrets.token_urlsafe(32)
-        user = User(name, checked, _now_ms(), disabled=False)
+        user = User(name, checked, now_ms(), disabled=False)
         try:
             with audit.recording(self.db, actor) as conn:
                 conn.execute(
@@ -203,7 +199,7 @@ class Users:
                 conn.execute(update(t.users).where(t.users.c.name == name).values(disabled=True))
                 audit.append(
                     conn,
-                    time=_now_ms(),
+                    time=now_ms(),
                     actor=actor,
                     action="user.disable",
                     object_type="user",

@@ -10,7 +10,6 @@ nothing and records nothing.
 from __future__ import annotations
 
 import json
-import time
 import types
 import typing
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from modelloop.clock import now_ms
 from modelloop.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def save(
 
     from modelloop import audit
 
-    now = time.time_ns() // 1_000_000
+    now = now_ms()
     with db.write() as conn:
         audit.lock(conn)
         row = conn.execute(select(table.c.config).where(table.c.name == name)).first()
@@ -123,7 +123,7 @@ def remove(
         if before_delete is not None:
             before_delete(conn)
         conn.execute(delete(table).where(table.c.name == name))
-        audit.append(conn, time=time.time_ns() // 1_000_000, actor=actor,
+        audit.append(conn, time=now_ms(), actor=actor,
                      action=f"{kind}.delete", object_type=kind, object_id=name,
                      before=json.loads(row.config), after=None)  # fmt: skip
     return True

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time as clock
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from sqlalchemy import Connection, insert, select, text, update
 
 from modelloop.audit import checkpoints, keys
 from modelloop.audit.state import Replay
+from modelloop.clock import now_ms
 from modelloop.errors import InvalidArgument
 from modelloop.settings import Settings, load_settings
 from modelloop.store import Database
@@ -227,7 +227,7 @@ def append(
             checkpoints.store_name(conn.engine.url),
             seq,
             digest,
-            clock.time_ns() // 1_000_000,
+            now_ms(),
             ring,
         )
         path = settings.audit_checkpoints

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import make_url
 
 from modelloop.audit import keys
+from modelloop.clock import now_ms
 from modelloop.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -154,8 +154,7 @@ def current(db: Database) -> Checkpoint:
         head = conn.execute(select(t.audit_head.c.seq, t.audit_head.c.hash)).first()
     if head is None:
         raise InvalidArgument("The audit log is empty: there is nothing to checkpoint yet")
-    now = time.time_ns() // 1_000_000
-    return sign(store_name(db.url), head.seq, head.hash, now, ring)
+    return sign(store_name(db.url), head.seq, head.hash, now_ms(), ring)
 
 
 def export(checkpoint: Checkpoint, target: str) -> str:

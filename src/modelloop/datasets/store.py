@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import Connection, func, insert, select, text, update
 
+from modelloop.clock import now_ms
 from modelloop.datasets.contracts import Contract, ValidationReport
 from modelloop.datasets.entities import (
     Dataset,
@@ -52,7 +53,7 @@ from modelloop.datasets.entities import (
 from modelloop.datasets.profile import DatasetProfile, compute_profile
 from modelloop.errors import InvalidArgument, NotFound
 from modelloop.store import tables as t
-from modelloop.tracking.entities import check_run_id, now_ms
+from modelloop.tracking.entities import check_run_id
 
 if TYPE_CHECKING:
     import pandas as pd

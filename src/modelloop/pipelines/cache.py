@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from modelloop.clock import now_ms
 from modelloop.errors import InvalidArgument, NotFound
 from modelloop.pipelines.step import StepSpec
-from modelloop.tracking.entities import now_ms
 
 if TYPE_CHECKING:
     from modelloop.store.database import Database

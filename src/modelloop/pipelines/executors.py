@@ -26,6 +26,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from modelloop.clock import now_ms
 from modelloop.datasets.fluent import recording_reads
 from modelloop.errors import InvalidArgument
 from modelloop.pipelines import cache, outputs
@@ -224,7 +225,7 @@ def _store_outputs(
     client.log_bytes(run_id, json.dumps(step_doc, sort_keys=True).encode(), cache.STEP_FILE)
     metrics = _metrics(values)
     if metrics:
-        client.log_batch(run_id, [(k, v, 0, int(time.time() * 1000)) for k, v in metrics.items()])
+        client.log_batch(run_id, [(k, v, 0, now_ms()) for k, v in metrics.items()])
     return refs
 
 

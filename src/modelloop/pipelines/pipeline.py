@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
 
+from modelloop.clock import now_ms
 from modelloop.errors import InvalidArgument, NotFound
 from modelloop.pipelines import cache, outputs
 from modelloop.pipelines.executors import (
@@ -48,7 +49,7 @@ from modelloop.pipelines.executors import (
 from modelloop.pipelines.lineage import blobs_of, database_of
 from modelloop.pipelines.step import FanOut, StepSpec, spec_of, target_of
 from modelloop.tracking.client import Client
-from modelloop.tracking.entities import TAG_CACHED_FROM, RunStatus, now_ms
+from modelloop.tracking.entities import TAG_CACHED_FROM, RunStatus
 
 TAG_PIPELINE = "modelloop.pipeline"
 Event = Callable[[str, str], None]

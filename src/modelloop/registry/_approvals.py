@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from modelloop import audit
+from modelloop.clock import now_ms
 from modelloop.errors import Conflict, Forbidden, NotFound
 from modelloop.registry import _rows
 from modelloop.registry.entities import (
@@ -33,7 +34,7 @@ from modelloop.registry.entities import (
 )
 from modelloop.store import Database
 from modelloop.store import tables as t
-from modelloop.tracking.entities import new_id, now_ms
+from modelloop.tracking.entities import new_id
 
 _R = t.alias_requests.c
 _VERBS = {

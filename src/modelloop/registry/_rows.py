@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from modelloop import audit
+from modelloop.clock import now_ms
 from modelloop.errors import Conflict, InvalidArgument, NotFound
 from modelloop.registry.entities import (
     Alias,
@@ -24,7 +25,7 @@ from modelloop.registry.entities import (
 )
 from modelloop.store import Database
 from modelloop.store import tables as t
-from modelloop.tracking.entities import check_key, check_value, now_ms
+from modelloop.tracking.entities import check_key, check_value
 
 MV = t.model_versions.c
 

@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, insert, select, update
 from modelloop import audit
 from modelloop.artifacts import canonical_path
 from modelloop.audit import AuditEvent, AuditVerification
+from modelloop.clock import now_ms
 from modelloop.errors import AlreadyExists, Conflict, Forbidden, InvalidArgument, NotFound
 from modelloop.registry import _rows
 from modelloop.registry._approvals import AliasRequests
@@ -35,7 +36,7 @@ from modelloop.registry.entities import (
 )
 from modelloop.store import Database
 from modelloop.store import tables as t
-from modelloop.tracking.entities import check_key, check_run_id, check_value, now_ms
+from modelloop.tracking.entities import check_key, check_run_id, check_value
 
 MV = t.model_versions.c
 

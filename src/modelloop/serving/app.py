@@ -35,6 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelloop.auth import ADMIN, ANONYMOUS, check_token, presented_token, token_matches
+from modelloop.clock import now_ms as wall_clock_ms
 from modelloop.errors import (
     Conflict,
     InvalidArgument,
@@ -52,7 +53,7 @@ from modelloop.serving import feedback as fb
 from modelloop.serving.metrics import ServingMetrics
 from modelloop.serving.prediction_log import PredictionLog
 from modelloop.serving.predictor import Predictor
-from modelloop.serving.scoring import answer, wall_clock_ms
+from modelloop.serving.scoring import answer
 from modelloop.serving.stats import TrafficStats
 from modelloop.settings import Settings
 

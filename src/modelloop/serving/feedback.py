@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from modelloop import clock
 from modelloop.errors import InvalidInput, PayloadTooLarge
 from modelloop.serving.prediction_log import (
     open_log_filesystem,
@@ -171,7 +172,7 @@ def record_feedback(
     pending: Callable[[Iterable[str]], set[str]] | None = None,
     deployment: str | None = None,
     received_by: str,
-    now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    now_ms: Callable[[], int] = clock.now_ms,
 ) -> list[dict[str, str]]:
     """Store what can be stored; one ``{prediction_id, status}`` per label, in order."""
     ids = {label.prediction_id for label in labels}

@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from modelloop.clock import now_ms
+
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
@@ -278,7 +280,7 @@ class PredictionLog:
         import pyarrow.parquet as pq
 
         folder = f"{self._root}/{partition_dir(model, date)}"
-        name = f"part-{time.time_ns() // 1_000_000}-{uuid.uuid4().hex}.parquet"
+        name = f"part-{now_ms()}-{uuid.uuid4().hex}.parquet"
         self._fs.create_dir(folder, recursive=True)
         if not self._local:  # object stores make a file visible only once it is complete
             pq.write_table(table, f"{folder}/{name}", filesystem=self._fs, compression="zstd")

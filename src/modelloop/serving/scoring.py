@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from modelloop.clock import now_ms as wall_clock_ms
 from modelloop.errors import InvalidInput, ModelloopError, PayloadTooLarge
 from modelloop.serving.deployment import Mode
 from modelloop.serving.prediction_log import PredictionBatch, PredictionLog, new_prediction_ids
@@ -50,10 +51,6 @@ class _Part:
     rows: list[int] | None
     X: np.ndarray
     scores: np.ndarray
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def answer(

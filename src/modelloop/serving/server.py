@@ -19,6 +19,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from modelloop.auth import check_token
+from modelloop.clock import now_ms as wall_clock_ms
 from modelloop.errors import InvalidArgument
 from modelloop.server.app import KEEP_ALIVE_SECONDS
 from modelloop.server.hosts import is_loopback
@@ -26,7 +27,6 @@ from modelloop.serving.app import create_app
 from modelloop.serving.deployment import Deployment, get_deployment, parse_deployment
 from modelloop.serving.prediction_log import PredictionLog
 from modelloop.serving.predictor import Predictor, RegistrySource
-from modelloop.serving.scoring import wall_clock_ms
 from modelloop.settings import Settings, load_settings
 
 _SPEC_ENV = "_MODELLOOP_SERVING_SPEC"  # what worker processes build their app from

@@ -21,8 +21,8 @@ def record_edges(db: Database, edges: Iterable[Edge]) -> None:
     """Append edges in one transaction (an edge recorded twice is harmless: walks dedupe)."""
     from sqlalchemy import insert
 
+    from modelloop.clock import now_ms
     from modelloop.store.tables import lineage_edges
-    from modelloop.tracking.entities import now_ms
 
     now = now_ms()
     rows = [

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 import modelloop as ml
+from modelloop.clock import from_ms, to_ms
 from modelloop.examples.fraud.features import FEATURES, OnlineFeatures, add_features
 from modelloop.examples.fraud.scenarios import (
     BehaviourShift,
@@ -215,7 +216,7 @@ def run_demo(
     say("Training the first champion through the pipeline 'fraud-champion'")
     first = _first_champion(config)
     _declare(config, first)
-    clock = {"ms": _ms(config.start)}
+    clock = {"ms": to_ms(config.start)}
     ml.set_store_clock(config.start, settings=settings)  # the store's data runs on this clock
     served: list[pd.DataFrame] = []
     with _serving(settings, clock) as served_by:
@@ -237,7 +238,7 @@ def run_demo(
             if not rolling["out"]:
                 return
             served_by.flush()
-            at = _dt(at_ms)
+            at = from_ms(at_ms)
             decided = step_policy(POLICY, now=at, settings=settings)
             decided += _approve_promotions(at, settings)
             if decided:
@@ -257,8 +258,8 @@ def run_demo(
             served.append(answered)
             labels_due[sim_day + LABEL_DELAY_DAYS] = answered
             served_by.flush()
-            at = _dt(_ms(config.start) + (day + 1) * DAY_MS + 600_000)
-            clock["ms"] = _ms(at)
+            at = from_ms(to_ms(config.start) + (day + 1) * DAY_MS + 600_000)
+            clock["ms"] = to_ms(at)
             ml.set_store_clock(at, settings=settings)
             checked = run_monitor(MONITOR, now=at, settings=settings)
             fired += sum(a["state"] == "firing" for r in checked for a in r.alerts)
@@ -456,7 +457,7 @@ def _serve_day(
         rows = today[(hours == hour).to_numpy()]
         features = [online.features(*row) for row in _rows(rows, *_TX)]
         clock["ms"] = (
-            _ms(config.start) + (sim_day - config.warmup) * DAY_MS + (hour + 1) * 3_600_000 - 1
+            to_ms(config.start) + (sim_day - config.warmup) * DAY_MS + (hour + 1) * 3_600_000 - 1
         )
         body: dict[str, list[Any]] = {name: [f[name] for f in features] for name in FEATURES}
         body["CUSTOMER_ID"] = rows["CUSTOMER_ID"].tolist()  # logged, and the canary's key
@@ -493,7 +494,7 @@ def _deliver_labels(
 ) -> None:
     """The labels arriving this morning: to the online store (terminal risk) and, for served
     transactions, to ``/feedback``."""
-    clock["ms"] = _ms(config.start) + (sim_day - config.warmup) * DAY_MS + 60_000
+    clock["ms"] = to_ms(config.start) + (sim_day - config.warmup) * DAY_MS + 60_000
     day_start = pd.Timestamp(config.start.replace(tzinfo=None)) + pd.Timedelta(
         days=sim_day - config.warmup - LABEL_DELAY_DAYS
     )
@@ -641,11 +642,3 @@ def weekly_quality(served: pd.DataFrame, config: DemoConfig) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
