@@ -8,23 +8,19 @@ become its children.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from modelloop.settings import Settings, load_settings
 from modelloop.tracking.client import DEFAULT_EXPERIMENT, Client
-from modelloop.tracking.run import ActiveRun
+from modelloop.tracking.run import ActiveRun, active_runs
 
 if TYPE_CHECKING:
     import pandas as pd
 
 _clients: dict[Settings, Client] = {}
 _clients_lock = threading.Lock()
-_active: contextvars.ContextVar[tuple[ActiveRun, ...]] = contextvars.ContextVar(
-    "modelloop_active_runs", default=()
-)
 
 
 def get_client() -> Client:
@@ -61,7 +57,7 @@ def start_run(
     heartbeat for it, so a run whose process is killed is marked KILLED by ``modelloop runs
     sweep`` or a server (see :mod:`modelloop.tracking.sweep`).
     """
-    stack = _active.get()
+    stack = active_runs.get()
     enclosing = stack[-1] if stack else None
     if parent is None and enclosing is not None:
         parent = enclosing
@@ -84,13 +80,13 @@ def start_run(
             heartbeat=True,
         ),
     )
-    _active.set((*stack, run))
+    active_runs.set((*stack, run))
     return run
 
 
 def active_run() -> ActiveRun | None:
     """The innermost run started and not yet ended in this context."""
-    stack = _active.get()
+    stack = active_runs.get()
     return stack[-1] if stack else None
 
 
@@ -98,15 +94,11 @@ def active_run() -> ActiveRun | None:
 def activated(run: ActiveRun) -> Iterator[ActiveRun]:
     """Make ``run`` the active run for a block without ending it (a pipeline step's run:
     ``ml.active_run()``, ``ml.log_dataset`` and nested ``ml.start_run`` inside the step use it)."""
-    token = _active.set((*_active.get(), run))
+    token = active_runs.set((*active_runs.get(), run))
     try:
         yield run
     finally:
-        _active.reset(token)
-
-
-def _pop(run: ActiveRun) -> None:
-    _active.set(tuple(r for r in _active.get() if r is not run))
+        active_runs.reset(token)
 
 
 def search_runs(

@@ -6,6 +6,7 @@ recorded when the block raises, KILLED on Ctrl-C. Either way queued metrics are 
 
 from __future__ import annotations
 
+import contextvars
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelloop.tracking.client import Client
+
+
+# The runs active in this context, innermost last: ``ml.active_run()`` reads it, ``start_run``
+# pushes, and a run leaves it when it ends, however it was started.
+active_runs: contextvars.ContextVar[tuple[ActiveRun, ...]] = contextvars.ContextVar(
+    "modelloop_active_runs", default=()
+)
 
 
 class ActiveRun:
@@ -75,9 +83,7 @@ class ActiveRun:
         return self.client.metric_history(self.run_id, key)
 
     def end(self, status: RunStatus = RunStatus.FINISHED, error: str | None = None) -> Run:
-        from modelloop.tracking import fluent
-
-        fluent._pop(self)
+        active_runs.set(tuple(r for r in active_runs.get() if r is not self))
         self._ended = True
         return self.client.end_run(self.run_id, status, error)
 
