@@ -15,7 +15,14 @@ from modelloop.automation import loop
 from modelloop.automation import policy as _policy
 from modelloop.errors import InvalidArgument, NotFound
 from modelloop.server.registry import _ERRORS, Actor
-from modelloop.server.schemas import CONFIG_NAME, JsonObject, OrjsonResponse, Pattern, config_body
+from modelloop.server.schemas import (
+    CONFIG_NAME,
+    Integer,
+    JsonObject,
+    OrjsonResponse,
+    Pattern,
+    config_body,
+)
 from modelloop.server.tracking import _OrjsonRoute
 from modelloop.settings import Settings
 from modelloop.store_clock import store_clock
@@ -30,7 +37,7 @@ PolicyName = Annotated[
 
 class RolloutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    version: int = Field(ge=1, lt=2**31)
+    version: Integer = Field(ge=1, lt=2**31)
     stage: Literal["shadow", "canary"] = "shadow"
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -34,6 +34,7 @@ from modelloop.server.schemas import (
     AuditLog,
     AuditVerificationOut,
     ErrorOut,
+    Integer,
     JsonObject,
     Key,
     ModelList,
@@ -48,6 +49,7 @@ from modelloop.server.schemas import (
     Value,
     VersionList,
     blame,
+    keyed,
 )
 from modelloop.server.tracking import _OrjsonRoute
 
@@ -62,7 +64,7 @@ Name = Annotated[
     *Pattern(MODEL_NAME, _NAME_RULES),
 ]
 Version = Annotated[int, Path(ge=1, lt=2**31, description="Version number, from 1")]
-VersionNumber = Annotated[int, Field(ge=1, lt=2**31, description="Version number, from 1")]
+VersionNumber = Annotated[Integer, Field(ge=1, lt=2**31, description="Version number, from 1")]
 AliasName = Annotated[
     str,
     Path(description=f"Alias, e.g. champion: {_ALIAS_RULES}", examples=["champion"]),
@@ -78,7 +80,7 @@ class _Body(BaseModel):
 
 
 ExpectedVersion = Annotated[
-    int | None,
+    Integer | None,
     Field(ge=0, lt=2**31, description="Compare-and-set: 0 = must not exist, n = must point at n"),
 ]
 
@@ -101,9 +103,10 @@ class VersionCreate(_Body):
     signature: JsonObject | None = None
     description: Value | None = None
     tags: Pairs = Field(default_factory=dict)
-    metrics: dict[Key, Annotated[float, Field(allow_inf_nan=False)]] = Field(
-        default_factory=dict, description="Finite numbers"
-    )
+    metrics: Annotated[
+        dict[Key, Annotated[float, Field(allow_inf_nan=False)]],
+        WithJsonSchema(keyed({"type": "number"})),
+    ] = Field(default_factory=dict, description="Finite numbers")
     dataset_digests: Pairs = Field(default_factory=dict)
 
 

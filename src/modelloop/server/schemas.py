@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from starlette.responses import JSONResponse
 
 from modelloop.artifacts.paths import MAX_PATH_CHARS
@@ -123,7 +123,26 @@ Reason = Annotated[
     Field(max_length=MAX_VALUE_LENGTH, description="Why: required, not blank"),
     *Pattern(REASON, "a reason is required (not blank, no NUL character): say why"),
 ]
-Pairs = dict[Key, Value]
+
+
+def keyed(values: dict[str, Any]) -> dict[str, Any]:
+    """The schema of an object whose keys are keys (``KEY``) and whose values are ``values``
+    (pydantic writes key patterns as patternProperties, which let any other key through)."""
+    return {"type": "object", "propertyNames": {"pattern": KEY}, "additionalProperties": values}
+
+
+Pairs = Annotated[
+    dict[Key, Value],
+    WithJsonSchema(keyed({"type": "string", "maxLength": MAX_VALUE_LENGTH, "pattern": VALUE})),
+]
+
+
+def _integral(value: object) -> object:
+    """``3.0`` as ``3``: JSON Schema's integers include it; a strict int refuses the float."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
 
 # What canonical_path also refuses (a segment longer than 255 bytes, a look-alike that NFKC folds
 # into '..') no pattern can say; it is a 422 naming the path all the same.
@@ -135,9 +154,8 @@ PATH_RULES = (
     "'?', not starting with '/' or '~', no segment of only dots and spaces but '.'"
 )
 # Documented, and checked by canonical_path itself: its refusals are UnsafePath (422).
-ArtifactPathText = Annotated[
-    str, Field(json_schema_extra={"pattern": ARTIFACT_PATH, "maxLength": MAX_PATH_CHARS})
-]
+PATH_SCHEMA: dict[str, Any] = {"pattern": ARTIFACT_PATH, "maxLength": MAX_PATH_CHARS}
+ArtifactPathText = Annotated[str, Field(json_schema_extra=PATH_SCHEMA)]
 
 
 @contextmanager
@@ -276,9 +294,9 @@ class RunSearch(_Request):
         examples=[["metrics.auc DESC"]],
         description="Items such as 'metrics.auc DESC' (ascending unless DESC)",
     )
-    max_results: int = Field(default=1000, ge=1, le=MAX_SEARCH_RESULTS)
-    offset: int = Field(
-        default=0, ge=0, le=INT64_MAX, description="Runs to skip: the start of a page"
+    max_results: Integer = Field(default=1000, ge=1, le=MAX_SEARCH_RESULTS)
+    offset: Integer = Field(
+        default=0, ge=0, le=2**53, description="Runs to skip: the start of a page"
     )
 
 
@@ -474,6 +492,7 @@ def decode_metrics(rows: Sequence[Sequence[Any]]) -> list[Metric]:
                     f"expected [key, value, step, timestamp], got {len(row)} items"
                 )
             key, value, step, timestamp = row
+            step, timestamp = _integral(step), _integral(timestamp)  # 3.0 is an integer too
             points.append(check_metric(key, decode_value(value), step, timestamp))
         except InvalidArgument as exc:
             raise InvalidArgument(f"body.metrics.{i}: {exc.message}") from None

@@ -30,10 +30,10 @@ from modelloop.server.schemas import (
     KEY,
     KEY_RULES,
     PATH_RULES,
+    PATH_SCHEMA,
     RUN_ID,
     ArtifactList,
     ArtifactOut,
-    ArtifactPathText,
     Batch,
     ErrorOut,
     ExperimentCreate,
@@ -61,8 +61,7 @@ _UPLOAD_BLOCK = 1024 * 1024  # bytes handed to the blob store per hop out of the
 RunId = Annotated[str, Path(pattern=RUN_ID, description="32 lowercase hex characters")]
 ArtifactPath = Annotated[
     str,
-    Query(description=PATH_RULES, examples=["model.txt"]),
-    ArtifactPathText,
+    Query(description=PATH_RULES, examples=["model.txt"], json_schema_extra=PATH_SCHEMA),
 ]
 Prefix = Annotated[
     str,
