@@ -362,3 +362,24 @@ def _section(out: Console, title: str, values: Mapping[str, Any], *, empty: str)
         value = values[key]
         grid.add_row(f"  {escape(str(key))}", escape("-" if value is None else str(value)))
     out.print(grid)
+
+
+def as_record(value: Any) -> Any:
+    """A dataclass as JSON-ready data, enums as their values."""
+    data = value if isinstance(value, dict) else dataclasses.asdict(value)
+    return {k: getattr(v, "value", v) for k, v in data.items()}
+
+
+def print_table(title: str | None, columns: list[str], rows: list[list[Any]], empty: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not rows:
+        print(empty)
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("-" if v is None else escape(str(v)) for v in row))
+    console().print(table)

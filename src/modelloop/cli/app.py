@@ -25,15 +25,22 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from enum import StrEnum
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from modelloop._version import __version__
+from modelloop.cli._common import (
+    DatabaseUrlOption,
+    LogLevel,
+    OutputFormat,
+    OutputOption,
+    _client,
+    _examples,
+    report_error,
+)
 from modelloop.errors import ModelloopError
 
 try:  # Typer that vendors Click: its usage errors derive from TyperException
@@ -42,7 +49,7 @@ except ImportError:  # pragma: no cover - older Typer on top of Click
     from click import ClickException as _UsageProblem  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from modelloop.tracking.client import Client
+    pass
 
 
 class _CommandLine(TyperGroup):
@@ -80,20 +87,6 @@ class _CommandLine(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
-
-
-def report_error(message: str, exit_code: int) -> int:
-    """Print ``Error: <message>`` as a single line on stderr; returns ``exit_code``."""
-    one_line = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
-    typer.echo(f"Error: {one_line}", err=True)
-    return exit_code
-
-
-def _examples(*lines: str) -> str:
-    """An epilog listing example command lines, one per line in the rendered help."""
-    from rich.markup import escape
-
-    return "\n\n".join(["[bold]Examples[/bold]", *(f"  $ {escape(line)}" for line in lines)])
 
 
 app = typer.Typer(
@@ -138,34 +131,6 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 
 
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-
-
-class LogLevel(StrEnum):
-    critical = "critical"
-    error = "error"
-    warning = "warning"
-    info = "info"
-    debug = "debug"
-
-
-OutputOption = Annotated[
-    OutputFormat,
-    typer.Option("--output", "-o", help="table for people, json for programs (and jq)."),
-]
-DatabaseUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="SQLAlchemy URL of the database; default: $MODELLOOP_DATABASE_URL, else the "
-        "SQLite file under $MODELLOOP_HOME.",
-        show_default=False,
-    ),
-]
-
-
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"modelloop {__version__}")
@@ -185,18 +150,6 @@ def _root(
     ] = False,
 ) -> None:
     """modelloop: track experiments and runs, and serve them over HTTP."""
-
-
-@contextmanager
-def _client() -> Iterator[Client]:
-    """A client on the settings from the environment, closed (and flushed) afterwards."""
-    from modelloop.tracking.client import Client
-
-    client = Client()
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 # -- server --------------------------------------------------------------------------------------

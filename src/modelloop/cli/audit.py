@@ -19,8 +19,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelloop.cli.app import OutputFormat, OutputOption, _examples, report_error
-from modelloop.cli.registry import OptionalReason, _record, _registry, _table, _time
+from modelloop.cli._common import (
+    OptionalReason,
+    OutputFormat,
+    OutputOption,
+    _examples,
+    _registry,
+    report_error,
+)
+from modelloop.cli._output import as_record, format_time, print_table
 
 if TYPE_CHECKING:
     from modelloop.audit import AuditEvent
@@ -67,13 +74,14 @@ def audit_log(
     with _registry() as registry:
         events = registry.audit_log(model, limit)
     if output is OutputFormat.json:
-        _output.print_json([_record(e) for e in events])
+        _output.print_json([as_record(e) for e in events])
         return
     rows = [
-        [e.seq, _time(e.time), e.actor, e.action, e.object_id, _change(e), e.reason] for e in events
+        [e.seq, format_time(e.time), e.actor, e.action, e.object_id, _change(e), e.reason]
+        for e in events
     ]
     columns = ["seq", "time", "actor", "action", "object", "change", "reason"]
-    _table(None, columns, rows, "No audit events.")
+    print_table(None, columns, rows, "No audit events.")
     _clock_note(events)
 
 
@@ -281,12 +289,13 @@ def users_list(output: OutputOption = OutputFormat.table) -> None:
     with _users() as users:
         found = users.list()
     if output is OutputFormat.json:
-        _output.print_json([_record(u) for u in found])
+        _output.print_json([as_record(u) for u in found])
         return
     rows = [
-        [u.name, u.role.value, "yes" if u.disabled else "no", _time(u.created_at)] for u in found
+        [u.name, u.role.value, "yes" if u.disabled else "no", format_time(u.created_at)]
+        for u in found
     ]
-    _table(None, ["name", "role", "disabled", "created"], rows, "No users yet.")
+    print_table(None, ["name", "role", "disabled", "created"], rows, "No users yet.")
 
 
 @users_app.command(

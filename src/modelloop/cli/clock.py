@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from modelloop.cli.app import OutputFormat, OutputOption, _examples
+from modelloop.cli._common import OutputFormat, OutputOption, _examples
 
 HELP = (
     "Show the store's clock: the wall clock, or the simulated instant a simulation (e.g. "

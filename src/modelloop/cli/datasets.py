@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelloop.cli.app import OutputFormat, OutputOption, _client, _examples
+from modelloop.cli._common import OutputFormat, OutputOption, _client, _examples
 
 if TYPE_CHECKING:
     from modelloop.datasets.entities import DatasetVersion
@@ -35,7 +35,7 @@ Ref = Annotated[
 ]
 
 
-def _record(version: DatasetVersion) -> dict[str, Any]:
+def as_record(version: DatasetVersion) -> dict[str, Any]:
     return {
         "name": version.name,
         "version": version.version,
@@ -58,7 +58,7 @@ def _record(version: DatasetVersion) -> dict[str, Any]:
 )
 def datasets_list(output: OutputOption = OutputFormat.table) -> None:
     from modelloop.cli import _output
-    from modelloop.cli.registry import _table, _time
+    from modelloop.cli._output import format_time, print_table
     from modelloop.datasets.fluent import dataset_store
 
     with _client() as client:
@@ -67,11 +67,11 @@ def datasets_list(output: OutputOption = OutputFormat.table) -> None:
         _output.print_json([dataclasses.asdict(d) for d in found])
         return
     rows = [
-        [d.name, d.latest_version, d.num_versions, _time(d.created_at), d.description]
+        [d.name, d.latest_version, d.num_versions, format_time(d.created_at), d.description]
         for d in found
     ]
     columns = ["name", "latest", "versions", "created", "description"]
-    _table(None, columns, rows, "No datasets yet.")
+    print_table(None, columns, rows, "No datasets yet.")
 
 
 @datasets_app.command(
@@ -84,7 +84,7 @@ def datasets_list(output: OutputOption = OutputFormat.table) -> None:
 )
 def datasets_show(ref: Ref, output: OutputOption = OutputFormat.table) -> None:
     from modelloop.cli import _output
-    from modelloop.cli.registry import _table, _time
+    from modelloop.cli._output import format_time, print_table
     from modelloop.datasets.entities import parse_ref
     from modelloop.datasets.fluent import dataset_store
 
@@ -92,17 +92,17 @@ def datasets_show(ref: Ref, output: OutputOption = OutputFormat.table) -> None:
     with _client() as client:
         version = dataset_store(client).get_version(name, number)
     if output is OutputFormat.json:
-        _output.print_json(_record(version))
+        _output.print_json(as_record(version))
         return
     typer.echo(f"{version.ref}: {version.num_rows} rows x {version.num_columns} columns")
     typer.echo(f"digest: {version.digest}")
-    typer.echo(f"created: {_time(version.created_at)} by {version.created_by}")
+    typer.echo(f"created: {format_time(version.created_at)} by {version.created_by}")
     typer.echo(f"run: {version.run_id or '-'}")
     rows = [
         [c.name, c.dtype, f"{c.null_rate:.2%}", c.distinct, *_summary(c)]
         for c in version.profile.columns.values()
     ]
-    _table(None, ["column", "dtype", "nulls", "distinct", "range / top"], rows, "No columns.")
+    print_table(None, ["column", "dtype", "nulls", "distinct", "range / top"], rows, "No columns.")
 
 
 def _summary(column: Any) -> list[str]:

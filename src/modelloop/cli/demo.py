@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from modelloop.cli.app import _examples
+from modelloop.cli._common import _examples
 
 demo_app: typer.Typer = typer.Typer(
     help="Demonstrations that run the whole product on the embedded store.",

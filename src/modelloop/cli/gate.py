@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelloop.cli.app import OutputFormat, OutputOption, _examples
+from modelloop.cli._common import OutputFormat, OutputOption, _examples
 
 if TYPE_CHECKING:
     from modelloop.automation.gate import GateResult, ModelEvidence

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelloop.cli.app import OutputFormat, OutputOption, _examples
+from modelloop.cli._common import OutputFormat, OutputOption, _examples
 
 if TYPE_CHECKING:
     from modelloop.monitoring.monitor import Monitor

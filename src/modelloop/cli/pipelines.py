@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelloop.cli.app import OutputFormat, OutputOption, _client, _examples
+from modelloop.cli._common import OutputFormat, OutputOption, _client, _examples
 from modelloop.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -126,7 +126,9 @@ def pipelines_list(output: OutputOption = OutputFormat.table) -> None:
     if output is OutputFormat.json:
         _output.print_json(records)
         return
-    _table(list(records[0]) if records else [], [list(r.values()) for r in records], "No runs.")
+    print_table(
+        list(records[0]) if records else [], [list(r.values()) for r in records], "No runs."
+    )
 
 
 @pipelines_app.command(
@@ -185,7 +187,7 @@ def reproduce(
     """Re-run a pipeline run without the cache; report per step whether outputs match and why
     not (code changed, inputs or input data changed, package versions, git commit)."""
     from modelloop.cli import _output
-    from modelloop.cli.app import report_error
+    from modelloop.cli._common import report_error
     from modelloop.pipelines.reproduce import reproduce as rerun
 
     if "" not in sys.path:
@@ -246,7 +248,7 @@ def _show(result: PipelineRun, output: OutputFormat) -> None:
         for s in result.steps.values()
     ]
     columns = ["step", "state", "duration", "after", "run", "cached from"]
-    _table(columns, rows, "No steps.")
+    print_table(columns, rows, "No steps.")
     for s in result.steps.values():
         if s.state == "FAILED":
             typer.echo(f"{s.name} failed: {s.reason or 'unknown error'}")
@@ -254,7 +256,7 @@ def _show(result: PipelineRun, output: OutputFormat) -> None:
                 typer.echo(f"  traceback: modelloop runs show {s.run_id}")
 
 
-def _table(columns: list[str], rows: list[list[Any]], empty: str) -> None:
+def print_table(columns: list[str], rows: list[list[Any]], empty: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from modelloop.cli.app import OutputFormat, OutputOption, _examples
+from modelloop.cli._common import OutputFormat, OutputOption, _examples
 
 policy_app: typer.Typer = typer.Typer(
     help="Automation policies: when a deployment retrains itself, the gate a challenger must "

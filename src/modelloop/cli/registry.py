@@ -15,18 +15,16 @@ as the user whose ``MODELLOOP_TOKEN`` is set. The audit trail and users: ``cli/a
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelloop.cli.app import OutputFormat, OutputOption, _client, _examples
+from modelloop.cli._common import OptionalReason, OutputFormat, OutputOption, _examples, _registry
+from modelloop.cli._output import as_record, format_time, print_table
 from modelloop.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from modelloop.registry.client import Registry
+    pass
 
 models_app: typer.Typer = typer.Typer(
     help="Registered models, versions, aliases and alias requests.",
@@ -41,52 +39,6 @@ AliasArg = Annotated[str, typer.Argument(metavar="ALIAS", help="e.g. champion, c
 VersionArg = Annotated[int, typer.Argument(metavar="VERSION", help="Version number.", min=1)]
 RequestId = Annotated[str, typer.Argument(metavar="REQUEST_ID", help="The request's id.")]
 Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")]
-OptionalReason = Annotated[
-    str | None, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")
-]
-
-
-@contextmanager
-def _registry() -> Iterator[Registry]:
-    from modelloop.registry.client import Registry
-
-    with _client() as client:
-        registry = Registry(client)
-        try:
-            yield registry
-        finally:
-            registry.close()
-
-
-def _record(value: Any) -> Any:
-    """A dataclass as JSON-ready data, enums as their values."""
-    data = value if isinstance(value, dict) else dataclasses.asdict(value)
-    return {k: getattr(v, "value", v) for k, v in data.items()}
-
-
-def _table(title: str | None, columns: list[str], rows: list[list[Any]], empty: str) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from modelloop.cli import _output
-
-    if not rows:
-        typer.echo(empty)
-        return
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("-" if v is None else escape(str(v)) for v in row))
-    _output.console().print(table)
-
-
-def _time(ms: int | None) -> str:
-    from modelloop.cli import _output
-
-    return _output.format_time(ms)
-
-
 # -- models --------------------------------------------------------------------------------------
 
 
@@ -155,13 +107,15 @@ def models_list(output: OutputOption = OutputFormat.table) -> None:
     with _registry() as registry:
         models = registry.list_models()
     if output is OutputFormat.json:
-        _output.print_json([_record(m) for m in models])
+        _output.print_json([as_record(m) for m in models])
         return
     rows = [
-        [m.name, m.latest_version, _aliases(m.aliases), _time(m.updated_at), m.description]
+        [m.name, m.latest_version, _aliases(m.aliases), format_time(m.updated_at), m.description]
         for m in models
     ]
-    _table(None, ["name", "latest", "aliases", "updated", "description"], rows, "No models yet.")
+    print_table(
+        None, ["name", "latest", "aliases", "updated", "description"], rows, "No models yet."
+    )
 
 
 def _aliases(aliases: dict[str, int]) -> str:
@@ -180,7 +134,7 @@ def models_show(name: Name, output: OutputOption = OutputFormat.table) -> None:
         model = registry.get_model(name)
         versions = registry.list_versions(name)
     if output is OutputFormat.json:
-        _output.print_json({**_record(model), "versions": [_record(v) for v in versions]})
+        _output.print_json({**as_record(model), "versions": [as_record(v) for v in versions]})
         return
     typer.echo(f"{model.name}: {model.description or '(no description)'}")
     typer.echo(f"aliases: {_aliases(model.aliases) or '-'}")
@@ -196,13 +150,13 @@ def _versions_table(versions: list[Any]) -> None:
             ", ".join(v.aliases),
             v.flavor,
             v.run_id,
-            _time(v.created_at),
+            format_time(v.created_at),
             v.created_by,
         ]
         for v in versions
     ]
     columns = ["version", "status", "aliases", "flavor", "run", "created", "by"]
-    _table(None, columns, rows, "No versions.")
+    print_table(None, columns, rows, "No versions.")
 
 
 @models_app.command(
@@ -216,7 +170,7 @@ def models_versions(name: Name, output: OutputOption = OutputFormat.table) -> No
     with _registry() as registry:
         versions = registry.list_versions(name)
     if output is OutputFormat.json:
-        _output.print_json([_record(v) for v in versions])
+        _output.print_json([as_record(v) for v in versions])
     else:
         _versions_table(versions)
 
@@ -335,7 +289,7 @@ def models_requests(
     with _registry() as registry:
         requests = registry.list_requests(model, "PENDING" if pending else None)
     if output is OutputFormat.json:
-        _output.print_json([_record(r) for r in requests])
+        _output.print_json([as_record(r) for r in requests])
         return
     rows = [
         [
@@ -346,12 +300,12 @@ def models_requests(
             r.requested_by,
             r.reason,
             r.decided_by,
-            _time(r.created_at),
+            format_time(r.created_at),
         ]
         for r in requests
     ]
     columns = ["request", "alias", "version", "status", "by", "reason", "decided by", "created"]
-    _table(None, columns, rows, "No requests.")
+    print_table(None, columns, rows, "No requests.")
 
 
 @models_app.command(

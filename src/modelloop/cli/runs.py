@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelloop.cli.app import OutputFormat, OutputOption, _client, _examples
+from modelloop.cli._common import OutputFormat, OutputOption, _client, _examples
 
 if TYPE_CHECKING:
     from modelloop.tracking.sweep import Sweep

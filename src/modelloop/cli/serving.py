@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from modelloop.cli.app import LogLevel, OutputFormat, OutputOption, _examples
+from modelloop.cli._common import LogLevel, OutputFormat, OutputOption, _examples
 from modelloop.errors import InvalidArgument
 
 deployments_app = typer.Typer(
@@ -247,7 +247,7 @@ def deployments_list(output: OutputOption = OutputFormat.table) -> None:
 
     stored = list_deployments()
     if output is OutputFormat.json:
-        _output.print_json([_record(s) for s in stored])
+        _output.print_json([as_record(s) for s in stored])
         return
     from rich.table import Table
 
@@ -287,7 +287,7 @@ def deployments_show(
 
     stored = get_deployment(name)
     if output is OutputFormat.json:
-        _output.print_json(_record(stored))
+        _output.print_json(as_record(stored))
         return
     import yaml
 
@@ -295,7 +295,7 @@ def deployments_show(
     typer.echo(f"# updated {_output.format_time(stored.updated_at)} by {stored.updated_by}")
 
 
-def _record(stored: object) -> dict[str, object]:
+def as_record(stored: object) -> dict[str, object]:
     from modelloop.serving.deployment import StoredDeployment
 
     assert isinstance(stored, StoredDeployment)
