@@ -12,11 +12,9 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelloop.clock import from_ms, now_ms
@@ -38,17 +36,6 @@ def console() -> Console:
 
     piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
     return Console(highlight=False, soft_wrap=False, width=200 if piped else None)
-
-
-def command() -> str:
-    """How to call the ``modelloop`` command from here (it may not be on PATH in a venv)."""
-    if shutil.which("modelloop"):
-        return "modelloop"
-    beside = Path(sys.executable).parent / "modelloop"
-    if beside.exists():
-        relative = os.path.relpath(beside)
-        return relative if not relative.startswith("..") else str(beside)
-    return f"{Path(sys.executable).name} -m modelloop"
 
 
 def print_json(data: Any) -> None:

@@ -193,7 +193,7 @@ def _adaptation(result: Any) -> list[str]:
 def _report(console: Any, result: Any, home: Path) -> None:
     from rich.table import Table
 
-    from modelloop.cli import _output
+    from modelloop.examples import cli_command
 
     console.print()
     table = Table(title="What was served, week by week", box=None, header_style="bold")
@@ -216,7 +216,7 @@ def _report(console: Any, result: Any, home: Path) -> None:
     trainings = sum(d.action == "policy.trained" for d in result.timeline)
     console.print(f"\n{len(result.served):,} transactions scored over HTTP in "
                   f"{result.seconds:.0f} s; {trainings} retraining(s).")  # fmt: skip
-    env = f"MODELLOOP_HOME={home} {_output.command()}"
+    env = f"MODELLOOP_HOME={home} {cli_command()}"
     console.print("\n[bold]Look around[/]:")
     for line in (
         f"{env} policy timeline fraud-loop",

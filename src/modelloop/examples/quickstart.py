@@ -236,9 +236,9 @@ def run_sweep(rounds: int, seed: int, console: Console | None = None) -> SweepSu
 
 
 def _cli() -> str:
-    from modelloop.cli._output import command
+    from modelloop.examples import cli_command
 
-    return command()
+    return cli_command()
 
 
 def print_summary(summary: SweepSummary, console: Console) -> None:
