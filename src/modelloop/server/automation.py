@@ -17,7 +17,7 @@ from modelloop.errors import InvalidArgument, NotFound
 from modelloop.server.registry import _ERRORS, Actor
 from modelloop.server.schemas import (
     CONFIG_NAME,
-    Integer,
+    INTEGRAL,
     JsonObject,
     OrjsonResponse,
     Pattern,
@@ -37,7 +37,7 @@ PolicyName = Annotated[
 
 class RolloutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    version: Integer = Field(ge=1, lt=2**31)
+    version: Annotated[int, Field(ge=1, lt=2**31), INTEGRAL]
     stage: Literal["shadow", "canary"] = "shadow"
 
 

@@ -26,6 +26,7 @@ from modelloop.server.schemas import (
     ALIAS,
     ANCHOR,
     INT64_MAX,
+    INTEGRAL,
     MODEL_NAME,
     AliasOut,
     AliasRequestList,
@@ -34,7 +35,6 @@ from modelloop.server.schemas import (
     AuditLog,
     AuditVerificationOut,
     ErrorOut,
-    Integer,
     JsonObject,
     Key,
     ModelList,
@@ -64,7 +64,9 @@ Name = Annotated[
     *Pattern(MODEL_NAME, _NAME_RULES),
 ]
 Version = Annotated[int, Path(ge=1, lt=2**31, description="Version number, from 1")]
-VersionNumber = Annotated[Integer, Field(ge=1, lt=2**31, description="Version number, from 1")]
+VersionNumber = Annotated[
+    int, Field(ge=1, lt=2**31, description="Version number, from 1"), INTEGRAL
+]
 AliasName = Annotated[
     str,
     Path(description=f"Alias, e.g. champion: {_ALIAS_RULES}", examples=["champion"]),
@@ -80,8 +82,9 @@ class _Body(BaseModel):
 
 
 ExpectedVersion = Annotated[
-    Integer | None,
+    int | None,
     Field(ge=0, lt=2**31, description="Compare-and-set: 0 = must not exist, n = must point at n"),
+    INTEGRAL,
 ]
 
 

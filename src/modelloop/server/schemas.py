@@ -138,11 +138,16 @@ Pairs = Annotated[
 
 
 def _integral(value: object) -> object:
-    """``3.0`` as ``3``: JSON Schema's integers include it; a strict int refuses the float."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    """``3.0`` as ``3``: JSON Schema's integers include it, a strict int refuses the float.
+    Only where a float is exact (2**53): a larger one is not the integer that was written."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
 
 
-Integer = Annotated[int, BeforeValidator(_integral)]
+# After the bounds in an Annotated (``Annotated[int, Field(ge=1), INTEGRAL]``), or pydantic
+# cannot write them into the schema.
+INTEGRAL = BeforeValidator(_integral)
 
 # What canonical_path also refuses (a segment longer than 255 bytes, a look-alike that NFKC folds
 # into '..') no pattern can say; it is a 422 naming the path all the same.
@@ -294,10 +299,10 @@ class RunSearch(_Request):
         examples=[["metrics.auc DESC"]],
         description="Items such as 'metrics.auc DESC' (ascending unless DESC)",
     )
-    max_results: Integer = Field(default=1000, ge=1, le=MAX_SEARCH_RESULTS)
-    offset: Integer = Field(
-        default=0, ge=0, le=2**53, description="Runs to skip: the start of a page"
-    )
+    max_results: Annotated[int, Field(ge=1, le=MAX_SEARCH_RESULTS), INTEGRAL] = 1000
+    offset: Annotated[
+        int, Field(ge=0, le=2**53, description="Runs to skip: the start of a page"), INTEGRAL
+    ] = 0
 
 
 # -- responses (documentation only) ------------------------------------------------------------
