@@ -156,6 +156,16 @@ def test_the_examples_in_the_help_work(home: Path) -> None:
         "name: quickstart\ndeployment: quickstart\nmodel: quickstart-lgbm\nwindow: 1h\n"
         "alerts:\n  - {name: inputs, metric: drift.share, above: 0.3, consecutive: 2}\n"
     )
+    # The policy the `policy` examples name, on the model, deployment and monitor it refers to.
+    register = ("models", "register", run_id, "quickstart-lgbm", "--artifact-path", "model")
+    assert invoke(*register).exit_code == 0
+    assert (
+        invoke(
+            "deployments", "apply", "--name", "quickstart", "--model", "quickstart-lgbm/1"
+        ).exit_code
+        == 0
+    )
+    assert invoke("monitor", "apply", "monitor.yaml").exit_code == 0
     Path("policy.yaml").write_text(
         "name: quickstart-loop\ndeployment: quickstart\nmodel: quickstart-lgbm\n"
         "monitor: quickstart\ntraining: {function: 'my_package.training:train'}\n"

@@ -27,7 +27,7 @@ from modelloop.tracking.client import open_store
 from modelloop.tracking.entities import Metric, RunSpec
 from tests.live_server import live_server
 
-MAX_EXAMPLES = 8  # per operation and phase: bounded, so the run takes about a minute
+MAX_EXAMPLES = 5  # per operation and phase: bounded, so the run takes about a minute and a half
 SEED = 20240607  # reproducible: a failure is the same failure on the next run
 
 # Operations whose rules go beyond what JSON Schema expresses, so schema-valid data may be a 422.
@@ -99,12 +99,6 @@ def _config(path: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.skip(
-    reason="not green yet (issue 13, item 7): about 5 minutes on 2 cores, since hypothesis "
-    "draws slowly from the spelled-out Unicode key and name patterns (a too_slow health check on "
-    "POST /runs); metric steps and timestamps near 2**63 arrive as floats; artifact path "
-    "segments over 255 bytes"
-)
 def test_the_server_keeps_its_openapi_contract(
     seeded: tuple[str, Settings], tmp_path: Path
 ) -> None:
@@ -119,6 +113,8 @@ def test_the_server_keeps_its_openapi_contract(
         "--checks",
         "all",
         "--no-shrink",
+        "--suppress-health-check",  # hypothesis' checks on its own generation speed, not ours
+        "too_slow,filter_too_much,data_too_large",
         "--workers",
         "1",  # hypothesis' lambda descriptions are not thread-safe (schemathesis 4.x)
         "--request-timeout",

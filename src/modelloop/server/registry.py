@@ -9,7 +9,7 @@ request needs the approver role, checked here. Every other rule is the store's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -20,7 +20,13 @@ from modelloop import audit
 from modelloop.artifacts import canonical_path
 from modelloop.auth import ANONYMOUS, Principal, Role
 from modelloop.errors import Forbidden
-from modelloop.registry.entities import ModelVersionSpec, RequestStatus, VersionStatus
+from modelloop.registry.entities import (
+    ModelVersionSpec,
+    RequestStatus,
+    VersionStatus,
+    check_model_name,
+    check_version_status,
+)
 from modelloop.registry.sql import SqlRegistryStore
 from modelloop.server.schemas import (
     ALIAS,
@@ -34,6 +40,7 @@ from modelloop.server.schemas import (
     ArtifactPathText,
     AuditLog,
     AuditVerificationOut,
+    Checked,
     ErrorOut,
     JsonObject,
     Key,
@@ -61,7 +68,7 @@ _ALIAS_RULES = (
 Name = Annotated[
     str,
     Path(description=f"Registered model name: {_NAME_RULES}", examples=["fraud-detector"]),
-    *Pattern(MODEL_NAME, _NAME_RULES),
+    *Checked(MODEL_NAME, check_model_name),
 ]
 Version = Annotated[int, Path(ge=1, lt=2**31, description="Version number, from 1")]
 VersionNumber = Annotated[
@@ -114,7 +121,9 @@ class VersionCreate(_Body):
 
 
 class StatusChange(_Body):
-    status: Literal["READY", "ARCHIVED"] = Field(examples=["ARCHIVED"])
+    status: str = Field(
+        examples=["ARCHIVED"], json_schema_extra={"enum": [s.value for s in VersionStatus]}
+    )
     reason: Reason
 
 
@@ -222,7 +231,7 @@ def registry_router(store: SqlRegistryStore) -> APIRouter:
     @router.post("/models/{name}/versions/{version}/status", response_model=ModelVersionOut)
     def set_status(name: Name, version: Version, body: StatusChange, actor: Actor) -> Response:
         changed = store.set_version_status(
-            name, version, VersionStatus(body.status), actor=actor.name, reason=body.reason
+            name, version, check_version_status(body.status), actor=actor.name, reason=body.reason
         )
         return OrjsonResponse(changed)
 

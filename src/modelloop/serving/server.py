@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -128,7 +127,7 @@ def run_serving(
     if on_loaded is not None:
         on_loaded()
     os.environ[_SPEC_ENV] = json.dumps(
-        {"spec": dataclasses.asdict(spec), "settings": _settings_record(settings)}
+        {"spec": dataclasses.asdict(spec), "settings": settings.to_json()}
     )
     uvicorn.run(
         "modelloop.serving.server:app_from_environment", factory=True, workers=workers, **options
@@ -138,14 +137,4 @@ def run_serving(
 def app_from_environment() -> Starlette:
     """The app of one worker process started by :func:`run_serving`."""
     raw = json.loads(os.environ[_SPEC_ENV])
-    fields = raw["settings"]
-    fields["home"] = Path(fields["home"])
-    fields["protected_aliases"] = frozenset(fields["protected_aliases"])
-    return build_app(ServeSpec(**raw["spec"]), Settings(**fields))
-
-
-def _settings_record(settings: Settings) -> dict[str, Any]:
-    record = dataclasses.asdict(settings)
-    record["home"] = str(settings.home)
-    record["protected_aliases"] = sorted(settings.protected_aliases)
-    return record
+    return build_app(ServeSpec(**raw["spec"]), Settings.from_json(raw["settings"]))
