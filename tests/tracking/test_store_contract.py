@@ -188,6 +188,14 @@ def test_keys_are_checked(store: TrackingStore, key: str) -> None:
         store.log_batch(run_id, params={key: "1"})
 
 
+@pytest.mark.parametrize("key", ["précision", "損失/valid", "val loss:2", "a" * 250])
+def test_keys_of_any_script_are_taken_as_mlflow_takes_them(store: TrackingStore, key: str) -> None:
+    run_id = _run(store)
+    store.log_batch(run_id, [Metric(key, 1.0, 0, 1)], params={key: "1"}, tags={key: "x"})
+    run = store.get_run(run_id)
+    assert (run.metrics[key], run.params[key], run.tags[key]) == (1.0, "1", "x")
+
+
 def test_metric_history_is_complete_and_ordered(store: TrackingStore) -> None:
     run_id = _run(store)
     store.log_batch(run_id, [Metric("loss", 1.0 / (s + 1), s, 1000 + s) for s in range(5, 10)])

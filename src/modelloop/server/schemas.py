@@ -76,7 +76,10 @@ _CONTROL = r"\x00-\x1f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # and bidi:
 
 # Each mirrors the check named beside it; the contract test sends what these allow and refuse.
 RUN_ID = r"^[0-9a-f]{32}$"  # tracking.entities.check_run_id
-_K = r"A-Za-z0-9_\-./:"
+# ``\w`` as Python reads it (letters and digits of any script, as MLflow's keys): JSON Schema
+# tools built on Python's ``re`` (hypothesis, schemathesis) read it the same; ECMA-262 ones read
+# ASCII, a subset of what the server takes.
+_K = r"\w\-./:"
 KEY = rf"^[{_K}](?:[{_K} ]{{0,248}}[{_K}])?$"  # tracking.entities.check_key
 VALUE = r"^[^\x00]*$"  # tracking.entities.check_value (with MAX_VALUE_LENGTH)
 TEXT_NAME = rf"^[^{_CONTROL}]*[^{_CONTROL}{_SPACE}][^{_CONTROL}]*$"  # tracking.sql._check_name
@@ -112,7 +115,7 @@ def Checked(regex: str, check: Callable[[str], object], **schema: Any) -> Any:
 
 
 RunIdText = Annotated[str, *Pattern(RUN_ID, "expected 32 lowercase hex characters")]
-KEY_RULES = "use 1-250 ASCII letters, digits, '_', '-', '.', '/', ':' or inner spaces"
+KEY_RULES = "use 1-250 letters, digits, '_', '-', '.', '/', ':' or inner spaces"
 Key = Annotated[str, *Pattern(KEY, KEY_RULES)]
 Value = Annotated[
     str,

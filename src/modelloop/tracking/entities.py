@@ -105,20 +105,18 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-_KEY = re.compile(r"^[A-Za-z0-9_\-./: ]{1,250}$")  # ASCII: a contract JSON Schema can state
+_KEY = re.compile(r"^[\w\-./: ]{1,250}$")
 _ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_VALUE_LENGTH = 8000
 
 
 def check_key(key: object, what: str) -> str:
-    """Metric, param and tag keys: 1-250 ASCII letters, digits, ``_-./:`` and inner spaces.
-
-    ASCII, so that the OpenAPI states the rule exactly (JSON Schema reads ``\\w`` as ASCII) and
-    a key reads the same in a filter, a column header and a Prometheus label."""
+    """Metric, param and tag keys: 1-250 letters and digits of any script (as MLflow's), ``_``,
+    ``-./:`` and inner spaces."""
     if not isinstance(key, str) or not _KEY.fullmatch(key) or key.strip() != key:
         raise InvalidArgument(
-            f"Invalid {what} key {key!r}: use 1-250 ASCII letters, digits, '_', '-', '.', '/', "
-            "':' or inner spaces"
+            f"Invalid {what} key {key!r}: use 1-250 letters, digits, '_', '-', '.', '/', ':' "
+            "or inner spaces"
         )
     return key
 
