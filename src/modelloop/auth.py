@@ -37,6 +37,8 @@ from modelloop.errors import AlreadyExists, InvalidArgument, NotFound
 from modelloop.store import Database
 from modelloop.store import tables as t
 
+USER_HEADER = "X-Modelloop-User"  # the user a client names on a loopback server without auth
+
 ADMIN = "admin"  # the actor of the server's own token
 ANONYMOUS = "anonymous"  # the actor of a request to an unauthenticated server that names none
 _RESERVED = frozenset({ADMIN, ANONYMOUS})

@@ -24,7 +24,7 @@ SQLite and local files under ``$MODELLOOP_HOME`` (default ``./.modelloop``).
 - ``MODELLOOP_ALLOWED_HOSTS``: comma-separated ``Host`` names (``host`` or ``host:port``, ``*``
   for any) a server, its UI and serving answer to besides ``localhost``, ``127.0.0.1`` and
   ``::1``; other names are refused (DNS rebinding). Default: none, except that a server which
-  requires a token answers to any name unless this is set (see ``modelloop.server.hosts``)
+  requires a token answers to any name unless this is set (see ``modelloop.web.hosts``)
 - ``MODELLOOP_AUDIT_KEY_FILE``: the secret(s) that key audit events, one per line, the first signs
   and all verify (default ``$MODELLOOP_HOME/audit.key``, created on the first audited change);
   keep it where the database's writers cannot read it. ``MODELLOOP_AUDIT_KEY`` gives the secret

@@ -18,9 +18,9 @@ import pytest
 
 from modelloop.registry.entities import RequestStatus
 from modelloop.registry.sql import SqlRegistryStore
-from modelloop.server.hosts import split_host
 from modelloop.settings import Settings, load_settings
 from modelloop.store import close_database, open_database
+from modelloop.web.hosts import split_host
 from tests.live_server import live_server
 
 EVIL = "evil.example"

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelloop.audit import AuditEvent, AuditVerification
+from modelloop.auth import USER_HEADER
 from modelloop.registry.entities import (
     Alias,
     AliasRequest,
@@ -27,7 +28,6 @@ from modelloop.registry.entities import (
 )
 from modelloop.transport import DEFAULT_TIMEOUT, Transport, segment
 
-USER_HEADER = "X-Modelloop-User"
 _API = "/api/v1"
 
 

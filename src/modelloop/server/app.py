@@ -2,8 +2,8 @@
 
 Every response that is not a success is ``{"error_code", "message"}`` with the status of the
 :mod:`modelloop.errors` class it came from, so the HTTP client can raise the same exception the
-local store would have. Requests pass through the middleware of :mod:`modelloop.server.middleware`
-(error boundary, the ``Host`` allow-list of :mod:`modelloop.server.hosts`, auth, body limit).
+local store would have. Requests pass through the middleware of :mod:`modelloop.web.middleware`
+(error boundary, the ``Host`` allow-list of :mod:`modelloop.web.hosts`, auth, body limit).
 Auth: with a token configured or any user added (``modelloop users add``), everything but
 ``/health`` needs a bearer token: the server's own (acting as ``admin``) or an enabled user's
 (acting as that user, within its role: reads need viewer, changes editor, approvals approver).
@@ -37,12 +37,13 @@ from modelloop.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from modelloop.server.hosts import AllowedHosts, HostCheck, is_loopback
-from modelloop.server.middleware import Auth, BodyLimit, ErrorBoundary, error_response
-from modelloop.server.schemas import Clock, Health, OrjsonResponse
+from modelloop.server.schemas import Clock, Health
 from modelloop.settings import Settings, load_settings
+from modelloop.web import KEEP_ALIVE_SECONDS
+from modelloop.web.hosts import AllowedHosts, HostCheck, is_loopback
+from modelloop.web.middleware import Auth, BodyLimit, ErrorBoundary
+from modelloop.web.responses import OrjsonResponse, error_response
 
-KEEP_ALIVE_SECONDS = 30  # longer than httpx's 5 s pool expiry: the client always hangs up first
 _SETTINGS_ENV = "_MODELLOOP_SERVER_SETTINGS"  # settings handed to worker processes
 _MAX_REPORTED_ERRORS = 5
 _HTTP_ERROR_CODES = {

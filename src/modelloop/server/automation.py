@@ -19,13 +19,13 @@ from modelloop.server.schemas import (
     CONFIG_NAME,
     INTEGRAL,
     JsonObject,
-    OrjsonResponse,
     Pattern,
     config_body,
 )
 from modelloop.server.tracking import _OrjsonRoute
 from modelloop.settings import Settings
 from modelloop.store_clock import store_clock
+from modelloop.web.responses import OrjsonResponse
 
 _NAME_RULES = "1-128 letters, digits, '_', '.', '-', starting with a letter or digit"
 PolicyName = Annotated[

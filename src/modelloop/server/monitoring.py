@@ -27,12 +27,12 @@ from modelloop.server.registry import _ERRORS, Actor
 from modelloop.server.schemas import (
     CONFIG_NAME,
     JsonObject,
-    OrjsonResponse,
     Pattern,
     config_body,
 )
 from modelloop.server.tracking import _OrjsonRoute
 from modelloop.settings import Settings
+from modelloop.web.responses import OrjsonResponse
 
 _NAME_RULES = "1-128 letters, digits, '_', '.', '-', starting with a letter or digit"
 MonitorName = Annotated[

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from modelloop import audit
 from modelloop.artifacts import canonical_path
-from modelloop.auth import ANONYMOUS, Principal, Role
+from modelloop.auth import Principal, Role
 from modelloop.errors import Forbidden
 from modelloop.registry.entities import (
     ModelVersionSpec,
@@ -47,7 +47,6 @@ from modelloop.server.schemas import (
     ModelList,
     ModelName,
     ModelVersionOut,
-    OrjsonResponse,
     Pairs,
     Pattern,
     Reason,
@@ -59,6 +58,8 @@ from modelloop.server.schemas import (
     keyed,
 )
 from modelloop.server.tracking import _OrjsonRoute
+from modelloop.web.middleware import request_principal
+from modelloop.web.responses import OrjsonResponse
 
 _NAME_RULES = "use 1-256 letters, digits, '_', '.' or '-', starting with a letter or digit"
 _ALIAS_RULES = (
@@ -151,15 +152,9 @@ class Decision(_Body):
     reason: Reason
 
 
-def _principal(request: Request) -> Principal:
-    """Set by the auth middleware; an app built without it acts as an anonymous admin."""
-    found = request.scope.get("state", {}).get("principal")
-    return found if isinstance(found, Principal) else Principal(ANONYMOUS, Role.admin)
-
-
 def _requires(role: Role) -> Callable[[Request], Principal]:
     def check(request: Request) -> Principal:
-        principal = _principal(request)
+        principal = request_principal(request)
         if not principal.role.allows(role):
             raise Forbidden(
                 f"User {principal.name!r} has the {principal.role.value} role; this needs "
@@ -170,7 +165,7 @@ def _requires(role: Role) -> Callable[[Request], Principal]:
     return check
 
 
-Actor = Annotated[Principal, Depends(_principal)]
+Actor = Annotated[Principal, Depends(request_principal)]
 Approver = Annotated[Principal, Depends(_requires(Role.approver))]
 
 

@@ -28,9 +28,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import orjson
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
-from starlette.responses import JSONResponse
 
 from modelloop.artifacts.paths import MAX_PATH_CHARS
 from modelloop.errors import InvalidArgument
@@ -42,16 +40,6 @@ from modelloop.tracking.sql import MAX_SEARCH_RESULTS
 MAX_NESTING = 64  # JSON objects below this depth render through orjson (its limit is 255)
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 INT64_MAX = 2**63 - 1
-
-
-class OrjsonResponse(JSONResponse):
-    """JSON rendered by orjson: dataclasses, enums and numpy arrays as they are; NaN as null.
-    A ``JSONResponse``, so the OpenAPI documents the route's model rather than a string."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
 # -- the server's constraints ------------------------------------------------------------------

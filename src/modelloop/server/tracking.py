@@ -40,7 +40,6 @@ from modelloop.server.schemas import (
     ExperimentList,
     ExperimentOut,
     MetricHistory,
-    OrjsonResponse,
     Pattern,
     RunCreate,
     RunEnd,
@@ -55,6 +54,7 @@ from modelloop.server.schemas import (
 )
 from modelloop.tracking.entities import RunSpec, RunStatus
 from modelloop.tracking.sql import SqlTrackingStore
+from modelloop.web.responses import OrjsonResponse
 
 _UPLOAD_BLOCK = 1024 * 1024  # bytes handed to the blob store per hop out of the event loop
 

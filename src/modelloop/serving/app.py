@@ -11,7 +11,7 @@ FastAPI's per-request validation costs more than a whole prediction, so the hot 
 Starlette endpoint: read the body (bounded), ``orjson.loads``, validate against the model's
 signature, score, ``orjson.dumps``. Every failure is ``{error_code, message, details?}`` with the
 status of its :mod:`modelloop.errors` class; a client mistake is never a 500. The last-resort
-error boundary and the ``Host`` allow-list (:mod:`modelloop.server.hosts`) are the REST
+error boundary and the ``Host`` allow-list (:mod:`modelloop.web.hosts`) are the REST
 server's; auth is a lean bearer check of the server's token (no user lookup per request).
 Feedback and large bodies are handled off the event loop.
 """
@@ -34,7 +34,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelloop.auth import ADMIN, ANONYMOUS, check_token, presented_token, token_matches
+from modelloop.auth import (
+    ADMIN,
+    ANONYMOUS,
+    USER_HEADER,
+    check_token,
+    presented_token,
+    token_matches,
+)
 from modelloop.clock import now_ms as wall_clock_ms
 from modelloop.errors import (
     Conflict,
@@ -46,9 +53,6 @@ from modelloop.errors import (
     ServerUnavailable,
     Unauthorized,
 )
-from modelloop.registry.http import USER_HEADER
-from modelloop.server.hosts import AllowedHosts, HostCheck
-from modelloop.server.middleware import ErrorBoundary, error_response
 from modelloop.serving import feedback as fb
 from modelloop.serving.metrics import ServingMetrics
 from modelloop.serving.prediction_log import PredictionLog
@@ -56,6 +60,9 @@ from modelloop.serving.predictor import Predictor
 from modelloop.serving.scoring import answer
 from modelloop.serving.stats import TrafficStats
 from modelloop.settings import Settings
+from modelloop.web.hosts import AllowedHosts, HostCheck
+from modelloop.web.middleware import ErrorBoundary
+from modelloop.web.responses import error_response
 
 log = logging.getLogger("modelloop.serving")
 

@@ -20,13 +20,13 @@ from starlette.applications import Starlette
 from modelloop.auth import check_token
 from modelloop.clock import now_ms as wall_clock_ms
 from modelloop.errors import InvalidArgument
-from modelloop.server.app import KEEP_ALIVE_SECONDS
-from modelloop.server.hosts import is_loopback
 from modelloop.serving.app import create_app
 from modelloop.serving.deployment import Deployment, get_deployment, parse_deployment
 from modelloop.serving.prediction_log import PredictionLog
 from modelloop.serving.predictor import Predictor, RegistrySource
 from modelloop.settings import Settings, load_settings
+from modelloop.web import KEEP_ALIVE_SECONDS
+from modelloop.web.hosts import is_loopback
 
 _SPEC_ENV = "_MODELLOOP_SERVING_SPEC"  # what worker processes build their app from
 

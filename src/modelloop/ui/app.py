@@ -32,14 +32,14 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from modelloop.clock import from_ms, now_ms
 from modelloop.datasets.entities import parse_ref
 from modelloop.errors import InvalidArgument, ModelloopError, NotFound
-from modelloop.server.middleware import TOKEN_COOKIE
-from modelloop.server.schemas import OrjsonResponse
 from modelloop.settings import Settings
 from modelloop.store_clock import StoreClock, store_clock
 from modelloop.tracking.entities import Experiment, Run, check_run_id
 from modelloop.tracking.filter import parse_order_by
 from modelloop.tracking.sql import SqlTrackingStore
 from modelloop.ui.downsample import downsample
+from modelloop.web.middleware import TOKEN_COOKIE
+from modelloop.web.responses import OrjsonResponse
 
 PER_PAGE = 100
 MAX_PAGE = 1_000_000  # a page is an offset into the search, read directly

@@ -19,9 +19,9 @@ from starlette.responses import HTMLResponse, Response
 
 from modelloop.clock import from_ms, iso, to_ms
 from modelloop.errors import InvalidArgument, ModelloopError
-from modelloop.server.schemas import OrjsonResponse
 from modelloop.settings import Settings
 from modelloop.store_clock import store_clock
+from modelloop.web.responses import OrjsonResponse
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -279,7 +279,7 @@ def _decide(
 
 
 def _principal(request: Request) -> Any:
-    from modelloop.server.registry import _principal as principal_of
+    from modelloop.web.middleware import request_principal as principal_of
 
     return principal_of(request)
 

@@ -20,8 +20,8 @@ from starlette.responses import HTMLResponse, Response
 
 from modelloop.clock import from_ms, to_ms
 from modelloop.errors import InvalidArgument, NotFound
-from modelloop.server.schemas import OrjsonResponse
 from modelloop.settings import Settings
+from modelloop.web.responses import OrjsonResponse
 
 if TYPE_CHECKING:
     from modelloop.datasets.reference import ColumnReference

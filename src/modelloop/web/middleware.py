@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
-from typing import Any
 from urllib.parse import quote, unquote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelloop.auth import (
     ADMIN,
     ANONYMOUS,
+    USER_HEADER,
     Principal,
     Role,
     Users,
@@ -40,8 +40,7 @@ from modelloop.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from modelloop.registry.http import USER_HEADER
-from modelloop.server.schemas import OrjsonResponse
+from modelloop.web.responses import error_response
 
 JSON_BODY_LIMIT = 32 * 1024 * 1024
 _UPLOAD_ROUTE = re.compile(r"^/api/v1/runs/[^/]+/artifact$")
@@ -54,20 +53,6 @@ _READ_ONLY_POST_ROUTES = (  # the same, for routes with path parameters
 )
 
 log = logging.getLogger("modelloop.server")
-
-
-def error_response(
-    status: int,
-    error_code: str,
-    message: str,
-    headers: Mapping[str, str] | None = None,
-    details: list[dict[str, Any]] | None = None,
-) -> Response:
-    body: dict[str, Any] = {"error_code": error_code, "message": message}
-    if details:
-        body["details"] = details
-    # An error may echo input: a browser must never sniff it into HTML.
-    return OrjsonResponse(body, status, {**(headers or {}), "X-Content-Type-Options": "nosniff"})
 
 
 async def send_error(send: Send, exc: ModelloopError, headers: dict[str, str]) -> None:
@@ -283,3 +268,9 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted_receive, send)
+
+
+def request_principal(request: Request) -> Principal:
+    """Who is asking: set by :class:`Auth`; an app built without it acts as an anonymous admin."""
+    found = request.scope.get("state", {}).get("principal")
+    return found if isinstance(found, Principal) else Principal(ANONYMOUS, Role.admin)

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelloop.errors import InvalidArgument
-from modelloop.server.middleware import error_response
+from modelloop.web.responses import error_response
 
 ALLOWED_HOSTS_ENV = "MODELLOOP_ALLOWED_HOSTS"
 
