@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest browser bench clean
+.PHONY: demo test test-fast lint typecheck pytest browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ pytest: $(STAMP) browser
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# The inner loop: the suite on every core, without the browser and slow tests (make test is CI's).
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -n auto -m "not browser and not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tracking.py
