@@ -156,8 +156,32 @@ def test_users(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ok("users", "disable", "alice")
     assert json.loads(ok("users", "list", "-o", "json"))[0]["disabled"] is True
     fails(3, "users", "disable", "nobody")
+    rotated = ok("users", "rotate-token", "alice", "--reason", "laptop lost").splitlines()
+    assert rotated[0] == "New token of alice, shown only now (the old one no longer works):"
+    assert len(rotated[1]) >= 40
+    assert rotated[1] != token
+    fails(3, "users", "rotate-token", "nobody")
     monkeypatch.setenv("MODELLOOP_TRACKING_URI", "http://127.0.0.1:1")
-    assert "server's database" in fails(2, "users", "list")
+    assert "Cannot reach the modelloop server" in fails(6, "users", "list")
+
+
+def test_users_are_managed_through_a_server_with_its_admin_token(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.live_server import live_server
+
+    admin_token = "the-servers-admin-token"
+    with live_server(load_settings(), token=admin_token) as url:
+        monkeypatch.setenv("MODELLOOP_TRACKING_URI", url)
+        assert "Missing bearer token" in fails(5, "users", "list")
+        monkeypatch.setenv("MODELLOOP_TOKEN", admin_token)
+        token = ok("users", "add", "bob", "--role", "editor").splitlines()[1]
+        assert [u["name"] for u in json.loads(ok("users", "list", "-o", "json"))] == ["bob"]
+        monkeypatch.setenv("MODELLOOP_TOKEN", token)
+        assert "editor role; this needs admin" in fails(5, "users", "add", "eve", "--role", "admin")
+    monkeypatch.delenv("MODELLOOP_TRACKING_URI")
+    events = json.loads(ok("audit", "log", "-o", "json"))
+    assert [(e["action"], e["actor"]) for e in events] == [("user.add", "admin")]
 
 
 def test_empty_registry(home: Path) -> None:

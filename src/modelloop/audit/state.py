@@ -147,6 +147,7 @@ _HANDLERS: dict[str, Callable[[Replay, Any, Any], None]] = {
     "alias_request.cancel": _request,
     "user.add": _user,
     "user.disable": _user,
+    "user.rotate": _user,
 }
 
 

@@ -39,9 +39,15 @@ audit_app: typer.Typer = typer.Typer(
     epilog=_examples("modelloop audit log", "modelloop audit verify"),
 )
 users_app: typer.Typer = typer.Typer(
-    help="Users, their roles (viewer < editor < approver < admin) and server tokens.",
+    help="Users, their roles (viewer < editor < approver < admin) and server tokens: of the "
+    "metadata database, or of the server MODELLOOP_TRACKING_URI names (with its admin token "
+    "in MODELLOOP_TOKEN).",
     no_args_is_help=True,
-    epilog=_examples("modelloop users list"),
+    epilog=_examples(
+        "modelloop users list",
+        "MODELLOOP_TRACKING_URI=http://mlops.example:8765 MODELLOOP_TOKEN=... "
+        "modelloop users add bob --role viewer",
+    ),
 )
 
 
@@ -224,18 +230,14 @@ def _local_database() -> Iterator[Database]:
 
 @contextmanager
 def _users() -> Iterator[Any]:
-    from modelloop.auth import Users
-    from modelloop.errors import InvalidArgument
+    from modelloop.auth import open_user_store
     from modelloop.settings import load_settings
-    from modelloop.store import open_database
 
-    settings = load_settings()
-    if settings.tracking_uri is not None:
-        raise InvalidArgument(
-            "Users live in the server's database: run 'modelloop users' where it is reachable "
-            "(unset MODELLOOP_TRACKING_URI, set MODELLOOP_DATABASE_URL)"
-        )
-    yield Users(open_database(settings.database_url))
+    users = open_user_store(load_settings())
+    try:
+        yield users
+    finally:
+        users.close()
 
 
 @users_app.command(
@@ -312,3 +314,20 @@ def users_disable(
     with _users() as users:
         users.disable(name, actor=current_user(), reason=reason)
     typer.echo(f"Disabled {name}")
+
+
+@users_app.command(
+    "rotate-token",
+    help="Give a user a new token, printed once; the old one stops working at once (audited).",
+    epilog=_examples('modelloop users rotate-token alice --reason "laptop lost"'),
+)
+def users_rotate_token(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The user.")],
+    reason: OptionalReason = None,
+) -> None:
+    from modelloop.tracking.source import current_user
+
+    with _users() as users:
+        token = users.rotate_token(name, actor=current_user(), reason=reason)
+    typer.echo(f"New token of {name}, shown only now (the old one no longer works):")
+    typer.echo(token)

@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from modelloop.server.monitoring import monitoring_router
     from modelloop.server.registry import registry_router
     from modelloop.server.tracking import tracking_router
+    from modelloop.server.users import users_router
     from modelloop.tracking.client import open_store
     from modelloop.tracking.sql import SqlTrackingStore
     from modelloop.ui.app import ui_router
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(registry_router(registry))
     app.include_router(monitoring_router(settings))
     app.include_router(automation_router(settings))
+    app.include_router(users_router(users))
     app.include_router(ui_router(store, settings, authenticated=authenticated))  # /ui, / -> /ui/
 
     @app.get("/health", tags=["server"], response_model=Health, openapi_extra={"security": []})

@@ -167,6 +167,7 @@ def _requires(role: Role) -> Callable[[Request], Principal]:
 
 Actor = Annotated[Principal, Depends(request_principal)]
 Approver = Annotated[Principal, Depends(_requires(Role.approver))]
+Admin = Annotated[Principal, Depends(_requires(Role.admin))]
 
 
 def registry_router(store: SqlRegistryStore) -> APIRouter:

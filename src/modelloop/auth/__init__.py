@@ -9,7 +9,12 @@ A user's token is shown once, when the user is added (``modelloop users add``), 
 sha256 is stored: a leaked database does not leak working tokens. A server accepts the admin
 token (``MODELLOOP_TOKEN``, acting as ``admin``) or the token of any enabled user (acting as that
 user). Roles are enforced by the server only: the local SDK acts on a database its user can open
-anyway. Adding and disabling users is audited like any registry change.
+anyway. Adding and disabling users and replacing their tokens is audited like any registry
+change.
+
+Users are kept by a :class:`UserStore`: :class:`Users` on the metadata database, or
+:class:`~modelloop.auth.http.HttpUserStore` through a server's admin-only ``/api/v1/users``
+routes; :func:`open_user_store` picks one from the settings.
 
 A configured token must be at least :data:`MIN_TOKEN_LENGTH` characters (``check_token``: a
 blank or guessable ``MODELLOOP_TOKEN`` would only look like protection);
@@ -26,6 +31,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +42,9 @@ from modelloop.clock import now_ms
 from modelloop.errors import AlreadyExists, InvalidArgument, NotFound
 from modelloop.store import Database
 from modelloop.store import tables as t
+
+if TYPE_CHECKING:
+    from modelloop.settings import Settings
 
 USER_HEADER = "X-Modelloop-User"  # the user a client names on a loopback server without auth
 
@@ -135,8 +144,32 @@ def check_role(role: object) -> Role:
         ) from None
 
 
+class UserStore(Protocol):
+    """Who may use a server: add, read, disable users and replace a user's token (all audited
+    but reads). A token is returned once, by :meth:`add` and :meth:`rotate_token`."""
+
+    def add(self, name: str, role: Role | str, *, actor: str) -> tuple[User, str]: ...
+    def list(self) -> list[User]: ...
+    def get(self, name: str) -> User: ...
+    def disable(self, name: str, *, actor: str, reason: str | None = None) -> User: ...
+    def rotate_token(self, name: str, *, actor: str, reason: str | None = None) -> str: ...
+    def close(self) -> None: ...
+
+
+def open_user_store(settings: Settings) -> UserStore:
+    """The users of the server ``settings.tracking_uri`` names (its admin token needed), else of
+    the metadata database."""
+    if settings.tracking_uri is not None:
+        from modelloop.auth.http import HttpUserStore
+
+        return HttpUserStore(settings.tracking_uri, token=settings.token)
+    from modelloop.store import open_database
+
+    return Users(open_database(settings.database_url))
+
+
 class Users:
-    """The users table of one database."""
+    """The users table of one database (a :class:`UserStore`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -211,6 +244,32 @@ class Users:
                     reason=reason,
                 )
         return self.get(name)
+
+    def rotate_token(self, name: str, *, actor: str, reason: str | None = None) -> str:
+        """A new token for the user, returned once; the old one stops working at once."""
+        token = secrets.token_urlsafe(32)
+        with audit.recording(self.db, actor) as conn:
+            row = conn.execute(select(t.users).where(t.users.c.name == name)).first()
+            if row is None:
+                raise NotFound(f"User {name!r} does not exist")
+            conn.execute(
+                update(t.users).where(t.users.c.name == name).values(token_sha256=hash_token(token))
+            )
+            audit.append(
+                conn,
+                time=now_ms(),
+                actor=actor,
+                action="user.rotate",
+                object_type="user",
+                object_id=name,
+                before={"credential": credential(row.token_sha256)},
+                after={"credential": credential(hash_token(token))},
+                reason=reason,
+            )
+        return token
+
+    def close(self) -> None:
+        """Nothing to release: the database is shared (``store.close_database`` closes it)."""
 
     def exist(self) -> bool:
         """True once any user was added: the server then requires tokens."""
