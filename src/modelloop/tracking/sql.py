@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from modelloop.artifacts import BlobStore, canonical_path
-from modelloop.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from modelloop.errors import AlreadyExists, Conflict, InvalidArgument, ModelloopError, NotFound
 from modelloop.store import Database
 from modelloop.store import tables as t
 from modelloop.tracking.entities import (
@@ -316,6 +316,27 @@ class SqlTrackingStore:
                 _require_run(conn, run_id)
                 raise NotFound(f"Run {run_id} has no artifact {logical!r}")
         return str(digest)
+
+    def read_artifact_of_runs(self, run_ids: Sequence[str], path: str) -> dict[str, bytes]:
+        """The artifact at ``path`` of each run that has it (one query for all: listing pages
+        read one document per row); runs without it, or whose blob is unreadable, are left out."""
+        logical = canonical_path(path)
+        for run_id in run_ids:
+            check_run_id(run_id)
+        if not run_ids:
+            return {}
+        a = t.artifacts.c
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(a.run_id, a.digest).where(a.run_id.in_(list(run_ids)), a.path == logical)
+            ).all()
+        found = {}
+        for run_id, digest in rows:
+            try:
+                found[run_id] = self.blobs.read_bytes(digest)
+            except (ModelloopError, OSError):
+                continue
+        return found
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -18,14 +18,12 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 from starlette.responses import HTMLResponse
 
-from modelloop.errors import ModelloopError, NotFound
+from modelloop.errors import NotFound
 from modelloop.pipelines.executors import CACHED, FAILED, SKIPPED, TAG_CACHE_KEY
 from modelloop.pipelines.outputs import SUFFIX
 from modelloop.pipelines.pipeline import TAG_PIPELINE, PipelineRun, StepState
-from modelloop.store import tables as t
 from modelloop.tracking.entities import Run, check_run_id
 from modelloop.tracking.sql import MAX_SEARCH_RESULTS, SqlTrackingStore
 from modelloop.ui.app import PER_PAGE, Pages
@@ -128,20 +126,13 @@ def _list_page(pages: Pages, pipeline: str, number: int) -> HTMLResponse:
 
 
 def _pipeline_docs(store: SqlTrackingStore, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The ``pipeline.json`` of each listed run, found in one query rather than one per row; a
-    run without one (still running, or killed) or with an unreadable one is left out."""
-    if not run_ids:
-        return {}
-    a = t.artifacts.c
-    with store.db.read() as conn:
-        rows = conn.execute(
-            select(a.run_id, a.digest).where(a.run_id.in_(list(run_ids)), a.path == "pipeline.json")
-        ).all()
+    """The ``pipeline.json`` of each listed run; a run without one (still running, or killed)
+    or with an unreadable one is left out."""
     docs = {}
-    for run_id, digest in rows:
+    for run_id, data in store.read_artifact_of_runs(run_ids, "pipeline.json").items():
         try:
-            doc = json.loads(store.blobs.read_bytes(digest))
-        except (ModelloopError, OSError, ValueError):
+            doc = json.loads(data)
+        except ValueError:
             continue
         if isinstance(doc, dict) and isinstance(doc.get("steps"), list):
             docs[run_id] = doc
