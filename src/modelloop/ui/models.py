@@ -187,7 +187,7 @@ def _model_page(
 
     model = store.get_registered_model(check_model_name(name))
     versions = store.list_model_versions(model.name)
-    events = audit.events(store.db, model=model.name, limit=AUDIT_SHOWN)
+    events = store.audit_events(model.name, AUDIT_SHOWN)
     chosen: ModelVersion | None = None
     if version_text:
         chosen = store.get_model_version(model.name, _version_number(version_text))
@@ -228,7 +228,7 @@ def _card(
     version = store.get_model_version(model.name, _version_number(version_text))
     datasets = _datasets(registry, version)
     history = [
-        e for e in audit.events(store.db, model=model.name) if _about_version(e, version.version)
+        e for e in store.audit_events(model.name) if _about_version(e, version.version)
     ]
     replays = version_replays(model.name, version.version, settings=registry.client.settings)
     gates = [_gate_row(e, replays.get(e.seq)) for e in history if e.action == "gate.decision"]
