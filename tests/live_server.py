@@ -61,7 +61,7 @@ def _wait_until_healthy(server: uvicorn.Server, thread: threading.Thread, url: s
         if time.monotonic() > deadline:
             raise RuntimeError(f"the server on {url} did not start in {STARTUP_TIMEOUT} s")
         time.sleep(0.01)
-    with httpx.Client(base_url=url, timeout=5.0) as client:
+    with httpx.Client(base_url=url, timeout=STARTUP_TIMEOUT) as client:  # a loaded machine is slow
         response = client.get("/health")
         if response.json() != {"status": "ok"}:
             raise RuntimeError(f"{url}/health answered {response.status_code}: {response.text}")
