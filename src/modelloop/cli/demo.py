@@ -65,20 +65,34 @@ def demo_fraud(
     home = (home or load_settings().home / "fraud-demo").absolute()
     if home.exists():
         shutil.rmtree(home)
-    for name in ("MODELLOOP_DATABASE_URL", "MODELLOOP_ARTIFACT_URI", "MODELLOOP_TRACKING_URI",
-                 "MODELLOOP_PREDICTION_LOG"):  # fmt: skip
+    for name in (
+        "MODELLOOP_DATABASE_URL",
+        "MODELLOOP_ARTIFACT_URI",
+        "MODELLOOP_TRACKING_URI",
+        "MODELLOOP_PREDICTION_LOG",
+    ):
         os.environ.pop(name, None)
     os.environ["MODELLOOP_HOME"] = str(home)
     fluent.close_clients()
-    config = demo.DemoConfig(days=days, drift_day=drift_day, scenario=scenario, seed=seed,
-                             customers=customers, terminals=customers * 2)  # fmt: skip
+    config = demo.DemoConfig(
+        days=days,
+        drift_day=drift_day,
+        scenario=scenario,
+        seed=seed,
+        customers=customers,
+        terminals=customers * 2,
+    )
     logging.getLogger("modelloop.monitoring.notify").setLevel(logging.CRITICAL + 1)  # shown here
     console = _output.console()
     console.print(f"[bold]modelloop fraud demo[/] in {home} (SQLite + local files)")
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
-    ) as progress:  # fmt: skip
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("days served", total=days, status="")
 
         def on_step(text: str) -> None:
@@ -152,8 +166,14 @@ def _story(result: Any) -> list[str]:
             note = ", skipped: too few labelled predictions yet" if skipped else ""
             reasons = "; ".join(d.evidence["reasons"])
             lines.append(f"day {day:>3}: retraining triggered ({reasons}){note}")
-        elif d.action in ("policy.shadow", "policy.rejected", "policy.canary", "policy.promoted",
-                          "policy.rolled_back", "policy.retrain_scheduled"):  # fmt: skip
+        elif d.action in (
+            "policy.shadow",
+            "policy.rejected",
+            "policy.canary",
+            "policy.promoted",
+            "policy.rolled_back",
+            "policy.retrain_scheduled",
+        ):
             lines.append(f"day {day:>3}: {_describe(d)}")
     skipped = [d for d in result.timeline if d.action == "policy.trigger_skipped"]
     if skipped:
@@ -201,21 +221,31 @@ def _report(console: Any, result: Any, home: Path) -> None:
         table.add_column(column, justify="right" if column not in ("days", "models") else "left")
     for row in result.weekly.to_dict(orient="records"):
         marker = " *" if row["drift"] else ""
-        table.add_row(f"{row['week']}{marker}", row["days"], f"{row['transactions']:,}",
-                      str(row["frauds"]), row["versions"], f"{row['ap']:.3f}",
-                      f"{row['ap_never']:.3f}", f"{row['cp@100']:.3f}")  # fmt: skip
+        table.add_row(
+            f"{row['week']}{marker}",
+            row["days"],
+            f"{row['transactions']:,}",
+            str(row["frauds"]),
+            row["versions"],
+            f"{row['ap']:.3f}",
+            f"{row['ap_never']:.3f}",
+            f"{row['cp@100']:.3f}",
+        )
     console.print(table)
     if result.config.scenario != "none":
-        console.print(f"  * {result.config.scenario} under way (from day "
-                      f"{result.config.drift_day + 1})")  # fmt: skip
+        console.print(
+            f"  * {result.config.scenario} under way (from day {result.config.drift_day + 1})"
+        )
     console.print("\n[bold]The loop, in short[/]:")
     for line in _story(result):
         console.print(f"  {line}")
     for line in _adaptation(result):
         console.print(f"\n[bold]{line}[/]" if line.startswith("Time") else line)
     trainings = sum(d.action == "policy.trained" for d in result.timeline)
-    console.print(f"\n{len(result.served):,} transactions scored over HTTP in "
-                  f"{result.seconds:.0f} s; {trainings} retraining(s).")  # fmt: skip
+    console.print(
+        f"\n{len(result.served):,} transactions scored over HTTP in "
+        f"{result.seconds:.0f} s; {trainings} retraining(s)."
+    )
     env = f"MODELLOOP_HOME={home} {cli_command()}"
     console.print("\n[bold]Look around[/]:")
     for line in (

@@ -99,8 +99,9 @@ def fit_reference(values: Any, kind: str | None = None) -> ColumnReference:
         return _fit_numbers(series, kind)
     if inferred == "categorical" or kind == "categorical":
         counts, nulls = category_counts(series)
-        return ColumnReference("categorical", sum(counts.values()), nulls,
-                               categories=capped(counts))  # fmt: skip
+        return ColumnReference(
+            "categorical", sum(counts.values()), nulls, categories=capped(counts)
+        )
     raise ValueError(f"Cannot watch a {inferred} column for drift: only numeric and categorical")
 
 

@@ -559,8 +559,9 @@ def _report(
     drifted = tuple(r.column for r in compared if r.drifted)
     share = len(drifted) / len(compared) if compared else 0.0
     no_data = tuple(r.column for r in results.values() if r.status == "no_data")
-    return DriftReport(results, share, drifted, bool(compared) and share >= share_threshold,
-                       no_data)  # fmt: skip
+    return DriftReport(
+        results, share, drifted, bool(compared) and share >= share_threshold, no_data
+    )
 
 
 def _counts_per_value(reference: ColumnReference, tally: _Tally) -> tuple[Array, Array]:

@@ -91,8 +91,9 @@ def answer(
             _batch(part, part_ids, ms, deployment.name, latency_ms, part_keys or None)
         )
     if deployment.mode is Mode.shadow and serving.challenger is not None:
-        _shadow(serving, payload, parts[0].X, ids, ms, prediction_log, on_shadow_error,
-                entities or None)  # fmt: skip
+        _shadow(
+            serving, payload, parts[0].X, ids, ms, prediction_log, on_shadow_error, entities or None
+        )
     return body
 
 

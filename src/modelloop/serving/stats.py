@@ -83,12 +83,18 @@ class TrafficStats:
                     row = (s.c.deployment == deployment) & (s.c.instance == self.instance)
                     row &= (s.c.minute == minute) & (s.c.route == route)
                     if conn.execute(select(s.c.requests).where(row)).first() is None:
-                        conn.execute(insert(s).values(
-                            deployment=deployment, instance=self.instance, minute=minute,
-                            route=route, requests=requests, errors=errors))  # fmt: skip
+                        conn.execute(
+                            insert(s).values(
+                                deployment=deployment,
+                                instance=self.instance,
+                                minute=minute,
+                                route=route,
+                                requests=requests,
+                                errors=errors,
+                            )
+                        )
                     else:
-                        added = {"requests": s.c.requests + requests,
-                                 "errors": s.c.errors + errors}  # fmt: skip
+                        added = {"requests": s.c.requests + requests, "errors": s.c.errors + errors}
                         conn.execute(update(s).where(row).values(added))
         except Exception as exc:  # the database is away: keep the counts for the next flush
             log.warning("Could not store serving stats (kept for the next try): %s", exc)

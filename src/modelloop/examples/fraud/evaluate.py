@@ -46,8 +46,12 @@ RING_OF_DAILY, RING_OF_NEVER = 0.98, 1.08  # fraud-ring: policy AP / daily, poli
 MAX_DAYS_TO_FULL = 10.0  # fraud-ring, behaviour-shift: change start -> adapted model on 100%
 WORSE_BY = 0.01  # a promotion is worse when its AP over the next 14 days trails by more
 MAX_SURGE_TRAININGS, MAX_TRAININGS = 2, 8  # volume-surge; every scenario (per 56 days)
-_STORE_VARIABLES = ("MODELLOOP_DATABASE_URL", "MODELLOOP_ARTIFACT_URI",
-                    "MODELLOOP_TRACKING_URI", "MODELLOOP_PREDICTION_LOG")  # fmt: skip
+_STORE_VARIABLES = (
+    "MODELLOOP_DATABASE_URL",
+    "MODELLOOP_ARTIFACT_URI",
+    "MODELLOOP_TRACKING_URI",
+    "MODELLOOP_PREDICTION_LOG",
+)
 _SHOWN = ("trained", "rejected", "shadow", "canary", "promoted", "rolled_back")
 
 
@@ -236,8 +240,10 @@ def run_policy(
                 continue
             version = int(d.evidence["version"])
             begin = start + pd.Timedelta(milliseconds=d.time - start_ms)
-            part = served[(served["TX_DATETIME"] >= begin)
-                          & (served["TX_DATETIME"] < begin + pd.Timedelta(days=14))]  # fmt: skip
+            part = served[
+                (served["TX_DATETIME"] >= begin)
+                & (served["TX_DATETIME"] < begin + pd.Timedelta(days=14))
+            ]
             ap: list[float | None] = []
             for v in (version, champion):
                 model = registry.load_model(f"models:/{demo.MODEL}/{v}")
@@ -277,8 +283,10 @@ def retrain_daily(
         morning = start + pd.Timedelta(days=day)
         train = stream[(when >= morning - delay - window) & (when < morning - delay)]
         model = demo._lightgbm().fit(train[FEATURES], train["TX_FRAUD"])
-        today = ((served["TX_DATETIME"] >= morning)
-                 & (served["TX_DATETIME"] < morning + pd.Timedelta(days=1))).to_numpy()  # fmt: skip
+        today = (
+            (served["TX_DATETIME"] >= morning)
+            & (served["TX_DATETIME"] < morning + pd.Timedelta(days=1))
+        ).to_numpy()
         if today.any():
             scores[today] = model.predict_proba(served.loc[today, FEATURES])[:, 1]
     return scores
@@ -323,8 +331,9 @@ def weekly_quality(
 
     from modelloop.monitoring.performance import card_precision_at_k
 
-    day = ((served["TX_DATETIME"] - pd.Timestamp(config.start.replace(tzinfo=None)))
-           .dt.days.to_numpy())  # fmt: skip
+    day = (
+        served["TX_DATETIME"] - pd.Timestamp(config.start.replace(tzinfo=None))
+    ).dt.days.to_numpy()
     label = served["TX_FRAUD"].to_numpy()
     rows = []
     for week in range(day.max() // 7 + 1 if len(day) else 0):
@@ -341,9 +350,13 @@ def weekly_quality(
             y, s = label[part], scores[arm][part]
             row[f"ap_{arm}"] = float(average_precision_score(y, s)) if y.any() else np.nan
             frame = pd.DataFrame(
-                {"day": day[part], "entity": served["CUSTOMER_ID"].to_numpy()[part],
-                 "score": s, "label": y}
-            )  # fmt: skip
+                {
+                    "day": day[part],
+                    "entity": served["CUSTOMER_ID"].to_numpy()[part],
+                    "score": s,
+                    "label": y,
+                }
+            )
             row[f"cp_{arm}"] = card_precision_at_k(frame, k=100)[0]
         shown = pd.Series(versions.to_numpy()[part]).value_counts(normalize=True).sort_index()
         row["models"] = ", ".join(
@@ -486,8 +499,15 @@ def targets(results: Sequence[SeedResult]) -> list[dict[str, Any]]:
         for r in results:
             if r.config.scenario == scenario:
                 value = measure(r)
-                rows.append({"target": name, "scenario": scenario, "seed": r.config.seed,
-                             "value": value, "met": bool(met(value))})  # fmt: skip
+                rows.append(
+                    {
+                        "target": name,
+                        "scenario": scenario,
+                        "seed": r.config.seed,
+                        "value": value,
+                        "met": bool(met(value)),
+                    }
+                )
 
     def full(r: SeedResult) -> float | None:
         return r.adaptation.full if r.adaptation is not None else None
@@ -519,8 +539,12 @@ def targets(results: Sequence[SeedResult]) -> list[dict[str, Any]]:
         lambda v: v <= MAX_SURGE_TRAININGS,
     )
     for scenario in SCENARIOS:
-        add(f"<= {MAX_TRAININGS} trainings", scenario,
-            lambda r: r.retrains["policy"], lambda v: v <= MAX_TRAININGS)  # fmt: skip
+        add(
+            f"<= {MAX_TRAININGS} trainings",
+            scenario,
+            lambda r: r.retrains["policy"],
+            lambda v: v <= MAX_TRAININGS,
+        )
     return rows
 
 
@@ -533,8 +557,11 @@ def _target_lines(results: Sequence[SeedResult]) -> list[str]:
     ]
     keys = list(dict.fromkeys((row["target"], row["scenario"]) for row in rows))
     for target, scenario in keys:
-        mine = {row["seed"]: row for row in rows if (row["target"], row["scenario"]) ==
-                (target, scenario)}  # fmt: skip
+        mine = {
+            row["seed"]: row
+            for row in rows
+            if (row["target"], row["scenario"]) == (target, scenario)
+        }
         if not mine:
             continue
         cells = []
@@ -544,8 +571,7 @@ def _target_lines(results: Sequence[SeedResult]) -> list[str]:
                 cells.append("-")
                 continue
             value = row["value"]
-            shown = ("never" if value is None else f"{value:.1%}" if "%" in target
-                     else f"{value:g}")  # fmt: skip
+            shown = "never" if value is None else f"{value:.1%}" if "%" in target else f"{value:g}"
             cells.append(f"{shown} {'yes' if row['met'] else '**no**'}")
         met = sum(row["met"] for row in mine.values())
         out.append(f"| {target} | {scenario} | {' | '.join(cells)} | {met} of {len(mine)} |")
@@ -701,8 +727,10 @@ def _duration(value: timedelta) -> str:
 def _machine() -> str:
     import lightgbm
 
-    return (f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}, Python "
-            f"{platform.python_version()}, LightGBM {lightgbm.__version__}")  # fmt: skip
+    return (
+        f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}, Python "
+        f"{platform.python_version()}, LightGBM {lightgbm.__version__}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -713,8 +741,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "for each scenario and seed; writes the Markdown report (and the figures as JSON).",
     )
     parser.add_argument("--days", type=int, default=defaults.days, help="served days")
-    parser.add_argument("--drift-day", type=int, default=defaults.drift_day,
-                        help="served day (0-based) on which the change starts")  # fmt: skip
+    parser.add_argument(
+        "--drift-day",
+        type=int,
+        default=defaults.drift_day,
+        help="served day (0-based) on which the change starts",
+    )
     parser.add_argument("--scenarios", choices=SCENARIOS, nargs="+", default=list(SCENARIOS))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--customers", type=int, default=defaults.customers)
@@ -727,11 +759,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     logging.getLogger("modelloop.monitoring.notify").setLevel(logging.CRITICAL + 1)
     configs = [
-        demo.DemoConfig(days=args.days, drift_day=args.drift_day, scenario=scenario, seed=seed,
-                        customers=args.customers, terminals=args.customers * 2)
+        demo.DemoConfig(
+            days=args.days,
+            drift_day=args.drift_day,
+            scenario=scenario,
+            seed=seed,
+            customers=args.customers,
+            terminals=args.customers * 2,
+        )
         for scenario in args.scenarios
         for seed in args.seeds
-    ]  # fmt: skip
+    ]
     evaluation = evaluate(configs, jobs=args.jobs)
     evaluation.command = _command(args, defaults)
     if args.json is not None:  # first: the figures survive a rendering bug
