@@ -88,6 +88,12 @@ from modelloop.registry.fluent import (
     set_version_status,
     verify_audit,
 )
+from modelloop.serving.fluent import (
+    apply_deployment,
+    delete_deployment,
+    get_deployment,
+    list_deployments,
+)
 from modelloop.serving.predictions import predictions
 from modelloop.settings import Settings, load_settings
 from modelloop.store_clock import StoreClock, set_store_clock, store_clock, use_wall_clock
@@ -141,22 +147,26 @@ __all__ = [
     "__version__",
     "active_run",
     "alerts",
+    "apply_deployment",
     "apply_monitor",
     "apply_policy",
     "approve_request",
     "audit_log",
     "compare_profiles",
     "delete_alias",
+    "delete_deployment",
     "download_model",
     "evaluate_gate",
     "fan_out",
     "get_client",
     "get_dataset",
+    "get_deployment",
     "get_model_version",
     "get_monitor",
     "get_registry",
     "lineage",
     "list_datasets",
+    "list_deployments",
     "list_monitors",
     "load_dataset",
     "load_model",

@@ -27,7 +27,8 @@ from modelloop.automation.scheduler import Scheduler
 from modelloop.automation.training import TrainingContext
 from modelloop.monitoring.monitor import apply_monitor
 from modelloop.monitoring.runner import run_monitor
-from modelloop.serving.deployment import apply_deployment, get_deployment, parse_deployment
+from modelloop.serving.deployment import parse_deployment
+from modelloop.serving.fluent import apply_deployment, get_deployment
 from modelloop.serving.server import ServeSpec, build_app
 from modelloop.settings import load_settings
 from modelloop.store import open_database

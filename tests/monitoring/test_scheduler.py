@@ -18,7 +18,8 @@ from modelloop.clock import DAY_MS, now_ms, to_ms
 from modelloop.monitoring.monitor import monitor_database
 from modelloop.monitoring.runner import run_monitor
 from modelloop.monitoring.store import window_rows
-from modelloop.serving.deployment import apply_deployment, parse_deployment
+from modelloop.serving.deployment import parse_deployment
+from modelloop.serving.fluent import apply_deployment
 
 from .conftest import DEPLOYMENT, MODEL, ON_EVERY_DATABASE, Watched, day
 

@@ -39,6 +39,11 @@ EXPECTED_422 = {
     ("PUT", "/api/v1/monitors/{name}"): "a monitor's cross-field rules",
     # Cross-field rules of a policy (the gate's metrics and margins agree, ...).
     ("PUT", "/api/v1/policies/{name}"): "a policy's cross-field rules",
+    # Cross-field rules of a deployment: a challenger exactly in modes shadow and canary,
+    # canary_percent and sticky_key only in mode canary; the registry's own version bounds.
+    ("PUT", "/api/v1/deployments/{name}"): "a deployment's cross-field rules",
+    # end must not be before start: two parameters compared.
+    ("GET", "/api/v1/predictions"): "end before start",
     # canonical_path also refuses segments over 255 UTF-8 bytes and look-alikes that NFKC
     # folds into '..': bytes and Unicode normalisation are beyond a pattern.
     ("PUT", "/api/v1/runs/{run_id}/artifact"): "artifact paths fold under NFKC",

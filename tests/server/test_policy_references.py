@@ -14,7 +14,8 @@ from modelloop.errors import NotFound
 from modelloop.monitoring.monitor import apply_monitor
 from modelloop.registry.entities import ModelVersionSpec
 from modelloop.registry.sql import SqlRegistryStore
-from modelloop.serving.deployment import apply_deployment, parse_deployment
+from modelloop.serving.deployment import parse_deployment
+from modelloop.serving.fluent import apply_deployment
 from modelloop.settings import Settings, load_settings
 from modelloop.tracking.client import open_store
 from modelloop.tracking.entities import RunSpec

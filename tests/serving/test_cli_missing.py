@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 import modelloop as ml
 from modelloop.cli import app
 from modelloop.errors import NotFound
-from modelloop.serving.deployment import apply_deployment, parse_deployment
+from modelloop.serving.deployment import parse_deployment
+from modelloop.serving.fluent import apply_deployment
 from tests.serving.conftest import Registry
 
 runner = CliRunner(env={"COLUMNS": "200"})

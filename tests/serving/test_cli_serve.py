@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 import modelloop as ml
 from modelloop.cli import app
-from modelloop.serving.deployment import get_deployment
+from modelloop.serving.fluent import get_deployment
 from modelloop.serving.server import ServeSpec, build_app
 from tests.serving.conftest import Registry, live_app, record, transactions
 

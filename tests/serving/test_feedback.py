@@ -10,13 +10,9 @@ import pytest
 
 import modelloop as ml
 from modelloop.errors import NotFound
-from modelloop.serving.deployment import (
-    apply_deployment,
-    get_deployment,
-    list_deployments,
-    parse_deployment,
-)
+from modelloop.serving.deployment import parse_deployment
 from modelloop.serving.feedback import Label, record_feedback
+from modelloop.serving.fluent import apply_deployment, get_deployment, list_deployments
 from modelloop.serving.prediction_log import PredictionLog, new_prediction_ids
 from modelloop.serving.predictions import predictions
 from modelloop.settings import Settings

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import httpx
 
-from modelloop.serving.deployment import apply_deployment, parse_deployment
+from modelloop.serving.deployment import parse_deployment
+from modelloop.serving.fluent import apply_deployment
 from modelloop.serving.server import ServeSpec, build_app
 from modelloop.store import open_database
 from modelloop.ui.deployments import served_requests

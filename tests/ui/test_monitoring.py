@@ -83,8 +83,9 @@ def _seed(settings: Settings) -> Seeded:
     from modelloop.automation.policy import PolicyState, apply_policy, get_policy
     from modelloop.monitoring.monitor import apply_monitor
     from modelloop.monitoring.runner import run_monitor
-    from modelloop.serving.deployment import apply_deployment, parse_deployment
+    from modelloop.serving.deployment import parse_deployment
     from modelloop.serving.feedback import Label, record_feedback
+    from modelloop.serving.fluent import apply_deployment
     from modelloop.serving.prediction_log import PredictionBatch, PredictionLog, new_prediction_ids
     from modelloop.store import open_database
 

@@ -51,7 +51,8 @@ from modelloop.errors import Conflict, Forbidden, InvalidArgument, ModelloopErro
 from modelloop.monitoring.monitor import Monitor, get_monitor
 from modelloop.registry.client import Registry
 from modelloop.registry.entities import RequestStatus
-from modelloop.serving.deployment import apply_deployment, get_deployment, parse_deployment
+from modelloop.serving.deployment import parse_deployment
+from modelloop.serving.fluent import apply_deployment, get_deployment
 from modelloop.settings import Settings, load_settings
 from modelloop.store_clock import store_clock
 from modelloop.tracking.client import Client

@@ -278,7 +278,7 @@ def check_references(policy: Policy, *, settings: Settings | None = None) -> Non
     with one ``{field, message}`` detail for each that does not."""
     from modelloop.monitoring.monitor import get_monitor
     from modelloop.registry.client import Registry
-    from modelloop.serving.deployment import get_deployment
+    from modelloop.serving.fluent import get_deployment
     from modelloop.tracking.client import Client
 
     settings = settings or load_settings()

@@ -17,8 +17,8 @@ from modelloop.cli._common import LogLevel, OutputFormat, OutputOption, _example
 from modelloop.errors import InvalidArgument
 
 deployments_app = typer.Typer(
-    help="Serving configurations stored in the registry database (model, challenger, "
-    "shadow or canary).",
+    help="Serving configurations (model, challenger, shadow or canary) stored in the metadata "
+    "database, or through the server that MODELLOOP_TRACKING_URI names.",
     no_args_is_help=True,
     epilog=_examples(
         "modelloop deployments apply --name fraud-shadow --model fraud-detector@champion",
@@ -114,11 +114,8 @@ def serve(
         bool, typer.Option("--access-log", help="Log every request (slower).")
     ] = False,
 ) -> None:
-    from modelloop.serving.deployment import (
-        deployment_for_model,
-        get_deployment,
-        load_deployment_file,
-    )
+    from modelloop.serving.deployment import deployment_for_model, load_deployment_file
+    from modelloop.serving.fluent import get_deployment
     from modelloop.serving.server import ServeSpec, run_serving
 
     if token is not None:
@@ -210,7 +207,8 @@ def deployments_apply(
         typer.Option("--log-predictions/--no-log-predictions", help="Log every prediction."),
     ] = None,
 ) -> None:
-    from modelloop.serving.deployment import apply_deployment, parse_deployment
+    from modelloop.serving.deployment import parse_deployment
+    from modelloop.serving.fluent import apply_deployment
 
     data: dict[str, object] = {}
     if file is not None:
@@ -243,7 +241,7 @@ def deployments_apply(
 )
 def deployments_list(output: OutputOption = OutputFormat.table) -> None:
     from modelloop.cli import _output
-    from modelloop.serving.deployment import list_deployments
+    from modelloop.serving.fluent import list_deployments
 
     stored = list_deployments()
     if output is OutputFormat.json:
@@ -283,7 +281,7 @@ def deployments_show(
     ] = None,
 ) -> None:
     from modelloop.cli import _output
-    from modelloop.serving.deployment import get_deployment
+    from modelloop.serving.fluent import get_deployment
 
     stored = get_deployment(name)
     if output is OutputFormat.json:

@@ -390,7 +390,7 @@ def _drift_result(r: Any) -> dict[str, Any]:
 
 
 def _deployed_model(deployment: str, settings: Settings) -> str:
-    from modelloop.serving.deployment import get_deployment
+    from modelloop.serving.fluent import get_deployment
 
     try:
         return get_deployment(deployment, settings=settings).deployment.model.name

@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from modelloop.server.automation import automation_router
     from modelloop.server.monitoring import monitoring_router
     from modelloop.server.registry import registry_router
+    from modelloop.server.serving import serving_router
     from modelloop.server.tracking import tracking_router
     from modelloop.server.users import users_router
     from modelloop.tracking.client import open_store
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(registry_router(registry))
     app.include_router(monitoring_router(settings))
     app.include_router(automation_router(settings))
+    app.include_router(serving_router(settings))
     app.include_router(users_router(users))
     app.include_router(ui_router(store, settings, authenticated=authenticated))  # /ui, / -> /ui/
 

@@ -10,8 +10,9 @@
     explain_top_k: 3                  # reason codes per row on /explain
     log_predictions: true
 
-It comes from a YAML file, from a record in the ``deployments`` table (``modelloop deployments
-apply``), or from a bare model URI (``modelloop serve fraud-detector@champion``). Whatever the
+It comes from a YAML file, from a stored record (``ml.apply_deployment``, ``modelloop deployments
+apply``; on the local database or through a server, see :mod:`modelloop.serving.store`), or from
+a bare model URI (``modelloop serve fraud-detector@champion``). Whatever the
 source, it is validated here, whole, with one message per problem, before a model is loaded.
 Loading pickled models is deliberately not a deployment setting: only the person starting the
 server can allow it (``--allow-pickle``).
@@ -19,22 +20,28 @@ server can allow it (``--allow-pickle``).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from modelloop import configs
-from modelloop.errors import InvalidArgument, NotFound
-
-if TYPE_CHECKING:
-    from modelloop.settings import Settings
+from modelloop.errors import InvalidArgument
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+NAME_RULES = (
+    "a deployment name is 1-128 letters, digits, '_', '.', '-', starting with a letter or digit"
+)
 _MODEL_REF = re.compile(r"^(?P<name>[^@/\s]+)(?:@(?P<alias>[^@/\s]+)|/(?P<version>[0-9]+))$")
 _MAX_TOP_K = 100
 
@@ -73,12 +80,25 @@ class ModelRef(BaseModel):
         return f"{self.name}@{self.alias}" if self.alias else f"{self.name}/{self.version}"
 
 
+# How a reference is written (a registered model's name, then @alias or /version), for the
+# OpenAPI document; ModelRef.parse reads it, and the registry has the last word on the names.
+_REF_SCHEMA = WithJsonSchema(
+    {
+        "type": "string",
+        "pattern": r"^(models:/)?[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}"
+        r"(@[a-z][a-z0-9_\-]{0,63}|/[0-9]{1,10})$",
+        "description": "NAME@ALIAS (follows the alias) or NAME/VERSION (one version)",
+        "examples": ["fraud-detector@champion"],
+    }
+)
+
+
 class Deployment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    model: ModelRef
-    challenger: ModelRef | None = None
+    model: Annotated[ModelRef, _REF_SCHEMA]
+    challenger: Annotated[ModelRef, _REF_SCHEMA] | None = None
     mode: Mode = Mode.single
     canary_percent: float | None = Field(default=None, ge=0, le=100)
     sticky_key: str | None = Field(default=None, min_length=1, max_length=256)
@@ -92,16 +112,17 @@ class Deployment(BaseModel):
     @classmethod
     def _check_name(cls, value: str) -> str:
         if not _NAME.fullmatch(value):
-            raise ValueError(
-                "a deployment name is 1-128 letters, digits, '_', '.', '-', starting with a "
-                "letter or digit"
-            )
+            raise ValueError(NAME_RULES)
         return value
 
     @field_validator("model", "challenger", mode="before")
     @classmethod
     def _parse_ref(cls, value: Any) -> Any:
-        return ModelRef.parse(value) if isinstance(value, str) else value
+        if isinstance(value, str):
+            return ModelRef.parse(value)
+        if value is None or isinstance(value, ModelRef):
+            return value
+        raise ValueError("expected a string: NAME@ALIAS (e.g. fraud@champion) or NAME/VERSION")
 
     @model_validator(mode="after")
     def _check_mode(self) -> Deployment:
@@ -154,7 +175,18 @@ def deployment_for_model(uri: str, name: str | None = None) -> Deployment:
     return parse_deployment({"name": name or default, "model": str(ref)}, uri)
 
 
-# -- deployments stored in the registry database ------------------------------------------------
+# -- stored deployments --------------------------------------------------------------------------
+
+
+def check_deployment_name(name: object) -> str:
+    """``name`` if a deployment can have it, else InvalidArgument naming the field: the stores
+    refuse such names before they look, so a typo never reads as "no such deployment"."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"Invalid deployment name {name!r}: {NAME_RULES}",
+            [{"field": "name", "message": NAME_RULES}],
+        )
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,80 +195,15 @@ class StoredDeployment:
     updated_at: int  # ms since the epoch
     updated_by: str
 
+    def to_record(self) -> dict[str, Any]:
+        """The deployment's record with when and by whom it was stored (the REST answer)."""
+        return {
+            **self.deployment.to_record(),
+            "updated_at": self.updated_at,
+            "updated_by": self.updated_by,
+        }
 
-def apply_deployment(
-    deployment: Deployment, *, settings: Settings | None = None, actor: str | None = None
-) -> bool:
-    """Create or replace the stored deployment of that name (audited); False if unchanged.
-    Servers started with ``--deployment NAME`` pick the change up at their next poll.
-
-    Its models must resolve now (NotFound naming each one that does not), so a typo fails
-    here rather than later in ``modelloop serve``."""
-    from modelloop.store import tables as t
-    from modelloop.tracking.source import current_user
-
-    db = configs.local_database(settings, "Deployments")
-    check_models(deployment, settings=settings)
-    return configs.save(db, t.deployments, deployment.name, lambda _: deployment.to_record(),
-                        actor=actor or current_user(), kind="deployment")  # fmt: skip
-
-
-def check_models(deployment: Deployment, *, settings: Settings | None = None) -> None:
-    """NotFound unless every model the deployment names resolves in the registry now, with
-    one detail per model that does not (and the aliases or versions it has)."""
-    from modelloop.registry.client import Registry
-    from modelloop.tracking.client import Client
-
-    refs = {"model": deployment.model, "challenger": deployment.challenger}
-    registry = Registry(Client(settings=settings))
-    problems = []
-    try:
-        for field, ref in refs.items():
-            if ref is None:
-                continue
-            try:
-                registry.resolve_model_uri(ref.uri)
-            except NotFound as exc:
-                problems.append({"field": field, "message": exc.message + _choices(registry, ref)})
-    finally:
-        registry.close()
-        registry.client.close()
-    if problems:
-        lines = "; ".join(f"{p['field']} {refs[p['field']]}: {p['message']}" for p in problems)
-        raise NotFound(f"Deployment {deployment.name!r} names no model to serve: {lines}", problems)
-
-
-def _choices(registry: Any, ref: ModelRef) -> str:
-    """What the model does have, when it exists: its aliases, or its versions."""
-    try:
-        model = registry.get_model(ref.name)
-    except NotFound:
-        return ""
-    if ref.alias is not None:
-        aliases = ", ".join(f"{a} (v{v})" for a, v in sorted(model.aliases.items()))
-        return f" (its aliases: {aliases or 'none yet'})"
-    return f" (its latest version is {model.latest_version})"
-
-
-def get_deployment(name: str, *, settings: Settings | None = None) -> StoredDeployment:
-    from modelloop.store import tables as t
-
-    db = configs.local_database(settings, "Deployments")
-    rows = configs.stored(db, t.deployments, name)
-    if not rows:
-        raise NotFound(
-            f"No deployment named {name!r}: create it with 'modelloop deployments apply'"
-        )
-    return _stored(rows[0])
-
-
-def list_deployments(*, settings: Settings | None = None) -> list[StoredDeployment]:
-    from modelloop.store import tables as t
-
-    db = configs.local_database(settings, "Deployments")
-    return [_stored(row) for row in configs.stored(db, t.deployments)]
-
-
-def _stored(row: Any) -> StoredDeployment:
-    config = parse_deployment(json.loads(row.config), f"stored deployment {row.name!r}")
-    return StoredDeployment(config, row.updated_at, row.updated_by)
+    @classmethod
+    def from_record(cls, record: dict[str, Any], source: str = "deployment") -> StoredDeployment:
+        config = {k: v for k, v in record.items() if k not in ("updated_at", "updated_by")}
+        return cls(parse_deployment(config, source), record["updated_at"], record["updated_by"])

@@ -41,6 +41,9 @@ def predictions(
     ``model_name``, ``model_version``, ``role``, ``latency_ms``, ``score``, sticky key and input
     features) and, with labels, ``label`` (numeric), ``label_text`` and ``labelled_at`` (NaN/None
     where no label arrived yet).
+
+    With ``MODELLOOP_TRACKING_URI`` set, the server answers: it reads its own prediction log
+    and feedback, and sends the same frame back (as Parquet).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -50,6 +53,19 @@ def predictions(
     lo, hi = parse_instant(start, "start"), parse_instant(end, "end")
     if lo is not None and hi is not None and hi < lo:
         raise InvalidArgument(f"end ({hi.isoformat()}) is before start ({lo.isoformat()})")
+    if settings.tracking_uri is not None:  # the server reads its log and joins its labels
+        from modelloop.serving.http import read_predictions
+
+        return read_predictions(
+            settings.tracking_uri,
+            model,
+            lo,
+            hi,
+            token=settings.token,
+            deployment=deployment,
+            version=version,
+            with_labels=with_labels,
+        )
     fs, root = open_log_filesystem(settings.prediction_log_uri)
     files = log_files(fs, root, model=model, dates=_dates(lo, hi))
     if not files:
@@ -161,11 +177,6 @@ def _join_labels(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
         for column in _LABEL_COLUMNS:
             frame[column] = pd.Series(dtype="float64" if column == "label" else "object")
         return frame
-    if settings.is_remote:
-        raise InvalidArgument(
-            "predictions() reads labels from the database; unset MODELLOOP_TRACKING_URI and "
-            "point MODELLOOP_DATABASE_URL at the server's database, or pass with_labels=False"
-        )
     table = t.feedback
     lo, hi = frame["prediction_id"].min(), frame["prediction_id"].max()
     query = select(

@@ -21,7 +21,8 @@ from modelloop.auth import check_token
 from modelloop.clock import now_ms as wall_clock_ms
 from modelloop.errors import InvalidArgument
 from modelloop.serving.app import create_app
-from modelloop.serving.deployment import Deployment, get_deployment, parse_deployment
+from modelloop.serving.deployment import Deployment, parse_deployment
+from modelloop.serving.fluent import get_deployment
 from modelloop.serving.prediction_log import PredictionLog
 from modelloop.serving.predictor import Predictor, RegistrySource
 from modelloop.settings import Settings, load_settings

@@ -48,14 +48,14 @@ def register(router: APIRouter, pages: Pages) -> None:
 
     @router.get("/ui/api/deployments/{name}/traffic")
     def traffic_json(name: str, period: str = "1h", end: str = "") -> Response:
-        from modelloop.serving.deployment import get_deployment
+        from modelloop.serving.fluent import get_deployment
 
         deployment = get_deployment(name, settings=settings).deployment
         return OrjsonResponse(traffic(settings, deployment, period, _end_ms(end, settings)))
 
 
 def _list_page(pages: Pages) -> HTMLResponse:
-    from modelloop.serving.deployment import list_deployments
+    from modelloop.serving.fluent import list_deployments
 
     stored = list_deployments(settings=pages.settings)
     with _registry(pages) as registry:
@@ -72,7 +72,7 @@ def _list_page(pages: Pages) -> HTMLResponse:
 
 
 def _deployment_page(pages: Pages, name: str, period: str, end: str) -> HTMLResponse:
-    from modelloop.serving.deployment import get_deployment
+    from modelloop.serving.fluent import get_deployment
 
     stored = get_deployment(name, settings=pages.settings)
     deployment = stored.deployment

@@ -493,7 +493,7 @@ def _categorical_overlay(reference: ColumnReference, current: Any) -> dict[str, 
 def _monitored_model(config: Monitor, settings: Settings) -> str:
     if config.model:
         return config.model
-    from modelloop.serving.deployment import get_deployment
+    from modelloop.serving.fluent import get_deployment
 
     return get_deployment(config.deployment, settings=settings).deployment.model.name
 

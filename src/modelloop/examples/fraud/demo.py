@@ -334,7 +334,8 @@ def _first_champion(config: DemoConfig) -> int:
 def _declare(config: DemoConfig, champion: int) -> None:
     from modelloop.automation.policy import apply_policy
     from modelloop.monitoring.monitor import apply_monitor
-    from modelloop.serving.deployment import apply_deployment, parse_deployment
+    from modelloop.serving.deployment import parse_deployment
+    from modelloop.serving.fluent import apply_deployment
 
     apply_deployment(
         parse_deployment(
@@ -556,7 +557,7 @@ def _serving(settings: Settings, clock: dict[str, int]) -> Iterator[_Served]:
     import httpx
     import uvicorn
 
-    from modelloop.serving.deployment import get_deployment
+    from modelloop.serving.fluent import get_deployment
     from modelloop.serving.server import ServeSpec, build_app
 
     spec = ServeSpec(
@@ -590,7 +591,7 @@ def _serving(settings: Settings, clock: dict[str, int]) -> Iterator[_Served]:
 
 def _wait_for_deployment(client: httpx.Client) -> None:
     """Until the server answers with the stored deployment (it polls for changes)."""
-    from modelloop.serving.deployment import get_deployment
+    from modelloop.serving.fluent import get_deployment
 
     wanted = get_deployment(DEPLOYMENT).deployment
     for _ in range(400):
