@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from modelloop.artifacts import BlobStore
-from modelloop.datasets.store import SqlDatasetStore
+from modelloop.datasets.sql import SqlDatasetStore
 from modelloop.settings import Settings
 from modelloop.store import Database, open_database
 from modelloop.store import tables as t

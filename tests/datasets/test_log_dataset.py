@@ -13,7 +13,8 @@ import modelloop as ml
 from modelloop.artifacts import BlobStore
 from modelloop.datasets import Contract, ContractViolation, Expect
 from modelloop.datasets import fluent as ds
-from modelloop.datasets.store import SqlDatasetStore, content_digest
+from modelloop.datasets.content import content_digest
+from modelloop.datasets.sql import SqlDatasetStore
 from modelloop.errors import InvalidArgument, NotFound
 from modelloop.settings import Settings
 from modelloop.store import open_database

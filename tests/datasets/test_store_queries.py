@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from modelloop.artifacts import BlobStore
-from modelloop.datasets.store import SqlDatasetStore
+from modelloop.datasets.sql import SqlDatasetStore
 from modelloop.errors import InvalidArgument
 from modelloop.settings import Settings
 from modelloop.store import open_database

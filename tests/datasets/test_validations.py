@@ -13,7 +13,7 @@ import pytest
 
 from modelloop.artifacts import BlobStore
 from modelloop.datasets import Check, Contract, ContractViolation, Expect, ValidationReport
-from modelloop.datasets.store import SqlDatasetStore
+from modelloop.datasets.sql import SqlDatasetStore
 from modelloop.errors import InvalidArgument, NotFound
 from modelloop.settings import Settings
 from modelloop.store import open_database

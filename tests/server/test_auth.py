@@ -45,7 +45,7 @@ def test_a_viewer_may_check_a_pasted_contract_but_not_change_anything(tmp_path: 
 
     from modelloop.artifacts import BlobStore
     from modelloop.auth import Role, Users
-    from modelloop.datasets.store import SqlDatasetStore
+    from modelloop.datasets.sql import SqlDatasetStore
     from modelloop.store import close_database, open_database
 
     settings = load_settings({"MODELLOOP_HOME": str(tmp_path)})

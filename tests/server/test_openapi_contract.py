@@ -20,8 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
+from modelloop.datasets.content import to_parquet
 from modelloop.settings import Settings, load_settings
 from modelloop.tracking.client import open_store
 from modelloop.tracking.entities import Metric, RunSpec
@@ -50,13 +52,17 @@ EXPECTED_422 = {
     ("GET", "/api/v1/runs/{run_id}/artifact"): "artifact paths fold under NFKC",
     ("GET", "/api/v1/runs/{run_id}/artifacts"): "artifact paths fold under NFKC",
     ("POST", "/api/v1/models/{name}/versions"): "artifact paths fold under NFKC",
+    # A dataset version's body is a Parquet file (application/vnd.apache.parquet), which only
+    # Parquet reads; and a contract's dtype is a pandas dtype name, which only pandas parses.
+    ("POST", "/api/v1/datasets/{name}/versions"): "the body must be a Parquet file",
+    ("POST", "/api/v1/datasets/{name}/versions/{version}/validations"): "pandas dtype names",
 }
 
 
 @pytest.fixture
 def seeded(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
-    """A server on a store with an experiment, a run with metrics and an artifact, and a
-    registered model with a version, so reads find real objects."""
+    """A server on a store with an experiment, a run with metrics and an artifact, a
+    registered model with a version and a dataset with a version, so reads find real objects."""
     settings = load_settings({"MODELLOOP_HOME": str(tmp_path / "home")})
     tracking = open_store(settings)
     exp = tracking.create_experiment("fraud")
@@ -72,6 +78,14 @@ def seeded(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
                 json={"run_id": run_id, "artifact_path": "model"},
             )
             assert created.status_code == 201, created.text
+            table = to_parquet(pd.DataFrame({"amount": [1.0, 2.5], "kind": ["a", "b"]}))
+            logged = client.post(  # the dataset the name's example (fraud-train) finds
+                "/datasets/fraud-train/versions",
+                content=table,
+                params={"run_id": run_id},
+                headers={"Content-Type": "application/vnd.apache.parquet"},
+            )
+            assert logged.status_code == 201, logged.text
         yield url, settings
 
 

@@ -29,7 +29,7 @@ import yaml
 
 from modelloop.datasets import Check, Contract, DatasetVersion, Expect
 from modelloop.datasets.fluent import dataset_store
-from modelloop.datasets.store import SqlDatasetStore
+from modelloop.datasets.sql import SqlDatasetStore
 from modelloop.pipelines import ModelOutput, Pipeline, step
 from modelloop.settings import Settings, load_settings
 from modelloop.store import close_database
@@ -169,7 +169,7 @@ def http(store: Store) -> Iterator[httpx.Client]:
 def log_directly(store: Store, frame: pd.DataFrame, name: str) -> DatasetVersion:
     """A version logged straight into the store the server reads."""
     from modelloop.artifacts import BlobStore
-    from modelloop.datasets.store import SqlDatasetStore
+    from modelloop.datasets.sql import SqlDatasetStore
     from modelloop.store import open_database
 
     db = open_database(store.settings.database_url)

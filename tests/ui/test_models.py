@@ -58,7 +58,7 @@ def _seed(settings: Settings) -> str:
     import lightgbm as lgb
 
     from modelloop.artifacts import BlobStore
-    from modelloop.datasets.store import SqlDatasetStore
+    from modelloop.datasets.sql import SqlDatasetStore
     from modelloop.registry.client import Registry
     from modelloop.registry.sql import SqlRegistryStore
     from modelloop.tracking.client import Client, open_store

@@ -46,6 +46,26 @@ def parse_ref(ref: object) -> tuple[str, int | None]:
     return name, int(version)
 
 
+def check_dataset_version(version: object) -> int:
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version < 2**31:
+        raise InvalidArgument(f"Invalid dataset version {version!r}: a number from 1")
+    return version
+
+
+def check_rows(rows: object) -> int:
+    """A number of rows to read (a preview's)."""
+    if not isinstance(rows, int) or isinstance(rows, bool) or not 0 <= rows < 2**63:
+        raise InvalidArgument(f"rows must be a non-negative integer, got {rows!r}")
+    return rows
+
+
+def check_limit(limit: object) -> int:
+    """At most how many of something to list."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit < 2**63:
+        raise InvalidArgument(f"limit must be a positive integer, got {limit!r}")
+    return limit
+
+
 @dataclass(frozen=True, slots=True)
 class Schema:
     """Column names in order with their pandas dtypes (``str(dtype)``, e.g. ``float64``,
@@ -89,7 +109,7 @@ class Dataset:
 @dataclass(frozen=True, slots=True)
 class DatasetVersion:
     """One stored content of a dataset: ``digest`` identifies the content (see
-    :func:`modelloop.datasets.store.content_digest`), ``artifact_digest`` the Parquet blob."""
+    :func:`modelloop.datasets.content.content_digest`), ``artifact_digest`` the Parquet blob."""
 
     name: str
     version: int
@@ -128,3 +148,12 @@ class DatasetValidation:
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRuns:
+    """The runs a version's lineage names, oldest edge first: the runs that logged it (the
+    first logger, then any that logged the same content again) and the runs that read it."""
+
+    logged_by: list[str]
+    read_by: list[str]

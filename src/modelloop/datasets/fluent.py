@@ -1,8 +1,10 @@
 """The module-level datasets SDK: ``ml.log_dataset``, ``ml.load_dataset``, ``ml.skew``...
 
-Each function works on the store named by the default client's settings (``ml.get_client()``):
-the metadata database and the blob store. Datasets need that local store; through a server
-(``MODELLOOP_TRACKING_URI``) they are not available yet and say so.
+Each function works on the dataset store named by the default client's settings
+(``ml.get_client()``), chosen by :func:`~modelloop.datasets.store.open_dataset_store`: the
+metadata database and the blob store, or a modelloop server when ``MODELLOOP_TRACKING_URI`` is
+set. Both behave alike, the run/lineage link included: a version logged inside a run names the
+run, and a version loaded inside a run is noted as read by it.
 
 Inside :func:`recording_reads` every reference that is resolved (``get_dataset``,
 ``load_dataset``, ``dataset_versions``, ``skew``) is noted as it was asked for (``"fraud"``: the
@@ -15,6 +17,7 @@ pipeline step's cached outputs hold only while each of its reads still gives the
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING
 from modelloop.datasets.entities import Dataset, DatasetVersion, check_dataset_name, parse_ref
 from modelloop.datasets.profile import DatasetProfile, compute_profile
 from modelloop.datasets.skew import SkewReport, Tolerances, compare_profiles
+from modelloop.datasets.store import DatasetStore, open_dataset_store
 from modelloop.errors import InvalidArgument, NotFound
 from modelloop.tracking.fluent import active_run, get_client
 from modelloop.tracking.source import current_user
@@ -31,11 +35,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelloop.datasets.contracts import Contract
-    from modelloop.datasets.store import SqlDatasetStore
     from modelloop.tracking.client import Client
     from modelloop.tracking.run import ActiveRun
 
-_stores: dict[int, tuple[Client, SqlDatasetStore]] = {}
+_stores: weakref.WeakKeyDictionary[Client, DatasetStore] = weakref.WeakKeyDictionary()
 _stores_lock = threading.Lock()
 _reads: ContextVar[dict[str, int] | None] = ContextVar("modelloop_dataset_reads", default=None)
 
@@ -58,28 +61,17 @@ def _note_read(ref: str, version: int) -> None:
         reads[ref] = version
 
 
-def dataset_store(client: Client | None = None) -> SqlDatasetStore:
-    """The dataset store next to ``client``'s (default: the default client's) tracking store."""
-    from modelloop.artifacts import BlobStore
-    from modelloop.datasets.store import SqlDatasetStore
-    from modelloop.store import open_database
-
+def dataset_store(client: Client | None = None) -> DatasetStore:
+    """The dataset store beside ``client``'s (default: the default client's) tracking store:
+    the same database and blob store, or the same server. One per client, closed when the
+    client is collected."""
     client = client or get_client()
-    settings = client.settings
-    if settings.tracking_uri is not None:
-        raise InvalidArgument(
-            "Datasets need the local store: they are not available through a tracking server "
-            "(unset MODELLOOP_TRACKING_URI and set MODELLOOP_DATABASE_URL/ARTIFACT_URI instead)"
-        )
     with _stores_lock:
-        cached = _stores.get(id(client))
-        if cached is None or cached[0] is not client:
-            db = open_database(settings.database_url)
-            cached = _stores[id(client)] = (
-                client,
-                SqlDatasetStore(db, BlobStore(settings.artifact_uri)),
-            )
-        return cached[1]
+        store = _stores.get(client)
+        if store is None:
+            store = _stores[client] = open_dataset_store(client.settings)
+            weakref.finalize(client, store.close)
+        return store
 
 
 def log_dataset(
@@ -103,15 +95,10 @@ def log_dataset(
         run = active_run()
     client = run.client if run is not None and not isinstance(run, str) else None
     run_id = run if isinstance(run, str) or run is None else run.run_id
-    store = dataset_store(client)
-    version = store.log_version(
+    store = dataset_store(client)  # lineage: the store notes the run that logged it
+    return store.log_version(
         name, df, actor=current_user(), description=description, run_id=run_id, contract=contract
     )
-    if run_id is not None:  # lineage: this run produced (or re-logged) this version
-        from modelloop.store.lineage import record_edges
-
-        record_edges(store.db, [("run", run_id, "dataset", version.ref, "output")])
-    return version
 
 
 def get_dataset(ref: str) -> DatasetVersion:
@@ -146,9 +133,7 @@ def load_dataset(ref: str | DatasetVersion) -> pd.DataFrame:
     frame = store.load(version)
     reader = active_run()
     if reader is not None:  # lineage: the active run consumed this version
-        from modelloop.store.lineage import record_edges
-
-        record_edges(store.db, [("dataset", version.ref, "run", reader.run_id, "input")])
+        store.record_read(version, reader.run_id)
     return frame
 
 

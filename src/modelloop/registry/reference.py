@@ -82,11 +82,11 @@ def training_dataset(
     module docstring), or ``(None, why not)``."""
     from modelloop.datasets.entities import parse_ref
     from modelloop.datasets.fluent import dataset_store
+    from modelloop.datasets.sql import SqlDatasetStore
 
-    try:
-        store = dataset_store(client)
-    except InvalidArgument:
-        return None, "the datasets of its run are not reachable through a tracking server"
+    store = dataset_store(client)
+    if not isinstance(store, SqlDatasetStore):  # the lineage walk reads the database
+        return None, "the lineage of its run is not readable through a tracking server"
     refs = _nearest_datasets(store.db, run_id)
     if not refs:
         return None, f"its run {run_id} (and the steps upstream of it) read or logged no dataset"

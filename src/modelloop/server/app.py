@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The tracking and registry API over the local store the settings name."""
     from modelloop.registry.sql import SqlRegistryStore
     from modelloop.server.automation import automation_router
+    from modelloop.server.datasets import datasets_router
     from modelloop.server.monitoring import monitoring_router
     from modelloop.server.registry import registry_router
     from modelloop.server.serving import serving_router
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tracking_router(store, max_upload_bytes=settings.max_upload_bytes))
     registry = SqlRegistryStore(store.db, protected_aliases=settings.protected_aliases)
     app.include_router(registry_router(registry))
+    app.include_router(datasets_router(store.db, store.blobs))
     app.include_router(monitoring_router(settings))
     app.include_router(automation_router(settings))
     app.include_router(serving_router(settings))

@@ -1,9 +1,10 @@
 """The Datasets section: every dataset, one dataset's versions, and one version's schema,
 profile, lineage, first rows and contract check.
 
-Pages read through :class:`~modelloop.datasets.store.SqlDatasetStore`, the store that
-``ml.log_dataset`` writes; the runs that logged and read a version come from its lineage edges
-(``ml.log_dataset`` / ``ml.load_dataset`` inside a run record them), what it was made from from
+Pages read through the :class:`~modelloop.datasets.store.DatasetStore` protocol (here the
+server's own SQL store, which ``ml.log_dataset`` writes locally or through this server); the runs
+that logged and read a version come from its lineage edges (``ml.log_dataset`` /
+``ml.load_dataset`` inside a run record them), what it was made from from
 the lineage SDK, and the models trained from it from the registry and lineage: the versions
 that name its content digest among their ``dataset_digests``, or whose lineage (the graph
 ``modelloop lineage models:/NAME/V`` walks) reaches it (the relation is shown, so a guess never
@@ -53,7 +54,8 @@ from modelloop.datasets.profile import (
     categorical_for_drift,
     number_label,
 )
-from modelloop.datasets.store import SqlDatasetStore
+from modelloop.datasets.sql import SqlDatasetStore
+from modelloop.datasets.store import DatasetStore
 from modelloop.errors import Forbidden, InvalidArgument, ModelloopError, NotFound
 from modelloop.tracking.entities import Run
 from modelloop.ui.app import Pages, _form, _lineage_rows, _same_origin
@@ -80,7 +82,7 @@ def register(router: APIRouter, pages: Pages) -> None:
     from modelloop.registry.sql import SqlRegistryStore
     from modelloop.tracking.client import Client
 
-    datasets = SqlDatasetStore(pages.store.db, pages.store.blobs)
+    datasets: DatasetStore = SqlDatasetStore(pages.store.db, pages.store.blobs)
     registry = SqlRegistryStore(pages.store.db, protected_aliases=pages.settings.protected_aliases)
     client = Client(settings=pages.settings, store=pages.store)  # for the lineage SDK
     view = _Views(pages, datasets, registry, client)
@@ -193,7 +195,7 @@ class StoredCheck:
 @dataclass(frozen=True)
 class _Views:
     pages: Pages
-    datasets: SqlDatasetStore
+    datasets: DatasetStore
     registry: SqlRegistryStore
     client: Any
 
@@ -247,7 +249,7 @@ class _Views:
                 if dataset.latest_version and version.version < dataset.latest_version
                 else None
             ),
-            size=_blob_size(self.datasets, version),
+            size=self.datasets.data_size(version),
             columns=[_column_row(version, c) for c in version.profile.columns.values()],
             shown_quantiles=[_percent_label(q) for q in _SHOWN_QUANTILES],
             chart={c.name: _chart(c) for c in version.profile.columns.values()},
@@ -296,13 +298,6 @@ def _runs(pages: Pages, ids: Iterable[str]) -> dict[str, Run | None]:
         except ModelloopError:
             found[run_id] = None
     return found
-
-
-def _blob_size(datasets: SqlDatasetStore, version: DatasetVersion) -> int | None:
-    try:
-        return datasets.blobs.size(version.artifact_digest)
-    except (ModelloopError, OSError):
-        return None
 
 
 _REACHED = {  # how models_from found a version, as the page says it
@@ -434,9 +429,7 @@ def _percent_label(q: str) -> str:
 # -- the preview -------------------------------------------------------------------------------
 
 
-def _preview(
-    datasets: SqlDatasetStore, version: DatasetVersion
-) -> tuple[dict[str, Any] | None, str]:
+def _preview(datasets: DatasetStore, version: DatasetVersion) -> tuple[dict[str, Any] | None, str]:
     """The first rows as text cells, or why there are none."""
     try:
         frame = datasets.head(version, PREVIEW_ROWS)
@@ -465,7 +458,7 @@ def _cells(frame: pd.DataFrame) -> list[list[str | None]]:
 # -- the contract check ------------------------------------------------------------------------
 
 
-def _check(datasets: SqlDatasetStore, version: DatasetVersion, text: str) -> ContractCheck:
+def _check(datasets: DatasetStore, version: DatasetVersion, text: str) -> ContractCheck:
     """The version checked against the pasted contract, rule by rule; a contract that cannot
     be read or applied is a message, with the text kept in the box to correct it."""
     import yaml

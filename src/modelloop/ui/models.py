@@ -52,7 +52,7 @@ from modelloop.ui.replay import ReplayTable, version_replays
 if TYPE_CHECKING:
     from modelloop.datasets.entities import DatasetVersion
     from modelloop.datasets.reference import ColumnReference
-    from modelloop.datasets.store import SqlDatasetStore
+    from modelloop.datasets.store import DatasetStore
     from modelloop.registry.client import Registry
     from modelloop.registry.sql import SqlRegistryStore
     from modelloop.ui.app import Pages
@@ -529,14 +529,10 @@ class LoggedDataset:
     columns: list[ProfileRow] = field(default_factory=list)
 
 
-def _dataset_store(registry: Registry) -> SqlDatasetStore:
-    from modelloop.artifacts import BlobStore
-    from modelloop.datasets.store import SqlDatasetStore
-    from modelloop.registry.sql import SqlRegistryStore
+def _dataset_store(registry: Registry) -> DatasetStore:
+    from modelloop.datasets.store import open_dataset_store
 
-    store = registry.store
-    assert isinstance(store, SqlRegistryStore)
-    return SqlDatasetStore(store.db, BlobStore(registry.client.settings.artifact_uri))
+    return open_dataset_store(registry.client.settings)
 
 
 def _datasets(registry: Registry, version: ModelVersion) -> list[LoggedDataset]:

@@ -43,7 +43,7 @@ from modelloop.errors import (
 from modelloop.web.responses import error_response
 
 JSON_BODY_LIMIT = 32 * 1024 * 1024
-_UPLOAD_ROUTE = re.compile(r"^/api/v1/runs/[^/]+/artifact$")
+_UPLOAD_ROUTE = re.compile(r"^/api/v1/(?:runs/[^/]+/artifact|datasets/[^/]+/versions)$")
 _PUBLIC_PATHS = frozenset({"/health", "/", "/ui", "/ui/login", "/ui/logout"})  # or redirects
 _PUBLIC_PREFIXES = ("/ui/static/",)  # the UI's CSS and scripts, which the login page needs
 TOKEN_COOKIE = "modelloop_token"  # noqa: S105 - a name; its value is the token, %-encoded
@@ -243,7 +243,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        upload = scope["method"] == "PUT" and _UPLOAD_ROUTE.match(scope["path"])
+        upload = scope["method"] in ("PUT", "POST") and _UPLOAD_ROUTE.match(scope["path"])
         limit = self.upload_limit if upload else self.json_limit
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         if declared.isdigit() and int(declared) > limit:
