@@ -1,8 +1,10 @@
-"""``modelloop datasets``: list, show and validate, through a root command like the real one."""
+"""``modelloop datasets``: list, show and validate, through a root command like the real one, on
+the local store and through a server (``MODELLOOP_TRACKING_URI``) alike."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +17,34 @@ import modelloop as ml
 from modelloop.cli.app import _CommandLine
 from modelloop.cli.datasets import datasets_app
 from modelloop.datasets import fluent as ds
+from modelloop.settings import load_settings
 from modelloop.tracking import fluent
+from tests.live_server import live_server
 
 root = typer.Typer(cls=_CommandLine, pretty_exceptions_enable=False)
 root.add_typer(datasets_app, name="datasets")
 runner = CliRunner(env={"COLUMNS": "200"})
 
 
+@pytest.fixture(params=["local", "server"])
+def where(
+    request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The store under ``home``, used directly or through a live server on it."""
+    if request.param == "local":
+        yield "local"
+        return
+    with live_server(load_settings()) as url:
+        monkeypatch.setenv("MODELLOOP_TRACKING_URI", url)
+        try:
+            yield "server"
+        finally:
+            fluent.close_clients()
+            monkeypatch.delenv("MODELLOOP_TRACKING_URI")
+
+
 @pytest.fixture
-def logged(home: Path) -> str:
+def logged(where: str) -> str:
     frame = pd.DataFrame(
         {
             "tx_id": [1, 2, 2],
@@ -47,7 +68,7 @@ def test_list(logged: str) -> None:
     assert [(d["name"], d["latest_version"], d["num_versions"]) for d in as_json] == [("tx", 2, 2)]
 
 
-def test_list_empty(home: Path) -> None:
+def test_list_empty(where: str) -> None:
     result = runner.invoke(root, ["datasets", "list"])
     assert (result.exit_code, result.output.strip()) == (0, "No datasets yet.")
 
@@ -64,7 +85,7 @@ def test_show(logged: str) -> None:
     assert data["profile"]["columns"][1]["mean"] == 2.0
 
 
-def test_show_unknown(home: Path) -> None:
+def test_show_unknown(where: str) -> None:
     result = runner.invoke(root, ["datasets", "show", "nope@3"])
     assert result.exit_code == 3
     assert result.output.strip() == "Error: No dataset 'nope': no dataset has been logged yet"
