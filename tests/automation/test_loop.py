@@ -25,8 +25,8 @@ from modelloop.automation.loop import timeline as timeline_of
 from modelloop.automation.policy import apply_policy, policy_state
 from modelloop.automation.scheduler import Scheduler
 from modelloop.automation.training import TrainingContext
-from modelloop.monitoring.monitor import apply_monitor
-from modelloop.monitoring.runner import run_monitor
+from modelloop.monitoring.fluent import apply_monitor
+from modelloop.monitoring.runner import check_windows
 from modelloop.serving.deployment import parse_deployment
 from modelloop.serving.fluent import apply_deployment, get_deployment
 from modelloop.serving.server import ServeSpec, build_app
@@ -88,7 +88,7 @@ class Stream:
 
     def close_day(self, d: int) -> list[str]:
         at = datetime.fromtimestamp((_ms(d + 1) + 600_000) / 1000, UTC)
-        run_monitor("fraud-watch", now=at)
+        check_windows("fraud-watch", now=at)
         return [decision.action for decision in step_policy("fraud-loop", now=at)]
 
     def wait_for_mode(self, mode: str) -> None:

@@ -11,8 +11,9 @@ from modelloop.automation.decision import Decision
 from modelloop.automation.policy import parse_policy
 from modelloop.automation.triggers import _follow_up, _futility, _holds
 from modelloop.clock import DAY_MS, iso
-from modelloop.monitoring.monitor import apply_monitor, get_monitor, monitor_database
-from modelloop.monitoring.store import record_window
+from modelloop.monitoring.fluent import apply_monitor, get_monitor
+from modelloop.monitoring.sql import SqlMonitorStore
+from modelloop.monitoring.store import monitor_database
 from modelloop.monitoring.windows import ScopeResult, Window
 from modelloop.settings import load_settings
 
@@ -91,13 +92,13 @@ def test_the_performance_holds_unless_it_fell_beyond_tolerance_and_noise(
 ) -> None:
     settings = load_settings()
     apply_monitor({"name": "watch", "deployment": "online", "model": "m", "window": "1d"})
-    monitor = get_monitor("watch").monitor
-    db = monitor_database(settings)
+    monitor = get_monitor("watch")
+    store = SqlMonitorStore(monitor_database(settings))
     days = [(d - 7, ap) for d, ap in enumerate(DAILY_AP)] + list(enumerate(since))
     for day, ap in days:
         start = CHANGE + day * DAY_MS
         scope = ScopeResult(0, "ok", 100, {"performance.average_precision": ap})
-        record_window(db, monitor, "performance", Window(start, start + DAY_MS), [scope], start)
+        store.record_window(monitor, "performance", Window(start, start + DAY_MS), [scope], start)
     policy = parse_policy({**GOOD, "triggers": {"tolerance": 0.05}})
     now = CHANGE + (len(since) + 8) * DAY_MS
     held = _holds(policy, monitor, CHANGE, now, settings, [])

@@ -13,7 +13,7 @@ import modelloop as ml
 from modelloop.automation.policy import apply_policy, policy_state
 from modelloop.cli import app
 from modelloop.clock import to_ms
-from modelloop.monitoring.monitor import apply_monitor
+from modelloop.monitoring.fluent import apply_monitor
 from modelloop.settings import load_settings
 from tests.server.test_policy_references import seed_references
 

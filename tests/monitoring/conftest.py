@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import modelloop as ml
-from modelloop.monitoring.monitor import apply_monitor
+from modelloop.monitoring.fluent import apply_monitor
 from modelloop.serving.feedback import Label, record_feedback
 from modelloop.serving.prediction_log import PredictionBatch, PredictionLog, new_prediction_ids
 from modelloop.settings import Settings, load_settings

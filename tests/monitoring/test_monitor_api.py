@@ -26,7 +26,7 @@ import modelloop as ml
 from modelloop.cli.app import app
 from modelloop.clock import to_ms
 from modelloop.errors import InvalidArgument
-from modelloop.monitoring.runner import run_monitor
+from modelloop.monitoring.runner import check_windows
 from modelloop.settings import load_settings
 from modelloop.store import open_database
 
@@ -79,7 +79,7 @@ def test_alerts_reach_a_webhook_and_a_down_webhook_loses_nothing(
     _drifting_days(watched)
     handler.failures_left = 100  # down for the first run (3 attempts per delivery)
     name = watched.monitor(alerts=[DRIFT_RULE], webhooks=[url], performance={"enabled": False})
-    run_monitor(name, now=day(3) + timedelta(hours=1), settings=settings)
+    check_windows(name, now=day(3) + timedelta(hours=1), settings=settings)
     [alert] = ml.alerts(name)
     assert alert.state == "firing"
     assert alert.notified is None  # stored, not yet delivered
@@ -87,7 +87,7 @@ def test_alerts_reach_a_webhook_and_a_down_webhook_loses_nothing(
     assert handler.received == []
 
     handler.failures_left = 0
-    run_monitor(name, now=day(3) + timedelta(hours=1), settings=settings)  # nothing new: retry
+    check_windows(name, now=day(3) + timedelta(hours=1), settings=settings)  # nothing new: retry
     [payload] = handler.received
     assert payload["event"] == "alert.firing"
     assert payload["alert"]["rule"] == "inputs"
@@ -104,7 +104,7 @@ def test_a_private_webhook_needs_the_operator(watched: Watched) -> None:
     _drifting_days(watched)
     name = watched.monitor(alerts=[DRIFT_RULE], webhooks=["http://localhost:9/hook"],
                            performance={"enabled": False})  # fmt: skip
-    run_monitor(name, now=day(3) + timedelta(hours=1), settings=watched.settings)
+    check_windows(name, now=day(3) + timedelta(hours=1), settings=watched.settings)
     [alert] = ml.alerts(name)
     assert "loopback" in alert.deliveries[0]["targets"][0]["error"]
 
@@ -230,7 +230,7 @@ def test_deleting_a_monitor_removes_its_windows_and_alerts(
 ) -> None:
     _drifting_days(watched)
     name = watched.monitor(alerts=[DRIFT_RULE], performance={"enabled": False})
-    run_monitor(name, now=day(3) + timedelta(hours=1), settings=watched.settings)
+    check_windows(name, now=day(3) + timedelta(hours=1), settings=watched.settings)
     assert ml.alerts(name)
     runner = CliRunner()
     kept = runner.invoke(app, ["monitor", "delete", name], input="n\n")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 import modelloop as ml
 from modelloop.cli.app import app
-from modelloop.monitoring.runner import run_monitor
+from modelloop.monitoring.runner import check_windows
 from modelloop.settings import load_settings
 
 from ..live_server import live_server
@@ -40,7 +40,7 @@ def test_results_say_which_columns_drifted_and_by_which_test(
     watched.log_predictions(day(2), 800, seed=2, frame=_shifted(800, 2))
     watched.log_predictions(day(3), 3000, seed=3, shift=1.5)  # large: Wasserstein, JS
     name = watched.monitor(performance={"enabled": False})
-    run_monitor(name, now=day(4) + timedelta(hours=1), settings=watched.settings)
+    check_windows(name, now=day(4) + timedelta(hours=1), settings=watched.settings)
 
     frame = ml.monitor_results(name)
     assert list(frame["status"]) == ["ok"] * 3

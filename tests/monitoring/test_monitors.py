@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from modelloop.errors import InvalidArgument
-from modelloop.monitoring import store
-from modelloop.monitoring.monitor import get_monitor, load_monitor_file
-from modelloop.monitoring.runner import run_monitor
-from modelloop.monitoring.store import alert_rows, window_rows
+from modelloop.monitoring import sql
+from modelloop.monitoring.fluent import get_monitor
+from modelloop.monitoring.monitor import load_monitor_file
+from modelloop.monitoring.runner import check_windows
+from modelloop.monitoring.sql import SqlMonitorStore, window_rows
 from modelloop.store import open_database
 
 from .conftest import ON_EVERY_DATABASE, Watched, day
@@ -31,7 +32,7 @@ def test_daily_windows_find_drift_and_score_matured_labels(watched: Watched) -> 
     watched.send_labels(second.iloc[:100], at=day(3))  # most labels of day 2 never come
     name = watched.monitor()
 
-    results = run_monitor(name, now=day(5) + timedelta(hours=1), settings=watched.settings)
+    results = check_windows(name, now=day(5) + timedelta(hours=1), settings=watched.settings)
 
     done = {(r.kind, r.window.start) for r in results if r.stored}
     ms = [int(day(i).timestamp() * 1000) for i in range(1, 5)]
@@ -56,7 +57,7 @@ def test_daily_windows_find_drift_and_score_matured_labels(watched: Watched) -> 
     assert perf[1]["values"]["performance.label_coverage"] == pytest.approx(0.05)
     assert "performance.auc_roc" not in perf[1]["values"]
 
-    again = run_monitor(name, now=day(5) + timedelta(hours=1), settings=watched.settings)
+    again = check_windows(name, now=day(5) + timedelta(hours=1), settings=watched.settings)
     assert not any(r.stored for r in again)  # idempotent: nothing new is due
 
 
@@ -64,7 +65,7 @@ def test_each_model_version_gets_its_own_scope(watched: Watched) -> None:
     watched.log_predictions(day(1), 1500, seed=1)
     watched.log_predictions(day(1), 1500, seed=3, shift=2.0, role="shadow")
     name = watched.monitor(performance={"enabled": False})
-    [result] = run_monitor(name, window="2026-01-01T12:00", now=day(3), settings=watched.settings)
+    [result] = check_windows(name, window="2026-01-01T12:00", now=day(3), settings=watched.settings)
     assert [s.model_version for s in result.scopes] == [0, watched.version]
     whole, version = result.scopes
     assert whole.n_predictions == 1500  # the shadow's answers are not the deployment's
@@ -75,9 +76,9 @@ def test_each_model_version_gets_its_own_scope(watched: Watched) -> None:
 def test_a_window_not_due_yet_is_refused(watched: Watched) -> None:
     name = watched.monitor()
     with pytest.raises(InvalidArgument, match="not due yet"):
-        run_monitor(name, window="2026-01-04", now=day(4) + timedelta(hours=1),
+        check_windows(name, window="2026-01-04", now=day(4) + timedelta(hours=1),
                     settings=watched.settings)  # fmt: skip
-    stored = get_monitor(name, settings=watched.settings).monitor
+    stored = get_monitor(name, settings=watched.settings)
     assert stored.since is not None
     assert stored.since.isoformat().startswith("2026-01-01")
 
@@ -90,19 +91,19 @@ def test_alerts_fire_after_consecutive_breaches_once_and_resolve(watched: Watche
     watched.log_predictions(day(5), 3000, seed=5)
     rule = {"name": "inputs-drift", "metric": "drift.share", "above": 0.2, "consecutive": 2}
     name = watched.monitor(alerts=[rule], performance={"enabled": False})
-    db = open_database(watched.settings.database_url)
+    store = SqlMonitorStore(open_database(watched.settings.database_url))
 
-    run_monitor(name, now=day(3) + timedelta(hours=1), settings=watched.settings)
-    assert alert_rows(db, monitor=name) == []  # one breaching day is not two
-    run_monitor(name, now=day(4) + timedelta(hours=1), settings=watched.settings)
-    [alert] = alert_rows(db, monitor=name)
+    check_windows(name, now=day(3) + timedelta(hours=1), settings=watched.settings)
+    assert store.alerts(name) == []  # one breaching day is not two
+    check_windows(name, now=day(4) + timedelta(hours=1), settings=watched.settings)
+    [alert] = store.alerts(name)
     assert (alert.state, alert.breaches, alert.first_window) == ("firing", 2, day(2))
     assert alert.notified == "firing"  # no webhooks: delivered by being logged
-    run_monitor(name, now=day(5) + timedelta(hours=1), settings=watched.settings)
-    [alert] = alert_rows(db, monitor=name)
+    check_windows(name, now=day(5) + timedelta(hours=1), settings=watched.settings)
+    [alert] = store.alerts(name)
     assert (alert.state, alert.breaches) == ("firing", 3)  # deduplicated
-    run_monitor(name, now=day(6) + timedelta(hours=1), settings=watched.settings)
-    [alert] = alert_rows(db, monitor=name)
+    check_windows(name, now=day(6) + timedelta(hours=1), settings=watched.settings)
+    [alert] = store.alerts(name)
     assert alert.state == "resolved"
     assert alert.resolved_at is not None
 
@@ -118,16 +119,16 @@ def test_a_crash_mid_window_stores_nothing_and_the_next_run_completes(
         raise RuntimeError("killed mid-check")
 
     # Alert rules run last inside the window's transaction, after every scope was inserted.
-    monkeypatch.setattr(store, "_apply_rule", crash)
+    monkeypatch.setattr(sql, "_apply_rule", crash)
     with pytest.raises(RuntimeError):
-        run_monitor(name, now=day(2) + timedelta(hours=1), settings=watched.settings)
+        check_windows(name, now=day(2) + timedelta(hours=1), settings=watched.settings)
     db = open_database(watched.settings.database_url)
     assert window_rows(db, name, model_version=None) == []
     with db.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM monitor_values").scalar() == 0
 
     monkeypatch.undo()
-    [result] = run_monitor(name, now=day(2) + timedelta(hours=1), settings=watched.settings)
+    [result] = check_windows(name, now=day(2) + timedelta(hours=1), settings=watched.settings)
     assert result.stored
     assert [a["state"] for a in result.alerts] == ["firing"]
 
@@ -135,15 +136,15 @@ def test_a_crash_mid_window_stores_nothing_and_the_next_run_completes(
 def test_last_n_windows_follow_the_newest_predictions(watched: Watched) -> None:
     watched.log_predictions(day(1), 3000, seed=1)
     name = watched.monitor(window="last 2000", every="10m", performance={"enabled": False})
-    [calm] = run_monitor(name, now=day(2), settings=watched.settings)
+    [calm] = check_windows(name, now=day(2), settings=watched.settings)
     assert calm.stored
     assert calm.whole is not None
     assert calm.whole.n_predictions == 2000
     assert calm.whole.values["drift.share"] == 0.0
-    assert not run_monitor(name, now=day(2), settings=watched.settings)  # same window: nothing
+    assert not check_windows(name, now=day(2), settings=watched.settings)  # same window: nothing
 
     watched.log_predictions(day(2), 2000, seed=2, shift=1.5, spread=timedelta(hours=1))
-    [shifted] = run_monitor(name, now=day(3), settings=watched.settings)
+    [shifted] = check_windows(name, now=day(3), settings=watched.settings)
     assert shifted.whole is not None
     assert shifted.whole.values["drift.share"] >= 0.25
     assert shifted.window.start == int(day(2).timestamp() * 1000)

@@ -14,8 +14,8 @@ import modelloop as ml
 from modelloop import flavors
 from modelloop.errors import NotFound
 from modelloop.monitoring import check_drift
-from modelloop.monitoring.runner import run_monitor
-from modelloop.monitoring.store import window_rows
+from modelloop.monitoring.runner import check_windows
+from modelloop.monitoring.sql import window_rows
 from modelloop.registry.reference import NoDriftReference
 from modelloop.store import open_database
 
@@ -73,7 +73,7 @@ def test_a_monitored_version_without_reference_says_why_and_how_to_add_one(
         version = ml.register_model(run.run_id, MODEL, artifact_path="other").version
     watched.log_predictions(day(1), 300, seed=1, version=version)
     name = watched.monitor()
-    run_monitor(name, now=day(2) + timedelta(hours=1), settings=watched.settings)
+    check_windows(name, now=day(2) + timedelta(hours=1), settings=watched.settings)
     rows = window_rows(open_database(watched.settings.database_url), name, kind="drift")
     assert rows[0]["status"] == "no_reference"
     (note,) = rows[0]["report"]["notes"]

@@ -15,9 +15,9 @@ import modelloop as ml
 from modelloop.automation.policy import apply_policy, policy_state
 from modelloop.automation.scheduler import Scheduler
 from modelloop.clock import DAY_MS, now_ms, to_ms
-from modelloop.monitoring.monitor import monitor_database
-from modelloop.monitoring.runner import run_monitor
-from modelloop.monitoring.store import window_rows
+from modelloop.monitoring.runner import check_windows
+from modelloop.monitoring.sql import window_rows
+from modelloop.monitoring.store import monitor_database
 from modelloop.serving.deployment import parse_deployment
 from modelloop.serving.fluent import apply_deployment
 
@@ -70,7 +70,7 @@ def test_after_a_long_pause_a_tick_catches_up_at_most_catch_up_and_replaces_noth
         watched.log_predictions(day(d), 300, seed=d, shift=0.5 * (d == 20))
     name = watched.monitor(performance={"enabled": False})  # since 2026-01-01, catch_up 7d
     for d in (2, 20):  # checked by hand before the pause
-        run_monitor(
+        check_windows(
             name, window=day(d), now=day(21) + timedelta(hours=1), settings=watched.settings
         )
     db = monitor_database(watched.settings)
@@ -102,13 +102,13 @@ def test_after_a_long_pause_a_tick_catches_up_at_most_catch_up_and_replaces_noth
 def test_checking_a_stored_window_again_replaces_nothing(watched: Watched) -> None:
     watched.log_predictions(day(2), 300, seed=2)
     name = watched.monitor(performance={"enabled": False})
-    [first] = run_monitor(name, window=day(2), now=day(4), settings=watched.settings)
+    [first] = check_windows(name, window=day(2), now=day(4), settings=watched.settings)
     assert first.stored
     db = monitor_database(watched.settings)
     before = window_rows(db, name, model_version=None)
     watched.log_predictions(day(2) + timedelta(hours=1), 300, seed=3, shift=2.0)  # late data
 
-    [again] = run_monitor(name, window=day(2), now=day(5), settings=watched.settings)
+    [again] = check_windows(name, window=day(2), now=day(5), settings=watched.settings)
 
     assert not again.stored
     assert window_rows(db, name, model_version=None) == before

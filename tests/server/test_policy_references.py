@@ -11,7 +11,7 @@ import pytest
 
 from modelloop.automation.policy import apply_policy, get_policy
 from modelloop.errors import NotFound
-from modelloop.monitoring.monitor import apply_monitor
+from modelloop.monitoring.fluent import apply_monitor
 from modelloop.registry.entities import ModelVersionSpec
 from modelloop.registry.sql import SqlRegistryStore
 from modelloop.serving.deployment import parse_deployment

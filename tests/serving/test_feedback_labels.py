@@ -10,7 +10,7 @@ import lightgbm as lgb
 import pandas as pd
 
 import modelloop as ml
-from modelloop.monitoring.runner import run_monitor
+from modelloop.monitoring.runner import check_windows
 from tests.serving.conftest import Registry, record, serving, transactions
 
 
@@ -105,7 +105,7 @@ def test_class_names_are_stored_for_the_monitor(registry: Registry) -> None:
             "performance": {"label_delay": "0s", "k": 20},
         }
     )
-    _, performance = run_monitor("names", now=datetime.now(UTC) + timedelta(minutes=1))
+    _, performance = check_windows("names", now=datetime.now(UTC) + timedelta(minutes=1))
     whole = next(s for s in performance.scopes if s.model_version == 0)
     assert whole.status == "ok"
     assert whole.values["performance.n_labelled"] == 300

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import modelloop as ml
-from modelloop.monitoring.runner import run_monitor
+from modelloop.monitoring.runner import check_windows
 
 from .conftest import Registry, serving, transactions
 
@@ -53,7 +53,7 @@ def test_a_served_deployment_is_monitored_per_version(registry: Registry) -> Non
             "performance": {"label_delay": "0s", "k": 50, "entity": "card_id"},
         }
     )
-    results = run_monitor("served", now=datetime.now(UTC) + timedelta(minutes=1))
+    results = check_windows("served", now=datetime.now(UTC) + timedelta(minutes=1))
     drift, performance = results
     assert (drift.kind, performance.kind) == ("drift", "performance")
     champion, challenger = 1, 2

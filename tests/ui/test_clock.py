@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 import modelloop as ml
-from modelloop.monitoring.monitor import apply_monitor
+from modelloop.monitoring.fluent import apply_monitor
 from modelloop.settings import Settings
 from modelloop.tracking.client import open_store
 from modelloop.tracking.entities import RunSpec

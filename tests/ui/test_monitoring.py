@@ -81,8 +81,8 @@ def _seed(settings: Settings) -> Seeded:
     from modelloop.automation.decision import Decision
     from modelloop.automation.loop import _Loop, start_rollout
     from modelloop.automation.policy import PolicyState, apply_policy, get_policy
-    from modelloop.monitoring.monitor import apply_monitor
-    from modelloop.monitoring.runner import run_monitor
+    from modelloop.monitoring.fluent import apply_monitor
+    from modelloop.monitoring.runner import check_windows
     from modelloop.serving.deployment import parse_deployment
     from modelloop.serving.feedback import Label, record_feedback
     from modelloop.serving.fluent import apply_deployment
@@ -150,13 +150,13 @@ def _seed(settings: Settings) -> Seeded:
                    {"name": "ap-low", "metric": "performance.average_precision",
                     "below": 0.9999, "severity": "critical"}],
     }, settings=settings)  # fmt: skip
-    run_monitor(MONITOR, now=day(7, 1), settings=settings, notify=False)
+    check_windows(MONITOR, now=day(7, 1), settings=settings, notify=False)
     apply_monitor({
         "name": BLIND, "deployment": DEPLOYMENT, "model": MODEL, "window": "1d",
         "since": "2026-01-05", "drift": {"columns": ["card_age"]},
         "performance": {"enabled": False},
     }, settings=settings)  # fmt: skip
-    run_monitor(BLIND, now=day(7, 1), settings=settings, notify=False)
+    check_windows(BLIND, now=day(7, 1), settings=settings, notify=False)
 
     apply_policy({
         "name": POLICY, "deployment": DEPLOYMENT, "model": MODEL, "monitor": MONITOR,

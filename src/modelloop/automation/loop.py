@@ -48,7 +48,8 @@ from modelloop.automation.training import labelled_window, train_challenger
 from modelloop.automation.triggers import check_triggers, drift_importance
 from modelloop.clock import DAY_MS, duration_ms, to_ms
 from modelloop.errors import Conflict, Forbidden, InvalidArgument, ModelloopError, NotFound
-from modelloop.monitoring.monitor import Monitor, get_monitor
+from modelloop.monitoring.fluent import get_monitor
+from modelloop.monitoring.monitor import Monitor
 from modelloop.registry.client import Registry
 from modelloop.registry.entities import RequestStatus
 from modelloop.serving.deployment import parse_deployment
@@ -127,7 +128,7 @@ class _Loop:
         self.policy = policy
         self.settings = settings
         self.now = now
-        self.monitor: Monitor = get_monitor(policy.monitor, settings=settings).monitor
+        self.monitor: Monitor = get_monitor(policy.monitor, settings=settings)
         self.actor = f"policy:{policy.name}"
         self.decisions: list[Decision] = []
         self._opened: Registry | None = None

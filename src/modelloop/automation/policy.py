@@ -276,7 +276,7 @@ def apply_policy(
 def check_references(policy: Policy, *, settings: Settings | None = None) -> None:
     """NotFound unless the deployment, registered model and monitor the policy names exist,
     with one ``{field, message}`` detail for each that does not."""
-    from modelloop.monitoring.monitor import get_monitor
+    from modelloop.monitoring.fluent import get_monitor
     from modelloop.registry.client import Registry
     from modelloop.serving.fluent import get_deployment
     from modelloop.tracking.client import Client

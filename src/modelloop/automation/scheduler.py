@@ -63,8 +63,8 @@ class Scheduler:
     def tick(self, now: datetime | None = None) -> int:
         """Run every due monitor once, then step every policy, at ``now`` (default: the store's
         clock); the number of windows stored."""
-        from modelloop.monitoring.monitor import list_monitors
-        from modelloop.monitoring.runner import run_monitor
+        from modelloop.monitoring.runner import check_windows
+        from modelloop.monitoring.sql import SqlMonitorStore
         from modelloop.store_clock import store_clock
 
         stored = 0
@@ -73,7 +73,7 @@ class Scheduler:
                 clock = store_clock(self.settings)
                 self._say_clock(clock)
                 now = clock.now
-            monitors = list_monitors(settings=self.settings)
+            monitors = SqlMonitorStore.local(self.settings).list()
         except Exception:
             log.exception("cannot read the store's clock and monitors")
             return 0
@@ -87,7 +87,7 @@ class Scheduler:
                     continue
                 self._last_run[monitor.name] = time.monotonic()
             try:
-                results = run_monitor(
+                results = check_windows(
                     monitor.name, now=now, settings=self.settings, on_backlog=self._say_backlog
                 )
             except Exception as exc:

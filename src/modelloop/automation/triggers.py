@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from modelloop.automation.decision import Decision
 from modelloop.automation.policy import PerformanceTrigger, Policy, PolicyState, logged
 from modelloop.clock import DAY_MS, days, duration_ms, iso, to_ms
-from modelloop.monitoring.monitor import Monitor, monitor_database
+from modelloop.monitoring.monitor import Monitor
+from modelloop.monitoring.store import monitor_database
 from modelloop.settings import Settings
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def check_triggers(
     """What to do at ``now`` (ms): train, schedule a training, skip (each with its reasons and
     evidence), or None when nothing new was found. ``history`` is the policy's decisions so far
     (for a scheduled retraining and the budget); ``importance`` weighs drifted features."""
-    from modelloop.monitoring.store import window_rows
+    from modelloop.monitoring.sql import window_rows
 
     triggers = policy.triggers
     last = state.last_trained_at
@@ -235,7 +236,7 @@ def _run_start(db: Any, policy: Policy, monitor: str, newest: dict[str, Any]) ->
     """The start of the run of triggering windows (of ``newest``'s kind) that ``newest`` ends:
     where the change began. One quiet window in between does not end a run (daily windows
     flicker near a threshold)."""
-    from modelloop.monitoring.store import window_rows
+    from modelloop.monitoring.sql import window_rows
 
     end = to_ms(newest["window_start"])
     kind = newest["kind"]
@@ -385,7 +386,7 @@ def _holds(
     later: the days before judged another model) against the week before the change: does it
     stay within the tolerance? Holds, for now, while the champion has no matured window yet
     (it was trained on the change already); None when nothing before the change was measured."""
-    from modelloop.monitoring.store import window_rows
+    from modelloop.monitoring.sql import window_rows
 
     promoted = max((e.time for e in history if e.action == "policy.promoted"), default=0)
     metric = (policy.triggers.performance or _DEFAULT_PERFORMANCE).metric

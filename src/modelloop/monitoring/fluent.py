@@ -1,8 +1,13 @@
 """The monitoring SDK: ``ml.apply_monitor``, ``ml.run_monitor``, ``ml.monitor_results``,
-``ml.alerts``, on the local store or through a server (``MODELLOOP_TRACKING_URI``) alike."""
+``ml.alerts``, on the local store or through a server (``MODELLOOP_TRACKING_URI``) alike: each
+function is one call on the store :func:`~modelloop.monitoring.client.open_monitor_store` picks.
+Changes are recorded as ``MODELLOOP_USER`` or the OS user; through a server with authentication,
+as the user whose token is configured."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,64 +18,49 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelloop.monitoring.monitor import Monitor
-    from modelloop.monitoring.store import Alert
-    from modelloop.transport import Transport
+    from modelloop.monitoring.store import Alert, MonitorStore, StoredWindow
 
 
 def apply_monitor(
-    monitor: Monitor | dict[str, Any] | str | Path, *, settings: Settings | None = None
+    monitor: Monitor | dict[str, Any] | str | Path,
+    *,
+    settings: Settings | None = None,
+    actor: str | None = None,
 ) -> bool:
-    """Create or replace a monitor from a :class:`Monitor`, a mapping or a YAML file; False
-    when it was already stored like this. The server's scheduler picks it up at its next tick."""
-    from modelloop.monitoring.monitor import apply_monitor as apply
+    """Create or replace a monitor from a :class:`Monitor`, a mapping or a YAML file (audited,
+    as ``actor``: default ``MODELLOOP_USER`` or the OS user); False when it was already stored
+    like this. The server's scheduler picks it up at its next tick."""
     from modelloop.monitoring.monitor import load_monitor_file, parse_monitor
+    from modelloop.tracking.source import current_user
 
     config = (
         load_monitor_file(monitor) if isinstance(monitor, str | Path) else parse_monitor(monitor)
     )
-    settings = settings or load_settings()
-    if settings.is_remote:
-        body = config.model_dump(mode="json", exclude_none=True)
-        answer = _remote(settings, "PUT", f"/monitors/{_segment(config.name)}", body)
-        return bool(answer["changed"])
-    return apply(config, settings=settings)
+    with _store(settings) as store:
+        return store.apply(config, actor=actor or current_user())
 
 
 def get_monitor(name: str, *, settings: Settings | None = None) -> Monitor:
-    from modelloop.monitoring.monitor import get_monitor as get
-    from modelloop.monitoring.monitor import parse_monitor
-
-    settings = settings or load_settings()
-    if settings.is_remote:
-        record = _remote(settings, "GET", f"/monitors/{_segment(name)}")
-        return parse_monitor({k: v for k, v in record.items() if not k.startswith("updated_")})
-    return get(name, settings=settings).monitor
+    with _store(settings) as store:
+        return store.get(name).monitor
 
 
 def list_monitors(*, settings: Settings | None = None) -> list[Monitor]:
-    from modelloop.monitoring.monitor import list_monitors as stored
-    from modelloop.monitoring.monitor import parse_monitor
-
-    settings = settings or load_settings()
-    if settings.is_remote:
-        records = _remote(settings, "GET", "/monitors")["monitors"]
-        return [
-            parse_monitor({k: v for k, v in r.items() if not k.startswith("updated_")})
-            for r in records
-        ]
-    return [s.monitor for s in stored(settings=settings)]
+    with _store(settings) as store:
+        return [stored.monitor for stored in store.list()]
 
 
-def delete_monitor(name: str, *, settings: Settings | None = None) -> None:
-    """Delete a monitor with its stored windows and alerts (audited); NotFound if unknown."""
+def delete_monitor(
+    name: str, *, settings: Settings | None = None, actor: str | None = None
+) -> None:
+    """Delete a monitor with its stored windows and alerts (audited, as ``actor``: default
+    ``MODELLOOP_USER`` or the OS user); NotFound if unknown."""
     from modelloop.errors import NotFound
-    from modelloop.monitoring.monitor import delete_monitor as delete
+    from modelloop.tracking.source import current_user
 
-    settings = settings or load_settings()
-    if settings.is_remote:
-        _remote(settings, "DELETE", f"/monitors/{_segment(name)}")
-    elif not delete(name, settings=settings):
-        raise NotFound(f"No monitor named {name!r}")
+    with _store(settings) as store:
+        if not store.delete(name, actor=actor or current_user()):
+            raise NotFound(f"No monitor named {name!r}")
 
 
 def run_monitor(
@@ -78,15 +68,10 @@ def run_monitor(
 ) -> list[dict[str, Any]]:
     """Check what is due now (or the window containing ``window``) and store it; one entry per
     window and kind: ``kind``, ``window_start``, ``stored`` (False: already stored), ``scopes``
-    (``model_version`` 0 is the deployment as a whole) and the ``alerts`` it fired or resolved."""
-    from modelloop.monitoring.runner import run_monitor as run
-
-    settings = settings or load_settings()
-    if settings.is_remote:
-        moment = window.isoformat() if isinstance(window, datetime) else window
-        path = f"/monitors/{_segment(name)}/run"
-        return list(_remote(settings, "POST", path, {"window": moment})["windows"])
-    return [r.to_dict() for r in run(name, window=window, settings=settings)]
+    (``model_version`` 0 is the deployment as a whole) and the ``alerts`` it fired or resolved.
+    Through a server, the server checks them (where the prediction log is)."""
+    with _store(settings) as store:
+        return store.run(name, window=window)
 
 
 def monitor_results(
@@ -112,27 +97,13 @@ def monitor_results(
     for a p-value, else the distance cut-off) and ``.drifted``."""
     import pandas as pd
 
-    from modelloop.clock import to_ms
+    from modelloop.monitoring.store import check_kind
     from modelloop.serving.predictions import parse_instant
 
-    if kind not in ("drift", "performance"):
-        raise _invalid(f"kind must be 'drift' or 'performance', not {kind!r}")
-    settings = settings or load_settings()
-    lo, hi = parse_instant(start, "start"), parse_instant(end, "end")
-    if settings.is_remote:
-        params = {"kind": kind, "version": str(version)}
-        params |= {k: v.isoformat() for k, v in (("start", lo), ("end", hi)) if v is not None}
-        path = f"/monitors/{_segment(name)}/results"
-        rows = _remote(settings, "GET", path, params=params)["windows"]
-    else:
-        from modelloop.monitoring.monitor import get_monitor, monitor_database
-        from modelloop.monitoring.store import window_rows
-
-        get_monitor(name, settings=settings)
-        rows = window_rows(
-            monitor_database(settings), name, kind=kind, model_version=version,
-            start=None if lo is None else to_ms(lo), end=None if hi is None else to_ms(hi),
-        )  # fmt: skip
+    check_kind(kind)
+    since, until = parse_instant(start, "start"), parse_instant(end, "end")
+    with _store(settings) as store:
+        rows = store.windows(name, kind, version=version, since=since, until=until)
     base = ["window_start", "window_end", "status", "n_predictions", "notes"]
     frame = pd.DataFrame(
         [_result_record(row) for row in rows],
@@ -143,12 +114,16 @@ def monitor_results(
     return frame
 
 
-def _result_record(row: dict[str, Any]) -> dict[str, Any]:
+def _result_record(row: StoredWindow) -> dict[str, Any]:
     """One stored window as a row of ``monitor_results``: its facts and values, and for drift
     the test behind each column's statistic, from the window's report."""
-    report = row.get("report") or {}
-    record: dict[str, Any] = {k: row[k] for k in ("window_start", "window_end", "status",
-                                                   "n_predictions")}  # fmt: skip
+    report = row["report"]
+    record: dict[str, Any] = {
+        "window_start": row["window_start"],
+        "window_end": row["window_end"],
+        "status": row["status"],
+        "n_predictions": row["n_predictions"],
+    }
     record["notes"] = list(report.get("notes") or [])
     values = dict(row["values"])
     tested = {f"drift.column.{c}": r for c, r in (report.get("columns") or {}).items()}
@@ -171,45 +146,16 @@ def alerts(
     monitor: str | None = None, *, state: str | None = None, settings: Settings | None = None
 ) -> list[Alert]:
     """Alerts, newest first; ``state`` is ``firing`` or ``resolved``."""
-    from modelloop.monitoring.store import Alert, alert_rows
-
-    if state not in (None, "firing", "resolved"):
-        raise _invalid(f"state must be 'firing' or 'resolved', not {state!r}")
-    settings = settings or load_settings()
-    if settings.is_remote:
-        params = {k: v for k, v in (("monitor", monitor), ("state", state)) if v is not None}
-        records = _remote(settings, "GET", "/alerts", params=params)["alerts"]
-        return [Alert.from_dict(r) for r in records]
-    from modelloop.monitoring.monitor import monitor_database
-
-    return alert_rows(monitor_database(settings), monitor=monitor, state=state)
+    with _store(settings) as store:
+        return store.alerts(monitor, state=state)
 
 
-def _remote(
-    settings: Settings,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    params: dict[str, str] | None = None,
-) -> Any:
-    from modelloop.transport import Transport
+@contextmanager
+def _store(settings: Settings | None) -> Iterator[MonitorStore]:
+    from modelloop.monitoring.client import open_monitor_store
 
-    assert settings.tracking_uri is not None
-    transport: Transport = Transport(settings.tracking_uri, token=settings.token)
+    store = open_monitor_store(settings or load_settings())
     try:
-        return transport.call(method, path, body, params=params)
+        yield store
     finally:
-        transport.close()
-
-
-def _segment(text: str) -> str:
-    from modelloop.transport import segment
-
-    return segment(text)
-
-
-def _invalid(message: str) -> Exception:
-    from modelloop.errors import InvalidArgument
-
-    return InvalidArgument(message)
+        store.close()

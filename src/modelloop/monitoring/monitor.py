@@ -34,13 +34,11 @@ one of them on demand. Times are on the store's clock (:mod:`modelloop.store_clo
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -52,11 +50,7 @@ from pydantic import (
 )
 
 from modelloop import configs
-from modelloop.errors import InvalidArgument, NotFound
-from modelloop.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from modelloop.store import Database
+from modelloop.errors import InvalidArgument
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
@@ -324,101 +318,6 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
-# -- monitors stored in the metadata database ---------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMonitor:
-    monitor: Monitor
-    updated_at: int  # ms since the epoch
-    updated_by: str
-
-
-def apply_monitor(
-    monitor: Monitor | dict[str, Any],
-    *,
-    settings: Settings | None = None,
-    actor: str | None = None,
-) -> bool:
-    """Create or replace the stored monitor of that name (audited); False if unchanged.
-    A periodic monitor created without ``since`` starts at the window in which it was applied,
-    on the store's clock (a "last N" one looks at the newest predictions, whenever they were
-    made)."""
-    from modelloop.store import tables as t
-    from modelloop.store_clock import store_clock
-    from modelloop.tracking.source import current_user
-
-    monitor = parse_monitor(monitor)
-    settings = settings or load_settings()
-    check_webhooks(monitor, settings)
-    applied = store_clock(settings).now.isoformat()
-
-    def document(before: dict[str, Any] | None) -> dict[str, Any]:
-        config = monitor
-        if config.since is None and config.last is None:  # keep the start it was given
-            since = (before or {}).get("since") or applied
-            config = config.model_copy(update={"since": datetime.fromisoformat(since)})
-        return config.to_record()
-
-    return configs.save(monitor_database(settings), t.monitors, monitor.name, document,
-                        actor=actor or current_user(), kind="monitor")  # fmt: skip
-
-
-def check_webhooks(monitor: Monitor, settings: Settings) -> None:
-    """Refuse webhook URLs that are private IP literals the server does not allow (names are
-    checked once resolved, at every delivery)."""
-    from modelloop.monitoring.webhooks import check_webhook_url, parse_networks
-
-    networks = parse_networks(settings.webhook_allowed_networks)
-    for i, url in enumerate(monitor.webhooks):
-        try:
-            check_webhook_url(url, allowed_networks=networks)
-        except InvalidArgument as exc:
-            raise InvalidArgument(
-                exc.message, [{"field": f"webhooks.{i}", "message": exc.message}]
-            ) from None
-
-
-def delete_monitor(
-    name: str, *, settings: Settings | None = None, actor: str | None = None
-) -> bool:
-    """Delete a monitor with its stored windows and alerts (audited); False if there was none."""
-    from sqlalchemy import delete, select
-
-    from modelloop.store import tables as t
-    from modelloop.tracking.source import current_user
-
-    def dependents(conn: Any) -> None:
-        w = t.monitor_windows
-        ids = select(w.c.window_id).where(w.c.monitor == name).scalar_subquery()
-        conn.execute(delete(t.monitor_values).where(t.monitor_values.c.window_id.in_(ids)))
-        conn.execute(delete(w).where(w.c.monitor == name))
-        conn.execute(delete(t.alerts).where(t.alerts.c.monitor == name))
-
-    return configs.remove(monitor_database(settings), t.monitors, name,
-                          actor=actor or current_user(), kind="monitor",
-                          before_delete=dependents)  # fmt: skip
-
-
-def get_monitor(name: str, *, settings: Settings | None = None) -> StoredMonitor:
-    from modelloop.store import tables as t
-
-    rows = configs.stored(monitor_database(settings), t.monitors, name)
-    if not rows:
-        raise NotFound(f"No monitor named {name!r}: create it with 'modelloop monitor apply'")
-    return _stored(rows[0])
-
-
-def list_monitors(*, settings: Settings | None = None) -> list[StoredMonitor]:
-    from modelloop.store import tables as t
-
-    return [_stored(row) for row in configs.stored(monitor_database(settings), t.monitors)]
-
-
-def _stored(row: Any) -> StoredMonitor:
-    config = parse_monitor(json.loads(row.config), f"stored monitor {row.name!r}")
-    return StoredMonitor(config, row.updated_at, row.updated_by)
-
-
-def monitor_database(settings: Settings | None) -> Database:
-    return configs.local_database(settings, "Monitors")
+def is_monitor_name(text: object) -> bool:
+    """Whether a monitor could have this name (one that cannot is simply not stored)."""
+    return isinstance(text, str) and _NAME.fullmatch(text) is not None

@@ -10,14 +10,15 @@ Prometheus sees alerts and the newest values through the server's ``/metrics``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from modelloop.monitoring.store import FIRING, Alert, mark_notified, pending_alerts
+from modelloop.monitoring.store import FIRING, Alert
 
 if TYPE_CHECKING:
     from modelloop.monitoring.monitor import Monitor
+    from modelloop.monitoring.store import ResultStore
     from modelloop.monitoring.windows import WindowResult
-    from modelloop.settings import Settings
 
 log = logging.getLogger("modelloop.monitoring.notify")
 
@@ -45,18 +46,19 @@ def log_transitions(results: list[WindowResult]) -> None:
             )
 
 
-def notify_pending(monitor: Monitor, settings: Settings) -> list[Alert]:
-    """Deliver the monitor's undelivered alert states to its webhooks; returns the alerts
-    that are delivered now (or need no delivery: a monitor without webhooks)."""
-    from modelloop.monitoring.monitor import monitor_database
+def notify_pending(
+    monitor: Monitor, store: ResultStore, allowed_networks: Sequence[str] = ()
+) -> list[Alert]:
+    """Deliver the monitor's undelivered alert states to its webhooks (which may reach the
+    private ``allowed_networks``); returns the alerts that are delivered now (or need no
+    delivery: a monitor without webhooks)."""
     from modelloop.monitoring.webhooks import deliver, parse_networks
 
-    db = monitor_database(settings)
-    networks = parse_networks(settings.webhook_allowed_networks)
+    networks = parse_networks(allowed_networks)
     done = []
-    for alert in pending_alerts(db, monitor.name):
+    for alert in store.pending_alerts(monitor.name):
         if not monitor.webhooks:
-            mark_notified(db, alert.alert_id, alert.state, [])
+            store.mark_notified(alert.alert_id, alert.state, [])
             done.append(alert)
             continue
         payload = alert_payload(monitor, alert)
@@ -75,8 +77,8 @@ def notify_pending(monitor: Monitor, settings: Settings) -> list[Alert]:
                 "; ".join(f"{d.url}: {d.error or d.status}" for d in attempts if not d.ok),
             )
         state = alert.state if delivered or rounds >= GIVE_UP_AFTER else None
-        mark_notified(
-            db, alert.alert_id, state, [{"round": rounds, "state": alert.state, "targets": records}]
+        store.mark_notified(
+            alert.alert_id, state, [{"round": rounds, "state": alert.state, "targets": records}]
         )
         if delivered:
             done.append(alert)

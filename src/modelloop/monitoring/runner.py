@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelloop.clock import DAY_MS, duration_ms, from_ms, iso, to_ms
 from modelloop.errors import InvalidArgument, NotFound
-from modelloop.monitoring.monitor import Monitor, get_monitor, monitor_database
+from modelloop.monitoring.monitor import Monitor
+from modelloop.monitoring.sql import SqlMonitorStore
 from modelloop.monitoring.windows import (
     DRIFT,
     PERFORMANCE,
@@ -58,7 +59,7 @@ _RESERVED = frozenset(
 )  # fmt: skip
 
 
-def run_monitor(
+def check_windows(
     monitor: str | Monitor,
     *,
     window: datetime | str | None = None,
@@ -67,7 +68,8 @@ def run_monitor(
     notify: bool = True,
     on_backlog: Callable[[Backlog], None] | None = None,
 ) -> list[WindowResult]:
-    """Check every due window of a stored monitor, or only the one containing ``window``.
+    """Check every due window of a stored monitor, or only the one containing ``window``, and
+    store what was found (in the metadata database the settings name).
 
     ``now`` (default: the store's clock) decides what is due. Returns one result per window and
     kind looked at, including windows found already stored. Windows older than the monitor's
@@ -75,33 +77,32 @@ def run_monitor(
     Alert transitions are logged and sent to the monitor's webhooks after the window is
     committed (``notify=False`` leaves them pending for the scheduler)."""
     from modelloop.monitoring import notify as _notify
-    from modelloop.monitoring.store import record_window, stored_windows
-    from modelloop.store_clock import store_clock
+    from modelloop.store_clock import read_clock
 
     settings = settings or load_settings()
+    store = SqlMonitorStore.local(settings)
     name = monitor if isinstance(monitor, str) else monitor.name
-    config = get_monitor(name, settings=settings).monitor
-    db = monitor_database(settings)
-    now_ms = to_ms(now) if now is not None else store_clock(settings).now_ms
+    config = store.get(name).monitor
+    now_ms = to_ms(now) if now is not None else read_clock(store.db).now_ms
     checker = _Checker(config, settings, now_ms)
     results: list[WindowResult] = []
     for kind in _kinds(config):
         if window is not None:
             due = [_window_containing(config, window, kind, now_ms)]
         else:
-            stored = stored_windows(db, name, kind)
+            stored = store.stored_windows(name, kind)
             due, backlog = _due_windows(config, kind, now_ms, stored, checker)
             if backlog is not None:
                 (on_backlog or _warn)(backlog)
         for win in due:
             scopes = checker.check(kind, win)
-            result = record_window(db, config, kind, win, scopes, now_ms)
+            result = store.record_window(config, kind, win, scopes, now_ms)
             results.append(result)
             if result.stored:
                 log.info("%s %s %s: %s", name, kind, win, _summary(result))
     _notify.log_transitions(results)
     if notify:
-        _notify.notify_pending(config, settings)
+        _notify.notify_pending(config, store, store.allowed_networks)
     return results
 
 

@@ -1,33 +1,73 @@
-"""Monitor results and alerts in the metadata database.
+"""Where monitors, their windows and their alerts are stored: two small protocols.
 
-``record_window`` is the only writer of results: under a per-monitor lock it checks the window
-is not stored yet, writes every scope with its values, then moves the monitor's alerts, all in
-one transaction. Alerts move only on the newest window of their kind, so re-checking an old
-window (``monitor run --window``) adds history without flipping today's alerts.
+:class:`MonitorStore` is what the SDK, the command line and the web UI need: declare monitors,
+read them, run one, read its windows and the alerts. Implementations:
+:class:`modelloop.monitoring.client.LocalMonitorStore` (the metadata database, run in this
+process) and :class:`modelloop.monitoring.http.HttpMonitorStore` (a modelloop server, which runs
+it). Which one is used is decided in :func:`modelloop.monitoring.client.open_monitor_store` and
+nowhere else. One contract suite, ``tests/monitoring/test_monitor_store_contract.py``, runs
+against all of them: the same answers, the same exception classes and messages.
+
+:class:`ResultStore` is where the runner writes what it computed (a window with every scope and
+the alert transitions it causes, in one transaction) and where notifications and the server's
+bulk readers (Prometheus, the UI's list) read: only where the database is
+(:class:`modelloop.monitoring.sql.SqlMonitorStore`). The runner computes; the store only stores.
+
+Every change names its ``actor``: the SQL store records it as given; the HTTP store sends it as
+``X-Modelloop-User``, which only a server without authentication believes (a server with
+authentication records the user whose token the request carries). A name no monitor can have is
+refused where a monitor is declared (``apply``: InvalidArgument on the field ``name``); asked
+for, it is a monitor that is not stored like any other (NotFound; ``delete`` answers False).
 """
 
 from __future__ import annotations
 
-import json
+import builtins
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
-from sqlalchemy import and_, func, insert, select, update
-
-from modelloop.clock import from_ms
-from modelloop.store import tables as t
+from modelloop import configs
+from modelloop.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
-    from modelloop.monitoring.monitor import AlertRule, Monitor
+    from modelloop.monitoring.monitor import Monitor
     from modelloop.monitoring.windows import ScopeResult, Window, WindowResult
+    from modelloop.settings import Settings
     from modelloop.store import Database
 
 FIRING, RESOLVED = "firing", "resolved"
+KINDS = ("drift", "performance")
+MAX_WINDOWS = 100_000  # per read of windows
+MAX_ALERTS = 10_000  # per read of alerts
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMonitor:
+    """A monitor as stored: its configuration, and when and by whom it was last applied."""
+
+    monitor: Monitor
+    updated_at: int  # ms since the epoch
+    updated_by: str
+
+
+class StoredWindow(TypedDict):
+    """One stored window of one kind for one scope (``model_version`` 0: the deployment as a
+    whole), with its values (``{metric: value}``; a value that could not be computed is absent)
+    and its report (per column tests, notes saying why a status is not ``ok``)."""
+
+    monitor: str
+    kind: str  # drift | performance
+    model_version: int
+    window_start: datetime
+    window_end: datetime
+    status: str
+    n_predictions: int
+    values: dict[str, float]
+    report: dict[str, Any]
+    computed_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,292 +101,126 @@ class Alert:
         return cls(**fields)
 
 
-def stored_windows(db: Database, monitor: str, kind: str) -> set[tuple[int, int]]:
-    """``(start, end)`` of the windows of ``kind`` already stored for the monitor."""
-    w = t.monitor_windows
-    query = select(w.c.window_start, w.c.window_end).where(
-        w.c.monitor == monitor, w.c.kind == kind, w.c.model_version == 0
-    )
-    with db.read() as conn:
-        return {(row.window_start, row.window_end) for row in conn.execute(query)}
+class MonitorStore(Protocol):
+    def apply(self, monitor: Monitor | Mapping[str, Any], *, actor: str) -> bool:
+        """Create or replace the monitor of that name (validated whole, audited as
+        ``monitor.apply``); False, and nothing recorded, if it is the one stored already.
+        Webhook URLs that are private IP literals the server does not allow are refused
+        (field ``webhooks.<i>``). A periodic monitor created without ``since`` starts at the
+        window in which it was applied, on the store's clock."""
+        ...
+
+    def get(self, name: str) -> StoredMonitor:
+        """NotFound (saying how to create it) when none has that name."""
+        ...
+
+    def list(self) -> builtins.list[StoredMonitor]:
+        """Every stored monitor, by name."""
+        ...
+
+    def delete(self, name: str, *, actor: str) -> bool:
+        """Delete the monitor with its stored windows and alerts (audited as ``monitor.delete``,
+        with what it was); False if there was none."""
+        ...
+
+    def run(
+        self, name: str, *, window: datetime | str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Check what is due now on the store's clock (or the window containing ``window``)
+        where the data is, and store it: one entry per window and kind, as
+        :meth:`modelloop.monitoring.windows.WindowResult.to_dict`."""
+        ...
+
+    def windows(
+        self,
+        name: str,
+        kind: str | None = None,
+        *,
+        version: int = 0,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 10_000,
+    ) -> builtins.list[StoredWindow]:
+        """The monitor's newest ``limit`` stored windows starting in ``[since, until)``, oldest
+        first; ``version`` 0 is the deployment as a whole, else one model version. NotFound for a
+        monitor that is not stored."""
+        ...
+
+    def alerts(
+        self, monitor: str | None = None, *, state: str | None = None, limit: int = 1000
+    ) -> builtins.list[Alert]:
+        """Alerts, newest first; ``state`` is ``firing`` or ``resolved``."""
+        ...
+
+    def close(self) -> None: ...
 
 
-def record_window(
-    db: Database,
-    monitor: Monitor,
-    kind: str,
-    window: Window,
-    scopes: Sequence[ScopeResult],
-    now: int,
-) -> WindowResult:
-    """Store one checked window and apply its alert rules, atomically; no-op when stored."""
-    from modelloop.monitoring.windows import WindowResult
+class ResultStore(Protocol):
+    def get(self, name: str) -> StoredMonitor: ...
+    def stored_windows(self, name: str, kind: str) -> set[tuple[int, int]]:
+        """``(start, end)`` in ms of the monitor's windows of ``kind`` stored already."""
+        ...
 
-    w = t.monitor_windows
-    with db.write() as conn:
-        _lock(conn, monitor.name)
-        exists = conn.execute(
-            select(w.c.window_id).where(
-                w.c.monitor == monitor.name,
-                w.c.kind == kind,
-                w.c.model_version == 0,
-                w.c.window_start == window.start,
-                w.c.window_end == window.end,
-            )
-        ).first()
-        if exists is not None:
-            return WindowResult(monitor.name, kind, window, stored=False)
-        for scope in scopes:
-            window_id = conn.execute(
-                insert(w).values(
-                    monitor=monitor.name,
-                    kind=kind,
-                    model_version=scope.model_version,
-                    window_start=window.start,
-                    window_end=window.end,
-                    status=scope.status,
-                    n_predictions=scope.n_predictions,
-                    report=json.dumps(json_safe(scope.report), allow_nan=False),
-                    computed_at=now,
-                )
-            ).inserted_primary_key[0]  # type: ignore[index]
-            rows = [
-                {"window_id": window_id, "metric": metric, "value": value}
-                for metric, value in scope.values.items()
-                if math.isfinite(value)
-            ]
-            if rows:
-                conn.execute(insert(t.monitor_values), rows)
-        newest = conn.execute(
-            select(func.max(w.c.window_start)).where(
-                w.c.monitor == monitor.name, w.c.kind == kind, w.c.model_version == 0
-            )
-        ).scalar()
-        changes = []
-        if newest == window.start:
-            rules = [rule for rule in monitor.alerts if rule.kind == kind]
-            changes = [c for rule in rules if (c := _apply_rule(conn, monitor, rule, now))]
-    return WindowResult(monitor.name, kind, window, True, tuple(scopes), tuple(changes))
+    def record_window(
+        self, monitor: Monitor, kind: str, window: Window, scopes: Sequence[ScopeResult], now: int
+    ) -> WindowResult:
+        """Store one checked window with every scope and apply the monitor's alert rules to
+        it, atomically; ``stored=False`` and nothing written when it is stored already. Alerts
+        move only on the newest window of their kind."""
+        ...
+
+    def pending_alerts(self, monitor: str | None = None) -> builtins.list[Alert]:
+        """Alerts whose current state was not delivered yet, oldest first."""
+        ...
+
+    def mark_notified(
+        self, alert_id: int, state: str | None, deliveries: builtins.list[dict[str, Any]]
+    ) -> None:
+        """Record delivery attempts; ``state`` is what now counts as delivered (None: retry)."""
+        ...
+
+    def newest_windows(self) -> builtins.list[StoredWindow]:
+        """Every monitor's newest window of each kind, for the deployment as a whole."""
+        ...
 
 
-def _apply_rule(
-    conn: Connection, monitor: Monitor, rule: AlertRule, now: int
-) -> dict[str, Any] | None:
-    """Open, extend or resolve the rule's alert from the newest values of its metric."""
-    w, v, a = t.monitor_windows, t.monitor_values, t.alerts
-    recent = conn.execute(
-        select(w.c.window_start, v.c.value)
-        .join(v, v.c.window_id == w.c.window_id)
-        .where(
-            w.c.monitor == monitor.name,
-            w.c.kind == rule.kind,
-            w.c.model_version == 0,
-            v.c.metric == rule.metric,
+def monitor_database(settings: Settings | None) -> Database:
+    """The metadata database the settings name, where the SQL store keeps monitors
+    (InvalidArgument when they name a server)."""
+    return configs.local_database(settings, "Monitors")
+
+
+# -- the rules both sides of the wire apply, so that both answer alike ---------------------------
+
+
+def no_monitor(name: str) -> NotFound:
+    return NotFound(f"No monitor named {name!r}: create it with 'modelloop monitor apply'")
+
+
+def check_kind(kind: str | None) -> str:
+    if kind not in KINDS:
+        raise InvalidArgument(f"kind must be 'drift' or 'performance', not {kind!r}")
+    return kind
+
+
+def check_state(state: str | None) -> str | None:
+    if state not in (None, FIRING, RESOLVED):
+        raise InvalidArgument(f"state must be 'firing' or 'resolved', not {state!r}")
+    return state
+
+
+def check_version(version: int) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**31:
+        raise InvalidArgument(
+            f"version must be a model version (0 for the deployment as a whole), not {version!r}"
         )
-        .order_by(w.c.window_start.desc())
-        .limit(rule.consecutive)
-    ).all()
-    newest_window = conn.execute(
-        select(func.max(w.c.window_start)).where(
-            w.c.monitor == monitor.name, w.c.kind == rule.kind, w.c.model_version == 0
-        )
-    ).scalar()
-    if not recent or recent[0].window_start != newest_window:
-        return None  # the metric could not be computed in this window: nothing changes
-    start, value = recent[0].window_start, recent[0].value
-    firing = conn.execute(
-        select(a).where(a.c.monitor == monitor.name, a.c.rule == rule.name, a.c.state == FIRING)
-    ).first()
-    breached = rule.breached(value)
-    if firing is not None:
-        if breached:
-            conn.execute(
-                update(a)
-                .where(a.c.alert_id == firing.alert_id)
-                .values(value=value, last_window=start, breaches=firing.breaches + 1)
-            )
-            return None  # deduplicated: the open alert stays the one notification
-        conn.execute(
-            update(a)
-            .where(a.c.alert_id == firing.alert_id)
-            .values(state=RESOLVED, value=value, last_window=start, resolved_at=now)
-        )
-        return _change(firing.alert_id, rule, RESOLVED, value)
-    if len(recent) < rule.consecutive or not all(rule.breached(r.value) for r in recent):
-        return None
-    alert_id = conn.execute(
-        insert(a).values(
-            monitor=monitor.name,
-            rule=rule.name,
-            severity=rule.severity.value,
-            state=FIRING,
-            metric=rule.metric,
-            condition=rule.condition,
-            value=value,
-            first_window=recent[-1].window_start,
-            last_window=start,
-            breaches=len(recent),
-            opened_at=now,
-        )
-    ).inserted_primary_key[0]  # type: ignore[index]
-    return _change(alert_id, rule, FIRING, value)
+    return version
 
 
-def _change(alert_id: int, rule: AlertRule, state: str, value: float) -> dict[str, Any]:
-    return {
-        "alert_id": alert_id,
-        "rule": rule.name,
-        "state": state,
-        "severity": rule.severity.value,
-        "metric": rule.metric,
-        "condition": rule.condition,
-        "value": value,
-    }
-
-
-def _lock(conn: Connection, monitor: str) -> None:
-    """Serialise writers of one monitor (PostgreSQL; SQLite writers already are)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            select(t.monitors.c.name).where(t.monitors.c.name == monitor).with_for_update()
-        )
-
-
-# -- reading -------------------------------------------------------------------------------------
-
-
-def window_rows(
-    db: Database,
-    monitor: str,
-    *,
-    kind: str | None = None,
-    model_version: int | None = 0,
-    start: int | None = None,
-    end: int | None = None,
-    limit: int = 10_000,
-) -> list[dict[str, Any]]:
-    """Stored windows, oldest first, each with its values (``{metric: value}``) and report."""
-    w, v = t.monitor_windows, t.monitor_values
-    where = [w.c.monitor == monitor]
-    if kind is not None:
-        where.append(w.c.kind == kind)
-    if model_version is not None:
-        where.append(w.c.model_version == model_version)
-    if start is not None:
-        where.append(w.c.window_start >= start)
-    if end is not None:
-        where.append(w.c.window_start < end)
-    query = select(w).where(and_(*where)).order_by(w.c.window_start.desc(), w.c.kind,
-                                                   w.c.model_version).limit(limit)  # fmt: skip
-    with db.read() as conn:
-        rows = conn.execute(query).all()
-        ids = [row.window_id for row in rows]
-        values: dict[int, dict[str, float]] = {i: {} for i in ids}
-        for chunk in range(0, len(ids), 500):
-            part = ids[chunk : chunk + 500]
-            for value in conn.execute(select(v).where(v.c.window_id.in_(part))):
-                values[value.window_id][value.metric] = value.value
-    return [
-        {
-            "kind": row.kind,
-            "model_version": row.model_version,
-            "window_start": from_ms(row.window_start),
-            "window_end": from_ms(row.window_end),
-            "status": row.status,
-            "n_predictions": row.n_predictions,
-            "values": values[row.window_id],
-            "report": json.loads(row.report),
-            "computed_at": from_ms(row.computed_at),
-        }
-        for row in reversed(rows)
-    ]
-
-
-def alert_rows(
-    db: Database,
-    *,
-    monitor: str | None = None,
-    state: str | None = None,
-    limit: int = 1000,
-) -> list[Alert]:
-    """Alerts, newest first."""
-    a = t.alerts
-    query = select(a).order_by(a.c.alert_id.desc()).limit(limit)
-    if monitor is not None:
-        query = query.where(a.c.monitor == monitor)
-    if state is not None:
-        query = query.where(a.c.state == state)
-    with db.read() as conn:
-        return [_alert(row) for row in conn.execute(query)]
-
-
-def pending_alerts(db: Database, monitor: str | None = None) -> list[Alert]:
-    """Alerts whose current state was not delivered yet."""
-    a = t.alerts
-    query = select(a).where((a.c.notified.is_(None)) | (a.c.notified != a.c.state))
-    if monitor is not None:
-        query = query.where(a.c.monitor == monitor)
-    with db.read() as conn:
-        return [_alert(row) for row in conn.execute(query.order_by(a.c.alert_id))]
-
-
-def mark_notified(
-    db: Database, alert_id: int, state: str | None, deliveries: list[dict[str, Any]]
-) -> None:
-    """Record delivery attempts; ``state`` is what now counts as delivered (None: retry)."""
-    a = t.alerts
-    with db.write() as conn:
-        conn.execute(
-            update(a)
-            .where(a.c.alert_id == alert_id)
-            .values(notified=state, deliveries=json.dumps(deliveries))
-        )
-
-
-def latest_values(db: Database) -> list[tuple[str, str, float]]:
-    """``(monitor, metric, value)`` of each monitor's newest window per kind, as a whole."""
-    w, v = t.monitor_windows, t.monitor_values
-    newest = (
-        select(w.c.monitor, w.c.kind, func.max(w.c.window_start).label("start"))
-        .where(w.c.model_version == 0)
-        .group_by(w.c.monitor, w.c.kind)
-        .subquery()
-    )
-    query = (
-        select(w.c.monitor, v.c.metric, v.c.value)
-        .join(v, v.c.window_id == w.c.window_id)
-        .join(
-            newest,
-            and_(
-                newest.c.monitor == w.c.monitor,
-                newest.c.kind == w.c.kind,
-                newest.c.start == w.c.window_start,
-            ),
-        )
-        .where(w.c.model_version == 0, ~v.c.metric.like("drift.column.%"))
-    )
-    with db.read() as conn:
-        return [(row.monitor, row.metric, row.value) for row in conn.execute(query)]
-
-
-def _alert(row: Any) -> Alert:
-    return Alert(
-        alert_id=row.alert_id,
-        monitor=row.monitor,
-        rule=row.rule,
-        severity=row.severity,
-        state=row.state,
-        metric=row.metric,
-        condition=row.condition,
-        value=row.value,
-        first_window=from_ms(row.first_window),
-        last_window=from_ms(row.last_window),
-        breaches=row.breaches,
-        opened_at=from_ms(row.opened_at),
-        resolved_at=None if row.resolved_at is None else from_ms(row.resolved_at),
-        notified=row.notified,
-        deliveries=json.loads(row.deliveries) if row.deliveries else [],
-    )
+def check_limit(limit: int, most: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= most:
+        raise InvalidArgument(f"limit must be between 1 and {most:,}, not {limit!r}")
+    return limit
 
 
 def json_safe(value: Any) -> Any:

@@ -19,10 +19,10 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 from starlette.responses import Response
 
-from modelloop.clock import to_ms
 from modelloop.errors import InvalidArgument, NotFound
-from modelloop.monitoring import monitor as _monitor
-from modelloop.monitoring import store as _store
+from modelloop.monitoring.client import LocalMonitorStore
+from modelloop.monitoring.monitor import Monitor, parse_monitor
+from modelloop.monitoring.store import FIRING, MAX_ALERTS, MAX_WINDOWS, StoredMonitor
 from modelloop.server.registry import _ERRORS, Actor
 from modelloop.server.schemas import (
     CONFIG_NAME,
@@ -68,7 +68,7 @@ class RunRequest(BaseModel):
     )
 
 
-class MonitorOut(_monitor.Monitor):
+class MonitorOut(Monitor):
     updated_at: int = Field(description="ms since the epoch")
     updated_by: str
 
@@ -104,6 +104,7 @@ class CheckedWindows(BaseModel):
 
 
 class StoredWindow(BaseModel):
+    monitor: str
     kind: Literal["drift", "performance"]
     model_version: int
     window_start: datetime
@@ -112,6 +113,7 @@ class StoredWindow(BaseModel):
     n_predictions: int
     values: dict[str, float | None]
     report: dict[str, Any]
+    computed_at: datetime
 
 
 class StoredWindows(BaseModel):
@@ -141,49 +143,44 @@ class AlertList(BaseModel):
 
 
 def monitoring_router(settings: Settings) -> APIRouter:
-    from modelloop.monitoring.runner import run_monitor
-
     router = APIRouter(tags=["monitoring"], route_class=_OrjsonRoute, responses=_ERRORS)
-    db = _monitor.monitor_database(settings)
+    store = LocalMonitorStore(settings)
 
     @router.get("/api/v1/monitors", response_model=MonitorList)
     def list_monitors() -> Response:
-        stored = _monitor.list_monitors(settings=settings)
-        return OrjsonResponse({"monitors": [_record(m) for m in stored]})
+        return OrjsonResponse({"monitors": [_record(m) for m in store.list()]})
 
     @router.put(
         "/api/v1/monitors/{name}",
         response_model=MonitorApplied,
-        openapi_extra=config_body(_monitor.Monitor, "monitor"),
+        openapi_extra=config_body(Monitor, "monitor"),
     )
     def apply_monitor(name: MonitorName, body: JsonObject, actor: Actor) -> Response:
         """Create or replace the monitor (audited). Rules beyond the schema (a window that
         divides a day, one of ``above``/``below`` per alert rule, unique rule names, webhook
         URLs the server allows) are 422s naming the field."""
-        config = _monitor.parse_monitor({**body, "name": body.get("name", name)})
+        config = parse_monitor({**body, "name": body.get("name", name)})
         if config.name != name:
             raise InvalidArgument(
                 f"The body names monitor {config.name!r} but the URL {name!r}",
                 [{"field": "name", "message": "must match the URL"}],
             )
-        changed = _monitor.apply_monitor(config, settings=settings, actor=actor.name)
-        stored = _monitor.get_monitor(name, settings=settings)
-        return OrjsonResponse({"changed": changed, "monitor": _record(stored)})
+        changed = store.apply(config, actor=actor.name)
+        return OrjsonResponse({"changed": changed, "monitor": _record(store.get(name))})
 
     @router.get("/api/v1/monitors/{name}", response_model=MonitorOut)
     def get_monitor(name: MonitorName) -> Response:
-        return OrjsonResponse(_record(_monitor.get_monitor(name, settings=settings)))
+        return OrjsonResponse(_record(store.get(name)))
 
     @router.delete("/api/v1/monitors/{name}", status_code=204, response_class=Response)
     def delete_monitor(name: MonitorName, actor: Actor) -> Response:
-        if not _monitor.delete_monitor(name, settings=settings, actor=actor.name):
+        if not store.delete(name, actor=actor.name):
             raise NotFound(f"No monitor named {name!r}")
         return Response(status_code=204)
 
     @router.post("/api/v1/monitors/{name}/run", response_model=CheckedWindows)
     def run(name: MonitorName, body: RunRequest, actor: Actor) -> Response:
-        results = run_monitor(name, window=body.window, settings=settings)
-        return OrjsonResponse({"windows": [r.to_dict() for r in results]})
+        return OrjsonResponse({"windows": store.run(name, window=body.window)})
 
     @router.get("/api/v1/monitors/{name}/results", response_model=StoredWindows)
     def results(
@@ -194,26 +191,22 @@ def monitoring_router(settings: Settings) -> APIRouter:
         ] = 0,
         start: Annotated[Instant | None, Query(description="Windows starting at or after")] = None,
         end: Annotated[Instant | None, Query(description="Windows starting before")] = None,
-        limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+        limit: Annotated[int, Query(ge=1, le=MAX_WINDOWS)] = 10_000,
     ) -> Response:
-        _monitor.get_monitor(name, settings=settings)  # 404 for an unknown monitor
-        rows = _store.window_rows(
-            db, name, kind=kind, model_version=version, start=_ms(start), end=_ms(end),
-            limit=limit,
-        )  # fmt: skip
+        rows = store.windows(name, kind, version=version, since=start, until=end, limit=limit)
         return OrjsonResponse({"windows": rows})
 
     @router.get("/api/v1/alerts", response_model=AlertList)
     def alerts(
         monitor: str | None = None,
         state: Annotated[Literal["firing", "resolved"] | None, Query()] = None,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        limit: Annotated[int, Query(ge=1, le=MAX_ALERTS)] = 1000,
     ) -> Response:
-        rows = _store.alert_rows(db, monitor=monitor, state=state, limit=limit)
-        return OrjsonResponse({"alerts": [a.to_dict() for a in rows]})
+        found = store.alerts(monitor, state=state, limit=limit)
+        return OrjsonResponse({"alerts": [a.to_dict() for a in found]})
 
     metrics = CollectorRegistry()
-    metrics.register(_MonitorGauges(settings))
+    metrics.register(_MonitorGauges(store))
 
     @router.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
@@ -225,25 +218,28 @@ def monitoring_router(settings: Settings) -> APIRouter:
 class _MonitorGauges(Collector):
     """Read from the database at scrape time: every server answers the same."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, store: LocalMonitorStore) -> None:
+        self.store = store
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        db = _monitor.monitor_database(self.settings)
         values = GaugeMetricFamily(
             "modelloop_monitor_value",
             "The newest window's value of a monitor metric, for the deployment as a whole.",
             labels=["monitor", "metric"],
         )
-        for monitor, metric, value in _store.latest_values(db):
-            values.add_metric([monitor, metric], value)
+        for window in self.store.newest_windows():
+            for metric, value in window["values"].items():
+                if not metric.startswith("drift.column."):  # one series per feature: too many
+                    values.add_metric([window["monitor"], metric], value)
         firing = GaugeMetricFamily(
             "modelloop_alert_firing",
             "1 while an alert rule of a monitor is firing, else 0.",
             labels=["monitor", "rule", "severity"],
         )
-        open_rules = {(a.monitor, a.rule): a for a in _store.alert_rows(db, state="firing")}
-        for entry in _monitor.list_monitors(settings=self.settings):
+        open_rules = {
+            (a.monitor, a.rule) for a in self.store.alerts(state=FIRING, limit=MAX_ALERTS)
+        }
+        for entry in self.store.list():
             for rule in entry.monitor.alerts:
                 key = (entry.monitor.name, rule.name)
                 firing.add_metric([*key, rule.severity.value], float(key in open_rules))
@@ -251,13 +247,9 @@ class _MonitorGauges(Collector):
         yield firing
 
 
-def _record(stored: _monitor.StoredMonitor) -> dict[str, Any]:
+def _record(stored: StoredMonitor) -> dict[str, Any]:
     return {
         **stored.monitor.model_dump(mode="json"),
         "updated_at": stored.updated_at,
         "updated_by": stored.updated_by,
     }
-
-
-def _ms(moment: datetime | None) -> int | None:
-    return None if moment is None else to_ms(moment)

@@ -1,11 +1,12 @@
 """Monitoring pages: monitors with their newest windows and alerts, and one monitor's drift
 heatmap, dataset drift, performance with label coverage, and reference-vs-current overlays.
 
-The page itself renders only facts and alerts; its charts come from JSON endpoints under
-``/ui/api/monitoring/`` (drawn by ``monitoring.js``), each reading the stored windows of one
-kind in one query (``window_rows``: windows and their values together), so a page costs a few
-queries whatever the number of windows. Distributions are the one place that reads the
-prediction log, and only the chosen window of it.
+Everything is read through the monitor store of the server's database
+(:class:`~modelloop.monitoring.sql.SqlMonitorStore`). The page itself renders only facts and
+alerts; its charts come from JSON endpoints under ``/ui/api/monitoring/`` (drawn by
+``monitoring.js``), each reading the stored windows of one kind in one read (windows and their
+values together), so a page costs a few queries whatever the number of windows. Distributions
+are the one place that reads the prediction log, and only the chosen window of it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from starlette.responses import HTMLResponse, Response
 
 from modelloop.clock import from_ms, to_ms
 from modelloop.errors import InvalidArgument, NotFound
+from modelloop.monitoring.sql import SqlMonitorStore
 from modelloop.settings import Settings
 from modelloop.web.responses import OrjsonResponse
 
 if TYPE_CHECKING:
     from modelloop.datasets.reference import ColumnReference
     from modelloop.monitoring.monitor import Monitor
+    from modelloop.monitoring.store import StoredWindow
     from modelloop.ui.app import Pages
 
 DEFAULT_WINDOWS = 60
@@ -79,17 +82,15 @@ def register(router: APIRouter, pages: Pages) -> None:
 
 
 def _list_page(pages: Pages) -> HTMLResponse:
-    from modelloop.monitoring.monitor import list_monitors, monitor_database
-    from modelloop.monitoring.store import FIRING, alert_rows
+    from modelloop.monitoring.store import FIRING
 
-    stored = list_monitors(settings=pages.settings)
-    db = monitor_database(pages.settings)
-    newest = newest_windows(db)
+    store = SqlMonitorStore.local(pages.settings)
+    newest = newest_windows(store)
     firing: dict[str, list[Any]] = {}
-    for alert in alert_rows(db, state=FIRING):
+    for alert in store.alerts(state=FIRING):
         firing.setdefault(alert.monitor, []).append(alert)
     rows = []
-    for item in stored:
+    for item in store.list():
         m = item.monitor
         rows.append(
             {
@@ -102,17 +103,16 @@ def _list_page(pages: Pages) -> HTMLResponse:
                 "firing": firing.get(m.name, []),
             }
         )
-    return pages.render("monitoring.html", section="monitoring", title="Monitoring",
-                        monitors=rows)  # fmt: skip
+    return pages.render("monitoring.html", section="monitoring", title="Monitoring", monitors=rows)
 
 
 def _monitor_page(pages: Pages, name: str, windows: int) -> HTMLResponse:
-    from modelloop.monitoring.monitor import format_duration, get_monitor, monitor_database
-    from modelloop.monitoring.store import alert_rows
+    from modelloop.monitoring.monitor import format_duration
 
-    stored = get_monitor(name, settings=pages.settings)
+    store = SqlMonitorStore.local(pages.settings)
+    stored = store.get(name)
     config = stored.monitor
-    alerts = alert_rows(monitor_database(pages.settings), monitor=name, limit=200)
+    alerts = store.alerts(name, limit=200)
     return pages.render(
         "monitoring_monitor.html",
         section="monitoring",
@@ -131,46 +131,19 @@ def _monitor_page(pages: Pages, name: str, windows: int) -> HTMLResponse:
     )
 
 
-def newest_windows(db: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    """Every monitor's newest window per kind (as a whole) with its headline values, in two
-    queries however many monitors there are."""
-    from sqlalchemy import and_, func, select
-
-    from modelloop.store import tables as t
-
-    w, v = t.monitor_windows, t.monitor_values
-    newest = (
-        select(w.c.monitor, w.c.kind, func.max(w.c.window_start).label("start"))
-        .where(w.c.model_version == 0)
-        .group_by(w.c.monitor, w.c.kind)
-        .subquery()
-    )
-    joined = and_(
-        newest.c.monitor == w.c.monitor,
-        newest.c.kind == w.c.kind,
-        newest.c.start == w.c.window_start,
-    )
-    query = select(w).join(newest, joined).where(w.c.model_version == 0)
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    ids: dict[int, dict[str, Any]] = {}
-    with db.read() as conn:
-        for row in conn.execute(query):
-            entry = {
-                "start": from_ms(row.window_start),
-                "status": row.status,
-                "n": row.n_predictions,
-                "values": {},
-                "notes": _notes(row.report) if row.status != "ok" else [],
-            }
-            found[(row.monitor, row.kind)] = entry
-            ids[row.window_id] = entry
-        if ids:
-            values = select(v).where(
-                v.c.window_id.in_(list(ids)), ~v.c.metric.like("drift.column.%")
-            )
-            for value in conn.execute(values):
-                ids[value.window_id]["values"][value.metric] = value.value
-    return found
+def newest_windows(store: SqlMonitorStore) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every monitor's newest window per kind (as a whole) with its headline values (the
+    per-column statistics left out), in one read however many monitors there are."""
+    return {
+        (w["monitor"], w["kind"]): {
+            "start": w["window_start"],
+            "status": w["status"],
+            "n": w["n_predictions"],
+            "values": {k: v for k, v in w["values"].items() if not k.startswith("drift.column.")},
+            "notes": _notes(w) if w["status"] != "ok" else [],
+        }
+        for w in store.newest_windows()
+    }
 
 
 # -- chart data --------------------------------------------------------------------------------
@@ -185,11 +158,9 @@ def drift_series(settings: Settings, name: str, limit: int) -> dict[str, Any]:
     sample size), since a statistic means nothing without it: a p-value test is judged by its
     p-value against alpha, a distance by its value against the threshold. ``notes`` says per
     window why its status is not ok (e.g. how to give a ``no_reference`` window a reference)."""
-    from modelloop.monitoring.monitor import get_monitor, monitor_database
-    from modelloop.monitoring.store import window_rows
-
-    config = get_monitor(name, settings=settings).monitor
-    rows = window_rows(monitor_database(settings), name, kind="drift", limit=limit)
+    store = SqlMonitorStore.local(settings)
+    config = store.get(name).monitor
+    rows = store.windows(name, "drift", limit=limit)
     names = sorted({f for row in rows for f in row["report"].get("columns") or {}})
     values, drifted, p_values, methods, types, thresholds = [], [], [], [], [], []
     for feature in names:
@@ -226,11 +197,9 @@ def drift_series(settings: Settings, name: str, limit: int) -> dict[str, Any]:
 def performance_series(settings: Settings, name: str, limit: int) -> dict[str, Any]:
     """Metrics per matured window with label coverage; windows with too few labels flagged
     (their metrics are null, never a made-up value)."""
-    from modelloop.monitoring.monitor import get_monitor, monitor_database
-    from modelloop.monitoring.store import window_rows
-
-    config = get_monitor(name, settings=settings).monitor
-    rows = window_rows(monitor_database(settings), name, kind="performance", limit=limit)
+    store = SqlMonitorStore.local(settings)
+    config = store.get(name).monitor
+    rows = store.windows(name, "performance", limit=limit)
     return {
         "monitor": name,
         "windows": [r["window_start"].isoformat() for r in rows],
@@ -261,15 +230,12 @@ def distribution_overlay(
     for a numeric column the reference types categorical (a 0/1 flag, a -1/0/1 code), as its
     test compares them. The window's ``status`` and ``notes`` come along (a window without a
     reference says why)."""
-    from modelloop.monitoring.monitor import get_monitor, monitor_database
-    from modelloop.monitoring.store import window_rows
-
     if bins not in ("deciles", "percentiles"):
         raise InvalidArgument(f"bins is deciles or percentiles, not {bins!r}")
-    config = get_monitor(name, settings=settings).monitor
+    store = SqlMonitorStore.local(settings)
+    config = store.get(name).monitor
     start = _parse_time(window)
-    rows = window_rows(monitor_database(settings), name, kind="drift", start=start,
-                       end=start + 1, limit=1)  # fmt: skip
+    rows = store.windows(name, "drift", since=from_ms(start), until=from_ms(start + 1), limit=1)
     if not rows:
         raise NotFound(f"Monitor {name!r} has no drift window starting at {window}")
     row = rows[0]
@@ -315,7 +281,7 @@ def _reference(settings: Settings, model: str, version: int) -> dict[str, Column
 
 
 def _current_values(
-    settings: Settings, config: Monitor, model: str, row: dict[str, Any], feature: str
+    settings: Settings, config: Monitor, model: str, row: StoredWindow, feature: str
 ) -> Any:
     """The feature's logged values in the window, as the monitor compared them (the answered
     predictions, shadow rows left out); only this window of the log is read."""
@@ -507,15 +473,9 @@ def _parse_time(text: str) -> int:
     return to_ms(moment)
 
 
-def _notes(report: str) -> list[str]:
-    """A stored window report's notes: why its status is what it is."""
-    import json
-
-    try:
-        notes = json.loads(report).get("notes") or []
-    except (ValueError, AttributeError):
-        return []
-    return [str(n) for n in notes]
+def _notes(window: StoredWindow) -> list[str]:
+    """A stored window's notes: why its status is what it is."""
+    return [str(n) for n in window["report"].get("notes") or []]
 
 
 def _finite(value: Any) -> float | None:

@@ -206,7 +206,7 @@ def run_demo(
     """Run the whole loop on the settings' store; ``on_day(day, decisions, status)`` after each
     served day, ``on_step(text)`` for the setup steps."""
     from modelloop.automation.loop import step_policy, timeline
-    from modelloop.monitoring.runner import run_monitor
+    from modelloop.monitoring.runner import check_windows
 
     started = time.perf_counter()
     say = on_step or (lambda text: None)
@@ -261,7 +261,7 @@ def run_demo(
             at = from_ms(to_ms(config.start) + (day + 1) * DAY_MS + 600_000)
             clock["ms"] = to_ms(at)
             ml.set_store_clock(at, settings=settings)
-            checked = run_monitor(MONITOR, now=at, settings=settings)
+            checked = check_windows(MONITOR, now=at, settings=settings)
             fired += sum(a["state"] == "firing" for r in checked for a in r.alerts)
             closing = step_policy(POLICY, now=at, settings=settings)
             closing += _approve_promotions(at, settings)
@@ -333,7 +333,7 @@ def _first_champion(config: DemoConfig) -> int:
 
 def _declare(config: DemoConfig, champion: int) -> None:
     from modelloop.automation.policy import apply_policy
-    from modelloop.monitoring.monitor import apply_monitor
+    from modelloop.monitoring.fluent import apply_monitor
     from modelloop.serving.deployment import parse_deployment
     from modelloop.serving.fluent import apply_deployment
 
