@@ -11,7 +11,15 @@ model = ml.load_model("models:/fraud-detector@challenger")
 """
 
 from modelloop._version import __version__
-from modelloop.automation import GateOptions, apply_policy, evaluate_gate, step_policy
+from modelloop.automation import (
+    GateOptions,
+    apply_policy,
+    delete_policy,
+    evaluate_gate,
+    get_policy,
+    list_policies,
+    step_policy,
+)
 from modelloop.datasets import (
     Check,
     Contract,
@@ -157,6 +165,7 @@ __all__ = [
     "dataset_versions",
     "delete_alias",
     "delete_deployment",
+    "delete_policy",
     "download_model",
     "evaluate_gate",
     "fan_out",
@@ -165,11 +174,13 @@ __all__ = [
     "get_deployment",
     "get_model_version",
     "get_monitor",
+    "get_policy",
     "get_registry",
     "lineage",
     "list_datasets",
     "list_deployments",
     "list_monitors",
+    "list_policies",
     "load_dataset",
     "load_model",
     "load_settings",

@@ -7,6 +7,7 @@ libraries load when a gate is evaluated.
 
 from modelloop.automation.bootstrap import METRICS, Bootstrap, paired_bootstrap, paired_bootstraps
 from modelloop.automation.decision import Decision
+from modelloop.automation.entities import Policy, PolicyState
 from modelloop.automation.gate import (
     GateCheck,
     GateOptions,
@@ -19,14 +20,14 @@ from modelloop.automation.gate import (
 from modelloop.automation.holdout import read_holdout
 from modelloop.automation.loop import start_rollout, step_policy, timeline
 from modelloop.automation.policy import (
-    Policy,
-    PolicyState,
     apply_policy,
+    delete_policy,
     get_policy,
     list_policies,
     policy_state,
 )
 from modelloop.automation.scoring import ModelCost
+from modelloop.automation.store import PolicyStore, open_policy_store
 from modelloop.automation.training import TrainingContext
 
 __all__ = [
@@ -41,12 +42,15 @@ __all__ = [
     "ModelEvidence",
     "Policy",
     "PolicyState",
+    "PolicyStore",
     "TrainingContext",
     "apply_policy",
     "decide",
+    "delete_policy",
     "evaluate_gate",
     "get_policy",
     "list_policies",
+    "open_policy_store",
     "paired_bootstrap",
     "paired_bootstraps",
     "policy_state",

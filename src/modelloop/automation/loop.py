@@ -24,19 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from modelloop.automation.decision import Decision
+from modelloop.automation.entities import Policy, PolicyState
 from modelloop.automation.gate import GateOptions
-from modelloop.automation.policy import (
-    Policy,
-    PolicyState,
-    get_policy,
-    policy_database,
-    policy_state,
-)
 from modelloop.automation.replay import judge_replay
 from modelloop.automation.rollout import (
     hourly_quantiles,
@@ -44,6 +39,7 @@ from modelloop.automation.rollout import (
     operational_checks,
     paired_shadow,
 )
+from modelloop.automation.store import open_policy_store
 from modelloop.automation.training import labelled_window, train_challenger
 from modelloop.automation.triggers import check_triggers, drift_importance
 from modelloop.clock import DAY_MS, duration_ms, to_ms
@@ -62,6 +58,9 @@ from modelloop.tracking.source import current_user
 if TYPE_CHECKING:
     import pandas as pd
 
+    from modelloop.automation.http import HttpPolicyStore
+    from modelloop.automation.sql import SqlPolicyStore
+
 log = logging.getLogger("modelloop.automation")
 
 IDLE, SHADOW, CANARY, APPROVAL = "idle", "shadow", "canary", "awaiting_approval"
@@ -71,27 +70,33 @@ def step_policy(
     name: str, *, now: datetime | None = None, settings: Settings | None = None
 ) -> list[Decision]:
     """Advance the policy's loop as far as ``now`` (default: the store's clock) allows; the
-    decisions taken, oldest first (none when nothing was due)."""
+    decisions taken, oldest first (none when nothing was due).
+
+    The loop runs where the data is. Through a server (``MODELLOOP_TRACKING_URI``), the server
+    steps it, at its own store clock: ``now`` cannot be given then."""
     settings = settings or load_settings()
-    policy = get_policy(name, settings=settings)
-    loop = _Loop(policy, settings, _at(now, settings))
+    if settings.tracking_uri is not None:
+        _refuse_now(now, "steps")
+        with _server(settings) as server:
+            return server.step(name, actor=current_user())
+    store = _local(settings)
+    loop = _Loop(store.get(name), settings, _at(now, settings), store=store)
     try:
         return loop.step()
     finally:
         loop.close()
 
 
-def timeline(name: str, *, settings: Settings | None = None) -> list[Decision]:
-    """The policy's decisions, oldest first, read back from the audit trail."""
-    from modelloop import audit
-
-    get_policy(name, settings=settings)  # NotFound for an unknown policy
-    events = audit.events(policy_database(settings), object_type="policy", object_id=name)
-    return [
-        Decision(e.action, e.time, dict(e.after or {}))
-        for e in events
-        if e.action != "policy.apply"
-    ]
+def timeline(
+    name: str, *, settings: Settings | None = None, limit: int | None = None
+) -> list[Decision]:
+    """The policy's decisions, oldest first, read back from the audit trail (the newest
+    ``limit`` ones when given); locally or through a server alike."""
+    store = open_policy_store(settings or load_settings())
+    try:
+        return store.decisions(name, limit)
+    finally:
+        store.close()
 
 
 def start_rollout(
@@ -101,32 +106,72 @@ def start_rollout(
     stage: str = "shadow",
     now: datetime | None = None,
     settings: Settings | None = None,
+    actor: str | None = None,
 ) -> Decision:
     """Put ``version`` under the policy's watch by hand, in ``shadow`` or straight in
-    ``canary``: from there the policy promotes or rolls it back as one it trained itself."""
+    ``canary``: from there the policy promotes or rolls it back as one it trained itself.
+    Through a server, the server starts it at its own store clock (``now`` cannot be given)."""
     if stage not in (SHADOW, CANARY):
         raise InvalidArgument(f"a rollout starts in shadow or canary, not {stage!r}")
     settings = settings or load_settings()
-    loop = _Loop(get_policy(name, settings=settings), settings, _at(now, settings))
+    actor = actor or current_user()
+    if settings.tracking_uri is not None:
+        _refuse_now(now, "starts a rollout")
+        with _server(settings) as server:
+            return server.start_rollout(name, version, stage=stage, actor=actor)
+    store = _local(settings)
+    loop = _Loop(store.get(name), settings, _at(now, settings), store=store)
     try:
-        state = policy_state(name, settings=settings)
+        state = store.state(name)
         if state.stage != IDLE:
             raise Conflict(
                 f"Policy {name!r} is rolling out v{state.challenger_version} ({state.stage}); "
                 "wait for it to be promoted or rolled back"
             )
-        evidence = {"version": version, "stage": stage, "by": current_user()}
+        evidence = {"version": version, "stage": stage, "by": actor}
         decision = Decision("policy.rollout_started", loop.now, evidence)
-        loop._roll_out(state, version, stage, f"rollout started by {current_user()}", decision)
+        loop._roll_out(state, version, stage, f"rollout started by {actor}", decision)
         return decision
     finally:
         loop.close()
 
 
+def _local(settings: Settings) -> SqlPolicyStore:
+    """The policies of the metadata database, which the loop reads and records on (imported
+    here, not at the top: ``import modelloop`` stays free of SQLAlchemy)."""
+    from modelloop.automation.sql import SqlPolicyStore
+
+    return SqlPolicyStore(settings)
+
+
+@contextlib.contextmanager
+def _server(settings: Settings) -> Iterator[HttpPolicyStore]:
+    from modelloop.automation.http import HttpPolicyStore
+
+    assert settings.tracking_uri is not None
+    server = HttpPolicyStore(settings.tracking_uri, token=settings.token)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _refuse_now(now: datetime | None, what: str) -> None:
+    if now is not None:
+        raise InvalidArgument(
+            f"A server {what} at its own store clock: leave now out (or unset "
+            "MODELLOOP_TRACKING_URI to run the loop on the metadata database)",
+            [{"field": "now", "message": "not taken through a server"}],
+        )
+
+
 class _Loop:
-    def __init__(self, policy: Policy, settings: Settings, now: int) -> None:
+    def __init__(
+        self, policy: Policy, settings: Settings, now: int, *, store: SqlPolicyStore | None = None
+    ) -> None:
         self.policy = policy
         self.settings = settings
+        self.store = store if store is not None else _local(settings)
         self.now = now
         self.monitor: Monitor = get_monitor(policy.monitor, settings=settings)
         self.actor = f"policy:{policy.name}"
@@ -144,7 +189,7 @@ class _Loop:
         return duration_ms(self.monitor.performance.label_delay)
 
     def step(self) -> list[Decision]:
-        state = policy_state(self.policy.name, settings=self.settings)
+        state = self.store.state(self.policy.name)
         if state.stage_started_at is None:  # first look: the schedule counts from now
             state = replace(state, stage_started_at=self.now)
             self._record(state, None)
@@ -481,7 +526,7 @@ class _Loop:
     def _history(self) -> list[Decision]:
         """The policy's decisions so far (read once per step, then kept up to date)."""
         if self._decided is None:
-            self._decided = timeline(self.policy.name, settings=self.settings)
+            self._decided = self.store.decisions(self.policy.name)
         return self._decided
 
     def _registry(self) -> Registry:
@@ -516,32 +561,7 @@ class _Loop:
 
     def _record(self, state: PolicyState, decision: Decision | None) -> None:
         """Store the state and append the decision's audit event, in one transaction."""
-        from sqlalchemy import insert, select, update
-
-        from modelloop import audit
-        from modelloop.monitoring.store import json_safe
-        from modelloop.store import tables as t
-
-        s = t.policy_state
-        values = {k: getattr(state, k) for k in PolicyState.__slots__}
-        with policy_database(self.settings).write() as conn:
-            audit.lock(conn)
-            exists = conn.execute(select(s.c.name).where(s.c.name == self.policy.name)).first()
-            if exists is None:
-                conn.execute(insert(s).values(name=self.policy.name, **values))
-            else:
-                conn.execute(update(s).where(s.c.name == self.policy.name).values(**values))
-            if decision is not None:
-                audit.append(
-                    conn,
-                    time=decision.time,
-                    actor=self.actor,
-                    action=decision.action,
-                    object_type="policy",
-                    object_id=self.policy.name,
-                    before=None,
-                    after=json_safe(decision.evidence),
-                )
+        self.store.record(self.policy.name, state, decision, actor=self.actor)
         if decision is not None:
             self.decisions.append(decision)
             if self._decided is not None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modelloop.automation.bootstrap import paired_bootstrap
-from modelloop.automation.policy import Policy, PolicyState, logged
+from modelloop.automation.entities import Policy, PolicyState
+from modelloop.automation.policy import logged
 from modelloop.automation.scoring import score_frame
 from modelloop.clock import from_ms, iso
 from modelloop.monitoring.monitor import Monitor

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from modelloop.automation.policy import Policy, logged
+from modelloop.automation.entities import Policy
+from modelloop.automation.policy import logged
 from modelloop.clock import duration_ms, from_ms, to_ms
 from modelloop.errors import InvalidArgument
 from modelloop.registry.fluent import register_model

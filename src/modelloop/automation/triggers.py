@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelloop.automation.decision import Decision
-from modelloop.automation.policy import PerformanceTrigger, Policy, PolicyState, logged
+from modelloop.automation.entities import PerformanceTrigger, Policy, PolicyState
+from modelloop.automation.policy import logged
 from modelloop.clock import DAY_MS, days, duration_ms, iso, to_ms
 from modelloop.monitoring.monitor import Monitor
 from modelloop.monitoring.store import monitor_database

@@ -5,8 +5,10 @@
     modelloop policy step NAME
     modelloop policy rollout NAME --version N [--stage shadow|canary]
 
-Thin: every command calls the automation SDK and renders the result. ``step`` and ``rollout``
-act at the store's clock (the simulated instant on a simulated store, else the wall clock).
+Thin: every command calls the automation SDK and renders the result, on the metadata database
+or through the server at ``MODELLOOP_TRACKING_URI`` alike. ``step`` and ``rollout`` act at the
+store's clock (the simulated instant on a simulated store, else the wall clock); through a
+server, the server runs them.
 """
 
 from __future__ import annotations
@@ -53,12 +55,15 @@ def policy_apply(
     epilog=_examples("modelloop policy list", "modelloop policy list --output json"),
 )
 def policy_list(output: OutputOption = OutputFormat.table) -> None:
-    from modelloop.automation.policy import list_policies, policy_state
+    from modelloop.automation.entities import PolicyState
+    from modelloop.automation.policy import policy_store
     from modelloop.cli import _output
 
-    rows = [(p, policy_state(p.name)) for p in list_policies()]
+    with policy_store() as store:
+        states = store.states()
+        rows = [(p, states.get(p.name, PolicyState("idle"))) for p in store.list()]
     if output is OutputFormat.json:
-        _output.print_json([{**p.to_record(), "state": _state(s)} for p, s in rows])
+        _output.print_json([{**p.to_record(), "state": s.to_record()} for p, s in rows])
         return
     if not rows:
         typer.echo("No policies yet: modelloop policy apply FILE")
@@ -92,12 +97,13 @@ def policy_show(
         OutputFormat | None, typer.Option("--output", "-o", help="json instead of YAML.")
     ] = None,
 ) -> None:
-    from modelloop.automation.policy import get_policy, policy_state
+    from modelloop.automation.policy import policy_store
     from modelloop.cli import _output
 
-    policy, state = get_policy(name), policy_state(name)
+    with policy_store() as store:
+        policy, state = store.get(name), store.state(name)
     if output is OutputFormat.json:
-        _output.print_json({**policy.to_record(), "state": _state(state)})
+        _output.print_json({**policy.to_record(), "state": state.to_record()})
         return
     import yaml
 
@@ -116,10 +122,9 @@ def policy_show(
 def policy_step(name: Name, output: OutputOption = OutputFormat.table) -> None:
     from modelloop.automation.loop import step_policy
     from modelloop.cli import _output
-    from modelloop.store_clock import store_clock
 
     with _output.console().status(f"Stepping policy {name}..."):
-        decisions = step_policy(name, now=store_clock().now)
+        decisions = step_policy(name)  # at the store's clock (a server's, through one)
     if output is OutputFormat.json:
         _output.print_json([_decision(d) for d in decisions])
         return
@@ -144,9 +149,8 @@ def policy_rollout(
     stage: Annotated[str, typer.Option(help="shadow or canary.")] = "shadow",
 ) -> None:
     from modelloop.automation.loop import start_rollout
-    from modelloop.store_clock import store_clock
 
-    start_rollout(name, version, stage=stage, now=store_clock().now)
+    start_rollout(name, version, stage=stage)  # at the store's clock (a server's, through one)
     typer.echo(f"Policy {name}: v{version} in {stage}")
 
 
@@ -197,14 +201,16 @@ def policy_delete(
     name: Name,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    from modelloop.automation.policy import delete_policy, get_policy
-    from modelloop.errors import NotFound
+    from modelloop.automation.entities import policy_not_found
+    from modelloop.automation.policy import policy_store
+    from modelloop.tracking.source import current_user
 
-    get_policy(name)  # NotFound before asking
-    if not yes:
-        typer.confirm(f"Delete policy {name}?", abort=True)
-    if not delete_policy(name):
-        raise NotFound(f"No policy named {name!r}")
+    with policy_store() as store:
+        store.get(name)  # NotFound before asking
+        if not yes:
+            typer.confirm(f"Delete policy {name}?", abort=True)
+        if not store.delete(name, actor=current_user()):
+            raise policy_not_found(name)
     typer.echo(f"Policy {name} deleted")
 
 
@@ -310,7 +316,3 @@ def _when(text: Any) -> str:
 
 def _decision(d: Any) -> dict[str, Any]:
     return {"action": d.action, "time": d.time, "evidence": d.evidence}
-
-
-def _state(state: Any) -> dict[str, Any]:
-    return {k: getattr(state, k) for k in state.__slots__}

@@ -1,16 +1,17 @@
 """Automation pages: policies with where their loop stands, and one policy's timeline.
 
-The timeline is the audit trail (``modelloop.automation.loop.timeline``), grouped in cycles: the
-signals that led to a training (triggers skipped, a retraining scheduled, the trigger itself, or
-a rollout started by hand) and what followed, training run, gate, shadow, canary, promotion or
-rollback; a cycle ends with its outcome (or a training skipped). Triggers skipped one after the
-other are merged into one muted step listing why (identical reasons once, counted). Every
-decision keeps its evidence, shown as escaped text under a ``<details>``; a gate's replay
-backtest shows the traffic it was judged on and both models' metric per day
-(:mod:`~modelloop.ui.replay`); a rollout stage shows its operational checks; an interval of a
-difference (the gate's bootstrap, the canary's paired shadow comparison) is drawn as an error
-bar against the bound it had to clear, as inline SVG built here, so the page needs no script.
-Above the timeline, the time the loop took to adapt to each change its triggers detected
+Everything is read through the policy store (:mod:`modelloop.automation.store`: the metadata
+database, or the server the settings name), never with SQL here. The timeline is the audit trail
+(the store's ``decisions``), grouped in cycles: the signals that led to a training (triggers
+skipped, a retraining scheduled, the trigger itself, or a rollout started by hand) and what
+followed, training run, gate, shadow, canary, promotion or rollback; a cycle ends with its outcome
+(or a training skipped). Triggers skipped one after the other are merged into one muted step
+listing why (identical reasons once, counted). Every decision keeps its evidence, shown as escaped
+text under a ``<details>``; a gate's replay backtest shows the traffic it was judged on and both
+models' metric per day (:mod:`~modelloop.ui.replay`); a rollout stage shows its operational checks;
+an interval of a difference (the gate's bootstrap, the canary's paired shadow comparison) is drawn
+as an error bar against the bound it had to clear, as inline SVG built here, so the page needs no
+script. Above the timeline, the time the loop took to adapt to each change its triggers detected
 (:mod:`~modelloop.automation.adaptation`).
 """
 
@@ -29,7 +30,7 @@ from modelloop.ui.replay import ReplayTable, replay_table
 if TYPE_CHECKING:
     from modelloop.automation.adaptation import Adaptation
     from modelloop.automation.decision import Decision
-    from modelloop.automation.policy import Policy
+    from modelloop.automation.entities import Policy
     from modelloop.ui.app import Pages
 
 _LABELS = {
@@ -141,28 +142,20 @@ def register(router: APIRouter, pages: Pages) -> None:
 
 
 def _list_page(pages: Pages) -> HTMLResponse:
-    from sqlalchemy import select
+    from modelloop.automation.entities import PolicyState
+    from modelloop.automation.policy import policy_store
 
-    from modelloop.automation.policy import PolicyState, list_policies, policy_database
-    from modelloop.store import tables as t
-
-    stored = list_policies(settings=pages.settings)
-    s = t.policy_state
-    with policy_database(pages.settings).read() as conn:  # every state in one query
-        states = {row.name: PolicyState(**{k: getattr(row, k) for k in PolicyState.__slots__})
-                  for row in conn.execute(select(s))}  # fmt: skip
-    rows = [(p, states.get(p.name, PolicyState("idle"))) for p in stored]
-    return pages.render("automation.html", section="automation", title="Automation",
-                        policies=rows)  # fmt: skip
+    with policy_store(pages.settings) as store:
+        states = store.states()  # every state in one read
+        rows = [(p, states.get(p.name, PolicyState("idle"))) for p in store.list()]
+    return pages.render("automation.html", section="automation", title="Automation", policies=rows)
 
 
 def _policy_page(pages: Pages, name: str) -> HTMLResponse:
-    from modelloop.automation.loop import timeline
-    from modelloop.automation.policy import get_policy, policy_state
+    from modelloop.automation.policy import policy_store
 
-    policy = get_policy(name, settings=pages.settings)
-    state = policy_state(name, settings=pages.settings)
-    decisions = timeline(name, settings=pages.settings)
+    with policy_store(pages.settings) as store:
+        policy, state, decisions = store.get(name), store.state(name), store.decisions(name)
     cycles = cycles_of(policy, decisions)
     skipped = sum(d.action == _SKIPPED for d in decisions)
     return pages.render(

@@ -5,7 +5,7 @@ A gate decision taken by a policy carries its replay (``replay`` in the evidence
 requests replayed, and both models' metric day by day. The automation timeline shows it under
 the gate's step; the model card under the version's gate decisions, matched by the audit
 sequence number of the ``gate.decision`` event (``audit_seq`` in the same evidence). Read
-through the automation SDK (:func:`~modelloop.automation.loop.timeline`), never from SQL here.
+through the policy store (its ``decisions``), never from SQL here.
 """
 
 from __future__ import annotations
@@ -88,14 +88,14 @@ def version_replays(model: str, version: int, *, settings: Settings) -> dict[int
     """The replays of a version's gate decisions, keyed by the audit sequence number of their
     ``gate.decision`` event: read from the decisions of every policy that trains ``model``
     (none when the store keeps no policies)."""
-    from modelloop.automation.loop import timeline
-    from modelloop.automation.policy import list_policies
+    from modelloop.automation.policy import policy_store
 
     found: dict[int, ReplayTable] = {}
     try:
-        policies = [p for p in list_policies(settings=settings) if p.model == model]
-        for policy in policies:
-            for decision in timeline(policy.name, settings=settings):
+        with policy_store(settings) as store:
+            timelines = [store.decisions(p.name) for p in store.list() if p.model == model]
+        for decisions in timelines:
+            for decision in decisions:
                 evidence = decision.evidence
                 seq = evidence.get("audit_seq")
                 if decision.action not in _GATED or evidence.get("version") != version:
