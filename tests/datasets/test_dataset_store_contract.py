@@ -506,3 +506,37 @@ def test_uploads_are_bounded_by_the_upload_limit_not_the_json_one(tmp_path: Path
             refused = _post(url, body)
             assert refused.status_code == 413, refused.text[:300]
             assert refused.json()["error_code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_a_server_with_users_records_the_token_s_user_and_checks_roles(tmp_path: Path) -> None:
+    from modelloop.auth import Role, Users
+    from modelloop.datasets.http import HttpDatasetStore
+    from modelloop.errors import Forbidden
+
+    with store_settings(tmp_path, "sqlite") as settings:
+        users = Users(open_database(settings.database_url))
+        _, editor_token = users.add("eddie", Role.editor, actor="admin")
+        _, viewer_token = users.add("vera", Role.viewer, actor="admin")
+        reader = Env(open_dataset_store(settings), settings, None).run()
+        with live_server(settings) as url:
+            editor = HttpDatasetStore(url, token=editor_token)
+            viewer = HttpDatasetStore(url, token=viewer_token)
+            try:
+                data = transactions([1.0, 2.0])
+                version = editor.log_version("tx", data, actor="mallory", contract=CONTRACT)
+                assert version.created_by == "eddie"  # the token says who, not the caller
+                assert editor.validations(version)[0].created_by == "eddie"
+                assert viewer.list_datasets()[0].name == "tx"
+                pd.testing.assert_frame_equal(viewer.load(version), data)
+                with pytest.raises(Forbidden, match="'vera' has the viewer role"):
+                    viewer.log_version("tx", transactions([3.0, 4.0]), actor="vera")
+                with pytest.raises(Forbidden, match="'vera' has the viewer role"):
+                    viewer.add_validation(version, CONTRACT, CONTRACT.validate(data), actor="v")
+                with pytest.raises(Forbidden, match="'vera' has the viewer role"):
+                    viewer.record_read(version, reader)
+                assert [v.version for v in viewer.list_versions("tx")] == [1]
+            finally:
+                editor.close()
+                viewer.close()
+        events = Env(editor, settings, None).events()
+        assert {e.actor for e in events} == {"eddie"}
