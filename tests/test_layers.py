@@ -17,7 +17,7 @@ ROOT = Path(modelloop.__file__).parent
 LAYERS: list[set[str]] = [
     {"cli", "__main__"},  # the command line: translates
     {"examples"},  # programs written against the SDK
-    {"modelloop", "server", "ui"},  # the SDK's surface and the web edges: translate
+    {"modelloop", "client", "server", "ui"},  # the SDK's surface and the web edges: translate
     {"automation"},  # policies, the loop, the scheduler
     {"monitoring", "serving", "pipelines", "registry", "datasets", "tracking", "store_clock"},
     {"flavors", "explain", "audit", "auth", "configs", "web"},

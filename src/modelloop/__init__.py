@@ -20,6 +20,7 @@ from modelloop.automation import (
     list_policies,
     step_policy,
 )
+from modelloop.client import Client
 from modelloop.datasets import (
     Check,
     Contract,
@@ -68,7 +69,6 @@ from modelloop.pipelines import (
     reproduce,
     step,
 )
-from modelloop.registry.client import Registry
 from modelloop.registry.entities import (
     Alias,
     AliasRequest,
@@ -106,7 +106,6 @@ from modelloop.serving.fluent import (
 from modelloop.serving.predictions import predictions
 from modelloop.settings import Settings, load_settings
 from modelloop.store_clock import StoreClock, set_store_clock, store_clock, use_wall_clock
-from modelloop.tracking.client import Client
 from modelloop.tracking.entities import ArtifactInfo, Experiment, Metric, Run, RunStatus
 from modelloop.tracking.fluent import active_run, get_client, search_runs, start_run
 from modelloop.tracking.run import ActiveRun
@@ -141,7 +140,6 @@ __all__ = [
     "Pipeline",
     "PipelineRun",
     "RegisteredModel",
-    "Registry",
     "RequestStatus",
     "Run",
     "RunStatus",
