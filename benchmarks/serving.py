@@ -154,7 +154,7 @@ def booster_floors(booster: Any, x: Any, calls: int = 300) -> dict[str, float]:
 
 
 def ml_count_log(path: str) -> dict:
-    """Rows in the prediction log at ``path``: ``ml.predictions`` and plain pandas agree?"""
+    """Rows in the prediction log at ``path``: ``ml.load_predictions`` and plain pandas agree?"""
     import pandas as pd
 
     import modelloop as ml
@@ -163,7 +163,7 @@ def ml_count_log(path: str) -> dict:
     raw_rows = sum(len(pd.read_parquet(f)) for f in files)
     read = getattr(ml, "predictions", None)
     if read is None:  # not exported at the top level (yet)
-        from modelloop.serving.predictions import predictions as read
+        from modelloop.serving.predictions import load_predictions as read
     df = read(MODEL_NAME, with_labels=False)
     versions = sorted(str(v) for v in df["model_version"].unique()) if len(df) else []
     return {
@@ -533,7 +533,7 @@ def render(results: Results, logs: dict, info: dict, check: dict, command: str, 
             ]
             if lg["parquet_rows"] != lg["rows"]:
                 parts.append(
-                    f"- note: `ml.predictions` read {lg['rows']:,} rows but the Parquet files "
+                    f"- note: `ml.load_predictions` read {lg['rows']:,} rows but the Parquet files "
                     f"hold {lg['parquet_rows']:,}."
                 )
         for name, scen in res.items():

@@ -27,13 +27,13 @@ from modelloop.datasets import (
     ContractViolation,
     DatasetVersion,
     Expect,
+    check_skew,
     compare_profiles,
     dataset_versions,
     get_dataset,
     list_datasets,
     load_dataset,
     log_dataset,
-    skew,
 )
 from modelloop.errors import (
     AlreadyExists,
@@ -52,9 +52,9 @@ from modelloop.errors import (
     UnsafePath,
 )
 from modelloop.monitoring import (
-    alerts,
     apply_monitor,
     get_monitor,
+    list_alerts,
     list_monitors,
     monitor_results,
     run_monitor,
@@ -65,7 +65,7 @@ from modelloop.pipelines import (
     PipelineRun,
     StepState,
     fan_out,
-    lineage,
+    get_lineage,
     reproduce,
     step,
 )
@@ -103,7 +103,7 @@ from modelloop.serving.fluent import (
     get_deployment,
     list_deployments,
 )
-from modelloop.serving.predictions import predictions
+from modelloop.serving.predictions import load_predictions
 from modelloop.settings import Settings, load_settings
 from modelloop.store_clock import StoreClock, set_store_clock, store_clock, use_wall_clock
 from modelloop.tracking.entities import ArtifactInfo, Experiment, Metric, Run, RunStatus
@@ -153,12 +153,12 @@ __all__ = [
     "VersionStatus",
     "__version__",
     "active_run",
-    "alerts",
     "apply_deployment",
     "apply_monitor",
     "apply_policy",
     "approve_request",
     "audit_log",
+    "check_skew",
     "compare_profiles",
     "dataset_versions",
     "delete_alias",
@@ -170,22 +170,23 @@ __all__ = [
     "get_client",
     "get_dataset",
     "get_deployment",
+    "get_lineage",
     "get_model_version",
     "get_monitor",
     "get_policy",
     "get_registry",
-    "lineage",
+    "list_alerts",
     "list_datasets",
     "list_deployments",
     "list_monitors",
     "list_policies",
     "load_dataset",
     "load_model",
+    "load_predictions",
     "load_settings",
     "log_dataset",
     "model_lineage",
     "monitor_results",
-    "predictions",
     "reference_profile",
     "register_model",
     "reject_request",
@@ -198,7 +199,6 @@ __all__ = [
     "set_reference_profile",
     "set_store_clock",
     "set_version_status",
-    "skew",
     "start_run",
     "step",
     "step_policy",

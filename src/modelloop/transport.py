@@ -35,6 +35,7 @@ from modelloop.errors import (
 
 DEFAULT_TIMEOUT = 60.0
 API = "/api/v1"
+USER_HEADER = "X-Modelloop-User"  # who acts, on a server without authentication
 _URL = re.compile(r"^https?://[^/?#]+", re.IGNORECASE)
 _BY_STATUS: dict[int, type[ModelloopError]] = {
     401: Unauthorized,
@@ -137,6 +138,44 @@ class Transport:
                 response.close()
             raise error_for(response)
         return response
+
+
+class HttpStore:
+    """What every domain's store on a server shares: one :class:`Transport`, its URL, ``close``
+    and calls that name who acts (a server without authentication records that name; one with
+    it records the token's user)."""
+
+    def __init__(
+        self, url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self._transport = Transport(url, token=token, timeout=timeout)
+        self.url = self._transport.url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        actor: str | None = None,
+        params: Mapping[str, str | None] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        sent = dict(headers or {})
+        if actor is not None:
+            sent[USER_HEADER] = actor
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        # No params at all when none are set: an empty mapping would drop a query in ``path``.
+        return self._transport.call(
+            method, path, body, params=query or None, content=content, headers=sent or None
+        )
 
 
 class _ResponseStream(io.RawIOBase):

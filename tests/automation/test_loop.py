@@ -221,7 +221,7 @@ def test_the_replay_pairs_the_champions_answers_with_the_challengers_scores(
 
     for d in range(1, 5):
         stream.day(d)
-    logged = ml.predictions(MODEL, deployment=DEPLOYMENT)
+    logged = ml.load_predictions(MODEL, deployment=DEPLOYMENT)
     logged = logged[logged["label"].notna()]
     assert len(logged) > 1000
     fresh = transactions(4000, seed=3000, pattern=True)

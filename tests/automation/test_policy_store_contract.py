@@ -329,7 +329,9 @@ def _sdk_session(url: str | None) -> dict[str, Any]:
     seen["unknown"] = unknown.value.message
     deleted = CliRunner().invoke(app, ["policy", "delete", "fraud-loop", "--yes"])
     assert deleted.exit_code == 0, deleted.output
-    seen["deleted"] = (ml.delete_policy("fraud-loop"), ml.list_policies())
+    with pytest.raises(NotFound) as gone:
+        ml.delete_policy("fraud-loop")
+    seen["deleted"] = (gone.value.message, ml.list_policies())
     return seen
 
 
@@ -361,4 +363,7 @@ def test_the_sdk_and_cli_work_through_a_server_as_locally(
     assert local["list"] == ["fraud-loop"]
     assert local["state"] == PolicyState("idle")
     assert local["started"] is True
-    assert local["deleted"] == (False, [])
+    assert local["deleted"] == (
+        "No policy named 'fraud-loop': create it with 'modelloop policy apply'",
+        [],
+    )

@@ -44,10 +44,10 @@ def test_the_sdk_lineage_of_a_missing_target_raises_not_found(home: Path) -> Non
 
     ml.log_dataset(pd.DataFrame({"amount": [1.0, 2.0]}), "fraud")
     with pytest.raises(NotFound, match="No version 2 of dataset 'fraud'"):
-        ml.lineage("dataset:fraud@2")
+        ml.get_lineage("dataset:fraud@2")
     with pytest.raises(NotFound, match="Registered model 'fraud-detector' does not exist"):
-        ml.lineage("models:/fraud-detector/7")
-    assert ml.lineage("dataset:fraud@1").root == ("dataset", "fraud@1")
+        ml.get_lineage("models:/fraud-detector/7")
+    assert ml.get_lineage("dataset:fraud@1").root == ("dataset", "fraud@1")
 
 
 def test_lineage_takes_an_artifact_digest_as_it_prints_it(home: Path) -> None:

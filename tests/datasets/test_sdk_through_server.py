@@ -1,7 +1,8 @@
 """The public datasets SDK (``ml.log_dataset``, ``ml.get_dataset``, ``ml.load_dataset``,
-``ml.list_datasets``, ``ml.dataset_versions``, ``ml.skew``) with ``MODELLOOP_TRACKING_URI`` at a
-live server gives what it gives on the local store: the same versions, frames, checks, lineage
-(the run that logged a version and the runs that read it) and errors."""
+``ml.list_datasets``, ``ml.dataset_versions``, ``ml.check_skew``) with
+``MODELLOOP_TRACKING_URI`` at a live server gives what it gives on the local store: the same
+versions, frames, checks, lineage (the run that logged a version and the runs that read it) and
+errors."""
 
 from __future__ import annotations
 
@@ -97,9 +98,9 @@ def scenario() -> dict[str, Any]:
     seen["listed"] = [dataclasses.replace(d, created_at=0) for d in ml.list_datasets()]
     seen["history"] = [_plain(v) for v in ml.dataset_versions("tx")]
     seen["loaded_dtypes"] = ml.load_dataset(second).dtypes.astype(str).to_dict()
-    report = ml.skew("tx@1", transactions().assign(amount=lambda f: f["amount"] * 10))
+    report = ml.check_skew("tx@1", transactions().assign(amount=lambda f: f["amount"] * 10))
     seen["skew"] = (report.ok, report.skewed_columns, report.summary())
-    seen["skew_versions"] = ml.skew("tx@1", "tx@1").ok
+    seen["skew_versions"] = ml.check_skew("tx@1", "tx@1").ok
     store = fluent.dataset_store()
     [check] = store.validations(second)
     seen["check"] = (check.ok, check.checks, check.contract, check.report, check.created_by)
@@ -114,7 +115,7 @@ def scenario() -> dict[str, Any]:
         lambda: ml.dataset_versions("nope"),
         lambda: ml.log_dataset([1, 2], "tx"),  # type: ignore[arg-type]
         lambda: ml.log_dataset(transactions(), "-bad"),
-        lambda: ml.skew("tx@1", 42),  # type: ignore[arg-type]
+        lambda: ml.check_skew("tx@1", 42),  # type: ignore[arg-type]
     ):
         with pytest.raises(ModelloopError) as caught:
             call()

@@ -73,8 +73,8 @@ def test_missing_columns_dtypes_and_tolerances() -> None:
 
 def test_skew_against_a_logged_dataset(home: Path) -> None:
     ds.log_dataset(sample(1), "train")
-    assert ds.skew("train", sample(3)).ok
-    assert not ds.skew("train@1", sample(3, mean=70.0)).ok
-    assert ds.skew(ds.get_dataset("train"), ds.get_dataset("train").profile).ok
+    assert ds.check_skew("train", sample(3)).ok
+    assert not ds.check_skew("train@1", sample(3, mean=70.0)).ok
+    assert ds.check_skew(ds.get_dataset("train"), ds.get_dataset("train").profile).ok
     with pytest.raises(InvalidArgument, match="Cannot compare a list"):
-        ds.skew("train", [1, 2])  # type: ignore[arg-type]
+        ds.check_skew("train", [1, 2])  # type: ignore[arg-type]

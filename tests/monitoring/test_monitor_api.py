@@ -80,7 +80,7 @@ def test_alerts_reach_a_webhook_and_a_down_webhook_loses_nothing(
     handler.failures_left = 100  # down for the first run (3 attempts per delivery)
     name = watched.monitor(alerts=[DRIFT_RULE], webhooks=[url], performance={"enabled": False})
     check_windows(name, now=day(3) + timedelta(hours=1), settings=settings)
-    [alert] = ml.alerts(name)
+    [alert] = ml.list_alerts(name)
     assert alert.state == "firing"
     assert alert.notified is None  # stored, not yet delivered
     assert alert.deliveries[0]["targets"][0]["status"] == 503
@@ -93,7 +93,7 @@ def test_alerts_reach_a_webhook_and_a_down_webhook_loses_nothing(
     assert payload["alert"]["rule"] == "inputs"
     assert payload["alert"]["severity"] == "critical"
     assert "drift.share" in payload["text"]
-    assert ml.alerts(name)[0].notified == "firing"
+    assert ml.list_alerts(name)[0].notified == "firing"
 
 
 def test_a_private_webhook_needs_the_operator(watched: Watched) -> None:
@@ -105,7 +105,7 @@ def test_a_private_webhook_needs_the_operator(watched: Watched) -> None:
     name = watched.monitor(alerts=[DRIFT_RULE], webhooks=["http://localhost:9/hook"],
                            performance={"enabled": False})  # fmt: skip
     check_windows(name, now=day(3) + timedelta(hours=1), settings=watched.settings)
-    [alert] = ml.alerts(name)
+    [alert] = ml.list_alerts(name)
     assert "loopback" in alert.deliveries[0]["targets"][0]["error"]
 
 
@@ -147,9 +147,9 @@ def test_rest_sdk_and_metrics_through_a_live_server(
         perf = ml.monitor_results("w", kind="performance", end="2026-01-04", settings=remote)
         assert perf["performance.label_coverage"].tolist() == [0.0, 0.0, 1.0]
         assert list(perf["status"])[:2] == ["insufficient_labels"] * 2
-        [alert] = ml.alerts("w", settings=remote)  # fired on day 2, resolved on day 3
+        [alert] = ml.list_alerts("w", settings=remote)  # fired on day 2, resolved on day 3
         assert (alert.rule, alert.state, alert.first_window) == ("inputs", "resolved", day(2))
-        assert ml.alerts("w", state="firing", settings=remote) == []
+        assert ml.list_alerts("w", state="firing", settings=remote) == []
 
         metrics = httpx.get(f"{url}/metrics").text
         assert 'modelloop_alert_firing{monitor="w",rule="inputs",severity="critical"} 0.0' in (
@@ -211,10 +211,10 @@ def test_the_server_runs_monitors_on_schedule(watched: Watched) -> None:
     db = open_database(watched.settings.database_url)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not ml.alerts("fraud-watch"):
+        while time.monotonic() < deadline and not ml.list_alerts("fraud-watch"):
             assert server.poll() is None, server.communicate()[0]
             time.sleep(0.2)
-        [alert] = ml.alerts("fraud-watch")
+        [alert] = ml.list_alerts("fraud-watch")
         assert alert.rule == "inputs"
         with db.read() as conn:
             ends = conn.exec_driver_sql("SELECT window_end FROM monitor_windows").scalars().all()
@@ -231,7 +231,7 @@ def test_deleting_a_monitor_removes_its_windows_and_alerts(
     _drifting_days(watched)
     name = watched.monitor(alerts=[DRIFT_RULE], performance={"enabled": False})
     check_windows(name, now=day(3) + timedelta(hours=1), settings=watched.settings)
-    assert ml.alerts(name)
+    assert ml.list_alerts(name)
     runner = CliRunner()
     kept = runner.invoke(app, ["monitor", "delete", name], input="n\n")
     assert kept.exit_code == 1  # aborted: nothing deleted

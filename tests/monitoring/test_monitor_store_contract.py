@@ -426,9 +426,9 @@ def test_every_public_monitoring_call_answers_through_a_server_as_locally(
         for call in (
             lambda: ml.get_monitor("w"),
             lambda: ml.run_monitor("w", window="2026-01-02T10:00"),
-            lambda: ml.alerts(),
-            lambda: ml.alerts("w", state="firing"),
-            lambda: ml.alerts("w", state="resolved"),
+            lambda: ml.list_alerts(),
+            lambda: ml.list_alerts("w", state="firing"),
+            lambda: ml.list_alerts("w", state="resolved"),
             lambda: ml.get_monitor("nope"),
             lambda: ml.run_monitor("nope"),
             lambda: ml.run_monitor("w", window="2026-01-09"),
@@ -436,7 +436,7 @@ def test_every_public_monitoring_call_answers_through_a_server_as_locally(
             lambda: ml.monitor_results("nope"),
             lambda: ml.monitor_results("w", kind="bogus"),
             lambda: ml.monitor_results("w", start="yesterday"),
-            lambda: ml.alerts(state="open"),
+            lambda: ml.list_alerts(state="open"),
             lambda: ml.apply_monitor({**config, "window": "7m", "mistake": 1}),
             lambda: ml.apply_monitor({**config, "webhooks": ["http://127.0.0.1:9/hook"]}),
             lambda: delete_monitor("nope"),
@@ -449,11 +449,11 @@ def test_every_public_monitoring_call_answers_through_a_server_as_locally(
             remote, here = both(call)
             assert remote == here
         assert both(lambda: ml.run_monitor("w", window="2026-01-02"))[0][0]["stored"] is False
-        [alert] = ml.alerts("w")  # no traffic after the shifted day: no value to resolve it
+        [alert] = ml.list_alerts("w")  # no traffic after the shifted day: no value to resolve it
         assert (alert.state, alert.first_window) == ("firing", day(2))
-        assert ml.alerts(state="firing") == [alert]
+        assert ml.list_alerts(state="firing") == [alert]
         assert both(lambda: ml.get_monitor("nope"))[0][0] == "NotFound"
-        assert both(lambda: ml.alerts(state="open"))[0][0] == "InvalidArgument"
+        assert both(lambda: ml.list_alerts(state="open"))[0][0] == "InvalidArgument"
 
         scopes = (("drift", 0, 4), ("performance", 0, 3), ("drift", watched.version, 2))
         for kind, version, windows in scopes:  # the version answered on the two days of traffic
@@ -471,6 +471,6 @@ def test_every_public_monitoring_call_answers_through_a_server_as_locally(
         delete_monitor("w")
         remote, here = both(ml.list_monitors)
         assert remote == here == []
-        assert both(lambda: ml.alerts("w")) == ([], [])
+        assert both(lambda: ml.list_alerts("w")) == ([], [])
         [_, deleted] = audit.events(SqlMonitorStore.local(local).db, object_type="monitor")
         assert (deleted.action, deleted.actor) == ("monitor.delete", "carol")

@@ -14,7 +14,7 @@ import pytest
 
 import modelloop as ml
 from modelloop.examples import training_pipeline as ex
-from modelloop.pipelines import Pipeline, lineage, step
+from modelloop.pipelines import Pipeline, get_lineage, step
 from modelloop.pipelines.cache import cache_key
 from modelloop.pipelines.step import spec_of
 from modelloop.tracking.fluent import get_client
@@ -181,7 +181,7 @@ def pinned() -> float:
 
 
 def _datasets_in_lineage(run_id: str | None) -> set[str]:
-    return {i for k, i in lineage(run_id or "").labels if k == "dataset"}
+    return {i for k, i in get_lineage(run_id or "").labels if k == "dataset"}
 
 
 def test_a_new_version_of_a_dataset_read_by_name_is_a_cache_miss(home: Path) -> None:

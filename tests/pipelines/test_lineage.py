@@ -9,7 +9,7 @@ import pytest
 
 import modelloop as ml
 from modelloop.examples import training_pipeline as ex
-from modelloop.pipelines import Pipeline, lineage, step
+from modelloop.pipelines import Pipeline, get_lineage, step
 from modelloop.pipelines.lineage import database_of
 from modelloop.registry.client import Registry
 from modelloop.registry.reference import NoDriftReference
@@ -25,7 +25,7 @@ def test_model_artifact_leads_back_through_train_split_load(home: Path) -> None:
     result = ex.pipeline.run()
     steps = result.steps
     model_digest = steps["train"].outputs["model"]["digest"]
-    graph = lineage(model_digest)
+    graph = get_lineage(model_digest)
     root = ("artifact", model_digest)
     train_run = ("run", steps["train"].run_id)
     split_run = ("run", steps["split"].run_id)
@@ -46,7 +46,7 @@ def test_model_artifact_leads_back_through_train_split_load(home: Path) -> None:
 def test_cached_run_lineage_follows_the_original(home: Path) -> None:
     first = ex.pipeline.run()
     second = ex.pipeline.run()
-    graph = lineage(second.steps["evaluate"].run_id or "")
+    graph = get_lineage(second.steps["evaluate"].run_id or "")
     root = ("run", second.steps["evaluate"].run_id)
     assert graph.parents(root) == [(("run", first.steps["evaluate"].run_id), "cached_from")]
     assert first.steps["load"].run_id in graph.runs()
@@ -66,11 +66,11 @@ def test_dataset_and_model_version_lineage(home: Path) -> None:
             )
     finally:
         registry.close()
-    graph = lineage(f"models:/example/{version.version}")
+    graph = get_lineage(f"models:/example/{version.version}")
     assert ("dataset", "raw@3") in graph.labels
     assert result.steps["split"].run_id in graph.runs()
     assert "dataset raw@3" in graph.render()
-    assert lineage("dataset:raw@3").parents(("dataset", "raw@3")) == []
+    assert get_lineage("dataset:raw@3").parents(("dataset", "raw@3")) == []
 
 
 @step
@@ -90,8 +90,8 @@ def test_datasets_logged_and_read_by_steps_are_in_the_lineage(home: Path, execut
     assert result.value("consume") == 18.0
     made_by = ("run", result.steps["ingest"].run_id)
     read_by = ("run", result.steps["consume"].run_id)
-    dataset = lineage("dataset:ingested@1")
+    dataset = get_lineage("dataset:ingested@1")
     assert dataset.parents(("dataset", "ingested@1")) == [(made_by, "output")]
-    consumer = lineage(read_by[1] or "")
+    consumer = get_lineage(read_by[1] or "")
     assert (("dataset", "ingested@1"), "input") in consumer.parents(read_by)
     assert "dataset ingested@1" in consumer.render()

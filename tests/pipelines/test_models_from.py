@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 import modelloop as ml
-from modelloop.pipelines import ModelOutput, Pipeline, lineage, step
+from modelloop.pipelines import ModelOutput, Pipeline, get_lineage, step
 from modelloop.pipelines.lineage import models_from
 from modelloop.registry.client import Registry
 from modelloop.registry.reference import TAG_REFERENCE_DATASET
@@ -89,9 +89,9 @@ def test_models_from_agrees_with_the_lineage_of_every_version(home: Path) -> Non
     for ref in ("phish@1", "phish@2", "other@1"):
         reached = models_from(ref, client)
         for version in versions:
-            graph = lineage(version.uri, client)
+            graph = get_lineage(version.uri, client)
             assert (ref in graph.datasets()) == (f"phish-model/{version.version}" in reached)
-    graph = lineage(declared.uri, client)
+    graph = get_lineage(declared.uri, client)
     assert graph.parents(("model_version", f"phish-model/{declared.version}")) == [
         (("run", bare.run_id), "output"),
         (("dataset", "phish@1"), "reference"),
@@ -122,5 +122,5 @@ def test_a_cached_steps_models_are_from_the_data_its_original_read(home: Path) -
         f"phish-model/{version.version}": "upstream",
         f"phish-model/{logged_here.version}": "upstream",
     }
-    assert lineage(version.uri).datasets() == ["phish@2"]
-    assert lineage(logged_here.uri).datasets() == ["phish@2"]
+    assert get_lineage(version.uri).datasets() == ["phish@2"]
+    assert get_lineage(logged_here.uri).datasets() == ["phish@2"]

@@ -24,7 +24,7 @@ def test_cache_lineage_and_reproduce(store_env: Settings) -> None:
     again = ex.pipeline.run(params={"seed": 3})
     assert {s.state for s in first.steps.values()} == {"SUCCEEDED"}
     assert {s.state for s in again.steps.values()} == {"CACHED"}
-    graph = ml.lineage(first.steps["evaluate"].outputs["evaluate"]["digest"])
+    graph = ml.get_lineage(first.steps["evaluate"].outputs["evaluate"]["digest"])
     assert {first.steps[n].run_id for n in ("load", "split", "train", "evaluate")} <= set(
         graph.runs()
     )

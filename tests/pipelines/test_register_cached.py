@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modelloop.examples import training_pipeline as ex
-from modelloop.pipelines import lineage
+from modelloop.pipelines import get_lineage
 from modelloop.registry.client import TAG_REGISTERED_FROM, Registry
 from modelloop.registry.reference import NoDriftReference
 from modelloop.tracking.fluent import get_client
@@ -49,7 +49,7 @@ def test_a_cached_steps_model_registers_the_package_it_reuses(home: Path) -> Non
     finally:
         registry.close()
     # Lineage: the version came out of the run that trained it, and from its inputs upstream.
-    graph = lineage(f"models:/example/{version.version}")
+    graph = get_lineage(f"models:/example/{version.version}")
     root = ("model_version", f"example/{version.version}")
     assert graph.parents(root) == [(("run", original.run_id), "output")]
     assert first.steps["split"].run_id in graph.runs()

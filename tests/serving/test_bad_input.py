@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from modelloop.serving.predictions import predictions
+from modelloop.serving.predictions import load_predictions
 from tests.serving.conftest import Live, Registry, record, serving
 
 GOOD = record(0)
@@ -238,5 +238,5 @@ def test_the_server_still_answers_and_logged_nothing_bad(live: Live) -> None:
     ok = live.post("/predict", GOOD)
     assert ok.status_code == 200
     live.flush()
-    logged = predictions("fraud", settings=live.service.settings)
+    logged = load_predictions("fraud", settings=live.service.settings)
     assert logged["prediction_id"].tolist() == [ok.json()["prediction_id"]]

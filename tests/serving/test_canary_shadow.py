@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from modelloop.serving.predictions import predictions
+from modelloop.serving.predictions import load_predictions
 from modelloop.serving.routing import CanarySplit, bucket, salt_of
 from tests.serving.conftest import Registry, record, serving, transactions
 
@@ -67,7 +67,7 @@ def test_canary_rows_are_answered_and_logged_by_their_model(registry: Registry) 
     for i, row in enumerate(body):
         assert row["version"] == (2 if row["role"] == "challenger" else 1)
         assert row["prediction"] == pytest.approx(float(expected[row["version"]][i % 200]))
-    logged = predictions("fraud", settings=registry.settings).set_index("prediction_id")
+    logged = load_predictions("fraud", settings=registry.settings).set_index("prediction_id")
     assert len(logged) == 300
     for row in body:
         entry = logged.loc[row["prediction_id"]]
@@ -111,7 +111,7 @@ def test_shadow_scores_every_request_but_the_champion_answers(registry: Registry
         live.flush()
     answers += batch
     assert {(a["role"], a["version"]) for a in answers} == {("champion", 1)}
-    logged = predictions("fraud", settings=registry.settings)
+    logged = load_predictions("fraud", settings=registry.settings)
     assert len(logged) == 60
     frame, _ = transactions()
     challenger = registry.model(2).predict(frame.iloc[:30])
@@ -172,7 +172,7 @@ def test_a_failing_shadow_never_fails_the_request(registry: Registry) -> None:
         metrics = live.get("/metrics").text
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert "modelloop_shadow_errors_total 3.0" in metrics
-    assert set(predictions("fraud", settings=registry.settings)["role"]) == {"champion"}
+    assert set(load_predictions("fraud", settings=registry.settings)["role"]) == {"champion"}
 
 
 def test_a_deployment_can_turn_the_log_off(registry: Registry) -> None:
@@ -181,4 +181,4 @@ def test_a_deployment_can_turn_the_log_off(registry: Registry) -> None:
         answer = live.post("/predict", record(0)).json()
         live.flush()
     assert len(answer["prediction_id"]) == 36  # still an id, for the caller's own records
-    assert predictions("fraud", settings=registry.settings).empty
+    assert load_predictions("fraud", settings=registry.settings).empty

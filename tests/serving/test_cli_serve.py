@@ -99,7 +99,7 @@ def test_serve_answers_ready_and_flushes_its_log_on_stop(registry: Registry) -> 
         assert proc.wait(timeout=30) == 0
     assert ready["models"][0]["version"] == 1
     assert ready["deployment"] == "fraud"
-    assert sorted(ml.predictions("fraud")["prediction_id"]) == sorted(ids)
+    assert sorted(ml.load_predictions("fraud")["prediction_id"]) == sorted(ids)
 
 
 def test_several_workers_each_log_their_own_predictions(registry: Registry) -> None:
@@ -110,7 +110,7 @@ def test_several_workers_each_log_their_own_predictions(registry: Registry) -> N
             ]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-    logged = ml.predictions("fraud")
+    logged = ml.load_predictions("fraud")
     assert sorted(logged["prediction_id"]) == sorted(ids)
 
 

@@ -1,6 +1,6 @@
 """One contract for every DeploymentStore: SQLite, PostgreSQL, and the HTTP client to a server;
-then the SDK (``ml.apply_deployment`` ...) and ``ml.predictions`` through a live server, exactly
-as on the local store."""
+then the SDK (``ml.apply_deployment`` ...) and ``ml.load_predictions`` through a live server,
+exactly as on the local store."""
 
 from __future__ import annotations
 
@@ -421,7 +421,7 @@ def test_the_sdk_gives_the_same_answers_locally(sqlite_settings: Settings, tmp_p
         ml.delete_deployment("fraud-online", settings=sqlite_settings)
 
 
-# -- ml.predictions through a server -----------------------------------------------------------
+# -- ml.load_predictions through a server ------------------------------------------------------
 
 DAY_MS = 1_767_225_600_000  # 2026-01-01
 
@@ -454,12 +454,12 @@ def test_predictions_through_a_server_equal_the_local_read(
             prediction_log_uri=str(tmp_path / "laptop-log"),  # never read: the server's is
         )
         for query in queries:
-            local = ml.predictions("fraud", settings=sqlite_settings, **query)  # type: ignore[arg-type]
-            through = ml.predictions("fraud", settings=remote, **query)  # type: ignore[arg-type]
+            local = ml.load_predictions("fraud", settings=sqlite_settings, **query)  # type: ignore[arg-type]
+            through = ml.load_predictions("fraud", settings=remote, **query)  # type: ignore[arg-type]
             pd.testing.assert_frame_equal(through, local)
-        everything = ml.predictions("fraud", settings=remote)
+        everything = ml.load_predictions("fraud", settings=remote)
         with pytest.raises(InvalidArgument, match="is before start"):
-            ml.predictions("fraud", "2026-01-02", "2026-01-01", settings=remote)
+            ml.load_predictions("fraud", "2026-01-02", "2026-01-01", settings=remote)
         with httpx.Client(base_url=f"{url}/api/v1") as http:
             backwards = http.get(
                 "/predictions",

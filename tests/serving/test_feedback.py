@@ -1,5 +1,5 @@
 """``POST /feedback``: labels for logged predictions, one or many; duplicates and unknown ids are
-reported per item, never dropped in silence; ``ml.predictions`` joins what arrived."""
+reported per item, never dropped in silence; ``ml.load_predictions`` joins what arrived."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from modelloop.serving.deployment import parse_deployment
 from modelloop.serving.feedback import Label, record_feedback
 from modelloop.serving.fluent import apply_deployment, get_deployment, list_deployments
 from modelloop.serving.prediction_log import PredictionLog, new_prediction_ids
-from modelloop.serving.predictions import predictions
+from modelloop.serving.predictions import load_predictions
 from modelloop.settings import Settings
 from modelloop.store import open_database
 from tests.serving.conftest import Registry, log_batch, record, serving
@@ -47,7 +47,7 @@ def test_single_labels_are_stored_then_duplicates_refused(registry: Registry) ->
     assert 'modelloop_feedback_total{status="stored"} 3.0' in metrics
     assert 'modelloop_feedback_total{status="duplicate"} 1.0' in metrics
 
-    labelled = ml.predictions("fraud").set_index("prediction_id")
+    labelled = ml.load_predictions("fraud").set_index("prediction_id")
     assert labelled.loc[ids[0], "label"] == 1.0  # the first label stands
     assert labelled.loc[ids[1], "label"] == 1.0  # class "1" is the positive one
     assert pd.isna(labelled.loc[ids[1], "label_text"])
@@ -78,7 +78,7 @@ def test_a_batch_reports_every_item(registry: Registry) -> None:
     assert [r["status"] for r in body["results"]] == [
         "duplicate", "stored", "stored", "duplicate", "unknown", "stored",
     ]  # fmt: skip
-    labels = ml.predictions("fraud").set_index("prediction_id")["label"]
+    labels = ml.load_predictions("fraud").set_index("prediction_id")["label"]
     assert labels[ids[2]] == 0.0
     assert labels[ids[3]] == 1.0
     assert labels[ids[0]] == 1.0
@@ -96,10 +96,10 @@ def test_labels_join_predictions_of_any_role(registry: Registry) -> None:
         pid = live.post("/predict", record(0)).json()["prediction_id"]
         live.flush()
         assert live.post("/feedback", {"prediction_id": pid, "label": 1}).status_code == 200
-    rows = ml.predictions("fraud")
+    rows = ml.load_predictions("fraud")
     assert sorted(rows["role"]) == ["champion", "shadow"]
     assert rows["label"].tolist() == [1.0, 1.0]  # one label judges both models
-    unlabelled = ml.predictions("fraud", with_labels=False)
+    unlabelled = ml.load_predictions("fraud", with_labels=False)
     assert "label" not in unlabelled.columns
 
 
@@ -121,7 +121,7 @@ def test_a_label_arriving_days_later_finds_its_partition(registry: Registry) -> 
         received_by="tester",
     )
     assert [s["status"] for s in statuses] == ["stored", "unknown"]
-    frame = ml.predictions("fraud", "2026-01-01", "2026-01-02")
+    frame = ml.load_predictions("fraud", "2026-01-01", "2026-01-02")
     assert frame["label"].tolist()[0] == 1.0 or frame["label"].tolist()[1] == 1.0
 
 
@@ -169,7 +169,7 @@ def test_the_feedback_store_on_every_database(settings: Settings) -> None:
     statuses = [s["status"] for result in results for s in result]
     assert statuses.count("stored") == 2  # one label per prediction, whoever came first
     assert statuses.count("duplicate") == 6
-    frame = predictions("fraud", settings=settings).set_index("prediction_id")
+    frame = load_predictions("fraud", settings=settings).set_index("prediction_id")
     assert frame.loc[ids[1], "label_text"] == "chargeback"
     assert frame.loc[ids[0], "label"] in {0.0, 1.0, 2.0, 3.0}
     assert frame["label"].notna().sum() == 1

@@ -60,7 +60,7 @@ def test_a_label_the_model_does_not_know_is_refused(registry: Registry) -> None:
     assert all(d["message"].endswith("allowed 0, 1") for d in details)
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["stored"] == 3
-    labels = ml.predictions("fraud").set_index("prediction_id")
+    labels = ml.load_predictions("fraud").set_index("prediction_id")
     assert labels.loc[ids[:3], "label"].tolist() == [1.0, 0.0, 1.0]  # nothing of the 422s
     assert labels.loc[ids[3:], "label"].isna().all()
     assert labels["label_text"].isna().all()
@@ -92,7 +92,7 @@ def test_class_names_are_stored_for_the_monitor(registry: Registry) -> None:
     )
     assert stored.status_code == 200, stored.text
     assert stored.json()["stored"] == 300
-    logged = ml.predictions("fraud-names").set_index("prediction_id").loc[ids]
+    logged = ml.load_predictions("fraud-names").set_index("prediction_id").loc[ids]
     assert logged["label"].tolist() == truth.astype(float).tolist()
     assert logged["label_text"].tolist() == sent
 

@@ -20,7 +20,7 @@ from modelloop.serving.prediction_log import (
     new_prediction_ids,
     prediction_time_ms,
 )
-from modelloop.serving.predictions import predictions
+from modelloop.serving.predictions import load_predictions
 from tests.serving.conftest import Registry, log_batch, record, serving
 
 
@@ -147,15 +147,17 @@ def test_predictions_reads_a_time_window(registry: Registry) -> None:
     for hours in (0, 12, 36, 60):
         log.append(log_batch(int((day + timedelta(hours=hours)).timestamp() * 1000), model="fraud"))
     log.close()
-    everything = predictions("fraud", settings=settings)
+    everything = load_predictions("fraud", settings=settings)
     assert len(everything) == 12
     assert everything["timestamp"].is_monotonic_increasing
-    window = predictions("fraud", "2026-02-10T06:00:00", day + timedelta(days=2), settings=settings)
+    window = load_predictions(
+        "fraud", "2026-02-10T06:00:00", day + timedelta(days=2), settings=settings
+    )
     assert len(window) == 6  # the 12:00 and the next day's 12:00 batches
-    one_day = predictions("fraud", day.date(), "2026-02-11", settings=settings)
+    one_day = load_predictions("fraud", day.date(), "2026-02-11", settings=settings)
     assert len(one_day) == 6
-    assert predictions("fraud", "2026-02-12", settings=settings).shape[0] == 3
-    assert predictions("nobody", settings=settings).empty
-    assert predictions("fraud", settings=settings, deployment="elsewhere").empty
+    assert load_predictions("fraud", "2026-02-12", settings=settings).shape[0] == 3
+    assert load_predictions("nobody", settings=settings).empty
+    assert load_predictions("fraud", settings=settings, deployment="elsewhere").empty
     with pytest.raises(InvalidArgument, match="not an ISO date"):
-        predictions("fraud", "yesterday", settings=settings)
+        load_predictions("fraud", "yesterday", settings=settings)

@@ -96,6 +96,6 @@ def test_a_simulated_clock_stamps_predictions_and_labels(registry: Registry) -> 
         now["ms"] += 7 * 86_400_000  # the labels come a week later
         assert live.post("/feedback", [{"prediction_id": i, "label": 0} for i in ids]).is_success
     assert {prediction_time_ms(i) for i in ids} == {now["ms"] - 7 * 86_400_000}
-    logged = ml.predictions("fraud", "2018-04-03", "2018-04-04")
+    logged = ml.load_predictions("fraud", "2018-04-03", "2018-04-04")
     assert sorted(logged["prediction_id"]) == sorted(ids)
     assert set(logged["labelled_at"]) == {datetime(2018, 4, 10, 12, tzinfo=UTC)}

@@ -46,7 +46,6 @@ from modelloop.store import tables as t
 if TYPE_CHECKING:
     from modelloop.settings import Settings
 
-USER_HEADER = "X-Modelloop-User"  # the user a client names on a loopback server without auth
 
 ADMIN = "admin"  # the actor of the server's own token
 ANONYMOUS = "anonymous"  # the actor of a request to an unauthenticated server that names none

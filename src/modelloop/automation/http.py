@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelloop.audit import check_actor
-from modelloop.auth import USER_HEADER
 from modelloop.automation.decision import Decision
 from modelloop.automation.entities import (
     Policy,
@@ -30,23 +29,11 @@ from modelloop.automation.entities import (
     policy_not_found,
 )
 from modelloop.errors import NotFound
-from modelloop.transport import DEFAULT_TIMEOUT, Transport, segment
+from modelloop.transport import HttpStore, segment
 
 
-class HttpPolicyStore:
+class HttpPolicyStore(HttpStore):
     """Implements :class:`~modelloop.automation.store.PolicyStore` against a server."""
-
-    def __init__(
-        self, url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
-    ) -> None:
-        self._transport = Transport(url, token=token, timeout=timeout)
-        self.url = self._transport.url
-
-    def __repr__(self) -> str:
-        return f"HttpPolicyStore({self.url!r})"
-
-    def close(self) -> None:
-        self._transport.close()
 
     def apply(self, policy: Policy | Mapping[str, Any], *, actor: str) -> bool:
         checked = parse_policy(dict(policy) if isinstance(policy, Mapping) else policy)
@@ -100,10 +87,13 @@ class HttpPolicyStore:
         body: Any = None,
         *,
         actor: str | None = None,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str | None] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
-        headers = {USER_HEADER: check_actor(actor)} if actor is not None else None
-        return self._transport.call(method, path, body, params=params, headers=headers)
+        """As every store's, the actor checked here first, as the SQL store checks it."""
+        checked = None if actor is None else check_actor(actor)
+        return super()._call(method, path, body, actor=checked, params=params)
 
 
 def _known(name: str) -> str:

@@ -20,6 +20,7 @@ from modelloop.automation.entities import (
     PolicyState,
     load_policy_file,
     parse_policy,
+    policy_not_found,
 )
 from modelloop.automation.store import PolicyStore, open_policy_store
 from modelloop.settings import Settings, load_settings
@@ -77,12 +78,13 @@ def list_policies(*, settings: Settings | None = None) -> list[Policy]:
         return store.list()
 
 
-def delete_policy(name: str, *, settings: Settings | None = None, actor: str | None = None) -> bool:
+def delete_policy(name: str, *, settings: Settings | None = None, actor: str | None = None) -> None:
     """Delete a policy and its loop's state (audited; its decisions stay in the audit trail);
-    False if there was none. A rollout in progress is left as it stands: the deployment keeps
-    its current mode."""
+    NotFound if there is none, as for monitors and deployments. A rollout in progress is left
+    as it stands: the deployment keeps its current mode."""
     with policy_store(settings) as store:
-        return store.delete(name, actor=actor or current_user())
+        if not store.delete(name, actor=actor or current_user()):
+            raise policy_not_found(name)
 
 
 def policy_state(name: str, *, settings: Settings | None = None) -> PolicyState:
@@ -98,9 +100,9 @@ def logged(
     """The predictions the policy's deployment logged in ``[start, end)`` (ms), oldest first,
     with the labels that came back unless ``with_labels`` is False: what the loop reads."""
     from modelloop.clock import from_ms
-    from modelloop.serving.predictions import predictions
+    from modelloop.serving.predictions import load_predictions
 
-    return predictions(
+    return load_predictions(
         policy.model,
         from_ms(start),
         from_ms(end),

@@ -122,7 +122,7 @@ def monitor_show(
     import yaml
 
     typer.echo(yaml.safe_dump(monitor.model_dump(mode="json"), sort_keys=False).rstrip())
-    firing = fluent.alerts(name, state="firing")
+    firing = fluent.list_alerts(name, state="firing")
     typer.echo(f"# {len(firing)} alert(s) firing" + (": " if firing else ""))
     for alert in firing:
         typer.echo(f"#   [{alert.severity}] {alert.rule}: {alert.metric} = {alert.value:.6g} "
@@ -272,7 +272,7 @@ def monitor_alerts(
     from modelloop.cli import _output
     from modelloop.monitoring import fluent
 
-    found = fluent.alerts(name, state=state)
+    found = fluent.list_alerts(name, state=state)
     if output is OutputFormat.json:
         _output.print_json([a.to_dict() for a in found])
         return

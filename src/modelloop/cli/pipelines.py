@@ -159,7 +159,7 @@ def lineage(
 ) -> None:
     """What produced TARGET, and from what inputs, transitively."""
     from modelloop.cli import _output
-    from modelloop.pipelines.lineage import lineage as walk
+    from modelloop.pipelines.lineage import get_lineage as walk
 
     with _client() as client:
         graph = walk(target, client)

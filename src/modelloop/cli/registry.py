@@ -341,7 +341,7 @@ def models_lineage(
 ) -> None:
     from modelloop.cli import _output
     from modelloop.pipelines.lineage import database_of
-    from modelloop.pipelines.lineage import lineage as walk
+    from modelloop.pipelines.lineage import get_lineage as walk
 
     with _registry() as registry:
         lineage = registry.lineage(name, version)

@@ -333,9 +333,9 @@ def predictions_export(
         str | None, typer.Option(help="Only this deployment's predictions.")
     ] = None,
 ) -> None:
-    from modelloop.serving.predictions import predictions, require_model
+    from modelloop.serving.predictions import load_predictions, require_model
 
-    frame = predictions(model, start, end, deployment=deployment)
+    frame = load_predictions(model, start, end, deployment=deployment)
     if frame.empty:
         require_model(model)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,12 @@ from modelloop.datasets.contracts import (
 )
 from modelloop.datasets.entities import Dataset, DatasetValidation, DatasetVersion, Schema
 from modelloop.datasets.fluent import (
+    check_skew,
     dataset_versions,
     get_dataset,
     list_datasets,
     load_dataset,
     log_dataset,
-    skew,
 )
 from modelloop.datasets.profile import ColumnProfile, DatasetProfile, Histogram, compute_profile
 from modelloop.datasets.skew import ColumnSkew, SkewReport, Tolerances, compare_profiles
@@ -38,6 +38,7 @@ __all__ = [
     "Tolerances",
     "ValidationReport",
     "Violation",
+    "check_skew",
     "compare_profiles",
     "compute_profile",
     "dataset_versions",
@@ -45,5 +46,4 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "log_dataset",
-    "skew",
 ]

@@ -1,4 +1,4 @@
-"""The module-level datasets SDK: ``ml.log_dataset``, ``ml.load_dataset``, ``ml.skew``...
+"""The module-level datasets SDK: ``ml.log_dataset``, ``ml.load_dataset``, ``ml.check_skew``...
 
 Each function works on the dataset store named by the default client's settings
 (``ml.get_client()``), chosen by :func:`~modelloop.datasets.store.open_dataset_store`: the
@@ -148,7 +148,7 @@ def dataset_versions(name: str) -> list[DatasetVersion]:
     return versions
 
 
-def skew(
+def check_skew(
     reference: str | DatasetVersion | DatasetProfile,
     current: pd.DataFrame | DatasetVersion | DatasetProfile | str,
     *,

@@ -21,11 +21,10 @@ authentication ignores the header and records the user whose token the request c
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from modelloop.auth import USER_HEADER
 from modelloop.datasets.content import check_candidate, from_parquet, parquet_of
 from modelloop.datasets.contracts import Contract, ValidationReport
 from modelloop.datasets.entities import (
@@ -42,7 +41,7 @@ from modelloop.datasets.entities import (
 from modelloop.datasets.profile import DatasetProfile
 from modelloop.errors import InvalidArgument, ModelloopError
 from modelloop.tracking.entities import check_run_id
-from modelloop.transport import DEFAULT_TIMEOUT, Transport, segment
+from modelloop.transport import HttpStore, segment
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,20 +51,8 @@ DIGESTS_PER_REQUEST = 100  # what one lookup by digests carries (the server's bo
 _DIGEST_CHARS = 64
 
 
-class HttpDatasetStore:
+class HttpDatasetStore(HttpStore):
     """Implements :class:`~modelloop.datasets.store.DatasetStore` against a server."""
-
-    def __init__(
-        self, url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
-    ) -> None:
-        self._transport = Transport(url, token=token, timeout=timeout)
-        self.url = self._transport.url
-
-    def __repr__(self) -> str:
-        return f"HttpDatasetStore({self.url!r})"
-
-    def close(self) -> None:
-        self._transport.close()
 
     # -- versions ----------------------------------------------------------------------------
 
@@ -200,25 +187,6 @@ class HttpDatasetStore:
         return VersionRuns(list(data["logged_by"]), list(data["read_by"]))
 
     # -- transport ---------------------------------------------------------------------------
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        params: Mapping[str, str | None] | None = None,
-        content: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        actor: str | None = None,
-    ) -> Any:
-        sent = dict(headers or {})
-        if actor is not None:
-            sent[USER_HEADER] = actor
-        query = {k: v for k, v in (params or {}).items() if v is not None}
-        return self._transport.call(  # no params: a query written into the path stays
-            method, path, body, params=query or None, content=content, headers=sent
-        )
 
 
 def _d(name: str) -> str:

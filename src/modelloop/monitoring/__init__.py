@@ -11,10 +11,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from modelloop.monitoring.fluent import (
-    alerts,
     apply_monitor,
     delete_monitor,
     get_monitor,
+    list_alerts,
     list_monitors,
     monitor_results,
     run_monitor,
@@ -80,7 +80,6 @@ __all__ = [
     "Monitor",
     "PerformanceReport",
     "Wasserstein",
-    "alerts",
     "apply_monitor",
     "card_precision_at_k",
     "check_drift",
@@ -90,6 +89,7 @@ __all__ = [
     "fit_reference",
     "fit_references",
     "get_monitor",
+    "list_alerts",
     "list_monitors",
     "monitor_results",
     "performance",

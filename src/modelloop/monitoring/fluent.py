@@ -1,5 +1,5 @@
 """The monitoring SDK: ``ml.apply_monitor``, ``ml.run_monitor``, ``ml.monitor_results``,
-``ml.alerts``, on the local store or through a server (``MODELLOOP_TRACKING_URI``) alike: each
+``ml.list_alerts``, on the local store or through a server (``MODELLOOP_TRACKING_URI``) alike: each
 function is one call on the store :func:`~modelloop.monitoring.client.open_monitor_store` picks.
 Changes are recorded as ``MODELLOOP_USER`` or the OS user; through a server with authentication,
 as the user whose token is configured."""
@@ -142,7 +142,7 @@ def _result_record(row: StoredWindow) -> dict[str, Any]:
     return record
 
 
-def alerts(
+def list_alerts(
     monitor: str | None = None, *, state: str | None = None, settings: Settings | None = None
 ) -> list[Alert]:
     """Alerts, newest first; ``state`` is ``firing`` or ``resolved``."""

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from modelloop.auth import USER_HEADER
 from modelloop.errors import NotFound
 from modelloop.monitoring.monitor import Monitor, is_monitor_name, parse_monitor
 from modelloop.monitoring.store import (
@@ -32,23 +31,11 @@ from modelloop.monitoring.store import (
     check_version,
     no_monitor,
 )
-from modelloop.transport import DEFAULT_TIMEOUT, Transport, segment
+from modelloop.transport import HttpStore, segment
 
 
-class HttpMonitorStore:
+class HttpMonitorStore(HttpStore):
     """Implements :class:`~modelloop.monitoring.store.MonitorStore` against a server."""
-
-    def __init__(
-        self, url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
-    ) -> None:
-        self._transport = Transport(url, token=token, timeout=timeout)
-        self.url = self._transport.url
-
-    def __repr__(self) -> str:
-        return f"HttpMonitorStore({self.url!r})"
-
-    def close(self) -> None:
-        self._transport.close()
 
     def apply(self, monitor: Monitor | Mapping[str, Any], *, actor: str) -> bool:
         config = parse_monitor(dict(monitor) if isinstance(monitor, Mapping) else monitor)
@@ -109,19 +96,6 @@ class HttpMonitorStore:
         check_limit(limit, MAX_ALERTS)
         params = {"monitor": monitor, "state": state, "limit": str(limit)}
         return [Alert.from_dict(a) for a in self._call("GET", "/alerts", params=params)["alerts"]]
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        actor: str | None = None,
-        params: Mapping[str, str | None] | None = None,
-    ) -> Any:
-        headers = {USER_HEADER: actor} if actor is not None else None
-        query = {k: v for k, v in (params or {}).items() if v is not None}
-        return self._transport.call(method, path, body, params=query, headers=headers)
 
 
 def _path(name: str) -> str:

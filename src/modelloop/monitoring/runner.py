@@ -201,9 +201,9 @@ class _Checker:
         self._missing: dict[int, str] = {}  # version -> why it has no reference
 
     def frame(self, win: Window, *, labels: bool) -> pd.DataFrame:
-        from modelloop.serving.predictions import predictions
+        from modelloop.serving.predictions import load_predictions
 
-        return predictions(
+        return load_predictions(
             self.model,
             from_ms(win.start),
             from_ms(win.end),

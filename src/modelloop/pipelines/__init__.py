@@ -10,7 +10,7 @@ def split(load: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame
 
 run = Pipeline([load, split, train], name="fraud").run(params={"seed": 1})
 run.steps["train"].state        # SUCCEEDED | CACHED | FAILED | SKIPPED
-lineage(run.steps["train"].outputs["model"]["digest"]).render()
+get_lineage(run.steps["train"].outputs["model"]["digest"]).render()
 reproduce(run.run_id).ok         # re-run without the cache: every output bit-identical?
 """
 
@@ -22,7 +22,7 @@ from modelloop.pipelines.executors import (
     StepCall,
     StepResult,
 )
-from modelloop.pipelines.lineage import LineageGraph, lineage
+from modelloop.pipelines.lineage import LineageGraph, get_lineage
 from modelloop.pipelines.outputs import ModelOutput
 from modelloop.pipelines.pipeline import Pipeline, PipelineRun, StepState
 from modelloop.pipelines.reproduce import ReproductionReport, StepComparison, reproduce
@@ -45,7 +45,7 @@ __all__ = [
     "StepSpec",
     "StepState",
     "fan_out",
-    "lineage",
+    "get_lineage",
     "reproduce",
     "step",
 ]

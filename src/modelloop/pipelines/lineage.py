@@ -88,7 +88,7 @@ class LineageGraph:
         return "\n".join(lines)
 
 
-def lineage(target: str, client: Client | None = None) -> LineageGraph:
+def get_lineage(target: str, client: Client | None = None) -> LineageGraph:
     """Upstream lineage of a run id, an artifact digest (bare or ``sha256:``-prefixed),
     ``dataset:NAME@V`` or ``models:/NAME/VERSION``."""
     if client is None:

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelloop.audit import AuditEvent, AuditVerification
-from modelloop.auth import USER_HEADER
 from modelloop.registry.entities import (
     Alias,
     AliasRequest,
@@ -26,25 +25,13 @@ from modelloop.registry.entities import (
     check_model_name,
     check_version,
 )
-from modelloop.transport import DEFAULT_TIMEOUT, Transport, segment
+from modelloop.transport import HttpStore, segment
 
 _API = "/api/v1"
 
 
-class HttpRegistryStore:
+class HttpRegistryStore(HttpStore):
     """Implements :class:`~modelloop.registry.store.RegistryStore` against a server."""
-
-    def __init__(
-        self, url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
-    ) -> None:
-        self._transport = Transport(url, token=token, timeout=timeout)
-        self.url = self._transport.url
-
-    def __repr__(self) -> str:
-        return f"HttpRegistryStore({self.url!r})"
-
-    def close(self) -> None:
-        self._transport.close()
 
     # -- registered models and versions ------------------------------------------------------
 
@@ -186,19 +173,6 @@ class HttpRegistryStore:
         return AuditVerification(**{**data, "unexplained": tuple(data.get("unexplained", ()))})
 
     # -- transport ---------------------------------------------------------------------------
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        actor: str | None = None,
-        params: Mapping[str, str | None] | None = None,
-    ) -> Any:
-        headers = {USER_HEADER: actor} if actor is not None else None
-        query = {k: v for k, v in (params or {}).items() if v is not None}
-        return self._transport.call(method, path, body, params=query, headers=headers)
 
 
 def _m(name: str) -> str:

@@ -4,8 +4,8 @@ Deployments are declared (PUT, audited; its models must exist), read and deleted
 :class:`~modelloop.serving.sql.SqlDeploymentStore`, as ``ml.apply_deployment`` does locally:
 :class:`~modelloop.serving.http.HttpDeploymentStore` is the client of these routes. Reads need the
 viewer role and changes (PUT, DELETE) the editor role, both checked by the auth middleware.
-``GET /api/v1/predictions`` is ``ml.predictions`` answered by the server: its own prediction log
-with the labels that came back, as one Parquet file.
+``GET /api/v1/predictions`` is ``ml.load_predictions`` answered by the server: its own
+prediction log with the labels that came back, as one Parquet file.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from modelloop.server.schemas import (
 from modelloop.server.tracking import _OrjsonRoute
 from modelloop.serving.deployment import NAME_RULES, Deployment, Mode, parse_deployment
 from modelloop.serving.http import PARQUET
-from modelloop.serving.predictions import predictions
+from modelloop.serving.predictions import load_predictions
 from modelloop.serving.sql import SqlDeploymentStore
 from modelloop.settings import Settings
 from modelloop.store import open_database
@@ -140,10 +140,10 @@ def serving_router(settings: Settings) -> APIRouter:
             bool, Query(description="Join the labels that arrived (label, label_text, ...)")
         ] = True,
     ) -> Response:
-        """``ml.predictions``: the model's logged predictions made in ``[start, end)``, oldest
+        """``ml.load_predictions``: the model's logged predictions made in ``[start, end)``, oldest
         first, with the labels that arrived since; an empty table when there are none."""
         with blame("query.end"):
-            frame = predictions(
+            frame = load_predictions(
                 model,
                 start,
                 end,

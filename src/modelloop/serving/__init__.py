@@ -1,7 +1,7 @@
 """Real-time serving: deployments, hot swap, shadow/canary, the prediction log and feedback.
 
     modelloop serve fraud-detector@champion            ->  POST /predict, /explain, /feedback
-    ml.predictions("fraud-detector", start, end)        ->  the logged predictions + labels
+    ml.load_predictions("fraud-detector", start, end)   ->  the logged predictions + labels
 
 Importing this package is cheap (``import modelloop`` imports it): the app, pydantic, pyarrow
 and the models load when they are first used.
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from modelloop.serving.predictions import predictions
+from modelloop.serving.predictions import load_predictions
 
 if TYPE_CHECKING:
     from modelloop.serving.deployment import Deployment, Mode, ModelRef, load_deployment_file
 
-__all__ = ["Deployment", "Mode", "ModelRef", "load_deployment_file", "predictions"]
+__all__ = ["Deployment", "Mode", "ModelRef", "load_deployment_file", "load_predictions"]
 
 
 def __getattr__(name: str) -> Any:

@@ -37,7 +37,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from modelloop.auth import (
     ADMIN,
     ANONYMOUS,
-    USER_HEADER,
     check_token,
     presented_token,
     token_matches,
@@ -60,6 +59,7 @@ from modelloop.serving.predictor import Predictor
 from modelloop.serving.scoring import answer
 from modelloop.serving.stats import TrafficStats
 from modelloop.settings import Settings
+from modelloop.transport import USER_HEADER
 from modelloop.web.hosts import AllowedHosts, HostCheck
 from modelloop.web.middleware import ErrorBoundary
 from modelloop.web.responses import error_response

@@ -1,7 +1,7 @@
 """Serving's stored state through a modelloop server: deployments and the prediction log.
 
 :class:`HttpDeploymentStore` is :class:`~modelloop.serving.store.DeploymentStore` over the REST
-API (``/api/v1/deployments``); :func:`read_predictions` is ``ml.predictions`` answered by the
+API (``/api/v1/deployments``); :func:`read_predictions` is ``ml.load_predictions`` answered by the
 server (``/api/v1/predictions``), which reads its own prediction log and joins its feedback.
 Requests go through :class:`modelloop.transport.Transport`, so errors come back as the same
 :mod:`modelloop.errors` classes and messages as from the local store. Each change sends its
@@ -14,12 +14,11 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from modelloop.auth import USER_HEADER
 from modelloop.errors import NotFound
 from modelloop.serving.deployment import Deployment, StoredDeployment, check_deployment_name
-from modelloop.transport import API, DEFAULT_TIMEOUT, Transport, segment
+from modelloop.transport import API, DEFAULT_TIMEOUT, HttpStore, Transport, segment
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,20 +26,8 @@ if TYPE_CHECKING:
 PARQUET = "application/vnd.apache.parquet"
 
 
-class HttpDeploymentStore:
+class HttpDeploymentStore(HttpStore):
     """Implements :class:`~modelloop.serving.store.DeploymentStore` against a server."""
-
-    def __init__(
-        self, url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
-    ) -> None:
-        self._transport = Transport(url, token=token, timeout=timeout)
-        self.url = self._transport.url
-
-    def __repr__(self) -> str:
-        return f"HttpDeploymentStore({self.url!r})"
-
-    def close(self) -> None:
-        self._transport.close()
 
     def apply(self, deployment: Deployment, *, actor: str) -> bool:
         answer = self._call("PUT", _d(deployment.name), deployment.to_record(), actor=actor)
@@ -60,10 +47,6 @@ class HttpDeploymentStore:
             return False
         return True
 
-    def _call(self, method: str, path: str, body: Any = None, *, actor: str | None = None) -> Any:
-        headers = {USER_HEADER: actor} if actor is not None else None
-        return self._transport.call(method, path, body, headers=headers)
-
 
 def read_predictions(
     url: str,
@@ -77,7 +60,7 @@ def read_predictions(
     with_labels: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> pd.DataFrame:
-    """The logged predictions the server at ``url`` holds, as ``ml.predictions`` reads them
+    """The logged predictions the server at ``url`` holds, as ``ml.load_predictions`` reads them
     locally (the same columns and dtypes), sent as one Parquet file."""
     import io
 

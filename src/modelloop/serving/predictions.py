@@ -1,4 +1,4 @@
-"""Read the prediction log back, with the labels that arrived since: ``ml.predictions(...)``.
+"""Read the prediction log back, with the labels that arrived since: ``ml.load_predictions(...)``.
 
 Only the model's partitions of the days in ``[start, end)`` are opened (the folder layout is the
 index), then rows are filtered by time. Labels come from the ``feedback`` table in one range
@@ -24,7 +24,7 @@ _MAX_DAYS = 3660
 _LABEL_COLUMNS = ("label", "label_text", "labelled_at")
 
 
-def predictions(
+def load_predictions(
     model: str,
     start: TimeLike = None,
     end: TimeLike = None,

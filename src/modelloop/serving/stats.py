@@ -123,3 +123,24 @@ def counted(db: Database, deployment: str, start: int, end: int) -> tuple[int, i
     with db.read() as conn:
         requests, errors = conn.execute(query).one()
     return int(requests or 0), int(errors or 0)
+
+
+def counted_by_minute(
+    db: Database, deployment: str, start: int, end: int
+) -> list[tuple[int, str, int, int]]:
+    """``(minute, route, requests, errors)`` the serving processes counted for ``deployment`` in
+    ``[start, end)`` (ms; whole minutes), summed over processes, oldest first."""
+    from sqlalchemy import func, select
+
+    from modelloop.store import tables as t
+
+    s = t.serving_stats
+    query = (
+        select(s.c.minute, s.c.route, func.sum(s.c.requests), func.sum(s.c.errors))
+        .where(s.c.deployment == deployment, s.c.minute >= start, s.c.minute < end)
+        .group_by(s.c.minute, s.c.route)
+        .order_by(s.c.minute, s.c.route)
+    )
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+    return [(int(m), str(r), int(n or 0), int(e or 0)) for m, r, n, e in rows]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from fastapi import APIRouter, Query
@@ -30,7 +30,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from modelloop.clock import from_ms, now_ms
-from modelloop.datasets.entities import parse_ref
 from modelloop.errors import InvalidArgument, ModelloopError, NotFound
 from modelloop.settings import Settings
 from modelloop.store_clock import StoreClock, store_clock
@@ -38,6 +37,8 @@ from modelloop.tracking.entities import Experiment, Run, check_run_id
 from modelloop.tracking.filter import parse_order_by
 from modelloop.tracking.sql import SqlTrackingStore
 from modelloop.ui.downsample import downsample
+from modelloop.ui.forms import local_target, read_form, same_origin
+from modelloop.ui.lineage import lineage_rows
 from modelloop.web.middleware import TOKEN_COOKIE
 from modelloop.web.responses import OrjsonResponse
 
@@ -198,7 +199,7 @@ def ui_router(store: SqlTrackingStore, settings: Settings, *, authenticated: boo
         return page(
             "login.html",
             title="Log in",
-            next=_local_target(next),
+            next=local_target(next),
             rejected=reason == "rejected",
             needed=authenticated,
         )
@@ -207,11 +208,11 @@ def ui_router(store: SqlTrackingStore, settings: Settings, *, authenticated: boo
     async def login(request: Request) -> Response:
         """Keep the token in an HttpOnly, SameSite=Strict cookie that the auth middleware
         reads; a wrong one brings the browser back here with a message."""
-        if not _same_origin(request):
+        if not same_origin(request):
             return error_page(InvalidArgument("The login form was posted from another site"))
-        form = _form(await request.body())
+        form = read_form(await request.body())
         token = form.get("token", "").strip()
-        target = _local_target(form.get("next", "/ui/"))
+        target = local_target(form.get("next", "/ui/"))
         if not token:
             return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", 303)
         response = RedirectResponse(target, 303)
@@ -227,7 +228,7 @@ def ui_router(store: SqlTrackingStore, settings: Settings, *, authenticated: boo
 
     @router.post("/ui/logout")
     def logout(request: Request) -> Response:
-        if not _same_origin(request):  # another site must not log the user out either
+        if not same_origin(request):  # another site must not log the user out either
             return error_page(InvalidArgument("The logout form was posted from another site"))
         response = RedirectResponse("/ui/login", 303)
         response.delete_cookie(TOKEN_COOKIE, path="/", httponly=True, samesite="strict")
@@ -384,7 +385,7 @@ def _run_page(page: Page, store: SqlTrackingStore, client: Any, run_id: str) -> 
             (a, f"/api/v1/runs/{run.run_id}/artifact?{urlencode({'path': a.path})}")
             for a in artifacts
         ],
-        lineage=_lineage_rows(client, run_id),
+        lineage=lineage_rows(client, run_id),
         metric_keys=sorted(run.metrics),
         chart_runs=[{"id": run.run_id, "name": run.name}],
     )
@@ -474,82 +475,6 @@ def _default_columns(runs: Sequence[Run]) -> list[Column]:
 
 def _order_text(order: Any) -> str:
     return f"{order.entity}:{order.key}"
-
-
-def _lineage_rows(client: Any, run_id: str) -> list[dict[str, Any]]:
-    """The run's upstream lineage as an indented list: depth, relation, label, link."""
-    from modelloop.pipelines.lineage import lineage
-
-    try:
-        graph = lineage(run_id, client)
-    except ModelloopError:
-        return []
-    rows: list[dict[str, Any]] = []
-
-    def walk(node: tuple[str, str], depth: int, relation: str, seen: frozenset[Any]) -> None:
-        kind, ident = node
-        rows.append(
-            {
-                "depth": depth,
-                "relation": relation,
-                "label": graph.labels.get(node, f"{kind}:{ident}"),
-                "href": _lineage_href(kind, ident) if depth else None,
-            }
-        )
-        if node in seen or len(rows) > 200:
-            return
-        for parent, rel in graph.parents(node):
-            walk(parent, depth + 1, rel, seen | {node})
-
-    walk(graph.root, 0, "", frozenset())
-    return rows if len(rows) > 1 else []
-
-
-def _lineage_href(kind: str, ident: str) -> str | None:
-    """The page of a lineage node: a run, a dataset version or a model version."""
-    if kind == "run":
-        return f"/ui/runs/{quote(ident, safe='')}"
-    if kind == "dataset":
-        try:
-            name, version = parse_ref(ident)
-        except InvalidArgument:  # an edge names what it names: only real references link
-            return None
-        return f"/ui/datasets/{name}/versions/{version}" if version else f"/ui/datasets/{name}"
-    if kind == "model_version":
-        model, _, number = ident.rpartition("/")
-        if model and number.isascii() and number.isdigit():
-            return f"/ui/models/{quote(model, safe='')}?version={number}"
-    return None
-
-
-def _local_target(target: str) -> str:
-    """Only a page of this UI: never an absolute or scheme-relative URL (open redirect)."""
-    if target.startswith("/ui") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/ui/"
-
-
-def _same_origin(request: Request) -> bool:
-    """The form was posted by a page of this UI: its ``Origin`` is this very scheme, host and
-    port, or (no ``Origin``) the browser says ``Sec-Fetch-Site: same-origin``. Every browser
-    sends one of them on a POST; one that sends neither is refused, since on a token-less
-    server (or with the login cookie) a page on any site could post the form. A program
-    that presents its own ``Authorization`` header is no cross-site form: a browser never adds
-    one to another site's request."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        fetch_site = request.headers.get("sec-fetch-site", "").lower()
-        return fetch_site == "same-origin" or "authorization" in request.headers
-    here = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    return origin.strip().lower() == here.lower()
-
-
-def _form(body: bytes) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for pair in body.decode("utf-8", "replace").split("&"):
-        name, _, value = pair.partition("=")
-        fields[unquote(name.replace("+", " "))] = unquote(value.replace("+", " "))
-    return fields
 
 
 def fmt_time(ms: int | None) -> str:

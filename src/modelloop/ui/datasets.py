@@ -58,7 +58,9 @@ from modelloop.datasets.sql import SqlDatasetStore
 from modelloop.datasets.store import DatasetStore
 from modelloop.errors import Forbidden, InvalidArgument, ModelloopError, NotFound
 from modelloop.tracking.entities import Run
-from modelloop.ui.app import Pages, _form, _lineage_rows, _same_origin
+from modelloop.ui.app import Pages
+from modelloop.ui.forms import read_form, same_origin
+from modelloop.ui.lineage import lineage_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,9 +105,9 @@ def register(router: APIRouter, pages: Pages) -> None:
     async def validate(request: Request, name: str, version: str) -> HTMLResponse:
         """Check the version against a pasted contract: a read (viewers may), nothing is
         stored."""
-        if not _same_origin(request):
+        if not same_origin(request):
             return pages.guarded(_refused)
-        text = _form(await request.body()).get("contract", "")
+        text = read_form(await request.body()).get("contract", "")
         return pages.guarded(lambda: view.version_page(name, version, contract_text=text))
 
 
@@ -253,7 +255,7 @@ class _Views:
             columns=[_column_row(version, c) for c in version.profile.columns.values()],
             shown_quantiles=[_percent_label(q) for q in _SHOWN_QUANTILES],
             chart={c.name: _chart(c) for c in version.profile.columns.values()},
-            lineage=_lineage_rows(self.client, f"dataset:{version.ref}"),
+            lineage=lineage_rows(self.client, f"dataset:{version.ref}"),
             logged_by=[(i, runs.get(i)) for i in used.logged_by],
             read_by=[(i, runs.get(i)) for i in used.read_by],
             runs_shown=RUNS_SHOWN,

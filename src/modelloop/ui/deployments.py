@@ -1,7 +1,7 @@
 """Deployments pages: what each stored deployment serves, and its live traffic from the log.
 
 Traffic is computed from the prediction log of the chosen period only (the last hour or day,
-``ml.predictions`` with start/end and no labels), read once per page: requests and predictions
+``ml.load_predictions`` with start/end and no labels), read once per page: requests and predictions
 per minute, latency percentiles and the share each role/version answered. ``latency_ms`` is
 logged per batch (every row of a request carries it), so percentiles are over requests, not
 rows. Errors are not in the log (a failed request logs nothing): the serving process counts
@@ -102,19 +102,26 @@ def traffic(settings: Settings, deployment: Deployment, period: str, end: int) -
     import numpy as np
     import pandas as pd
 
-    from modelloop.serving.predictions import logged_dates, predictions
+    from modelloop.serving.predictions import load_predictions, logged_dates
 
     if period not in PERIODS:
         raise InvalidArgument(f"period is one of {', '.join(PERIODS)}, not {period!r}")
     span, bucket = PERIODS[period]
     start = end - span
-    models = sorted({deployment.model.name} | (
-        {deployment.challenger.name} if deployment.challenger else set()))  # fmt: skip
+    models = sorted(
+        {deployment.model.name} | ({deployment.challenger.name} if deployment.challenger else set())
+    )
     frames = [
-        predictions(m, from_ms(start), from_ms(end), deployment=deployment.name, with_labels=False,
-                    settings=settings)[["timestamp", "model_version", "role", "latency_ms"]]
+        load_predictions(
+            m,
+            from_ms(start),
+            from_ms(end),
+            deployment=deployment.name,
+            with_labels=False,
+            settings=settings,
+        )[["timestamp", "model_version", "role", "latency_ms"]]
         for m in models
-    ]  # fmt: skip
+    ]
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     n_buckets = span // bucket
     times = [iso(start + i * bucket) for i in range(n_buckets)]
@@ -248,24 +255,14 @@ def served_requests(
 ) -> dict[str, Any]:
     """Requests and errors the serving processes counted in ``[start, end)`` (``serving_stats``:
     failed requests log no prediction, so the error rate comes from there)."""
-    from sqlalchemy import func, select
-
+    from modelloop.serving.stats import counted_by_minute
     from modelloop.store import open_database
-    from modelloop.store import tables as t
 
-    s = t.serving_stats
-    query = (
-        select(s.c.minute, s.c.route, func.sum(s.c.requests), func.sum(s.c.errors),
-               func.count(func.distinct(s.c.instance)))
-        .where(s.c.deployment == deployment, s.c.minute >= start, s.c.minute < end)
-        .group_by(s.c.minute, s.c.route)
-    )  # fmt: skip
-    with open_database(settings.database_url).read() as conn:
-        rows = conn.execute(query).all()
+    rows = counted_by_minute(open_database(settings.database_url), deployment, start, end)
     n = max(1, (end - start) // bucket)
     errors = [0] * n
     routes: dict[str, list[int]] = {}
-    for minute, route, requests, failed, _ in rows:
+    for minute, route, requests, failed in rows:
         errors[min(n - 1, (minute - start) // bucket)] += int(failed)
         totals = routes.setdefault(route, [0, 0])
         totals[0] += int(requests)

@@ -26,7 +26,6 @@ from ``.../card.html``) gathers what a reviewer asks of a version:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,6 +46,9 @@ from modelloop.registry.entities import (
     RequestStatus,
     check_model_name,
 )
+from modelloop.registry.importance import Importance, ImportanceCache
+from modelloop.ui.forms import local_target, read_form, same_origin
+from modelloop.ui.lineage import lineage_rows
 from modelloop.ui.replay import ReplayTable, version_replays
 
 if TYPE_CHECKING:
@@ -61,7 +63,6 @@ CARD_TAG = "card."  # version (or model) tags shown as sections of the card
 CARD_TOPICS = ("intended_use", "limitations")  # always shown, in this order
 AUDIT_SHOWN = 500  # newest events of a model's history on its page
 DECIDED_SHOWN = 20
-EXPLAIN_ROWS = 200  # rows of a logged dataset explained when the package has no background
 TOP_CATEGORIES = 5
 _FLASH_KINDS = ("ok", "error")
 _VALUE_CHARS = 80
@@ -79,7 +80,7 @@ def register(router: APIRouter, pages: Pages) -> None:
     store = SqlRegistryStore(pages.store.db, protected_aliases=settings.protected_aliases)
     client = Client(settings=settings, store=pages.store)
     registry = Registry(client, store=store)
-    explanations = _ExplanationCache()
+    explanations = ImportanceCache()
 
     def render(template: str, request: Request, **context: Any) -> HTMLResponse:
         principal = _principal(request)
@@ -111,10 +112,10 @@ def register(router: APIRouter, pages: Pages) -> None:
 
     @router.post("/ui/models/requests/{request_id}/{verb}")
     async def decide(request: Request, request_id: str, verb: str) -> Response:
-        if not _same_origin(request):
+        if not same_origin(request):
             return pages.guarded(_refuse("The form was posted from another site"))
-        form = _form(await request.body())
-        target = _local_target(form.get("next", "/ui/approvals"))
+        form = read_form(await request.body())
+        target = local_target(form.get("next", "/ui/approvals"))
         try:
             message = _decide(store, _principal(request), request_id, verb, form)
         except ModelloopError as exc:
@@ -183,7 +184,6 @@ def _model_page(
     name: str,
     version_text: str,
 ) -> HTMLResponse:
-    from modelloop.ui.app import _lineage_rows
 
     model = store.get_registered_model(check_model_name(name))
     versions = store.list_model_versions(model.name)
@@ -209,7 +209,7 @@ def _model_page(
         chosen=chosen,
         lineage=lineage,
         logged_data=_logged_versions(registry, chosen) if chosen is not None else {},
-        run_lineage=_lineage_rows(client, chosen.run_id) if chosen is not None else [],
+        run_lineage=lineage_rows(client, chosen.run_id) if chosen is not None else [],
         here=f"/ui/models/{model.name}",
     )
 
@@ -217,7 +217,7 @@ def _model_page(
 def _card(
     registry: Registry,
     store: SqlRegistryStore,
-    explanations: _ExplanationCache,
+    explanations: ImportanceCache,
     name: str,
     version_text: str,
     *,
@@ -227,9 +227,7 @@ def _card(
     model = store.get_registered_model(check_model_name(name))
     version = store.get_model_version(model.name, _version_number(version_text))
     datasets = _datasets(registry, version)
-    history = [
-        e for e in store.audit_events(model.name) if _about_version(e, version.version)
-    ]
+    history = [e for e in store.audit_events(model.name) if _about_version(e, version.version)]
     replays = version_replays(model.name, version.version, settings=registry.client.settings)
     gates = [_gate_row(e, replays.get(e.seq)) for e in history if e.action == "gate.decision"]
     lineage = registry.lineage(model.name, version.version)
@@ -241,7 +239,7 @@ def _card(
         "card_sections": _card_sections(model, version),
         "profile": _profile_rows(registry, version),
         "datasets": datasets,
-        "explanation": explanations.get(registry, version, datasets),
+        "explanation": _importance(explanations, registry, version, datasets),
         "features": list((version.signature or {}).get("inputs") or []),
         "output": (version.signature or {}).get("output") or {},
         "history": [_event_row(e) for e in history if e.action != "gate.decision"],
@@ -289,24 +287,6 @@ def _refuse(message: str) -> Any:
         raise Forbidden(message)
 
     return refuse
-
-
-def _same_origin(request: Request) -> bool:
-    from modelloop.ui.app import _same_origin as same_origin
-
-    return same_origin(request)
-
-
-def _form(body: bytes) -> dict[str, str]:
-    from modelloop.ui.app import _form as form
-
-    return form(body)
-
-
-def _local_target(target: str) -> str:
-    from modelloop.ui.app import _local_target as local_target
-
-    return local_target(target)
 
 
 def _with_flash(target: str, message: str, kind: str) -> str:
@@ -573,11 +553,11 @@ def _datasets(registry: Registry, version: ModelVersion) -> list[LoggedDataset]:
 
 def _upstream_datasets(registry: Registry, version: ModelVersion) -> dict[str, str]:
     """``NAME@V`` -> role of the dataset versions in the version's lineage."""
-    from modelloop.pipelines.lineage import lineage
+    from modelloop.pipelines.lineage import get_lineage
     from modelloop.registry.reference import TAG_REFERENCE_DATASET
 
     try:
-        graph = lineage(version.uri, registry.client)
+        graph = get_lineage(version.uri, registry.client)
     except ModelloopError:
         return {}
     reference = version.tags.get(TAG_REFERENCE_DATASET)
@@ -605,90 +585,14 @@ def _plain(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else _short(value, 40)
 
 
-# -- the explanation summary -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Explanation:
-    available: bool
-    note: str  # where the rows came from, or why there is no summary
-    importance: list[tuple[str, float, float]] = field(default_factory=list)  # name, mean, %
-
-
-class _ExplanationCache:
-    """Summaries by package and data digest: both name exact content, so never stale."""
-
-    def __init__(self, size: int = 64) -> None:
-        self._found: dict[tuple[str, str], Explanation] = {}
-        self._lock = threading.Lock()
-        self._size = size
-
-    def get(
-        self, registry: Registry, version: ModelVersion, datasets: list[LoggedDataset]
-    ) -> Explanation:
-        data = next((d for d in datasets if d.found is not None), None)
-        key = (version.package_digest, data.digest if data is not None else "")
-        with self._lock:
-            if key in self._found:
-                return self._found[key]
-        found = _explain(registry, version, data)
-        with self._lock:
-            if len(self._found) >= self._size:
-                self._found.pop(next(iter(self._found)))
-            self._found[key] = found
-        return found
-
-
-def _explain(registry: Registry, version: ModelVersion, data: LoggedDataset | None) -> Explanation:
-    """Mean |contribution| per feature over the package's background rows, else over a sample
-    of the logged training data; unavailable (and why) otherwise."""
-    import numpy as np
-
-    from modelloop.flavors.package import BACKGROUND_FILE
-
-    if version.flavor is None:
-        return Explanation(False, "The version's files were not packaged by modelloop.")
-    if version.flavor == "python":
-        return Explanation(False, "A pickled ('python' flavor) model is never loaded by the UI.")
-    try:
-        model = registry.load_model(version.uri)
-        if BACKGROUND_FILE in model.manifest.model_files:
-            rows = np.load(registry.download_model(version) / BACKGROUND_FILE, allow_pickle=False)
-            contributions = model.contributions_matrix(rows)
-            note = f"the {len(rows)} background rows saved in the package"
-        elif data is not None and data.found is not None:
-            frame = _dataset_store(registry).load(data.found)
-            missing = [n for n in model.signature.names if n not in frame.columns]
-            if missing:
-                return Explanation(
-                    False,
-                    f"The logged dataset {data.found.ref} lacks the features "
-                    f"{', '.join(missing[:5])}.",
-                )
-            sample = frame.sample(n=min(EXPLAIN_ROWS, len(frame)), random_state=0)
-            contributions = model.contributions(sample)
-            note = (
-                f"{len(sample)} rows sampled from the logged dataset {data.found.ref} ({data.role})"
-            )
-        else:
-            return Explanation(
-                False,
-                "Unavailable: the package saved no background rows (tree flavors do not) and no "
-                "logged dataset matches the version's dataset digests or is in its lineage.",
-            )
-    except ModelloopError as exc:
-        return Explanation(False, f"Unavailable: {exc.message}")
-    means = np.abs(contributions.values).mean(axis=0)
-    total = float(means.sum()) or 1.0
-    ranked = sorted(
-        zip(contributions.feature_names, means.tolist(), strict=True), key=lambda x: -x[1]
-    )
-    return Explanation(
-        True,
-        f"Mean absolute contribution over {note}, in the model's raw output "
-        "(log-odds for LightGBM and XGBoost classifiers).",
-        [(name, value, 100 * value / total) for name, value in ranked],
-    )
+def _importance(
+    cache: ImportanceCache, registry: Registry, version: ModelVersion, datasets: list[LoggedDataset]
+) -> Importance:
+    """The card's feature importance, over the first logged dataset found for the version."""
+    data = next((d for d in datasets if d.found is not None), None)
+    if data is None:
+        return cache.get(registry, version, None)
+    return cache.get(registry, version, data.found, data.role)
 
 
 def _version_number(text: str) -> int:

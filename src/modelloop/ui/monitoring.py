@@ -286,9 +286,9 @@ def _current_values(
     """The feature's logged values in the window, as the monitor compared them (the answered
     predictions, shadow rows left out); only this window of the log is read."""
     from modelloop.monitoring.runner import logged_column
-    from modelloop.serving.predictions import predictions
+    from modelloop.serving.predictions import load_predictions
 
-    frame = predictions(model, row["window_start"], row["window_end"],
+    frame = load_predictions(model, row["window_start"], row["window_end"],
                         deployment=config.deployment, with_labels=False,
                         settings=settings)  # fmt: skip
     answered = frame[frame["role"] != "shadow"]

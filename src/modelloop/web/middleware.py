@@ -26,7 +26,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelloop.auth import (
     ADMIN,
     ANONYMOUS,
-    USER_HEADER,
     Principal,
     Role,
     Users,
@@ -40,6 +39,7 @@ from modelloop.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from modelloop.transport import USER_HEADER
 from modelloop.web.responses import error_response
 
 JSON_BODY_LIMIT = 32 * 1024 * 1024

@@ -291,9 +291,9 @@ def _rolling_out(decisions: list[Any]) -> bool:
 def _first_champion_scores(served: pd.DataFrame, settings: Settings) -> Any:
     """What never retraining would have answered: v1 replayed on the logged features of every
     answered request (where v1 answered, exactly its answer)."""
-    from modelloop.serving.predictions import predictions
+    from modelloop.serving.predictions import load_predictions
 
-    logged = predictions(MODEL, deployment=DEPLOYMENT, with_labels=False, settings=settings)
+    logged = load_predictions(MODEL, deployment=DEPLOYMENT, with_labels=False, settings=settings)
     logged = logged[logged["role"] != "shadow"].set_index("prediction_id")
     rows = logged.loc[served["prediction_id"]]
     return ml.get_registry().load_model(f"models:/{MODEL}/1").predict(rows[FEATURES])
