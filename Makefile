@@ -29,8 +29,9 @@ typecheck: $(STAMP)
 browser:
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
+# Every core, a test file per worker (module fixtures such as the UI's server are set up once).
 pytest: $(STAMP) browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 test: lint typecheck pytest
 

@@ -24,6 +24,9 @@ from modelloop.store import close_database
 from modelloop.tracking import fluent
 
 POSTGRES_URL = os.environ.get("MODELLOOP_TEST_POSTGRES_URL")
+# Commands print tables and wrapped lines as wide as the terminal: the same width for every test,
+# whatever runs them (a developer's terminal, CI, or pytest-xdist workers, which have none).
+os.environ["COLUMNS"] = "200"
 SKIP_POSTGRES = "set MODELLOOP_TEST_POSTGRES_URL=postgresql+psycopg://user@host:5432/db to run"
 
 
