@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 import modelloop as ml
 from modelloop.cli import app, main
@@ -28,11 +27,11 @@ from modelloop.examples import quickstart, training_pipeline
 from modelloop.settings import load_settings
 from modelloop.store import HEAD_REVISION, close_database
 from modelloop.tracking import fluent
+from tests.cli_helpers import invoke
 from tests.conftest import postgres_schema
 
 HEAVY = ("pandas", "numpy", "sqlalchemy", "fastapi", "uvicorn", "lightgbm", "pyarrow", "alembic")
 SCRIPT = Path(sys.executable).parent / "modelloop"
-runner = CliRunner(env={"COLUMNS": "200"})
 
 
 @pytest.fixture
@@ -59,10 +58,6 @@ def populated(home: Path) -> dict[str, str]:
         "fast": fast.run_id,
         "broken": broken.run_id,
     }
-
-
-def invoke(*args: str) -> typer.testing.Result:
-    return runner.invoke(app, list(args), prog_name="modelloop")
 
 
 def cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -9,16 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from modelloop.automation.adaptation import detected_changes, time_to_adapt
 from modelloop.automation.decision import Decision
 from modelloop.automation.loop import timeline
-from modelloop.cli import app
 from modelloop.tracking import fluent
+from tests import cli_helpers
 from tests.conftest import STORE_VARIABLES, FraudLoop
-
-runner = CliRunner(env={"COLUMNS": "200"})
 
 
 @pytest.fixture
@@ -31,7 +29,7 @@ def decisions(fraud_loop: FraudLoop, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 def invoke(*args: str) -> Result:
-    result = runner.invoke(app, list(args), prog_name="modelloop")
+    result = cli_helpers.invoke(*args)
     assert result.exit_code == 0, result.output
     return result
 

@@ -6,36 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from sqlalchemy import text
-from typer.testing import CliRunner
 
 import modelloop as ml
-from modelloop.cli import app
 from modelloop.settings import load_settings
 from modelloop.store import open_database
 from modelloop.tracking import fluent
-
-runner = CliRunner(env={"COLUMNS": "200"})
-
-
-def invoke(*args: str) -> typer.testing.Result:
-    return runner.invoke(app, list(args), prog_name="modelloop")
-
-
-def ok(*args: str) -> str:
-    result = invoke(*args)
-    assert result.exit_code == 0, (args, result.output)
-    return result.stdout
-
-
-def fails(code: int, *args: str) -> str:
-    result = invoke(*args)
-    assert result.exit_code == code, (args, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr  # one line, never a traceback
-    assert lines[0].startswith("Error: ")
-    return lines[0]
+from tests.cli_helpers import fails, invoke, ok
 
 
 @pytest.fixture

@@ -9,23 +9,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import typer
-from typer.testing import CliRunner
+from typer.testing import Result
 
 import modelloop as ml
-from modelloop.cli import app
 from modelloop.errors import Conflict, NotFound
 from modelloop.examples import training_pipeline as ex
 from modelloop.pipelines import Pipeline, PipelineRun, step
 from modelloop.registry.reference import NoDriftReference
 from modelloop.tracking import fluent
+from tests import cli_helpers
 
-runner = CliRunner(env={"COLUMNS": "200"})
 
-
-def invoke(*args: str) -> typer.testing.Result:
+def invoke(*args: str) -> Result:
     fluent.close_clients()  # the command opens its own client on the same store
-    return runner.invoke(app, list(args), prog_name="modelloop")
+    return cli_helpers.invoke(*args)
 
 
 def _frame(seed: int, n: int = 400) -> pd.DataFrame:
