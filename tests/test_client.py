@@ -84,8 +84,14 @@ def test_one_handle_reaches_every_domain(client: ml.Client) -> None:
 
 
 def test_close_releases_every_store_opened(client: ml.Client) -> None:
-    opened = [client.registry, client.deployments, client.users]
+    """Each store used is closed (a server's connections released) and forgotten."""
+    assert client.deployments.list() == []
+    assert client.users.list() == []
+    opened = [client.deployments, client.users]
     client.close()
-    for name in ("registry", "deployments", "users"):
+    for name in ("deployments", "users"):
         assert name not in vars(client)
-    assert len(opened) == 3
+    for store in opened:
+        transport = getattr(store, "_transport", None)  # HTTP stores: their pooled connections
+        assert transport is None or transport._http is None
+    assert (transport is not None) == _declared(client.settings)

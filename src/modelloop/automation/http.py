@@ -93,7 +93,9 @@ class HttpPolicyStore(HttpStore):
     ) -> Any:
         """As every store's, the actor checked here first, as the SQL store checks it."""
         checked = None if actor is None else check_actor(actor)
-        return super()._call(method, path, body, actor=checked, params=params)
+        return super()._call(
+            method, path, body, actor=checked, params=params, content=content, headers=headers
+        )
 
 
 def _known(name: str) -> str:
