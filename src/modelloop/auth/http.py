@@ -16,10 +16,10 @@ class HttpUserStore(HttpStore):
         return _user(answer["user"]), str(answer["token"])
 
     def list(self) -> list[User]:
-        return [_user(u) for u in self._transport.call("GET", "/users")["users"]]
+        return [_user(u) for u in self._call("GET", "/users")["users"]]
 
     def get(self, name: str) -> User:
-        return _user(self._transport.call("GET", f"/users/{segment(name)}"))
+        return _user(self._call("GET", f"/users/{segment(name)}"))
 
     def disable(self, name: str, *, actor: str, reason: str | None = None) -> User:
         path = f"/users/{segment(name)}/disable"
