@@ -83,6 +83,41 @@ def test_one_handle_reaches_every_domain(client: ml.Client) -> None:
         assert type(store).__name__.startswith("Http") == remote, type(store).__name__
 
 
+def test_nothing_named_by_another_declaration_can_be_deleted(client: ml.Client) -> None:
+    """A deployment that a monitor and a policy name, or a monitor that a policy names, stays
+    (a Conflict that lists who names it) until they go: nothing points at what is gone."""
+    run = client.create_run("fraud")
+    client.log_bytes(run.run_id, b"tree\n", "model/model.txt")
+    client.registry.register_model(run.run_id, "fraud-detector")
+    client.deployments.apply(
+        parse_deployment({"name": "fraud-online", "model": "fraud-detector/1"}), actor="t"
+    )
+    monitor = {"name": "fraud", "deployment": "fraud-online", "model": "fraud-detector"}
+    client.monitors.apply(monitor | {"window": "1h"}, actor="t")
+    client.policies.apply(
+        {
+            "name": "fraud-loop",
+            "deployment": "fraud-online",
+            "model": "fraud-detector",
+            "monitor": "fraud",
+            "training": {"function": "my_package.training:train"},
+        },
+        actor="t",
+    )
+    with pytest.raises(ml.Conflict) as refused:
+        client.deployments.delete("fraud-online", actor="t")
+    assert refused.value.message == (
+        "Cannot delete deployment 'fraud-online': monitor 'fraud', policy 'fraud-loop' still "
+        "name it; delete or change them first"
+    )
+    with pytest.raises(ml.Conflict, match="policy 'fraud-loop' still name it; delete or change it"):
+        client.monitors.delete("fraud", actor="t")
+    assert client.policies.delete("fraud-loop", actor="t")
+    assert client.monitors.delete("fraud", actor="t")
+    assert client.deployments.delete("fraud-online", actor="t")
+    assert client.deployments.list() == []
+
+
 def test_close_releases_every_store_opened(client: ml.Client) -> None:
     """Each store used is closed (a server's connections released) and forgotten."""
     assert client.deployments.list() == []
@@ -95,3 +130,15 @@ def test_close_releases_every_store_opened(client: ml.Client) -> None:
         transport = getattr(store, "_transport", None)  # HTTP stores: their pooled connections
         assert transport is None or transport._http is None
     assert (transport is not None) == _declared(client.settings)
+
+
+def test_get_client_is_the_one_handle(home: Path) -> None:
+    """``ml.get_client()`` is an ``ml.Client``: the module-level SDK and the handle share one
+    object, so a model registered with ``ml.register_model`` is seen through ``.registry``."""
+    with ml.start_run(experiment="fraud") as run:
+        run.log_text("tree\n", "model/model.txt")
+    ml.register_model(run.run_id, "fraud-detector")
+    client = ml.get_client()
+    assert isinstance(client, ml.Client)
+    assert client is ml.get_client()
+    assert [m.name for m in client.registry.list_models()] == ["fraud-detector"]

@@ -20,7 +20,7 @@ from modelloop.automation import (
     list_policies,
     step_policy,
 )
-from modelloop.client import Client
+from modelloop.client import Client, get_client
 from modelloop.datasets import (
     Check,
     Contract,
@@ -107,7 +107,7 @@ from modelloop.serving.predictions import load_predictions
 from modelloop.settings import Settings, load_settings
 from modelloop.store_clock import StoreClock, set_store_clock, store_clock, use_wall_clock
 from modelloop.tracking.entities import ArtifactInfo, Experiment, Metric, Run, RunStatus
-from modelloop.tracking.fluent import active_run, get_client, search_runs, start_run
+from modelloop.tracking.fluent import active_run, search_runs, start_run
 from modelloop.tracking.run import ActiveRun
 
 __all__ = [

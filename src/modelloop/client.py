@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from modelloop.tracking import fluent
 from modelloop.tracking.client import Client as TrackingClient
 
 if TYPE_CHECKING:
@@ -76,3 +77,13 @@ class Client(TrackingClient):
             if opened is not None:
                 opened.close()
         super().close()
+
+
+fluent.make_default_clients(Client)
+
+
+def get_client() -> Client:
+    """The process-wide handle for the current settings, remade when they change."""
+    client = fluent.get_client()
+    assert isinstance(client, Client)  # installed above
+    return client

@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from modelloop.clock import now_ms
-from modelloop.errors import InvalidArgument
+from modelloop.errors import Conflict, InvalidArgument
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Row, Table
@@ -107,10 +107,13 @@ def remove(
     actor: str,
     kind: str,
     before_delete: Callable[[Connection], None] | None = None,
+    named_by: Mapping[str, tuple[Table, str]] | None = None,
 ) -> bool:
     """Delete the document stored under ``name`` (audited as ``<kind>.delete``, with what it
     was); False if there was none. ``before_delete`` removes what hangs off it, in the same
-    transaction."""
+    transaction. ``named_by`` maps a kind of document to its table and the field by which it
+    names this one: while any such document names it, the delete is a Conflict that lists them,
+    so nothing is left pointing at a deployment or monitor that is gone."""
     from sqlalchemy import delete, select
 
     from modelloop import audit
@@ -120,6 +123,7 @@ def remove(
         row = conn.execute(select(table.c.config).where(table.c.name == name)).first()
         if row is None:
             return False
+        _refuse_if_named(conn, kind, name, named_by or {})
         if before_delete is not None:
             before_delete(conn)
         conn.execute(delete(table).where(table.c.name == name))
@@ -127,6 +131,25 @@ def remove(
                      action=f"{kind}.delete", object_type=kind, object_id=name,
                      before=json.loads(row.config), after=None)  # fmt: skip
     return True
+
+
+def _refuse_if_named(
+    conn: Connection, kind: str, name: str, named_by: Mapping[str, tuple[Table, str]]
+) -> None:
+    from sqlalchemy import select
+
+    naming = [
+        f"{other} {row.name!r}"
+        for other, (table, field) in named_by.items()
+        for row in conn.execute(select(table.c.name, table.c.config).order_by(table.c.name))
+        if json.loads(row.config).get(field) == name
+    ]
+    if naming:
+        raise Conflict(
+            f"Cannot delete {kind} {name!r}: {', '.join(naming)} still name it; delete or change "
+            f"{'it' if len(naming) == 1 else 'them'} first",
+            [{"field": "name", "message": f"named by {', '.join(naming)}"}],
+        )
 
 
 def stored(db: Database, table: Table, name: str | None = None) -> list[Row[Any]]:

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
-from typer.testing import CliRunner
 
 import modelloop as ml
 from modelloop.automation import (
@@ -29,15 +28,14 @@ from modelloop.automation import (
     paired_bootstraps,
 )
 from modelloop.automation.holdout import holdout_days
-from modelloop.cli import app
 from modelloop.errors import InvalidArgument, InvalidInput, NotFound
 from modelloop.monitoring.performance import card_precision_at_k, precision_at_k
 from modelloop.settings import load_settings
 from modelloop.store import close_database
 from modelloop.tracking import fluent
+from tests.cli_helpers import invoke
 
 FEATURES = [f"f{i}" for i in range(6)]
-runner = CliRunner(env={"COLUMNS": "200"})
 
 
 def _data(rows: int, seed: int) -> pd.DataFrame:
@@ -850,7 +848,7 @@ def test_importing_the_gate_stays_light() -> None:
 
 
 def _cli(*args: str) -> Any:
-    return runner.invoke(app, ["gate", *args], prog_name="modelloop")
+    return invoke("gate", *args)
 
 
 def test_cli_exits_0_to_promote_and_1_to_reject(registered: Registered) -> None:
@@ -870,7 +868,7 @@ def test_cli_exits_0_to_promote_and_1_to_reject(registered: Registered) -> None:
     assert "✓ lower bound of the 95% interval of the AP difference" in promote.stdout
     assert f"PROMOTE: models:/fraud-detector/{registered.full} may replace" in promote.stdout
     assert "recorded as audit event" in promote.stdout
-    log = runner.invoke(app, ["audit", "log", "--model", "fraud-detector"], prog_name="modelloop")
+    log = invoke("audit", "log", "--model", "fraud-detector")
     assert log.exit_code == 0, log.output
     assert "gate.decision" in log.stdout
 

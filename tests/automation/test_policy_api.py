@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from sqlalchemy import delete
 
 from modelloop.settings import load_settings
+from modelloop.store import open_database
+from modelloop.store import tables as t
 
 from ..live_server import live_server
 from ..server.test_policy_references import seed_references
@@ -33,8 +36,13 @@ def test_policies_over_rest(home: Path) -> None:
         assert shown["training"]["window"] == "14d"
         assert [p["name"] for p in httpx.get(api).json()["policies"]] == ["fraud-loop"]
 
-        # Its monitor was deleted since: a clear 404, not a 500.
-        assert httpx.delete(f"{url}/api/v1/monitors/fraud-watch").status_code == 204
+        # Its monitor cannot be deleted while the policy names it...
+        refused = httpx.delete(f"{url}/api/v1/monitors/fraud-watch")
+        assert refused.status_code == 409
+        assert "policy 'fraud-loop' still name it" in refused.json()["message"]
+        # ... but a store written before that check may lack it: a clear 404, not a 500.
+        with open_database(load_settings().database_url).write() as conn:
+            conn.execute(delete(t.monitors).where(t.monitors.c.name == "fraud-watch"))
         step = httpx.post(f"{api}/fraud-loop/step")
         assert step.status_code == 404
         assert "fraud-watch" in step.json()["message"]

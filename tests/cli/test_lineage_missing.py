@@ -6,12 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 import modelloop as ml
-from modelloop.cli import app
-
-runner = CliRunner(env={"COLUMNS": "200"})
+from tests.cli_helpers import invoke
 
 
 def test_lineage_of_a_missing_target_exits_non_zero(home: Path) -> None:
@@ -25,16 +22,16 @@ def test_lineage_of_a_missing_target_exits_non_zero(home: Path) -> None:
         ("dataset:fraud", 2, "dataset:fraud@1"),  # lineage is per version: name one
         ("ab" * 32, 3, f"No artifact with digest {'ab' * 32}"),
     ):
-        result = runner.invoke(app, ["lineage", target])
+        result = invoke("lineage", target)
         assert result.exit_code == code, (target, result.output)
         lines = result.output.strip().splitlines()
         assert len(lines) == 1, result.output
         assert lines[0].startswith("Error: "), result.output
         assert message in lines[0], lines[0]
-    existing = runner.invoke(app, ["lineage", "dataset:fraud@1"])
+    existing = invoke("lineage", "dataset:fraud@1")
     assert existing.exit_code == 0, existing.output
     assert existing.output.strip() == "dataset fraud@1"
-    run_lineage = runner.invoke(app, ["lineage", run.run_id])
+    run_lineage = invoke("lineage", run.run_id)
     assert run_lineage.exit_code == 0, run_lineage.output
 
 
@@ -54,10 +51,10 @@ def test_lineage_takes_an_artifact_digest_as_it_prints_it(home: Path) -> None:
     with ml.start_run(experiment="lineage") as run:
         info = run.log_text("rows\n", "data.txt")
     printed = f"sha256:{info.digest}"
-    result = runner.invoke(app, ["lineage", printed])
+    result = invoke("lineage", printed)
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"artifact sha256:{info.digest[:12]}")
-    short = runner.invoke(app, ["lineage", printed[:19]])  # the 12 characters the tree shows
+    short = invoke("lineage", printed[:19])  # the 12 characters the tree shows
     assert short.exit_code == 2, short.output
     assert "expected sha256: and 64 lowercase hex characters" in short.output
     assert "Invalid run id" not in short.output

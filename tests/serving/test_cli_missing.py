@@ -4,28 +4,20 @@ choices there are: ``deployments apply`` stores nothing, ``serve`` says nothing 
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
 
 import modelloop as ml
-from modelloop.cli import app
 from modelloop.errors import NotFound
 from modelloop.serving.deployment import parse_deployment
 from modelloop.serving.fluent import apply_deployment
+from tests.cli_helpers import invoke
 from tests.serving.conftest import Registry
-
-runner = CliRunner(env={"COLUMNS": "200"})
 
 
 def test_applying_a_deployment_of_a_missing_alias_fails(registry: Registry) -> None:
-    bad_alias = runner.invoke(
-        app, ["deployments", "apply", "--name", "d", "--model", "fraud@nosuchalias"]
-    )
-    bad_version = runner.invoke(
-        app,
-        ["deployments", "apply", "--name", "d", "--model", "fraud@champion",
-         "--challenger", "fraud/9", "--mode", "shadow"],
-    )  # fmt: skip
-    bad_model = runner.invoke(app, ["deployments", "apply", "--name", "d", "--model", "nope@a"])
+    bad_alias = invoke("deployments", "apply", "--name", "d", "--model", "fraud@nosuchalias")
+    bad_version = invoke("deployments", "apply", "--name", "d", "--model", "fraud@champion",
+         "--challenger", "fraud/9", "--mode", "shadow")  # fmt: skip
+    bad_model = invoke("deployments", "apply", "--name", "d", "--model", "nope@a")
     for result in (bad_alias, bad_version, bad_model):
         assert result.exit_code == 3, result.output
         lines = result.output.strip().splitlines()
@@ -37,7 +29,7 @@ def test_applying_a_deployment_of_a_missing_alias_fails(registry: Registry) -> N
     assert "challenger fraud/9" in bad_version.output
     assert "latest version is 2" in bad_version.output
     assert "'nope' does not exist" in bad_model.output
-    assert runner.invoke(app, ["deployments", "show", "d"]).exit_code == 3  # nothing stored
+    assert invoke("deployments", "show", "d").exit_code == 3  # nothing stored
     assert not [e for e in ml.audit_log() if e.object_type == "deployment"]
 
 
@@ -52,7 +44,7 @@ def test_the_sdk_refuses_it_too_with_a_detail_per_model(registry: Registry) -> N
 
 def test_serving_a_missing_model_says_nothing_of_serving(registry: Registry) -> None:
     for target in ("fraud@nosuchalias", "fraud/9", "nope@champion"):
-        result = runner.invoke(app, ["serve", target, "--port", "1"])
+        result = invoke("serve", target, "--port", "1")
         assert result.exit_code == 3, result.output
         assert "Serving" not in result.output
         lines = result.output.strip().splitlines()

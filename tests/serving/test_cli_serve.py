@@ -22,17 +22,16 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 import modelloop as ml
 from modelloop.cli import app
 from modelloop.serving.fluent import get_deployment
 from modelloop.serving.server import ServeSpec, build_app
+from tests.cli_helpers import invoke, runner
 from tests.serving.conftest import Registry, live_app, record, transactions
 
 SCRIPT = Path(sys.executable).parent / "modelloop"
 REPO = Path(__file__).resolve().parents[2]
-runner = CliRunner(env={"COLUMNS": "200"})
 
 
 class Constant:
@@ -161,9 +160,9 @@ def test_serve_refuses_a_pickled_model_unless_allowed(registry: Registry) -> Non
 
 
 def test_serve_needs_a_model_or_a_deployment(registry: Registry) -> None:
-    neither = runner.invoke(app, ["serve"])
-    both = runner.invoke(app, ["serve", "fraud@champion", "--deployment", "x"])
-    bad_ref = runner.invoke(app, ["serve", "fraud"])
+    neither = invoke("serve")
+    both = invoke("serve", "fraud@champion", "--deployment", "x")
+    bad_ref = invoke("serve", "fraud")
     assert neither.exit_code == both.exit_code == bad_ref.exit_code == 2
     assert "Give a model" in neither.output
     assert "NAME@ALIAS" in bad_ref.output
@@ -175,12 +174,12 @@ def test_deployments_apply_list_show(registry: Registry, tmp_path: Path) -> None
         "name: fraud-canary\nmodel: fraud@champion\nchallenger: fraud@challenger\n"
         "mode: canary\ncanary_percent: 10\nsticky_key: card_id\n"
     )
-    applied = runner.invoke(app, ["deployments", "apply", str(file)])
-    same = runner.invoke(app, ["deployments", "apply", str(file)])
-    listed = runner.invoke(app, ["deployments", "list"])
-    shown = runner.invoke(app, ["deployments", "show", "fraud-canary"])
-    as_json = runner.invoke(app, ["deployments", "show", "fraud-canary", "--output", "json"])
-    missing = runner.invoke(app, ["deployments", "show", "nope"])
+    applied = invoke("deployments", "apply", str(file))
+    same = invoke("deployments", "apply", str(file))
+    listed = invoke("deployments", "list")
+    shown = invoke("deployments", "show", "fraud-canary")
+    as_json = invoke("deployments", "show", "fraud-canary", "--output", "json")
+    missing = invoke("deployments", "show", "nope")
     assert applied.exit_code == 0, applied.output
     assert "applied" in applied.output
     assert "unchanged" in same.output
@@ -211,7 +210,7 @@ def test_invalid_deployment_files_are_explained(
 ) -> None:
     file = tmp_path / "bad.yaml"
     file.write_text(text)
-    result = runner.invoke(app, ["deployments", "apply", str(file)])
+    result = invoke("deployments", "apply", str(file))
     assert result.exit_code == 2
     assert problem in result.output
 
@@ -219,7 +218,7 @@ def test_invalid_deployment_files_are_explained(
 def test_a_stored_deployment_is_followed_while_serving(registry: Registry, tmp_path: Path) -> None:
     file = tmp_path / "d.yaml"
     file.write_text("name: live\nmodel: fraud@champion\n")
-    assert runner.invoke(app, ["deployments", "apply", str(file)]).exit_code == 0
+    assert invoke("deployments", "apply", str(file)).exit_code == 0
     spec = ServeSpec(deployment={"name": "live", "model": "fraud@champion"}, stored=True)
     spec = ServeSpec(**{**spec.__dict__, "poll_interval": 0.1})
     with live_app(build_app(spec, registry.settings)) as live:
@@ -228,7 +227,7 @@ def test_a_stored_deployment_is_followed_while_serving(registry: Registry, tmp_p
             "name: live\nmodel: fraud@champion\nchallenger: fraud@challenger\n"
             "mode: canary\ncanary_percent: 100\n"
         )
-        assert runner.invoke(app, ["deployments", "apply", str(file)]).exit_code == 0
+        assert invoke("deployments", "apply", str(file)).exit_code == 0
         deadline = time.monotonic() + 30
         while live.get("/ready").json()["mode"] != "canary":
             assert time.monotonic() < deadline
@@ -246,7 +245,7 @@ def test_predictions_export_writes_one_parquet_file(registry: Registry, tmp_path
         live.flush()
         live.post("/feedback", {"prediction_id": pids[0], "label": 1})
     out = tmp_path / "export" / "fraud.parquet"
-    result = runner.invoke(app, ["predictions", "export", "fraud", "--output", str(out)])
+    result = invoke("predictions", "export", "fraud", "--output", str(out))
     assert result.exit_code == 0, result.output
     assert "Wrote 4 predictions (1 labelled)" in result.output
     frame: Any = pd.read_parquet(out)
@@ -254,12 +253,12 @@ def test_predictions_export_writes_one_parquet_file(registry: Registry, tmp_path
     assert frame.set_index("prediction_id").loc[pids[0], "label"] == 1.0
     # A registered model without predictions in the range: an empty file, said so. A name
     # neither the registry nor the log knows: an error, and no file.
-    empty = runner.invoke(app, ["predictions", "export", "fraud", "--start", "2001-01-01",
-                                "--end", "2001-01-02", "--output", str(out)])  # fmt: skip
+    empty = invoke("predictions", "export", "fraud", "--start", "2001-01-01",
+                                "--end", "2001-01-02", "--output", str(out))  # fmt: skip
     assert empty.exit_code == 0, empty.output
     assert "Wrote 0 predictions" in empty.output
     typo = tmp_path / "typo.parquet"
-    missing = runner.invoke(app, ["predictions", "export", "fruad", "--output", str(typo)])
+    missing = invoke("predictions", "export", "fruad", "--output", str(typo))
     assert missing.exit_code == 3, missing.output
     assert "Registered model 'fruad' does not exist" in missing.output
     assert not typo.exists()
@@ -268,15 +267,13 @@ def test_predictions_export_writes_one_parquet_file(registry: Registry, tmp_path
 def test_deployments_apply_from_options_and_a_file_with_overrides(
     registry: Registry, tmp_path: Path
 ) -> None:
-    from_options = runner.invoke(
-        app, ["deployments", "apply", "--name", "quick", "--model", "fraud@champion"]
-    )
+    from_options = invoke("deployments", "apply", "--name", "quick", "--model", "fraud@champion")
     file = tmp_path / "shadow.yaml"
     file.write_text("name: quick\nmodel: fraud@champion\nchallenger: fraud/2\nmode: shadow\n")
-    overridden = runner.invoke(
-        app, ["deployments", "apply", str(file), "--no-log-predictions", "--explain-top-k", "5"]
+    overridden = invoke(
+        "deployments", "apply", str(file), "--no-log-predictions", "--explain-top-k", "5"
     )
-    nothing = runner.invoke(app, ["deployments", "apply"])
+    nothing = invoke("deployments", "apply")
     assert from_options.exit_code == 0, from_options.output
     assert overridden.exit_code == 0, overridden.output
     assert nothing.exit_code == 2

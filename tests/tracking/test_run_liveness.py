@@ -22,10 +22,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 import modelloop as ml
-from modelloop.cli import app
 from modelloop.clock import now_ms
 from modelloop.errors import Conflict, InvalidArgument
 from modelloop.settings import Settings, load_settings
@@ -39,6 +37,7 @@ from modelloop.tracking.liveness import (
     this_process,
 )
 from modelloop.tracking.sweep import NO_HEARTBEAT, PROCESS_GONE, TAG_SWEPT, UNTRACKED, sweep_runs
+from tests.cli_helpers import invoke
 from tests.live_server import live_server
 
 FAST = "0.2"  # seconds between heartbeats: a run is stale after 5 of them, 1 s
@@ -346,9 +345,6 @@ def _healthy(url: str, server: subprocess.Popen[str]) -> bool:
         return False
 
 
-runner = CliRunner(env={"COLUMNS": "200"})
-
-
 def test_the_cli_says_what_it_would_do_and_does_it(home: Path) -> None:
     settings = load_settings()
     with owner(_env(settings), "crashed") as (child, run_id):
@@ -357,14 +353,14 @@ def test_the_cli_says_what_it_would_do_and_does_it(home: Path) -> None:
         pass
     ml.get_client().create_run("liveness", name="legacy")
 
-    dry = runner.invoke(app, ["runs", "sweep", "--dry-run"], prog_name="modelloop")
+    dry = invoke("runs", "sweep", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "Would mark 1 run KILLED (dry run: nothing changed):" in dry.stdout
     assert f"{run_id}  liveness/crashed: process {child.pid} on host" in dry.stdout
     assert "Left alone: 1 RUNNING run records no process" in dry.stdout
     assert ml.get_client().get_run(run_id).status is RunStatus.RUNNING
 
-    done = runner.invoke(app, ["runs", "sweep", "--output", "json"], prog_name="modelloop")
+    done = invoke("runs", "sweep", "--output", "json")
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
     assert report["dry_run"] is False
@@ -372,16 +368,16 @@ def test_the_cli_says_what_it_would_do_and_does_it(home: Path) -> None:
     assert (report["alive"], report["untracked"]) == (0, 1)
     assert ml.get_client().get_run(run_id).status is RunStatus.KILLED
 
-    again = runner.invoke(app, ["runs", "sweep"], prog_name="modelloop")
+    again = invoke("runs", "sweep")
     assert again.exit_code == 0, again.output
     assert again.stdout.startswith("Marked 0 runs KILLED\n")
 
 
 def test_the_cli_refuses_a_bad_duration_and_its_help_teaches(home: Path) -> None:
-    bad = runner.invoke(app, ["runs", "sweep", "--stale-after", "soon"], prog_name="modelloop")
+    bad = invoke("runs", "sweep", "--stale-after", "soon")
     assert bad.exit_code == 2
     assert bad.output.startswith("Error: --stale-after: 'soon' is not a duration")
-    helped = runner.invoke(app, ["runs", "sweep", "--help"], prog_name="modelloop")
+    helped = invoke("runs", "sweep", "--help")
     assert helped.exit_code == 0
     for words in ("MODELLOOP_HEARTBEAT_SECONDS", "5 heartbeats", "--dry-run", "Examples"):
         assert words in helped.stdout

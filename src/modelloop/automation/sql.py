@@ -55,11 +55,14 @@ class SqlPolicyStore:
     def apply(self, policy: Policy | Mapping[str, Any], *, actor: str) -> bool:
         checked = parse_policy(dict(policy) if isinstance(policy, Mapping) else policy)
         actor = audit.check_actor(actor)
-        check_references(checked, self.settings)
-        record = checked.to_record()
-        return configs.save(
-            self.db, t.policies, checked.name, lambda _: record, actor=actor, kind="policy"
-        )
+
+        def document(_: object) -> dict[str, Any]:
+            # Checked under the save's audit lock, which a delete of what it names also takes:
+            # nothing it names can go between the check and the save.
+            check_references(checked, self.settings)
+            return checked.to_record()
+
+        return configs.save(self.db, t.policies, checked.name, document, actor=actor, kind="policy")
 
     def get(self, name: str) -> Policy:
         rows = configs.stored(self.db, t.policies, name) if is_policy_name(name) else []

@@ -103,7 +103,13 @@ class SqlMonitorStore:
             conn.execute(delete(t.alerts).where(t.alerts.c.monitor == name))
 
         return configs.remove(
-            self.db, t.monitors, name, actor=actor, kind="monitor", before_delete=dependents
+            self.db,
+            t.monitors,
+            name,
+            actor=actor,
+            kind="monitor",
+            before_delete=dependents,
+            named_by={"policy": (t.policies, "monitor")},
         )
 
     def _check_webhooks(self, monitor: Monitor) -> None:

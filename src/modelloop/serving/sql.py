@@ -65,7 +65,10 @@ class SqlDeploymentStore:
 
     def delete(self, name: str, *, actor: str) -> bool:
         name = check_deployment_name(name)
-        return configs.remove(self.db, t.deployments, name, actor=actor, kind=_KIND)
+        named_by = {"monitor": (t.monitors, "deployment"), "policy": (t.policies, "deployment")}
+        return configs.remove(
+            self.db, t.deployments, name, actor=actor, kind=_KIND, named_by=named_by
+        )
 
     def _check_models(self, deployment: Deployment) -> None:
         """NotFound unless every model the deployment names resolves in the registry now, with

@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 
 _clients: dict[Settings, Client] = {}
 _clients_lock = threading.Lock()
+_client_class: type[Client] = Client
+
+
+def make_default_clients(client_class: type[Client]) -> None:
+    """Build default clients as ``client_class``: the SDK's one handle (``ml.Client``) lives
+    above tracking and installs itself here, so ``ml.get_client()`` returns it."""
+    global _client_class
+    with _clients_lock:
+        _client_class = client_class
 
 
 def get_client() -> Client:
@@ -29,7 +38,7 @@ def get_client() -> Client:
     with _clients_lock:
         client = _clients.get(settings)
         if client is None:
-            client = _clients[settings] = Client(settings=settings)
+            client = _clients[settings] = _client_class(settings=settings)
         return client
 
 
