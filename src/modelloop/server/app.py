@@ -37,6 +37,7 @@ from modelloop.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from modelloop.server.mlflow import as_mlflow, is_mlflow_path
 from modelloop.server.schemas import Clock, Health
 from modelloop.settings import Settings, load_settings
 from modelloop.web import KEEP_ALIVE_SECONDS
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from modelloop.registry.sql import SqlRegistryStore
     from modelloop.server.automation import automation_router
     from modelloop.server.datasets import datasets_router
+    from modelloop.server.mlflow import mlflow_router
     from modelloop.server.monitoring import monitoring_router
     from modelloop.server.registry import registry_router
     from modelloop.server.serving import serving_router
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(automation_router(settings))
     app.include_router(serving_router(settings))
     app.include_router(users_router(users))
+    app.include_router(mlflow_router(store, registry, settings))  # /api/2.0/mlflow...
     app.include_router(ui_router(store, settings, authenticated=authenticated))  # /ui, / -> /ui/
 
     @app.get("/health", tags=["server"], response_model=Health, openapi_extra={"security": []})
@@ -253,6 +256,21 @@ class _App(FastAPI):
 _NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 
 
+def _error(
+    request: Request,
+    status: int,
+    error_code: str,
+    message: str,
+    headers: dict[str, str],
+    details: list[dict[str, Any]] | None = None,
+) -> Response:
+    """The error answer; on MLflow's paths with MLflow's status and code, which its client acts
+    on (:mod:`modelloop.server.mlflow.errors`)."""
+    if is_mlflow_path(request.url.path):
+        status, error_code = as_mlflow(status, error_code)
+    return error_response(status, error_code, message, headers, details)
+
+
 async def _modelloop_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelloopError)
     if exc.status_code >= 500:
@@ -260,7 +278,7 @@ async def _modelloop_error(request: Request, exc: Exception) -> Response:
     headers = (
         {**_NOSNIFF, "WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else _NOSNIFF
     )
-    return error_response(exc.status_code, exc.error_code, exc.message, headers, exc.details)
+    return _error(request, exc.status_code, exc.error_code, exc.message, headers, exc.details)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -272,7 +290,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     parts = [f"{d['field']}: {d['message']}" for d in details]
     if len(errors) > _MAX_REPORTED_ERRORS:
         parts.append(f"... and {len(errors) - _MAX_REPORTED_ERRORS} more")
-    return error_response(422, InvalidArgument.error_code, "; ".join(parts), _NOSNIFF, details)
+    return _error(request, 422, InvalidArgument.error_code, "; ".join(parts), _NOSNIFF, details)
 
 
 def _describe(error: Any, body: Any) -> dict[str, str]:
@@ -302,12 +320,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     elif exc.status_code == 405:
         message = f"Method {request.method} is not allowed on {request.url.path}"
         headers = {**(exc.headers or {}), "Allow": ", ".join(_allowed_methods(request))}
-        return error_response(405, code, message, {**_NOSNIFF, **headers})
+        return _error(request, 405, code, message, {**_NOSNIFF, **headers})
     elif exc.status_code == 400 and exc.detail == "There was an error parsing the body":
         message = "body: could not be parsed as JSON"
     else:
         message = str(exc.detail)
-    return error_response(exc.status_code, code, message, {**_NOSNIFF, **(exc.headers or {})})
+    return _error(request, exc.status_code, code, message, {**_NOSNIFF, **(exc.headers or {})})
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -322,8 +340,8 @@ def _allowed_methods(request: Request) -> list[str]:
 
 async def _client_disconnect(request: Request, exc: Exception) -> Response:
     log.info("%s %s: client disconnected mid-request", request.method, request.url.path)
-    return error_response(
-        400, InvalidArgument.error_code, "The request body was cut short", _NOSNIFF
+    return _error(
+        request, 400, InvalidArgument.error_code, "The request body was cut short", _NOSNIFF
     )
 
 

@@ -1,0 +1,50 @@
+"""The real ``mlflow`` client (pinned in the dev extra) against a real ``modelloop server`` on
+127.0.0.1, on SQLite and on PostgreSQL: ``mlflow_server`` sets ``MLFLOW_TRACKING_URI`` as a user
+would and yields the server's URL and the settings of the store behind it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from modelloop.settings import Settings
+from tests.conftest import store_settings
+from tests.live_server import live_server
+
+# Before mlflow is imported: no telemetry leaves the machine, and a failing call fails at once
+# instead of being retried with backoff.
+os.environ.update(
+    MLFLOW_DISABLE_TELEMETRY="true",
+    DO_NOT_TRACK="true",
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+    MLFLOW_HTTP_REQUEST_TIMEOUT="60",
+    GIT_PYTHON_REFRESH="quiet",
+)
+
+import mlflow
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    url: str
+    settings: Settings  # the store the server serves, for reading facts back with modelloop
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def mlflow_server(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MlflowServer]:
+    with store_settings(tmp_path, request.param) as settings, live_server(settings) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        mlflow.set_tracking_uri(url)
+        mlflow.set_registry_uri(url)
+        try:
+            yield MlflowServer(url, settings)
+        finally:
+            while mlflow.active_run() is not None:
+                mlflow.end_run()
+            mlflow.set_tracking_uri("")
