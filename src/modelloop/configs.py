@@ -88,14 +88,25 @@ def save(
         after = document(before)
         if before == after:
             return False
-        values = {"config": json.dumps(after, sort_keys=True), "updated_at": now,
-                  "updated_by": actor}  # fmt: skip
+        values = {
+            "config": json.dumps(after, sort_keys=True),
+            "updated_at": now,
+            "updated_by": actor,
+        }
         if row is None:
             conn.execute(insert(table).values(name=name, **values))
         else:
             conn.execute(update(table).where(table.c.name == name).values(**values))
-        audit.append(conn, time=now, actor=actor, action=f"{kind}.apply", object_type=kind,
-                     object_id=name, before=before, after=after)  # fmt: skip
+        audit.append(
+            conn,
+            time=now,
+            actor=actor,
+            action=f"{kind}.apply",
+            object_type=kind,
+            object_id=name,
+            before=before,
+            after=after,
+        )
     return True
 
 
@@ -127,9 +138,16 @@ def remove(
         if before_delete is not None:
             before_delete(conn)
         conn.execute(delete(table).where(table.c.name == name))
-        audit.append(conn, time=now_ms(), actor=actor,
-                     action=f"{kind}.delete", object_type=kind, object_id=name,
-                     before=json.loads(row.config), after=None)  # fmt: skip
+        audit.append(
+            conn,
+            time=now_ms(),
+            actor=actor,
+            action=f"{kind}.delete",
+            object_type=kind,
+            object_id=name,
+            before=json.loads(row.config),
+            after=None,
+        )
     return True
 
 

@@ -125,8 +125,10 @@ def monitor_show(
     firing = fluent.list_alerts(name, state="firing")
     typer.echo(f"# {len(firing)} alert(s) firing" + (": " if firing else ""))
     for alert in firing:
-        typer.echo(f"#   [{alert.severity}] {alert.rule}: {alert.metric} = {alert.value:.6g} "
-                   f"({alert.condition}) since {alert.first_window:%Y-%m-%d %H:%M}Z")  # fmt: skip
+        typer.echo(
+            f"#   [{alert.severity}] {alert.rule}: {alert.metric} = {alert.value:.6g} "
+            f"({alert.condition}) since {alert.first_window:%Y-%m-%d %H:%M}Z"
+        )
 
 
 @monitor_app.command(
@@ -175,8 +177,10 @@ def monitor_run(
         for note in whole.get("notes", []) if whole else []:
             typer.echo(f"  note: {note}")
         for alert in result["alerts"]:
-            typer.echo(f"  alert {alert['state']}: {alert['rule']} ({alert['metric']} "
-                       f"{alert['condition']}, value {alert['value']:.6g})")  # fmt: skip
+            typer.echo(
+                f"  alert {alert['state']}: {alert['rule']} ({alert['metric']} "
+                f"{alert['condition']}, value {alert['value']:.6g})"
+            )
     typer.echo(f"{len(stored)} window(s) stored, {len(results) - len(stored)} already there")
 
 
@@ -211,10 +215,13 @@ def monitor_results(
 
     frame = fluent.monitor_results(name, kind=kind, version=version, start=start, end=end)
     records = [
-        {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()
-         if not (isinstance(v, float) and math.isnan(v)) and v is not None}
+        {
+            k: v.isoformat() if hasattr(v, "isoformat") else v
+            for k, v in row.items()
+            if not (isinstance(v, float) and math.isnan(v)) and v is not None
+        }
         for row in frame.to_dict(orient="records")
-    ]  # fmt: skip
+    ]
     if output is OutputFormat.json:
         _output.print_json(records)
         return
@@ -282,8 +289,18 @@ def monitor_alerts(
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("id", "monitor", "rule", "severity", "state", "metric", "value", "since",
-                   "windows", "webhooks"):  # fmt: skip
+    for column in (
+        "id",
+        "monitor",
+        "rule",
+        "severity",
+        "state",
+        "metric",
+        "value",
+        "since",
+        "windows",
+        "webhooks",
+    ):
         table.add_column(column, no_wrap=True)
     for a in found:
         table.add_row(

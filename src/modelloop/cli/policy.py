@@ -108,8 +108,10 @@ def policy_show(
     import yaml
 
     typer.echo(yaml.safe_dump(policy.to_record(), sort_keys=False).rstrip())
-    typer.echo(f"# stage: {state.stage}" + (f", challenger v{state.challenger_version}"
-                                            if state.challenger_version else ""))  # fmt: skip
+    typer.echo(
+        f"# stage: {state.stage}"
+        + (f", challenger v{state.challenger_version}" if state.challenger_version else "")
+    )
 
 
 @policy_app.command(

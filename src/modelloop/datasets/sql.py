@@ -148,10 +148,16 @@ class SqlDatasetStore:
                     .values(description=candidate.description)
                 ).rowcount
                 if changed:
-                    audit.append(conn, time=now_ms(), actor=actor,
-                                 action="dataset_version.describe", object_type="dataset_version",
-                                 object_id=existing.ref, before={"description": None},
-                                 after={"description": candidate.description})  # fmt: skip
+                    audit.append(
+                        conn,
+                        time=now_ms(),
+                        actor=actor,
+                        action="dataset_version.describe",
+                        object_type="dataset_version",
+                        object_id=existing.ref,
+                        before={"description": None},
+                        after={"description": candidate.description},
+                    )
             if candidate.contract is not None and candidate.report is not None:
                 self._insert_validation(
                     conn,
@@ -202,9 +208,16 @@ class SqlDatasetStore:
                 **record,
             )
         )
-        audit.append(conn, time=created, actor=actor, action="dataset_version.log",
-                     object_type="dataset_version", object_id=f"{name}@{number}", before=None,
-                     after=record)  # fmt: skip
+        audit.append(
+            conn,
+            time=created,
+            actor=actor,
+            action="dataset_version.log",
+            object_type="dataset_version",
+            object_id=f"{name}@{number}",
+            before=None,
+            after=record,
+        )
         return number
 
     def get_version(self, name: str, version: int | None = None) -> DatasetVersion:
@@ -375,9 +388,16 @@ class SqlDatasetStore:
             "violations": len(report.violations),
             "checks": checks,
         }
-        audit.append(conn, time=created, actor=actor, action="dataset_version.validate",
-                     object_type="dataset_version", object_id=f"{name}@{number}", before=None,
-                     after=after)  # fmt: skip
+        audit.append(
+            conn,
+            time=created,
+            actor=actor,
+            action="dataset_version.validate",
+            object_type="dataset_version",
+            object_id=f"{name}@{number}",
+            before=None,
+            after=after,
+        )
         return validation_id
 
     def validations(

@@ -280,8 +280,9 @@ class Monitor(_Config):
         if repeated:
             raise ValueError(f"alert rule names must be unique: {', '.join(repeated)} repeated")
         if self.every is not None and self.last is None:
-            raise ValueError("'every' applies to 'last N' windows; periodic windows run as "
-                             "they close")  # fmt: skip
+            raise ValueError(
+                "'every' applies to 'last N' windows; periodic windows run as they close"
+            )
         return self
 
     @property

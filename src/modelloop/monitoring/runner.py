@@ -54,9 +54,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelloop.monitoring")
 
 _RESERVED = frozenset(
-    ("prediction_id", "timestamp", "deployment", "model_name", "model_version", "role",
-     "latency_ms", "score", "model", "date", "label", "label_text", "labelled_at")
-)  # fmt: skip
+    (
+        "prediction_id",
+        "timestamp",
+        "deployment",
+        "model_name",
+        "model_version",
+        "role",
+        "latency_ms",
+        "score",
+        "model",
+        "date",
+        "label",
+        "label_text",
+        "labelled_at",
+    )
+)
 
 
 def check_windows(
@@ -359,9 +372,18 @@ class _Checker:
         data = report.to_dict()
         data["notes"] = notes + list(data["notes"])
         values = {"predictions": float(len(frame))}
-        for name in ("label_coverage", "n_labelled", "n_positive", "auc_roc", "average_precision",
-                     "precision", "recall", "precision_at_k", "card_precision_at_k",
-                     "expected_calibration_error"):  # fmt: skip
+        for name in (
+            "label_coverage",
+            "n_labelled",
+            "n_positive",
+            "auc_roc",
+            "average_precision",
+            "precision",
+            "recall",
+            "precision_at_k",
+            "card_precision_at_k",
+            "expected_calibration_error",
+        ):
             value = data.get(name)
             if isinstance(value, int | float) and math.isfinite(value):
                 values[f"performance.{name}"] = float(value)

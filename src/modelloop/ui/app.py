@@ -149,9 +149,11 @@ def ui_router(store: SqlTrackingStore, settings: Settings, *, authenticated: boo
         NavItem("experiments", "Experiments", "/ui/"),
         NavItem("runs", "Runs", "/ui/runs"),
         NavItem("compare", "Compare", "/ui/compare"),
-        *(NavItem(key, label, f"/ui/{key}" if key in sections else None)
-          for key, label in SECTIONS),
-    )  # fmt: skip
+        *(
+            NavItem(key, label, f"/ui/{key}" if key in sections else None)
+            for key, label in SECTIONS
+        ),
+    )
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("section", "")

@@ -54,8 +54,11 @@ _OUTCOME = {
     "policy.training_skipped": "muted",
     "policy.trigger_skipped": "muted",
 }
-_TRAINED = (("rows", "labelled predictions"), ("positives", "positive"),
-            ("holdout_rows", "held out"))  # fmt: skip
+_TRAINED = (
+    ("rows", "labelled predictions"),
+    ("positives", "positive"),
+    ("holdout_rows", "held out"),
+)
 _TRIGGERED = ("policy.trigger", "policy.rollout_started")  # a cycle acts from here on
 _STARTS = (*_TRIGGERED, "policy.retrain_scheduled")
 _ENDS = ("policy.promoted", "policy.rolled_back", "policy.rejected", "policy.training_skipped")
@@ -292,14 +295,20 @@ def _headline(action: str, evidence: dict[str, Any]) -> str:
         parts = [f"{evidence[key]} {what}" for key, what in _TRAINED if key in evidence]
         return ", ".join(parts)
     if action == "policy.canary":
-        return (f"{evidence.get('shadow_predictions', '?')} requests scored in shadow; "
-                f"now answering {evidence.get('canary_percent', '?')}%")  # fmt: skip
+        return (
+            f"{evidence.get('shadow_predictions', '?')} requests scored in shadow; "
+            f"now answering {evidence.get('canary_percent', '?')}%"
+        )
     if action == "policy.rollout_started":
-        return f"v{evidence.get('version', '?')} put in {evidence.get('stage', '?')} by " \
-               f"{evidence.get('by', '?')}"  # fmt: skip
+        return (
+            f"v{evidence.get('version', '?')} put in {evidence.get('stage', '?')} by "
+            f"{evidence.get('by', '?')}"
+        )
     if action == "policy.promoted" and _number(evidence.get("challenger")):
-        return (f"live {evidence.get('metric', '')} {evidence['challenger']:.4f} vs "
-                f"{evidence.get('champion') or 0:.4f}")  # fmt: skip
+        return (
+            f"live {evidence.get('metric', '')} {evidence['challenger']:.4f} vs "
+            f"{evidence.get('champion') or 0:.4f}"
+        )
     if action == "policy.promoted" and isinstance(evidence.get("approved_by"), str):
         return f"approved by {evidence['approved_by']}"
     return ""

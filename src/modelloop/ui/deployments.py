@@ -67,8 +67,9 @@ def _list_page(pages: Pages) -> HTMLResponse:
             }
             for item in stored
         ]
-    return pages.render("deployments.html", section="deployments", title="Deployments",
-                        deployments=rows)  # fmt: skip
+    return pages.render(
+        "deployments.html", section="deployments", title="Deployments", deployments=rows
+    )
 
 
 def _deployment_page(pages: Pages, name: str, period: str, end: str) -> HTMLResponse:
@@ -149,8 +150,9 @@ def traffic(settings: Settings, deployment: Deployment, period: str, end: int) -
     frame["model_version"] = frame["model_version"].astype("int64")
     minutes = bucket / 60_000
     # One request = one logged batch: its rows share time, version, role and latency.
-    batches = frame.groupby(["ms", "model_version", "role", "latency_ms", "bucket"],
-                            as_index=False, sort=False).size()  # fmt: skip
+    batches = frame.groupby(
+        ["ms", "model_version", "role", "latency_ms", "bucket"], as_index=False, sort=False
+    ).size()
     answered = batches[batches["role"] != "shadow"]
     per_request = answered.groupby("ms", as_index=False).agg(
         bucket=("bucket", "first"), latency_ms=("latency_ms", "max")
@@ -171,8 +173,14 @@ def traffic(settings: Settings, deployment: Deployment, period: str, end: int) -
         part_batches = batches[(batches["role"] == role) & (batches["model_version"] == version)]
         latencies = part_batches["latency_ms"].to_numpy(dtype=float)
         label = f"{role} v{version}"
-        result["series"].append({"role": role, "version": int(version), "label": label,
-                                 "per_minute": (rows / minutes).tolist()})  # fmt: skip
+        result["series"].append(
+            {
+                "role": role,
+                "version": int(version),
+                "label": label,
+                "per_minute": (rows / minutes).tolist(),
+            }
+        )
         result["parts"].append(
             {
                 "role": role,
@@ -190,9 +198,11 @@ def traffic(settings: Settings, deployment: Deployment, period: str, end: int) -
     result["overall"] = {
         "requests": len(per_request),
         "answered": n_answered,
-        **{f"p{p}": float(np.percentile(all_latencies, p)) if len(all_latencies) else None
-           for p in PERCENTILES},
-    }  # fmt: skip
+        **{
+            f"p{p}": float(np.percentile(all_latencies, p)) if len(all_latencies) else None
+            for p in PERCENTILES
+        },
+    }
     return result
 
 
@@ -223,8 +233,13 @@ def _resolved(registry: Any, ref: ModelRef | None) -> dict[str, Any] | None:
         version = registry.resolve_model_uri(ref.uri)
     except ModelloopError as exc:
         return {"ref": str(ref), "name": ref.name, "version": None, "problem": exc.message}
-    return {"ref": str(ref), "name": ref.name, "version": version.version, "problem": None,
-            "description": version.description or ""}  # fmt: skip
+    return {
+        "ref": str(ref),
+        "name": ref.name,
+        "version": version.version,
+        "problem": None,
+        "description": version.description or "",
+    }
 
 
 def _end_ms(text: str, settings: Settings) -> int:

@@ -72,9 +72,7 @@ def register(router: APIRouter, pages: Pages) -> None:
         return OrjsonResponse(performance_series(settings, name, windows))
 
     @router.get("/ui/api/monitoring/{name}/distribution")
-    def distribution(
-        name: str, feature: str, window: str, bins: str = "deciles"
-    ) -> Response:  # fmt: skip
+    def distribution(name: str, feature: str, window: str, bins: str = "deciles") -> Response:
         return OrjsonResponse(distribution_overlay(settings, name, feature, window, bins))
 
 
@@ -288,9 +286,14 @@ def _current_values(
     from modelloop.monitoring.runner import logged_column
     from modelloop.serving.predictions import load_predictions
 
-    frame = load_predictions(model, row["window_start"], row["window_end"],
-                        deployment=config.deployment, with_labels=False,
-                        settings=settings)  # fmt: skip
+    frame = load_predictions(
+        model,
+        row["window_start"],
+        row["window_end"],
+        deployment=config.deployment,
+        with_labels=False,
+        settings=settings,
+    )
     answered = frame[frame["role"] != "shadow"]
     return logged_column(answered, feature)
 
@@ -302,8 +305,11 @@ def _numeric_overlay(reference: ColumnReference, current: Any, bins: str) -> dic
     import pandas as pd
 
     step = 10 if bins == "deciles" else 100
-    chosen = [i for i, level in enumerate(reference.levels)
-              if abs(level * step - round(level * step)) < 1e-9]  # fmt: skip
+    chosen = [
+        i
+        for i, level in enumerate(reference.levels)
+        if abs(level * step - round(level * step)) < 1e-9
+    ]
     edges: list[float] = []
     below: list[int] = []
     at_or_below: list[int] = []
@@ -494,5 +500,7 @@ def plain_items(data: dict[str, Any]) -> Sequence[tuple[str, str]]:
     so every value reaches the page as escaped text."""
     import json
 
-    return [(str(k), v if isinstance(v, str) else json.dumps(v, default=str, ensure_ascii=False))
-            for k, v in data.items()]  # fmt: skip
+    return [
+        (str(k), v if isinstance(v, str) else json.dumps(v, default=str, ensure_ascii=False))
+        for k, v in data.items()
+    ]
