@@ -39,6 +39,16 @@ experiments = Table(
     Column("name", String(256), nullable=False, unique=True),
     Column("description", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger, nullable=True),  # deleted (restorable) when set
+)
+
+# Free-form labels on an experiment, as on a run (migration 0011).
+experiment_tags = Table(
+    "experiment_tags",
+    metadata,
+    Column("experiment_id", String(32), ForeignKey("experiments.experiment_id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 runs = Table(
@@ -55,6 +65,7 @@ runs = Table(
     Column("source", Text, nullable=False),  # JSON: git commit, dirty flag, diff hash, entry point
     Column("environment", Text, nullable=False),  # JSON: python and key package versions
     Column("error", Text, nullable=True),  # why a FAILED run failed
+    Column("deleted_at", BigInteger, nullable=True),  # deleted (restorable) when set
     Index(None, "experiment_id", "start_time"),
     Index(None, "parent_run_id"),
 )
@@ -101,6 +112,22 @@ latest_metrics = Table(
     Column("timestamp", BigInteger, nullable=False),
     Column("value", Float(precision=53), nullable=True),
     Index(None, "key", "value"),
+)
+
+# The datasets a run took as inputs, as an MLflow client describes them (migration 0011): a
+# dataset is named by (name, digest) per run, logged once; ``tags`` is a JSON object (its context).
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id"), primary_key=True),
+    Column("name", String(500), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Column("source_type", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("schema", Text, nullable=True),
+    Column("profile", Text, nullable=True),
+    Column("tags", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 # A run's artifacts: logical path -> content digest in the blob store.
