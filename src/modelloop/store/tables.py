@@ -141,6 +141,38 @@ artifacts = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
+# A model an MLflow client logged (migration 0012): its files are artifacts of ``run_id`` under
+# ``models/<model_id>/`` (the source run's, or a run created for it when it had none), so the
+# registry and serving read them like any run's model. ``tags`` and ``params`` are JSON objects.
+logged_models = Table(
+    "logged_models",
+    metadata,
+    Column("model_id", String(40), primary_key=True),
+    Column("experiment_id", String(32), ForeignKey("experiments.experiment_id"), nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.run_id"), nullable=False),
+    Column("source_run_id", String(32), ForeignKey("runs.run_id"), nullable=True),
+    Column("name", String(256), nullable=False),
+    Column("model_type", String(256), nullable=True),
+    Column("status", String(16), nullable=False),  # PENDING | READY | FAILED
+    Column("status_message", Text, nullable=True),
+    Column("tags", Text, nullable=False),
+    Column("params", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger, nullable=True),
+    Index(None, "experiment_id", "created_at"),
+)
+
+# The logged models a run produced, at which step (MLflow's run outputs, migration 0012).
+run_outputs = Table(
+    "run_outputs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id"), primary_key=True),
+    Column("model_id", String(40), ForeignKey("logged_models.model_id"), primary_key=True),
+    Column("step", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 # -- registry (migration 0002) ------------------------------------------------------------------
 # JSON columns are text (the same on both databases). Versions number from 1 per model; the
 # registry serialises its writes (see ``modelloop.audit.lock``), so ``max(version) + 1`` is safe.
