@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from modelloop.datasets.profile import (
     categorical_for_drift,
     compute_profile,
 )
+from modelloop.datasets.reference import fit_reference
 from modelloop.errors import InvalidArgument
 
 
@@ -144,3 +146,16 @@ def test_refuses_non_frames() -> None:
 )
 def test_numeric_columns_with_few_values_are_categorical_for_drift(values, categories) -> None:
     assert categorical_for_drift(values) is categories
+
+
+def test_huge_values_have_finite_moments() -> None:
+    """Squares of values beyond ~1e154 overflow float64: the mean and std are still finite and
+    right (computed on scaled values), so the profile and drift references stay valid JSON."""
+    values = np.array([1e300, -1e300, 3e299, 2e299])
+    frame = pd.DataFrame({"x": values})
+    column = compute_profile(frame).columns["x"]
+    assert column.mean == pytest.approx(float(np.mean(values / 1e300)) * 1e300)
+    assert column.std == pytest.approx(float(np.std(values / 1e300, ddof=1)) * 1e300)
+    assert math.isfinite(column.std)
+    reference = fit_reference(frame["x"])
+    assert (reference.mean, reference.std) == (column.mean, column.std)

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import pandas as pd
 
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
@@ -187,7 +189,7 @@ def _numeric(series: pd.Series[Any]) -> dict[str, Any]:
         inner = np.searchsorted(data, edges[1:-1], side="left")
         counts = np.diff(np.concatenate(([0], inner, [n])))
         histogram = Histogram(edges.tolist(), counts.tolist())
-    std = float(np.std(data, ddof=1)) if n > 1 else None
+    mean, std = moments(data)
     counts_of = None
     if finite_distinct <= DISCRETE_WHOLE_VALUES:
         held, sizes = np.unique(data, return_counts=True)
@@ -196,8 +198,8 @@ def _numeric(series: pd.Series[Any]) -> dict[str, Any]:
         "distinct": distinct,
         "min": float(data[0]),
         "max": float(data[-1]),
-        "mean": float(np.mean(data)),
-        "std": std,
+        "mean": mean,
+        "std": std if n > 1 else None,
         "inf_count": infinite,
         "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
         "histogram": histogram,
@@ -226,3 +228,17 @@ def _categorical(series: pd.Series[Any]) -> dict[str, Any]:
     top = {key: count / total for key, count in order[:MAX_CATEGORIES]}
     other = max(0.0, 1.0 - math.fsum(top.values())) if len(counts) > MAX_CATEGORIES else 0.0
     return {"distinct": len(counts), "top": top, "other_share": other}
+
+
+def moments(finite: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0.0 for one value) of finite values, computed
+    on values scaled by the largest magnitude: squares of values beyond ~1e154, or sums of
+    values near the float limit, would overflow to inf otherwise."""
+    import numpy as np
+
+    scale = float(np.max(np.abs(finite))) if len(finite) else 0.0
+    if scale == 0.0:
+        return 0.0, 0.0
+    scaled = finite / scale
+    std = float(np.std(scaled, ddof=1)) * scale if len(finite) > 1 else 0.0
+    return float(np.mean(scaled)) * scale, std

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelloop.datasets.profile import categorical_for_drift, column_kind
+from modelloop.datasets.profile import categorical_for_drift, column_kind, moments
 from modelloop.errors import InvalidArgument
 
 SAMPLE_LIMIT = 5000
@@ -118,13 +118,14 @@ def _fit_numbers(series: pd.Series[Any], declared: str | None) -> ColumnReferenc
         distinct = finite[starts].tolist()
         sizes = np.diff(np.append(starts, n)).tolist()
         counts = capped({value_key(v): c for v, c in zip(distinct, sizes, strict=True)})
+    mean, std = moments(finite)
     return ColumnReference(
         kind="numeric",
         count=n,
         null_count=nulls,
         inf_count=infs,
-        mean=float(finite.mean()),
-        std=float(finite.std(ddof=1)) if n > 1 else 0.0,
+        mean=mean,
+        std=std,
         levels=LEVELS,
         edges=tuple(edges.tolist()),
         below=tuple(np.searchsorted(finite, edges, "left").tolist()),
