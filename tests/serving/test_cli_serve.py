@@ -27,7 +27,9 @@ import modelloop as ml
 from modelloop.cli import app
 from modelloop.serving.fluent import get_deployment
 from modelloop.serving.server import ServeSpec, build_app
+from modelloop.settings import load_settings
 from tests.cli_helpers import invoke, runner
+from tests.live_server import live_server
 from tests.serving.conftest import Registry, live_app, record, transactions
 
 SCRIPT = Path(sys.executable).parent / "modelloop"
@@ -233,6 +235,33 @@ def test_a_stored_deployment_is_followed_while_serving(registry: Registry, tmp_p
             assert time.monotonic() < deadline
             time.sleep(0.05)
         after = live.post("/predict", record(0)).json()
+    assert (before["role"], before["version"]) == ("champion", 1)
+    assert (after["role"], after["version"]) == ("challenger", 2)
+
+
+def test_a_deployment_stored_on_a_server_is_served_and_followed(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``modelloop serve --deployment NAME`` with ``MODELLOOP_TRACKING_URI`` set: the serving
+    process reads the deployment and its models through the server, and follows a change
+    applied to the server."""
+    with live_server(registry.settings) as url:
+        monkeypatch.setenv("MODELLOOP_TRACKING_URI", url)
+        remote = load_settings()
+        assert remote.tracking_uri == url
+        ml.apply_deployment({"name": "live", "model": "fraud@champion"}, settings=remote)
+        spec = ServeSpec(deployment={"name": "live", "model": "fraud@champion"}, stored=True)
+        spec = ServeSpec(**{**spec.__dict__, "poll_interval": 0.1})
+        with live_app(build_app(spec, remote)) as live:
+            before = live.post("/predict", record(0)).json()
+            changed = {"name": "live", "model": "fraud@champion", "mode": "canary"}
+            changed |= {"challenger": "fraud@challenger", "canary_percent": 100}
+            ml.apply_deployment(changed, settings=remote)
+            deadline = time.monotonic() + 30
+            while live.get("/ready").json()["mode"] != "canary":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            after = live.post("/predict", record(0)).json()
     assert (before["role"], before["version"]) == ("champion", 1)
     assert (after["role"], after["version"]) == ("challenger", 2)
 
