@@ -273,7 +273,7 @@ def _error(
 
 async def _modelloop_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelloopError)
-    if exc.status_code >= 500:
+    if exc.status_code >= 500 and exc.status_code != 501:  # 501: asked for what is not built
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     headers = (
         {**_NOSNIFF, "WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else _NOSNIFF

@@ -35,6 +35,8 @@ __all__ = ["NotSupported", "as_mlflow", "is_mlflow_path", "mlflow_router"]
 API = "/api/2.0/mlflow"
 AJAX_API = "/ajax-api/2.0/mlflow"
 ARTIFACTS_API = "/api/2.0/mlflow-artifacts"
+# MLflow 3's GenAI APIs (traces, gateway, evaluation datasets...): none implemented, all named.
+UNIMPLEMENTED = ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
 
 
 def mlflow_router(
@@ -56,14 +58,19 @@ def mlflow_router(
     router.include_router(artifacts_routes(store, settings), prefix=ARTIFACTS_API)
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    for prefix in (API, AJAX_API, ARTIFACTS_API):
+    for prefix in (API, AJAX_API, ARTIFACTS_API, *UNIMPLEMENTED):
         router.add_api_route(f"{prefix}/{{endpoint:path}}", unsupported, methods=methods)
+    router.add_api_route("/graphql", unsupported, methods=methods)  # MLflow UI's
     return router
 
 
-async def unsupported(request: Request, endpoint: str) -> None:
-    """The catch-all: which endpoint, and that modelloop does not implement it."""
+async def unsupported(request: Request) -> None:
+    """The catch-all: which endpoint, that modelloop does not implement it, and what to use."""
+    from modelloop.server.mlflow.compat import NOT_IMPLEMENTED, advice
+
+    instead = advice(request.url.path)
     raise NotSupported(
-        f"{request.method} {request.url.path} is not an MLflow endpoint modelloop implements; "
-        "docs/mlflow.md lists the ones it does and what to use instead"
+        f"{request.method} {request.url.path} {NOT_IMPLEMENTED}"
+        + (f": {instead}" if instead else "")
+        + " (docs/mlflow.md lists every endpoint and its status)"
     )

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from modelloop.errors import ModelloopError
 
-PREFIXES = ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/", "/api/2.0/mlflow-artifacts/")
+PREFIXES = (
+    "/api/2.0/mlflow/",
+    "/ajax-api/2.0/mlflow/",
+    "/api/2.0/mlflow-artifacts/",
+    "/api/3.0/mlflow/",
+    "/ajax-api/3.0/mlflow/",
+)
 
 # modelloop error_code -> (status, MLflow error_code)
 _BY_CODE = {
@@ -30,7 +36,7 @@ _BY_CODE = {
 
 
 def is_mlflow_path(path: str) -> bool:
-    return path.startswith(PREFIXES)
+    return path.startswith(PREFIXES) or path == "/graphql"
 
 
 def as_mlflow(status: int, error_code: str) -> tuple[int, str]:
