@@ -152,6 +152,28 @@ def test_end_run(store: TrackingStore) -> None:
         store.end_run(_run(store), RunStatus.RUNNING)
 
 
+def test_start_and_end_times_given_by_the_caller_are_kept(store: TrackingStore) -> None:
+    exp = store.create_experiment("imported")
+    run = store.create_run(RunSpec(exp.experiment_id, name="old", start_time=1_600_000_000_123))
+    assert run.start_time == 1_600_000_000_123
+    ended = store.end_run(run.run_id, RunStatus.FINISHED, end_time=1_600_000_360_456)
+    assert (ended.start_time, ended.end_time) == (1_600_000_000_123, 1_600_000_360_456)
+    assert store.get_run(run.run_id).end_time == 1_600_000_360_456
+    (found,) = store.search_runs([exp.experiment_id], "start_time < 1600000001000")
+    assert found.run_id == run.run_id
+
+
+@pytest.mark.parametrize("when", [-1, 2**63])
+def test_times_are_checked(store: TrackingStore, when: int) -> None:
+    exp = store.create_experiment("imported")
+    with pytest.raises(InvalidArgument):
+        store.create_run(RunSpec(exp.experiment_id, start_time=when))
+    run_id = _run(store, "imported")
+    with pytest.raises(InvalidArgument):
+        store.end_run(run_id, RunStatus.FINISHED, end_time=when)
+    assert store.get_run(run_id).status is RunStatus.RUNNING
+
+
 @pytest.mark.parametrize("run_id", ["0" * 32, "ABC", "../../etc", "1" * 33])
 def test_unknown_or_malformed_run_id(store: TrackingStore, run_id: str) -> None:
     with pytest.raises((NotFound, InvalidArgument)):

@@ -241,11 +241,21 @@ class RunCreate(_Request):
     tags: Pairs = Field(default_factory=dict)
     source: JsonObject = Field(default_factory=dict)
     environment: JsonObject = Field(default_factory=dict)
+    start_time: Annotated[
+        int | None,
+        Field(ge=0, le=INT64_MAX, description="ms since the epoch; default: now"),
+        INTEGRAL,
+    ] = None
 
 
 class RunEnd(_Request):
     status: Literal["FINISHED", "FAILED", "KILLED"]
     error: Value | None = None
+    end_time: Annotated[
+        int | None,
+        Field(ge=0, le=INT64_MAX, description="ms since the epoch; default: now"),
+        INTEGRAL,
+    ] = None
 
 
 _POINT: dict[str, Any] = {

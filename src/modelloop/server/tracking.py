@@ -160,7 +160,7 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
 
     @router.post("/runs/{run_id}/end", response_model=RunOut)
     def end_run(run_id: RunId, body: RunEnd) -> Response:
-        ended = store.end_run(run_id, RunStatus(body.status), body.error)
+        ended = store.end_run(run_id, RunStatus(body.status), body.error, end_time=body.end_time)
         return OrjsonResponse(encode_run(ended))
 
     @router.post("/runs/{run_id}/batch", status_code=204, response_class=Response)

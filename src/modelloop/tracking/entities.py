@@ -64,7 +64,8 @@ class MetricSeries:
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
-    """What it takes to create a run; the store adds the id, status and start time."""
+    """What it takes to create a run; the store adds the id and status, and the start time
+    unless given (a run imported or created by an MLflow client keeps its own)."""
 
     experiment_id: str
     name: str | None = None
@@ -74,6 +75,7 @@ class RunSpec:
     tags: Mapping[str, str] = field(default_factory=dict)
     source: Mapping[str, Any] = field(default_factory=dict)
     environment: Mapping[str, Any] = field(default_factory=dict)
+    start_time: int | None = None  # ms since the epoch; None: now
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,16 @@ def check_metric(key: object, value: object, step: object, timestamp: object) ->
     if isinstance(timestamp, bool) or not isinstance(timestamp, int) or not 0 <= timestamp < 2**63:
         raise InvalidArgument(f"Metric {name!r}: timestamp must be integer ms, got {timestamp!r}")
     return Metric(name, number, step, timestamp)
+
+
+def check_time(value: object, what: str) -> int:
+    """A time in integer milliseconds since the epoch (a run's start or end)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise InvalidArgument(
+            f"{what} must be integer milliseconds since the epoch, got {value!r}",
+            [{"field": what, "message": "an integer of milliseconds, 0 or more"}],
+        )
+    return value
 
 
 def check_run_id(run_id: object) -> str:

@@ -76,14 +76,22 @@ class HttpTrackingStore:
             "tags": dict(spec.tags),
             "source": dict(spec.source),
             "environment": dict(spec.environment),
+            "start_time": spec.start_time,
         }
         return _run(self._call("POST", "/runs", body))
 
     def get_run(self, run_id: str) -> Run:
         return _run(self._call("GET", f"/runs/{check_run_id(run_id)}"))
 
-    def end_run(self, run_id: str, status: RunStatus, error: str | None = None) -> Run:
-        body = {"status": RunStatus(status).value, "error": error}
+    def end_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        error: str | None = None,
+        *,
+        end_time: int | None = None,
+    ) -> Run:
+        body = {"status": RunStatus(status).value, "error": error, "end_time": end_time}
         return _run(self._call("POST", f"/runs/{check_run_id(run_id)}/end", body))
 
     def log_batch(

@@ -42,6 +42,7 @@ from modelloop.tracking.entities import (
     RunStatus,
     check_key,
     check_run_id,
+    check_time,
     check_value,
     new_id,
     now_ms,
@@ -106,7 +107,7 @@ class SqlTrackingStore:
 
     def create_run(self, spec: RunSpec) -> Run:
         run_id = new_id()
-        start = now_ms()
+        start = now_ms() if spec.start_time is None else check_time(spec.start_time, "start_time")
         name = _check_name(spec.name, "run") if spec.name else f"run-{run_id[:8]}"
         params = _checked_pairs(spec.params, "param")
         tags = _checked_pairs(spec.tags, "tag")
@@ -153,9 +154,9 @@ class SqlTrackingStore:
         *,
         end_time: int | None = None,
     ) -> Run:
-        """``end_time`` (default now) lets a sweep date a dead run's end at its last sign of
-        life; the HTTP API does not take it (yet), so it is not part of the protocol."""
         check_run_id(run_id)
+        if end_time is not None:
+            check_time(end_time, "end_time")
         status = RunStatus(status)
         if not status.is_terminal:
             raise InvalidArgument(f"A run ends as FINISHED, FAILED or KILLED, not {status}")

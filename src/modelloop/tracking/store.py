@@ -32,7 +32,18 @@ class ExperimentStore(Protocol):
 class RunStore(Protocol):
     def create_run(self, spec: RunSpec) -> Run: ...
     def get_run(self, run_id: str) -> Run: ...
-    def end_run(self, run_id: str, status: RunStatus, error: str | None = None) -> Run: ...
+    def end_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        error: str | None = None,
+        *,
+        end_time: int | None = None,
+    ) -> Run:
+        """End a RUNNING run (again with the same status is a no-op); ``end_time`` defaults to
+        now (a sweep dates a dead run at its last sign of life, an importer keeps the original)."""
+        ...
+
     def log_batch(
         self,
         run_id: str,

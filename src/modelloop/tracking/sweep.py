@@ -19,8 +19,7 @@ never swept by surprise: they are counted as untracked and marked only when aske
 Caveats. A heartbeat carries the owner's clock and is compared with the sweeper's: clocks apart
 by more than the threshold mislead the heartbeat test (not the pid test). A process suspended
 (``SIGSTOP``, a sleeping laptop) for longer than the threshold is taken for dead; if it wakes,
-its ``end_run`` fails with Conflict. A sweep through a server dates the end when it sweeps (the
-HTTP API takes no end time); the last heartbeat stays in the tag.
+its ``end_run`` fails with Conflict.
 """
 
 from __future__ import annotations
@@ -225,12 +224,7 @@ def _running_runs(store: TrackingStore) -> list[Run]:
 
 
 def _mark_killed(store: TrackingStore, swept: SweptRun) -> None:
-    from modelloop.tracking.sql import SqlTrackingStore
-
-    if isinstance(store, SqlTrackingStore) and swept.last_seen is not None:
-        store.end_run(swept.run_id, RunStatus.KILLED, swept.reason, end_time=swept.last_seen)
-    else:  # the HTTP API takes no end time: the server dates it
-        store.end_run(swept.run_id, RunStatus.KILLED, swept.reason)
+    store.end_run(swept.run_id, RunStatus.KILLED, swept.reason, end_time=swept.last_seen)
     store.log_batch(swept.run_id, tags={TAG_SWEPT: swept.cause})
 
 
