@@ -22,7 +22,7 @@ import pytest
 
 from modelloop import audit
 from modelloop.artifacts import BlobStore
-from modelloop.datasets import Check, Contract, ContractViolation, Expect, ValidationReport
+from modelloop.datasets import Check, Contract, ContractViolation, Expect, ValidationReport, content
 from modelloop.datasets.content import content_digest, to_parquet
 from modelloop.datasets.entities import Dataset
 from modelloop.datasets.profile import compute_profile
@@ -471,6 +471,24 @@ def test_bodies_that_are_no_parquet_file_are_refused(server: str) -> None:
     _refused(_post(server, good, run_id="nope"), 422, "query.run_id", "")
     with httpx.Client(base_url=f"{server}/api/v1") as client:
         assert client.get("/datasets").json() == {"datasets": []}  # nothing was stored
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few KB that declare far more decoded bytes than 100x their size (past the floor, here
+    lowered to 1 MiB so the test stays small) are refused from the footer: 413, nothing stored."""
+    monkeypatch.setattr(content, "EXPANSION_FLOOR", 1024 * 1024)
+    buffer = io.BytesIO()
+    zeros = pa.table({"x": np.zeros(3_000_000, dtype=np.int64)})
+    pq.write_table(zeros, buffer, compression="zstd", use_dictionary=False)
+    bomb = buffer.getvalue()
+    assert len(bomb) * 100 < 24_000_000
+    _refused(_post(server, bomb), 413, "", "declares 24,0")
+    with httpx.Client(base_url=f"{server}/api/v1") as client:
+        assert client.get("/datasets").json() == {"datasets": []}
+    honest = to_parquet(pd.DataFrame({"x": np.random.default_rng(0).random(200_000)}))
+    assert _post(server, honest).status_code == 201  # 1.6 MB decoded, ~2x its size
 
 
 def test_any_parquet_file_is_a_version_and_the_same_content_the_same_one(server: str) -> None:

@@ -39,13 +39,17 @@ import numpy as np
 
 from modelloop.datasets.contracts import Contract, ValidationReport
 from modelloop.datasets.entities import Schema, check_dataset_name
-from modelloop.errors import InvalidArgument
+from modelloop.errors import InvalidArgument, PayloadTooLarge
 from modelloop.tracking.entities import MAX_VALUE_LENGTH, check_run_id
 
 if TYPE_CHECKING:
     import pandas as pd
 
 _MAGIC = b"modelloop-dataset-v1\n"
+# An upload may expand this much when decoded, beyond a floor every honest file stays under:
+# a few KB of zstd can declare gigabytes of zeros (a decompression bomb).
+MAX_EXPANSION = 100
+EXPANSION_FLOOR = 256 * 1024 * 1024
 _CATEGORIES = b"modelloop.categories"
 _DTYPES = b"modelloop.dtypes"
 
@@ -195,8 +199,9 @@ def read_upload(data: bytes) -> pd.DataFrame:
     if not data.startswith(b"PAR1") or not data.endswith(b"PAR1"):
         raise InvalidArgument("The body is not a Parquet file (it must start and end with PAR1)")
     try:
+        _check_expansion(data)
         return from_parquet(data)
-    except MemoryError:
+    except (MemoryError, PayloadTooLarge):
         raise
     except Exception as exc:  # pyarrow, pandas or the metadata: whatever the bytes provoke
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
@@ -204,6 +209,26 @@ def read_upload(data: bytes) -> pd.DataFrame:
             f"The body cannot be read as Parquet: {type(exc).__name__}"
             + (f": {reason}" if reason else "")
         ) from None
+
+
+def _check_expansion(data: bytes) -> None:
+    """PayloadTooLarge if the file declares more decoded bytes than an upload may expand to,
+    read from its footer before anything is decompressed."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    declared = sum(
+        meta.row_group(g).column(c).total_uncompressed_size
+        for g in range(meta.num_row_groups)
+        for c in range(meta.num_columns)
+    )
+    limit = max(EXPANSION_FLOOR, MAX_EXPANSION * len(data))
+    if declared > limit:
+        raise PayloadTooLarge(
+            f"The Parquet body ({len(data):,} bytes) declares {declared:,} bytes once decoded, "
+            f"more than the {limit:,} an upload may expand to ({MAX_EXPANSION}x its size, at "
+            f"least {EXPANSION_FLOOR // 2**20} MiB): split it into smaller uploads"
+        )
 
 
 def table_to_frame(table: Any, schema: Schema | None = None) -> pd.DataFrame:
