@@ -412,6 +412,7 @@ from modelloop.cli import clock as _clock  # noqa: E402
 from modelloop.cli import datasets as _datasets  # noqa: E402
 from modelloop.cli import demo as _demo  # noqa: E402
 from modelloop.cli import gate as _gate  # noqa: E402
+from modelloop.cli import importing as _importing  # noqa: E402
 from modelloop.cli import monitoring as _monitoring  # noqa: E402
 from modelloop.cli import pipelines as _pipelines  # noqa: E402
 from modelloop.cli import policy as _policy  # noqa: E402
@@ -427,6 +428,7 @@ app.add_typer(_pipelines.pipelines_app, name="pipelines")
 app.add_typer(_monitoring.monitor_app, name="monitor")
 app.add_typer(_policy.policy_app, name="policy")
 app.add_typer(_demo.demo_app, name="demo")
+app.add_typer(_importing.import_app, name="import")
 app.command(
     "lineage",
     epilog=_examples(

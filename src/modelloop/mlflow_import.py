@@ -1,0 +1,739 @@
+"""Copy an MLflow tracking store into modelloop: ``modelloop import mlflow SOURCE``.
+
+The source is read with MLflow's own client (``mlflow.MlflowClient``, imported only here, so
+modelloop imports without it) and written through :class:`modelloop.Client` and its registry,
+so the destination is whatever the settings name: a local store or a modelloop server::
+
+    MLflow                         modelloop
+    experiment                 ->  the experiment of the same name (reused if it exists)
+    run                        ->  a run tagged modelloop.imported_from = "mlflow:<run id>":
+                                   name, user, status, start and end time, params, tags,
+                                   every metric point (step, timestamp, value), artifacts,
+                                   and the files of its logged models under models/<model id>/
+    mlflow.parentRunId         ->  the parent run
+    registered model           ->  the model of the same name: description, tags
+    model version              ->  the next version, tagged "mlflow:<name>/<version>", on the
+                                   imported run and artifact path, with description and tags
+    alias                      ->  set; a protected alias is *requested* (another user approves)
+
+Every step can be repeated: a run, version or alias already imported is found by its tag and
+not copied again, metric histories are appended from the first point the destination lacks
+(each batch is written whole or not at all), and artifacts already present are skipped. So an
+import killed half-way loses nothing committed, and running it again completes it. Deleted
+MLflow experiments and runs are not copied.
+
+The report counts each kind on both sides (what the source holds, what the destination holds of
+it afterwards, and what this import added); anything it could not copy is listed with why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from modelloop.errors import (
+    Conflict,
+    Forbidden,
+    InvalidArgument,
+    ModelloopError,
+    NotFound,
+    ServerUnavailable,
+)
+from modelloop.registry.entities import RequestStatus, check_model_name
+from modelloop.tracking.entities import RunSpec, RunStatus, check_metric
+
+if TYPE_CHECKING:
+    from modelloop.client import Client
+    from modelloop.registry.client import Registry
+
+TAG_IMPORTED_FROM = "modelloop.imported_from"  # "mlflow:<run id>" or "mlflow:<name>/<version>"
+TAG_PARENT = "mlflow.parentRunId"
+ALIAS_REASON = "imported from MLflow"
+METRIC_BATCH = 5000  # points per log_batch: one transaction (or request) each
+_PAGE = 1000
+KINDS = (
+    "experiments",
+    "runs",
+    "params",
+    "tags",
+    "metric_points",
+    "artifact_files",
+    "artifact_bytes",
+    "models",
+    "versions",
+    "aliases",
+)
+_STATUS = {
+    "FINISHED": RunStatus.FINISHED,
+    "FAILED": RunStatus.FAILED,
+    "KILLED": RunStatus.KILLED,
+}  # RUNNING and SCHEDULED stay RUNNING
+
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)``; stages are ``"runs"`` and ``"versions"``."""
+
+
+@dataclass
+class Count:
+    """One kind: in the source, in the destination (of what the source holds), added now."""
+
+    source: int = 0
+    imported: int = 0
+    new: int = 0
+
+
+@dataclass
+class ImportReport:
+    source: str  # the source URI, any password hidden
+    dry_run: bool
+    counts: dict[str, Count] = field(default_factory=lambda: {k: Count() for k in KINDS})
+    problems: list[str] = field(default_factory=list)  # what was not copied, and why
+
+    @property
+    def complete(self) -> bool:
+        """Everything the source holds is in the destination (a dry run: already was)."""
+        return not self.problems and all(c.source == c.imported for c in self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "dry_run": self.dry_run,
+            "complete": self.complete,
+            "counts": {k: vars(c).copy() for k, c in self.counts.items()},
+            "problems": list(self.problems),
+        }
+
+
+def import_mlflow(
+    source: str,
+    *,
+    client: Client | None = None,
+    experiments: Sequence[str] | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Copy the MLflow store at ``source`` (a tracking URI: ``./mlruns``, ``file:///...``,
+    ``sqlite:///mlflow.db``, ``postgresql://...``, ``http://host:5000``) into ``client``'s store
+    (default: the current settings'); only the experiments named in ``experiments`` when given.
+    ``dry_run`` reads both sides and writes nothing: the report's ``new`` is what an import
+    would add."""
+    from modelloop.client import Client as SdkClient
+
+    with _quiet_mlflow():
+        mlflow_client, mlflow_errors = _open_source(source)
+        owned = client is None
+        target = SdkClient() if client is None else client
+        report = ImportReport(_hide_password(source), dry_run)
+        try:
+            _Importer(mlflow_client, source, target, report, dry_run, progress).run(experiments)
+        except mlflow_errors as exc:
+            message = getattr(exc, "message", None) or str(exc).splitlines()[0]
+            raise ModelloopError(
+                f"Reading the MLflow store {report.source} failed: {message}"
+            ) from None
+        finally:
+            if owned:
+                target.close()
+    return report
+
+
+# -- the source ----------------------------------------------------------------------------------
+
+
+def _open_source(source: str) -> tuple[Any, tuple[type[BaseException], ...]]:
+    """An ``MlflowClient`` on ``source`` and the exceptions reading it may raise, after checking
+    the source is there: MLflow would otherwise create an empty store where a path is wrong."""
+    if not source or not source.strip():
+        raise InvalidArgument("SOURCE is empty: give an MLflow tracking URI such as ./mlruns")
+    scheme = urlsplit(source).scheme.lower()
+    shown = _hide_password(source)
+    if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
+        path = Path(urlsplit(source).path if scheme == "file" else source)
+        if not path.is_dir():
+            raise NotFound(f"No MLflow file store at {shown}: {path} is not a directory")
+        # MLflow refuses file stores unless told; reading one to move off it is the point here.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    elif scheme == "sqlite":
+        database = source.split("://", 1)[1].split("?", 1)[0].removeprefix("/")
+        if not database or database == ":memory:" or not Path(database).is_file():
+            raise NotFound(f"No MLflow database at {shown}: {database or '(none)'} is not a file")
+    elif scheme in ("http", "https"):
+        _reach(source)
+    try:
+        import requests
+        from mlflow.exceptions import MlflowException
+
+        import mlflow
+    except ImportError:
+        raise ModelloopError(
+            "Importing from MLflow needs the mlflow client: pip install 'modelloop[mlflow]'"
+        ) from None
+    errors: tuple[type[BaseException], ...] = (MlflowException, requests.RequestException)
+    try:
+        mlflow_client = mlflow.MlflowClient(tracking_uri=source, registry_uri=source)
+        mlflow_client.search_experiments(max_results=1)  # fails now if the store is unreadable
+    except errors as exc:
+        message = getattr(exc, "message", None) or str(exc).splitlines()[0]
+        raise ServerUnavailable(f"Cannot read the MLflow store at {shown}: {message}") from None
+    return mlflow_client, errors
+
+
+@contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    """MLflow's chatter while it is read, none of it for the importing user to act on: its
+    store code trips its dependencies' deprecation warnings (SQLAlchemy's ``noload``), logs
+    its schema checks and draws a progress bar per downloaded file (the import has its own)."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    bar = os.environ.get(_PROGRESS_BAR)
+    os.environ[_PROGRESS_BAR] = "false"
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+        if bar is None:
+            os.environ.pop(_PROGRESS_BAR, None)
+        else:
+            os.environ[_PROGRESS_BAR] = bar
+
+
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+def _reach(url: str) -> None:
+    """Fail fast on a server that does not answer (MLflow's client would retry for minutes)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=10):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ServerUnavailable(
+            f"Cannot reach the MLflow server at {_hide_password(url)}: {reason}"
+        ) from None
+
+
+def _hide_password(uri: str) -> str:
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", uri)
+
+
+def _pages(search: Callable[..., Any], **query: Any) -> Iterator[Any]:
+    token = None
+    while True:
+        page = search(**query, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+# -- the copy ------------------------------------------------------------------------------------
+
+
+class _Importer:
+    def __init__(
+        self,
+        source: Any,
+        uri: str,
+        client: Client,
+        report: ImportReport,
+        dry_run: bool,
+        progress: Progress | None,
+    ) -> None:
+        self.source = source
+        self.uri = uri
+        self.client = client
+        self.store = client.store
+        self.report = report
+        self.dry_run = dry_run
+        self.progress = progress or (lambda stage, done, total: None)
+        self.count = report.counts
+        self.runs: dict[str, str] = {}  # MLflow run id -> modelloop run id
+
+    def run(self, names: Sequence[str] | None) -> None:
+        from mlflow.entities import ViewType
+
+        found = list(_pages(self.source.search_experiments, view_type=ViewType.ACTIVE_ONLY))
+        if names:
+            by_name = {e.name: e for e in found}
+            missing = [n for n in names if n not in by_name]
+            if missing:
+                raise NotFound(
+                    f"No experiment {', '.join(map(repr, missing))} in the MLflow store "
+                    f"{self.report.source}; it has {', '.join(sorted(by_name)) or 'none'}"
+                )
+            found = [by_name[n] for n in dict.fromkeys(names)]
+        runs: list[tuple[Any, str | None]] = []  # (MLflow run, modelloop experiment id)
+        for experiment in found:
+            experiment_id = self._experiment(experiment)
+            for run in _pages(
+                self.source.search_runs,
+                experiment_ids=[experiment.experiment_id],
+                run_view_type=ViewType.ACTIVE_ONLY,
+                max_results=_PAGE,
+            ):
+                runs.append((run, experiment_id))
+            if experiment_id is not None:
+                self.runs.update(self._imported_runs(experiment_id))
+        logged = self._logged_models([e.experiment_id for e in found])
+        ordered = _parents_first(runs)
+        self.count["runs"].source = len(ordered)
+        for done, (run, experiment_id) in enumerate(ordered):
+            self.progress("runs", done, len(ordered))
+            self._run(run, experiment_id, logged.get(run.info.run_id, []))
+        self.progress("runs", len(ordered), len(ordered))
+        self._models(only_runs=None if not names else {r.info.run_id for r, _ in ordered})
+
+    # -- experiments and runs --------------------------------------------------------------------
+
+    def _experiment(self, experiment: Any) -> str | None:
+        """The modelloop experiment of this name (created unless dry), or None (dry, missing)."""
+        count = self.count["experiments"]
+        count.source += 1
+        existing = self.store.get_experiment_by_name(experiment.name)
+        if existing is not None:
+            count.imported += 1
+            return existing.experiment_id
+        count.new += 1
+        if self.dry_run:
+            return None
+        description = (experiment.tags or {}).get("mlflow.note.content") or None
+        created = self.store.create_experiment(experiment.name, description)
+        count.imported += 1
+        return created.experiment_id
+
+    def _imported_runs(self, experiment_id: str) -> dict[str, str]:
+        """MLflow run id -> modelloop run id of the runs an earlier import made."""
+        found: dict[str, str] = {}
+        query = f"tags.{TAG_IMPORTED_FROM} LIKE 'mlflow:%'"
+        offset = 0
+        while True:
+            page = self.store.search_runs([experiment_id], query, (), _PAGE, offset)
+            for run in page:
+                found[run.tags[TAG_IMPORTED_FROM].removeprefix("mlflow:")] = run.run_id
+            if len(page) < _PAGE:
+                return found
+            offset += len(page)
+
+    def _logged_models(self, experiment_ids: list[str]) -> dict[str, list[Any]]:
+        """MLflow run id -> the models (MLflow 3) it logged, whose files live outside the run's
+        artifacts; a store or server without logged models has none."""
+        from mlflow.exceptions import MlflowException
+
+        by_run: dict[str, list[Any]] = {}
+        try:
+            for model in _pages(
+                self.source.search_logged_models, experiment_ids=experiment_ids, max_results=100
+            ):
+                if model.source_run_id:
+                    by_run.setdefault(model.source_run_id, []).append(model)
+        except (MlflowException, NotImplementedError, AttributeError):
+            return {}  # MLflow 2 stores and servers: models are run artifacts
+        return by_run
+
+    def _run(self, run: Any, experiment_id: str | None, logged: list[Any]) -> None:
+        mlflow_id = run.info.run_id
+        params = dict(run.data.params)
+        tags = dict(run.data.tags)
+        self.count["params"].source += len(params)
+        self.count["tags"].source += len(tags)
+        target_id = self.runs.get(mlflow_id)
+        if target_id is None:
+            self.count["runs"].new += 1
+            if self.dry_run or experiment_id is None:
+                self._count_source_only(run, logged)
+                return
+            try:
+                target_id = self._create_run(run, experiment_id, params, tags)
+            except (InvalidArgument, NotFound, Conflict) as exc:
+                self.report.problems.append(f"run {mlflow_id}: not copied: {exc.message}")
+                self._count_source_only(run, logged)
+                return
+            self.runs[mlflow_id] = target_id
+        self.count["runs"].imported += 1
+        self._params_and_tags(target_id, params, tags)
+        for key in sorted(run.data.metrics):
+            self._metric(mlflow_id, target_id, key)
+        present = {a.path: a.size for a in self.store.list_artifacts(target_id)}
+        for path, size in self._artifact_files(mlflow_id, ""):
+            self._artifact(target_id, present, path, size, _RunFile(self.source, mlflow_id, path))
+        for model in logged:
+            for path, size in self._artifact_files(None, "", model_id=model.model_id):
+                target = f"models/{model.model_id}/{path}"
+                fetch = _ModelFile(model.artifact_location, path, self.uri)
+                self._artifact(target_id, present, target, size, fetch)
+        self._end(run, target_id)
+
+    def _create_run(
+        self, run: Any, experiment_id: str, params: dict[str, str], tags: dict[str, str]
+    ) -> str:
+        info = run.info
+        parent = tags.get(TAG_PARENT)
+        created = self.store.create_run(
+            RunSpec(
+                experiment_id=experiment_id,
+                name=info.run_name or None,
+                parent_run_id=self.runs.get(parent) if parent else None,
+                user=info.user_id or "unknown",
+                params=params,
+                tags={**tags, TAG_IMPORTED_FROM: f"mlflow:{info.run_id}"},
+                start_time=info.start_time,
+            )
+        )
+        self.count["params"].new += len(params)
+        self.count["tags"].new += len(tags)
+        return created.run_id
+
+    def _params_and_tags(
+        self, target_id: str, params: dict[str, str], tags: dict[str, str]
+    ) -> None:
+        """Count what the destination holds of them, completing what an earlier import lacks
+        (a tag changed in MLflow since is brought up to date; params are immutable)."""
+        current = self.store.get_run(target_id)
+        missing_params = {k: v for k, v in params.items() if k not in current.params}
+        stale_tags = {k: v for k, v in tags.items() if current.tags.get(k) != v}
+        if (missing_params or stale_tags) and not self.dry_run:
+            self.store.log_batch(target_id, params=missing_params, tags=stale_tags)
+            current = self.store.get_run(target_id)
+            self.count["params"].new += len(missing_params)
+            self.count["tags"].new += len(stale_tags)
+        elif self.dry_run:
+            self.count["params"].new += len(missing_params)
+            self.count["tags"].new += len(stale_tags)
+        self.count["params"].imported += sum(current.params.get(k) == v for k, v in params.items())
+        self.count["tags"].imported += sum(current.tags.get(k) == v for k, v in tags.items())
+
+    def _metric(self, mlflow_id: str, target_id: str, key: str) -> None:
+        history = self.source.get_metric_history(mlflow_id, key)
+        count = self.count["metric_points"]
+        count.source += len(history)
+        try:
+            points = [check_metric(m.key, m.value, m.step, m.timestamp) for m in history]
+        except InvalidArgument as exc:
+            self.report.problems.append(f"run {mlflow_id}: metric {key!r} not copied: {exc}")
+            return
+        have = len(self.store.metric_history(target_id, key))
+        todo = points[have:]
+        count.new += len(todo)
+        if self.dry_run:
+            count.imported += have
+            return
+        for start in range(0, len(todo), METRIC_BATCH):
+            self.store.log_batch(target_id, metrics=todo[start : start + METRIC_BATCH])
+        count.imported += len(self.store.metric_history(target_id, key))
+
+    def _count_source_only(self, run: Any, logged: list[Any]) -> None:
+        """A run that is not (or cannot be) in the destination: count what the source holds."""
+        self.count["params"].new += len(run.data.params) if self.dry_run else 0
+        self.count["tags"].new += len(run.data.tags) if self.dry_run else 0
+        for key in run.data.metrics:
+            points = len(self.source.get_metric_history(run.info.run_id, key))
+            self.count["metric_points"].source += points
+            self.count["metric_points"].new += points if self.dry_run else 0
+        files = list(self._artifact_files(run.info.run_id, ""))
+        for model in logged:
+            files += self._artifact_files(None, "", model_id=model.model_id)
+        for _, size in files:
+            self._add_artifact(size, imported=False, new=self.dry_run)
+
+    def _artifact_files(
+        self, run_id: str | None, path: str, *, model_id: str | None = None
+    ) -> list[tuple[str, int]]:
+        """(path, size) of every file under ``path`` of a run's or a logged model's artifacts."""
+        if model_id is not None:
+            listed = self.source.list_logged_model_artifacts(model_id, path or None)
+        else:
+            listed = self.source.list_artifacts(run_id, path or None)
+        files: list[tuple[str, int]] = []
+        for info in listed:
+            if info.is_dir:
+                files += self._artifact_files(run_id, info.path, model_id=model_id)
+            else:
+                files.append((info.path, int(info.file_size or 0)))
+        return files
+
+    def _artifact(
+        self,
+        target_id: str,
+        present: dict[str, int],
+        path: str,
+        size: int,
+        fetch: Callable[[str], str],
+    ) -> None:
+        if path in present and present[path] == size:
+            self._add_artifact(size, imported=True, new=False)
+            return
+        if self.dry_run:
+            self._add_artifact(size, imported=False, new=True)
+            return
+        with tempfile.TemporaryDirectory(prefix="modelloop-mlflow-") as tmp:
+            local = Path(fetch(tmp))
+            try:
+                info = self.store.put_artifact(target_id, path, local)
+            except (InvalidArgument, Conflict) as exc:
+                self.report.problems.append(f"artifact {path!r}: not copied: {exc.message}")
+                self._add_artifact(size, imported=False, new=False)
+                return
+        present[path] = info.size
+        self._add_artifact(info.size, imported=info.size == size, new=True, source=size)
+
+    def _add_artifact(
+        self, size: int, *, imported: bool, new: bool, source: int | None = None
+    ) -> None:
+        files, data = self.count["artifact_files"], self.count["artifact_bytes"]
+        files.source += 1
+        data.source += size if source is None else source
+        if imported:
+            files.imported += 1
+            data.imported += size
+        if new:
+            files.new += 1
+            data.new += size
+
+    def _end(self, run: Any, target_id: str) -> None:
+        status = _STATUS.get(run.info.status)
+        if status is None or self.dry_run:
+            return
+        current = self.store.get_run(target_id)
+        if current.status is RunStatus.RUNNING:
+            self.store.end_run(target_id, status, end_time=run.info.end_time)
+
+    # -- registry ------------------------------------------------------------------------------
+
+    def _models(self, only_runs: set[str] | None) -> None:
+        """Registered models whose versions came from the imported runs (all of them when no
+        experiment was named), their versions and aliases."""
+        models = list(_pages(self.source.search_registered_models, max_results=_PAGE))
+        chosen: list[tuple[Any, list[Any]]] = []
+        for model in models:
+            escaped = model.name.replace("'", "\\'")
+            versions = list(
+                _pages(
+                    self.source.search_model_versions,
+                    filter_string=f"name='{escaped}'",
+                    max_results=_PAGE,
+                )
+            )
+            versions.sort(key=lambda v: int(v.version))
+            if only_runs is not None and not any(v.run_id in only_runs for v in versions):
+                continue
+            chosen.append((model, versions))
+        total = sum(len(v) for _, v in chosen)
+        done = 0
+        registry = self.client.registry
+        for model, versions in chosen:
+            self.progress("versions", done, total)
+            self._model(registry, model, versions)
+            done += len(versions)
+        self.progress("versions", total, total)
+
+    def _model(self, registry: Registry, model: Any, versions: list[Any]) -> None:
+        count = self.count["models"]
+        count.source += 1
+        self.count["versions"].source += len(versions)
+        aliases = {str(a): int(v) for a, v in (model.aliases or {}).items()}
+        self.count["aliases"].source += len(aliases)
+        try:
+            name = check_model_name(model.name)
+        except InvalidArgument as exc:
+            self.report.problems.append(f"model {model.name!r}: not copied: {exc.message}")
+            return
+        try:
+            existing = registry.get_model(name)
+        except NotFound:
+            existing = None
+        count.new += existing is None
+        if existing is None and self.dry_run:
+            self.count["versions"].new += len(versions)
+            self.count["aliases"].new += len(aliases)
+            return
+        tags = dict(model.tags or {})
+        if existing is None:
+            registry.store.create_registered_model(
+                name, actor=registry.actor, description=model.description or None, tags=tags
+            )
+        elif not self.dry_run and {k: existing.tags.get(k) for k in tags} != tags:
+            registry.store.update_registered_model(name, actor=registry.actor, tags=tags)
+        count.imported += 1
+        mapped = self._versions(registry, name, versions)
+        self._aliases(registry, name, aliases, mapped)
+
+    def _versions(self, registry: Registry, name: str, versions: list[Any]) -> dict[int, int]:
+        """MLflow version -> modelloop version, importing the ones missing."""
+        count = self.count["versions"]
+        mapped: dict[int, int] = {}
+        for existing in registry.list_versions(name):
+            origin = existing.tags.get(TAG_IMPORTED_FROM, "")
+            prefix = f"mlflow:{name}/"
+            if origin.startswith(prefix) and origin[len(prefix) :].isdigit():
+                mapped[int(origin[len(prefix) :])] = existing.version
+        for version in versions:
+            number = int(version.version)
+            if number in mapped:
+                count.imported += 1
+                continue
+            where = self._version_package(version)
+            if isinstance(where, str):
+                self.report.problems.append(f"{name} version {number}: not copied: {where}")
+                continue
+            count.new += 1
+            if self.dry_run:
+                continue
+            run_id, artifact_path = where
+            tags = dict(version.tags or {})
+            tags[TAG_IMPORTED_FROM] = f"mlflow:{name}/{number}"
+            try:
+                created = registry.register_model(
+                    run_id,
+                    name,
+                    artifact_path=artifact_path,
+                    description=version.description or None,
+                    tags=tags,
+                )
+            except (InvalidArgument, NotFound, Conflict) as exc:
+                count.new -= 1
+                self.report.problems.append(f"{name} version {number}: not copied: {exc.message}")
+                continue
+            mapped[number] = created.version
+            count.imported += 1
+        return mapped
+
+    def _version_package(self, version: Any) -> tuple[str, str] | str:
+        """(modelloop run id, artifact path) of a version's files, or why there are none."""
+        source = str(version.source or "")
+        run_id = version.run_id or None
+        path: str | None = None
+        if source.startswith("runs:/"):
+            run_id, _, path = source.removeprefix("runs:/").partition("/")
+        elif source.startswith("models:/m-"):
+            model_id = source.removeprefix("models:/").split("/")[0]
+            from mlflow.exceptions import MlflowException
+
+            try:
+                logged = self.source.get_logged_model(model_id)
+            except MlflowException:
+                return f"its source {source} is a logged model the MLflow store does not hold"
+            run_id, path = logged.source_run_id, f"models/{model_id}"
+        elif run_id and f"/{run_id}/artifacts/" in source:
+            path = source.split(f"/{run_id}/artifacts/", 1)[1]
+        if not run_id:
+            return f"its source {source!r} names no run"
+        target = self.runs.get(run_id)
+        if target is None:
+            return f"its run {run_id} was not imported (deleted, or in an experiment not chosen)"
+        if not path:
+            return f"its source {source!r} names no artifact path inside run {run_id}"
+        return target, path.strip("/")
+
+    def _aliases(
+        self, registry: Registry, name: str, aliases: dict[str, int], mapped: dict[int, int]
+    ) -> None:
+        count = self.count["aliases"]
+        current = registry.get_model(name).aliases
+        pending = {
+            (r.alias, r.version): r.request_id
+            for r in registry.list_requests(name, RequestStatus.PENDING)
+        }
+        for alias, mlflow_version in sorted(aliases.items()):
+            version = mapped.get(mlflow_version)
+            if version is None:
+                self.report.problems.append(
+                    f"alias {name}@{alias}: not set: its version {mlflow_version} was not copied"
+                )
+                continue
+            if current.get(alias) == version:
+                count.imported += 1
+                continue
+            if (alias, version) in pending:
+                self._awaits(name, alias, version, pending[(alias, version)])
+                continue
+            count.new += 1
+            if self.dry_run:
+                continue
+            try:
+                registry.set_alias(name, alias, version, reason=ALIAS_REASON)
+            except Forbidden:  # protected: four eyes are not bypassed by an import
+                count.new -= 1
+                try:
+                    request = registry.request_alias(name, alias, version, ALIAS_REASON)
+                except ModelloopError as exc:
+                    self.report.problems.append(f"alias {name}@{alias}: not set: {exc.message}")
+                    continue
+                self._awaits(name, alias, version, request.request_id)
+                continue
+            except (InvalidArgument, Conflict, NotFound) as exc:
+                count.new -= 1
+                self.report.problems.append(f"alias {name}@{alias}: not set: {exc.message}")
+                continue
+            count.imported += 1
+
+    def _awaits(self, name: str, alias: str, version: int, request_id: str) -> None:
+        self.report.problems.append(
+            f"alias {name}@{alias} is protected: requested for version {version}, awaiting "
+            f"approval by another user (modelloop models approve {request_id})"
+        )
+
+
+@dataclass(frozen=True)
+class _RunFile:
+    """Downloads one file of an MLflow run's artifacts into a directory, answering its path."""
+
+    source: Any
+    run_id: str
+    path: str
+
+    def __call__(self, directory: str) -> str:
+        return str(self.source.download_artifacts(self.run_id, self.path, directory))
+
+
+@dataclass(frozen=True)
+class _ModelFile:
+    """Downloads one file of an MLflow 3 logged model (stored beside the run, not in it)."""
+
+    location: str
+    path: str
+    tracking_uri: str
+
+    def __call__(self, directory: str) -> str:
+        from mlflow.artifacts import download_artifacts
+
+        uri = f"{self.location.rstrip('/')}/{self.path}"
+        return download_artifacts(
+            artifact_uri=uri, dst_path=directory, tracking_uri=self.tracking_uri
+        )
+
+
+def _parents_first(runs: list[tuple[Any, str | None]]) -> list[tuple[Any, str | None]]:
+    """Runs in start order, each after its parent (a child is created pointing at it)."""
+    by_id = {run.info.run_id: (run, exp) for run, exp in runs}
+    ordered: list[tuple[Any, str | None]] = []
+    placed: set[str] = set()
+
+    def place(run_id: str, seen: set[str]) -> None:
+        if run_id in placed or run_id in seen:
+            return
+        run, exp = by_id[run_id]
+        parent = run.data.tags.get(TAG_PARENT)
+        if parent in by_id:
+            place(parent, seen | {run_id})
+        placed.add(run_id)
+        ordered.append((run, exp))
+
+    for run, _ in sorted(runs, key=lambda r: (r[0].info.start_time or 0, r[0].info.run_id)):
+        place(run.info.run_id, set())
+    return ordered

@@ -1,0 +1,164 @@
+"""``import_mlflow``: real MLflow stores (SQLite and file, written by the real mlflow client) copied
+into a fresh modelloop store (SQLite, PostgreSQL, or a live modelloop server), then compared with
+what MLflow's own client reads from the source: runs and their times, params, tags, every metric
+point, artifact bytes, registered models, versions and aliases. A second import copies nothing."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import modelloop as ml
+from mlflow import MlflowClient
+from modelloop.mlflow_import import KINDS, TAG_IMPORTED_FROM, ImportReport, import_mlflow
+from modelloop.settings import Settings
+from tests.mlflow.mlflow_stores import MODEL, MlflowStore, build_store
+
+
+@pytest.fixture(scope="session")
+def mlflow_sqlite(tmp_path_factory: pytest.TempPathFactory) -> MlflowStore:
+    return build_store("sqlite", tmp_path_factory.mktemp("mlflow-sqlite"))
+
+
+@pytest.fixture(scope="session")
+def mlflow_file(tmp_path_factory: pytest.TempPathFactory) -> MlflowStore:
+    return build_store("file", tmp_path_factory.mktemp("mlflow-file"))
+
+
+@pytest.fixture(params=["sqlite", "file"])
+def mlflow_store(request: pytest.FixtureRequest) -> MlflowStore:
+    store: MlflowStore = request.getfixturevalue(f"mlflow_{request.param}")
+    return store
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[ml.Client]:
+    handle = ml.Client(settings=settings)
+    yield handle
+    handle.close()
+
+
+def _source(store: MlflowStore) -> MlflowClient:
+    return MlflowClient(tracking_uri=store.uri, registry_uri=store.uri)
+
+
+def _imported_runs(client: ml.Client) -> dict[str, ml.Run]:
+    """MLflow run id -> the modelloop run imported from it."""
+    runs = client.find_runs(max_results=1000)
+    return {
+        r.tags[TAG_IMPORTED_FROM].removeprefix("mlflow:"): r
+        for r in runs
+        if TAG_IMPORTED_FROM in r.tags
+    }
+
+
+def _files(source: MlflowClient, run_id: str, path: str | None = None) -> list[str]:
+    found: list[str] = []
+    for info in source.list_artifacts(run_id, path):
+        found += _files(source, run_id, info.path) if info.is_dir else [info.path]
+    return found
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def assert_same_as_source(store: MlflowStore, client: ml.Client, tmp: Path) -> None:
+    """What MLflow's client reads from the source, modelloop holds."""
+    source = _source(store)
+    imported = _imported_runs(client)
+    expected = {
+        r.info.run_id: r
+        for e in source.search_experiments()
+        for r in source.search_runs([e.experiment_id])
+    }
+    assert set(imported) == set(expected)
+    assert store.deleted not in imported
+    names = {e.experiment_id: e.name for e in client.list_experiments()}
+    for run_id, theirs in expected.items():
+        ours = imported[run_id]
+        info = theirs.info
+        assert names[ours.experiment_id] == source.get_experiment(info.experiment_id).name
+        assert (ours.name, ours.user) == (info.run_name, info.user_id)
+        assert ours.start_time == info.start_time
+        assert ours.end_time == info.end_time
+        assert ours.status.value == info.status
+        assert ours.params == theirs.data.params
+        assert {k: v for k, v in ours.tags.items() if k != TAG_IMPORTED_FROM} == theirs.data.tags
+        parent = theirs.data.tags.get("mlflow.parentRunId")
+        assert ours.parent_run_id == (imported[parent].run_id if parent else None)
+        for key in theirs.data.metrics:
+            history = source.get_metric_history(run_id, key)
+            copied = client.metric_history(ours.run_id, key)
+            ordered = sorted(history, key=lambda m: (m.step, m.timestamp))
+            assert list(copied["step"]) == [m.step for m in ordered]
+            assert list(copied["timestamp"]) == [m.timestamp for m in ordered]
+            assert all(_same(a, m.value) for a, m in zip(copied["value"], ordered, strict=True))
+        ours_files = {a.path for a in client.list_artifacts(ours.run_id)}
+        for path in _files(source, run_id):
+            local = source.download_artifacts(run_id, path, str(tmp))
+            assert client.read_artifact(ours.run_id, path) == Path(local).read_bytes()
+            ours_files.discard(path)
+        assert all(p.startswith("models/m-") for p in ours_files), ours_files
+
+    child = imported[store.child]
+    assert len(client.metric_history(child.run_id, "loss")) > 300  # steps 0-299, two at 0
+    versions = client.registry.list_versions(MODEL)
+    theirs_model = source.get_registered_model(MODEL)
+    ours_model = client.registry.get_model(MODEL)
+    assert ours_model.description == theirs_model.description
+    assert ours_model.tags == theirs_model.tags
+    assert ours_model.aliases == {"challenger": 2}
+    assert [v.version for v in versions] == [1, 2]
+    for version in versions:
+        theirs_version = source.get_model_version(MODEL, str(version.version))
+        assert version.run_id == child.run_id
+        assert version.description == theirs_version.description
+        assert version.tags == {
+            **theirs_version.tags,
+            TAG_IMPORTED_FROM: f"mlflow:{MODEL}/{version.version}",
+        }
+        package = client.registry.download_model(version)
+        if theirs_version.source.startswith("runs:/"):
+            root = Path(source.download_artifacts(store.child, "plots", str(tmp / "v2")))
+        else:  # an MLflow 3 logged model: its files, beside the run in MLflow
+            from mlflow.artifacts import download_artifacts
+
+            logged = source.get_logged_model(theirs_version.source.removeprefix("models:/"))
+            where = str(tmp / "v1")
+            root = Path(download_artifacts(logged.artifact_location, dst_path=where))
+        assert _tree(package) == _tree(root)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def assert_counts_match(report: ImportReport) -> None:
+    assert report.complete, report.to_dict()
+    assert report.problems == []
+    for kind in KINDS:
+        assert report.counts[kind].source == report.counts[kind].imported, kind
+        assert report.counts[kind].source > 0, kind
+
+
+def test_an_mlflow_store_is_copied_whole_and_once(
+    mlflow_store: MlflowStore, client: ml.Client, tmp_path: Path
+) -> None:
+    report = import_mlflow(mlflow_store.uri, client=client)
+
+    assert_counts_match(report)
+    assert {k: c.new for k, c in report.counts.items()} == {
+        k: c.source for k, c in report.counts.items()
+    }
+    assert report.counts["runs"].source == 4  # the deleted run is left out
+    assert_same_as_source(mlflow_store, client, tmp_path)
+
+    again = import_mlflow(mlflow_store.uri, client=client)
+    assert_counts_match(again)
+    assert {k: c.new for k, c in again.counts.items()} == dict.fromkeys(KINDS, 0)
+    assert len(client.find_runs()) == 4
+    assert_same_as_source(mlflow_store, client, tmp_path)
