@@ -4,8 +4,17 @@ against a real ``modelloop server``: create, get, finalize, tags, params, search
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+from typing import Any
 
+import httpx
+import numpy as np
+import pytest
+from mlflow.entities import LoggedModelStatus as MlflowLoggedModelStatus
+from mlflow.exceptions import MlflowException
+
+import mlflow
+from mlflow import MlflowClient
 from modelloop.artifacts import BlobStore
 from modelloop.errors import InvalidArgument, NotFound
 from modelloop.settings import Settings
@@ -20,6 +29,10 @@ from modelloop.tracking.logged_models import (
     logged_model_location,
 )
 from modelloop.tracking.sql import SqlTrackingStore
+from tests.mlflow.conftest import MlflowServer
+
+# MLflow's own import-time notice (mlflow.pyfunc describes its agent types with Any).
+pytestmark = pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
 
 
 def _store(settings: Settings) -> SqlTrackingStore:
@@ -157,3 +170,115 @@ def test_run_outputs_are_recorded_once(settings: Settings) -> None:
     assert models.outputs_of_run(run.run_id) == [(model.model_id, 3)]
     with pytest.raises(NotFound):
         models.record_output("0" * 32, model.model_id)
+
+
+# -- through a server, with the real mlflow client -----------------------------------------------
+
+
+def _fitted() -> tuple[Any, np.ndarray[Any, Any]]:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(7)
+    x = rng.random((60, 3))
+    y = (x[:, 0] + 0.1 * x[:, 1] > 0.5).astype(int)
+    return LogisticRegression().fit(x, y), x
+
+
+def test_a_logged_model_round_trips_through_the_client(
+    mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    store = _store(mlflow_server.settings)
+    exp = store.create_experiment("churn")
+    model, x = _fitted()
+    client = MlflowClient()
+    created = client.create_logged_model(
+        exp.experiment_id, name="clf", tags={"team": "risk"}, params={"C": "1.0"}
+    )
+    assert created.status == MlflowLoggedModelStatus.PENDING
+    assert created.artifact_location == (
+        f"mlflow-artifacts:/{exp.experiment_id}/models/{created.model_id}/artifacts"
+    )
+    mlflow.sklearn.save_model(model, str(tmp_path / "model"))
+    client.log_model_artifacts(created.model_id, str(tmp_path / "model"))
+    ready = client.finalize_logged_model(created.model_id, MlflowLoggedModelStatus.READY)
+    assert (ready.status, ready.name, ready.tags, ready.params) == (
+        MlflowLoggedModelStatus.READY,
+        "clf",
+        {"team": "risk"},
+        {"C": "1.0"},
+    )
+
+    # The files are the run's artifacts under models/<id>, bytes as the client wrote them.
+    run_id, path = logged_model_location(store, created.model_id)
+    stored = {a.path for a in store.list_artifacts(run_id, path)}
+    assert f"{path}/MLmodel" in stored
+    with store.open_artifact(run_id, f"{path}/MLmodel") as f:
+        assert f.read() == (tmp_path / "model" / "MLmodel").read_bytes()
+
+    uri = f"models:/{created.model_id}"
+    loaded = mlflow.sklearn.load_model(uri)
+    assert (loaded.predict(x) == model.predict(x)).all()
+    assert (mlflow.pyfunc.load_model(uri).predict(x) == model.predict(x)).all()
+    names = {f.path for f in client.list_logged_model_artifacts(created.model_id)}
+    assert "MLmodel" in names
+
+
+def test_tags_params_search_and_delete_through_the_client(mlflow_server: MlflowServer) -> None:
+    store = _store(mlflow_server.settings)
+    exp = store.create_experiment("churn")
+    client = MlflowClient()
+    a = client.create_logged_model(exp.experiment_id, name="a", params={"p": "1"})
+    b = client.create_logged_model(exp.experiment_id, name="b", tags={"stage": "dev"})
+    client.set_logged_model_tags(a.model_id, {"stage": "prod", "x": "y"})
+    client.delete_logged_model_tag(a.model_id, "x")
+    assert client.get_logged_model(a.model_id).tags == {"stage": "prod"}
+    client.log_model_params(a.model_id, {"q": "2"})
+    assert client.get_logged_model(a.model_id).params == {"p": "1", "q": "2"}
+
+    found = client.search_logged_models([exp.experiment_id], filter_string="tags.stage = 'dev'")
+    assert [m.model_id for m in found] == [b.model_id]
+    page = client.search_logged_models(
+        [exp.experiment_id], order_by=[{"field_name": "name", "ascending": True}], max_results=1
+    )
+    assert [m.name for m in page] == ["a"]
+    assert page.token is not None
+    rest = client.search_logged_models(
+        [exp.experiment_id],
+        order_by=[{"field_name": "name", "ascending": True}],
+        max_results=1,
+        page_token=page.token,
+    )
+    assert [m.name for m in rest] == ["b"]
+    assert rest.token is None
+    with pytest.raises(MlflowException) as caught:
+        client.search_logged_models([exp.experiment_id], filter_string="metrics.auc > 0.5")
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+
+    client.delete_logged_model(b.model_id)
+    with pytest.raises(MlflowException) as caught:
+        client.get_logged_model(b.model_id)
+    assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert [m.model_id for m in client.search_logged_models([exp.experiment_id])] == [a.model_id]
+    with pytest.raises(MlflowException) as caught:
+        client.get_logged_model("m-../../x")
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_model_files_are_reached_only_through_their_experiment(
+    mlflow_server: MlflowServer,
+) -> None:
+    store = _store(mlflow_server.settings)
+    exp = store.create_experiment("churn")
+    other = store.create_experiment("other")
+    model = MlflowClient().create_logged_model(exp.experiment_id, name="clf")
+    with httpx.Client(base_url=mlflow_server.url) as http:
+        wrong = f"{other.experiment_id}/models/{model.model_id}/artifacts/MLmodel"
+        answer = http.put(f"/api/2.0/mlflow-artifacts/artifacts/{wrong}", content=b"x")
+        assert answer.status_code == 404
+        assert answer.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        bad = f"{exp.experiment_id}/models/m-nothex/artifacts/MLmodel"
+        answer = http.put(f"/api/2.0/mlflow-artifacts/artifacts/{bad}", content=b"x")
+        assert answer.status_code == 400
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    run_id, path = logged_model_location(store, model.model_id)
+    assert store.list_artifacts(run_id, path) == []

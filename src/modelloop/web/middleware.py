@@ -43,7 +43,12 @@ from modelloop.transport import USER_HEADER
 from modelloop.web.responses import error_response
 
 JSON_BODY_LIMIT = 32 * 1024 * 1024
-_UPLOAD_ROUTE = re.compile(r"^/api/v1/(?:runs/[^/]+/artifact|datasets/[^/]+/versions)$")
+# Raw-body uploads, bounded by the upload limit instead of the JSON one: modelloop's own and
+# MLflow's artifact proxy (``PUT /api/2.0/mlflow-artifacts/artifacts/<path>``).
+_UPLOAD_ROUTE = re.compile(
+    r"^/api/v1/(?:runs/[^/]+/artifact|datasets/[^/]+/versions)$"
+    r"|^/api/2\.0/mlflow-artifacts/artifacts/."
+)
 _PUBLIC_PATHS = frozenset({"/health", "/", "/ui", "/ui/login", "/ui/logout"})  # or redirects
 _PUBLIC_PREFIXES = ("/ui/static/",)  # the UI's CSS and scripts, which the login page needs
 TOKEN_COOKIE = "modelloop_token"  # noqa: S105 - a name; its value is the token, %-encoded

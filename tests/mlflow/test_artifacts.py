@@ -1,0 +1,265 @@
+"""MLflow's artifact proxy on a real ``modelloop server``, through the real ``mlflow`` client's
+artifact repository for ``mlflow-artifacts:`` URIs (what ``mlflow.log_artifact`` and
+``MlflowClient.download_artifacts`` use): files land as modelloop artifacts of the run, bytes as
+sent, and paths that could escape are refused with MLflow's error codes."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import requests
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+import mlflow
+import modelloop as ml
+from modelloop.tracking.entities import Run
+from tests.live_server import live_server
+from tests.mlflow.conftest import MlflowServer
+
+
+def _run(server: MlflowServer, experiment: str = "churn") -> Run:
+    return ml.Client(settings=server.settings).create_run(experiment)
+
+
+def _uri(run: Run) -> str:
+    return f"mlflow-artifacts:/{run.experiment_id}/{run.run_id}/artifacts"
+
+
+def _error_code(error: requests.HTTPError) -> str:
+    """The artifact repository raises the HTTP error itself; MLflow's code is in its body."""
+    assert error.response is not None
+    return str(error.response.json()["error_code"])
+
+
+def _raw(server: str, method: str, path: str, body: bytes = b"") -> tuple[int, dict[str, str]]:
+    """Send ``path`` byte for byte: httpx and requests remove '..' segments before sending,
+    a hostile client does not."""
+    url = httpx.URL(server)
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        f"Host: {url.host}:{url.port}",
+        "Connection: close",
+        f"Content-Length: {len(body)}",
+    ]
+    with socket.create_connection((url.host, url.port or 80), timeout=30) as sock:
+        sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(payload) if payload.startswith(b"{") else {}
+
+
+def test_log_list_and_download_files_and_folders(
+    mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    run = _run(mlflow_server)
+    repo = get_artifact_repository(_uri(run))
+    (tmp_path / "report.csv").write_text("tn,fp\n900,20\n")
+    tree = tmp_path / "tree"
+    (tree / "deep").mkdir(parents=True)
+    (tree / "a.json").write_text('{"a": 1}')
+    (tree / "deep" / "b.bin").write_bytes(bytes(range(256)))
+    repo.log_artifact(str(tmp_path / "report.csv"))
+    repo.log_artifacts(str(tree), "plots")
+
+    # Stored as modelloop artifacts of the run, content as sent.
+    client = ml.Client(settings=mlflow_server.settings)
+    assert [a.path for a in client.list_artifacts(run.run_id)] == [
+        "plots/a.json",
+        "plots/deep/b.bin",
+        "report.csv",
+    ]
+    assert client.read_artifact(run.run_id, "plots/deep/b.bin") == bytes(range(256))
+
+    listed = repo.list_artifacts()
+    assert [(f.path, f.is_dir, f.file_size) for f in listed] == [
+        ("plots", True, None),
+        ("report.csv", False, 13),
+    ]
+    assert [(f.path, f.is_dir) for f in repo.list_artifacts("plots")] == [
+        ("plots/a.json", False),
+        ("plots/deep", True),
+    ]
+    assert repo.list_artifacts("report.csv") == []  # a file lists nothing, as MLflow's stores
+    assert repo.list_artifacts("nothing-here") == []
+
+    out = tmp_path / "out"
+    out.mkdir()
+    local = Path(repo.download_artifacts("plots", str(out)))
+    assert (local / "deep" / "b.bin").read_bytes() == bytes(range(256))
+    assert (local / "a.json").read_text() == '{"a": 1}'
+    whole = mlflow.artifacts.download_artifacts(artifact_uri=_uri(run), dst_path=str(out / "all"))
+    assert Path(whole, "report.csv").read_text() == "tn,fp\n900,20\n"
+
+
+def test_artifacts_are_immutable_per_path(mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    run = _run(mlflow_server)
+    repo = get_artifact_repository(_uri(run))
+    f = tmp_path / "notes.txt"
+    f.write_text("first")
+    repo.log_artifact(str(f))
+    repo.log_artifact(str(f))  # the same content again: fine
+    f.write_text("second")
+    with pytest.raises(requests.HTTPError, match="immutable") as caught:
+        repo.log_artifact(str(f))
+    assert _error_code(caught.value) == "INVALID_STATE"
+    client = ml.Client(settings=mlflow_server.settings)
+    assert client.read_artifact(run.run_id, "notes.txt") == b"first"
+
+
+def _big_file(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    block = 4 * 1024 * 1024
+    with path.open("wb") as f:
+        written = 0
+        while written < size:
+            chunk = os.urandom(min(block, size - written))
+            f.write(chunk)
+            digest.update(chunk)
+            written += len(chunk)
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(4 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def test_a_100_mb_artifact_goes_up_and_down_unchanged(
+    mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    run = _run(mlflow_server)
+    repo = get_artifact_repository(_uri(run))
+    big = tmp_path / "weights.bin"
+    expected = _big_file(big, 100 * 1024 * 1024)  # over the 32 MiB JSON body limit
+    repo.log_artifact(str(big), "model")
+    stored = ml.Client(settings=mlflow_server.settings).list_artifacts(run.run_id)
+    assert [(a.path, a.size, a.digest) for a in stored] == [
+        ("model/weights.bin", 100 * 1024 * 1024, expected)
+    ]
+    big.unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    got = Path(repo.download_artifacts("model/weights.bin", str(out)))
+    assert _sha256(got) == expected
+
+
+@pytest.fixture
+def small_limit_server(mlflow_server: MlflowServer) -> Iterator[str]:
+    settings = dataclasses.replace(mlflow_server.settings, max_upload_bytes=64 * 1024)
+    with live_server(settings) as url:
+        yield url
+
+
+def test_uploads_over_the_server_limit_are_refused(
+    mlflow_server: MlflowServer, small_limit_server: str
+) -> None:
+    run = _run(mlflow_server)
+    base = f"/api/2.0/mlflow-artifacts/artifacts/{run.experiment_id}/{run.run_id}/artifacts"
+    with httpx.Client(base_url=small_limit_server) as http:
+        ok = http.put(f"{base}/small.bin", content=b"x" * 1000)
+        assert ok.status_code == 200, ok.text
+        refused = http.put(f"{base}/large.bin", content=b"x" * (65 * 1024))
+    assert refused.status_code == 413
+    assert "limit of 65536 bytes" in refused.json()["message"]
+    paths = [a.path for a in ml.Client(settings=mlflow_server.settings).list_artifacts(run.run_id)]
+    assert paths == ["small.bin"]
+
+
+ESCAPES = [
+    "{root}/../../../etc/passwd",
+    "{root}/a/../../secret.txt",
+    "{root}/%2e%2e/%2e%2e/x.txt",
+    "{root}/..%2f..%2fx.txt",
+    "/etc/passwd",
+    "/{root}/x.txt",
+    "{root}/C:/x.txt",
+    "{root}/a\\..\\..\\x.txt",
+    "{exp}/{run}/../{other}/artifacts/x.txt",
+    "{exp}/../{other_exp}/{other}/artifacts/x.txt",
+]
+
+
+@pytest.mark.parametrize("template", ESCAPES)
+def test_paths_that_could_escape_are_refused(mlflow_server: MlflowServer, template: str) -> None:
+    run = _run(mlflow_server)
+    other = _run(mlflow_server, "other")
+    root = f"{run.experiment_id}/{run.run_id}/artifacts"
+    path = template.format(
+        root=root,
+        exp=run.experiment_id,
+        run=run.run_id,
+        other=other.run_id,
+        other_exp=other.experiment_id,
+    )
+    url = f"/api/2.0/mlflow-artifacts/artifacts/{path}"
+    status, body = _raw(mlflow_server.url, "PUT", url, b"payload")
+    assert status == 400, body
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert _raw(mlflow_server.url, "GET", url)[0] == 400
+    client = ml.Client(settings=mlflow_server.settings)
+    assert client.list_artifacts(run.run_id) == []
+    assert client.list_artifacts(other.run_id) == []
+
+
+def test_a_run_is_reached_only_through_its_own_experiment(
+    mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    run = _run(mlflow_server)
+    other = _run(mlflow_server, "other")
+    f = tmp_path / "x.txt"
+    f.write_text("x")
+    wrong = f"mlflow-artifacts:/{other.experiment_id}/{run.run_id}/artifacts"
+    with pytest.raises(requests.HTTPError) as caught:
+        get_artifact_repository(wrong).log_artifact(str(f))
+    assert _error_code(caught.value) == "RESOURCE_DOES_NOT_EXIST"
+    missing = f"mlflow-artifacts:/{run.experiment_id}/{'0' * 32}/artifacts"
+    with pytest.raises(requests.HTTPError) as caught:
+        get_artifact_repository(missing).log_artifact(str(f))
+    assert _error_code(caught.value) == "RESOURCE_DOES_NOT_EXIST"
+    assert ml.Client(settings=mlflow_server.settings).list_artifacts(run.run_id) == []
+
+
+def test_listing_refuses_escapes_and_paths_naming_no_run(mlflow_server: MlflowServer) -> None:
+    run = _run(mlflow_server)
+    root = f"{run.experiment_id}/{run.run_id}/artifacts"
+    with httpx.Client(base_url=mlflow_server.url) as http:
+        for path in (f"{root}/../..", "/etc", run.experiment_id, "", f"{root}/%2e%2e"):
+            answer = http.get("/api/2.0/mlflow-artifacts/artifacts", params={"path": path})
+            assert answer.status_code == 400, (path, answer.text)
+            assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert http.get("/api/2.0/mlflow-artifacts/artifacts", params={"path": root}).json() == {
+            "files": []
+        }
+
+
+def test_multipart_presigned_and_delete_answer_501(mlflow_server: MlflowServer) -> None:
+    run = _run(mlflow_server)
+    root = f"{run.experiment_id}/{run.run_id}/artifacts"
+    with httpx.Client(base_url=mlflow_server.url) as http:
+        for action in ("create", "complete", "abort"):
+            answer = http.post(
+                f"/api/2.0/mlflow-artifacts/mpu/{action}/{root}",
+                json={"path": "big.bin", "num_parts": 2},
+            )
+            assert answer.status_code == 501
+            assert answer.json()["error_code"] == "NOT_IMPLEMENTED"
+            assert "plain" in answer.json()["message"]
+        presigned = http.get(f"/api/2.0/mlflow-artifacts/presigned/{root}/x.txt")
+        assert presigned.status_code == 501
+        deleted = http.delete(f"/api/2.0/mlflow-artifacts/artifacts/{root}/x.txt")
+        assert deleted.status_code == 501
+        assert "immutable" in deleted.json()["message"]
