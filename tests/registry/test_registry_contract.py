@@ -349,6 +349,127 @@ def test_approval_that_cannot_move_leaves_the_request_pending(env: Env) -> None:
     assert not any(e.action == "alias_request.approve" for e in env.store.audit_events())
 
 
+# -- tags, renames and deletions -----------------------------------------------------------------
+
+
+def test_tags_are_deleted_and_audited(env: Env) -> None:
+    env.store.create_registered_model("fraud", actor="alice", tags={"team": "risk", "tier": "1"})
+    updated = env.store.update_registered_model("fraud", actor="bob", delete_tags=["tier", "nope"])
+    assert updated.tags == {"team": "risk"}
+    event = env.store.audit_events("fraud")[-1]
+    assert (event.action, event.actor, event.after) == (
+        "model.update",
+        "bob",
+        {"description": None, "tags": {"team": "risk"}},
+    )
+    env.store.update_registered_model("fraud", actor="bob", delete_tags=["nope"])
+    assert len(env.store.audit_events("fraud")) == 2  # nothing to delete, nothing audited
+    number = env.version("fraud", tags={"stage": "dev", "owner": "ann"})
+    version = env.store.update_model_version(
+        "fraud", number, actor="bob", tags={"owner": "bo"}, delete_tags=["stage"]
+    )
+    assert version.tags == {"owner": "bo"}
+    assert env.store.get_model_version("fraud", number).tags == {"owner": "bo"}
+    with pytest.raises(InvalidArgument, match="both set and deleted"):
+        env.store.update_model_version(
+            "fraud", number, actor="bob", tags={"owner": "x"}, delete_tags=["owner"]
+        )
+    with pytest.raises(InvalidArgument):
+        env.store.update_registered_model("fraud", actor="bob", delete_tags="team")
+    assert env.store.verify_audit().ok
+
+
+def test_rename_moves_versions_tags_and_requests(env: Env) -> None:
+    env.store.create_registered_model("fraud", actor="alice", description="d", tags={"t": "1"})
+    env.version("fraud", tags={"v": "1"})
+    env.version("fraud")
+    pending = env.store.request_alias("fraud", "champion", 2, actor="alice", reason="good")
+    renamed = env.store.rename_registered_model("fraud", "fraud-v2", actor="bob")
+    assert (renamed.name, renamed.description, renamed.tags) == ("fraud-v2", "d", {"t": "1"})
+    assert renamed.latest_version == 2
+    assert [(v.name, v.version) for v in env.store.list_model_versions("fraud-v2")] == [
+        ("fraud-v2", 1),
+        ("fraud-v2", 2),
+    ]
+    assert env.store.get_model_version("fraud-v2", 1).tags == {"v": "1"}
+    assert env.store.get_request(pending.request_id).name == "fraud-v2"
+    with pytest.raises(NotFound):
+        env.store.get_registered_model("fraud")
+    event = env.store.audit_events("fraud")[-1]
+    assert (event.action, event.actor, event.after) == ("model.rename", "bob", {"name": "fraud-v2"})
+    env.store.approve_request(pending.request_id, actor="carol")
+    assert env.store.get_version_by_alias("fraud-v2", "champion").version == 2
+    assert env.store.verify_audit().ok
+
+
+def test_rename_is_refused_when_aliased_taken_or_invalid(env: Env) -> None:
+    env.version("fraud")
+    env.store.create_registered_model("churn", actor="alice")
+    with pytest.raises(AlreadyExists, match="churn"):
+        env.store.rename_registered_model("fraud", "churn", actor="bob")
+    with pytest.raises(InvalidArgument, match="model name"):
+        env.store.rename_registered_model("fraud", "a/b", actor="bob")
+    with pytest.raises(NotFound, match="nope"):
+        env.store.rename_registered_model("nope", "other", actor="bob")
+    env.store.set_alias("fraud", "challenger", 1, actor="alice", reason="try")
+    with pytest.raises(Conflict, match="challenger"):
+        env.store.rename_registered_model("fraud", "fraud-v2", actor="bob")
+    assert env.store.get_model_version("fraud", 1).aliases == ["challenger"]
+
+
+def test_deleted_version_numbers_are_never_given_again(env: Env) -> None:
+    assert [env.version("fraud"), env.version("fraud")] == [1, 2]
+    env.store.delete_model_version("fraud", 2, actor="bob", reason="bad package")
+    with pytest.raises(NotFound, match="no version 2"):
+        env.store.get_model_version("fraud", 2)
+    assert [v.version for v in env.store.list_model_versions("fraud")] == [1]
+    assert env.store.get_registered_model("fraud").latest_version == 1
+    event = env.store.audit_events("fraud")[-1]
+    assert (event.action, event.actor, event.reason) == (
+        "model_version.delete",
+        "bob",
+        "bad package",
+    )
+    assert event.after is None
+    assert event.before is not None
+    assert event.before["status"] == "READY"
+    assert env.version("fraud") == 3  # not 2 again
+    env.store.delete_model_version("fraud", 1, actor="bob", reason="old")
+    env.store.delete_model_version("fraud", 3, actor="bob", reason="old")
+    env.store.delete_registered_model("fraud", actor="bob", reason="retired")
+    assert env.version("fraud") == 4  # models:/fraud/1 never means another package
+    assert env.store.verify_audit().ok
+
+
+def test_aliases_and_pending_requests_block_deletion(env: Env) -> None:
+    env.version("fraud")
+    env.version("fraud")
+    env.store.set_alias("fraud", "challenger", 1, actor="alice", reason="try")
+    with pytest.raises(Conflict, match="aliased as challenger"):
+        env.store.delete_model_version("fraud", 1, actor="bob", reason="x")
+    with pytest.raises(Conflict, match="challenger"):
+        env.store.delete_registered_model("fraud", actor="bob", reason="x")
+    request = env.store.request_alias("fraud", "champion", 2, actor="alice", reason="better")
+    with pytest.raises(Conflict, match=request.request_id):
+        env.store.delete_model_version("fraud", 2, actor="bob", reason="x")
+    env.store.cancel_request(request.request_id, actor="alice", reason="changed my mind")
+    env.store.delete_model_version("fraud", 2, actor="bob", reason="x")
+    env.store.delete_alias("fraud", "challenger", actor="alice", reason="done")
+    with pytest.raises(InvalidArgument, match="reason"):
+        env.store.delete_registered_model("fraud", actor="bob", reason=" ")
+    env.store.delete_registered_model("fraud", actor="bob", reason="retired")
+    with pytest.raises(NotFound):
+        env.store.get_registered_model("fraud")
+    assert env.store.list_requests("fraud") == []
+    event = env.store.audit_events("fraud")[-1]
+    assert (event.action, event.reason, event.after) == ("model.delete", "retired", None)
+    assert event.before is not None
+    assert event.before["versions"] == [1]
+    with pytest.raises(NotFound):
+        env.store.delete_registered_model("fraud", actor="bob", reason="again")
+    assert env.store.verify_audit().ok
+
+
 # -- audit ---------------------------------------------------------------------------------------
 
 

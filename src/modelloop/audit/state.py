@@ -103,6 +103,33 @@ def _version(state: Replay, row: Any, after: Any) -> None:
         state.versions[key] = (record, row.seq)
 
 
+def _version_deleted(state: Replay, row: Any, after: Any) -> None:
+    name, _, number = row.object_id.rpartition("/")
+    state.versions.pop((name, int(number)), None)
+
+
+def _model_renamed(state: Replay, row: Any, after: Any) -> None:
+    """Everything named after the model follows it (aliases block a rename)."""
+    old, new = row.object_id, after["name"]
+    if old in state.models:
+        state.models[new] = (state.models.pop(old)[0], row.seq)
+    for key in [k for k in state.versions if k[0] == old]:
+        state.versions[(new, key[1])] = state.versions.pop(key)
+    for request_id, (record, seq) in list(state.requests.items()):
+        if record["name"] == old:
+            state.requests[request_id] = ({**record, "name": new}, seq)
+
+
+def _model_deleted(state: Replay, row: Any, after: Any) -> None:
+    """With its versions and alias requests (aliases block a deletion)."""
+    name = row.object_id
+    state.models.pop(name, None)
+    for key in [k for k in state.versions if k[0] == name]:
+        del state.versions[key]
+    for request_id in [r for r, (record, _) in state.requests.items() if record["name"] == name]:
+        del state.requests[request_id]
+
+
 def _alias(state: Replay, row: Any, after: Any) -> None:
     name, _, alias = row.object_id.rpartition("@")
     if after is None:  # alias.delete
@@ -137,8 +164,11 @@ def _config(state: Replay, row: Any, after: Any) -> None:
 _HANDLERS: dict[str, Callable[[Replay, Any, Any], None]] = {
     "model.create": _model,
     "model.update": _model,
+    "model.rename": _model_renamed,
+    "model.delete": _model_deleted,
     "model_version.create": _version,
     "model_version.status": _version,
+    "model_version.delete": _version_deleted,
     "alias.move": _alias,
     "alias.delete": _alias,
     "alias_request.create": _request,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -131,13 +131,54 @@ def load_pairs(conn: Connection, table: Any, where: Any) -> dict[str, str]:
     return dict(conn.execute(select(table.c.key, table.c.value).where(where)).all())
 
 
-def set_pairs(conn: Connection, table: Any, owner: dict[str, Any], pairs: dict[str, str]) -> None:
-    """Set or overwrite tags: delete the given keys, insert them again (portable upsert)."""
-    if not pairs:
+def checked_deletions(keys: Collection[str], setting: Mapping[str, str]) -> frozenset[str]:
+    """Tag keys to delete: valid keys, none of them also being set in the same change."""
+    if isinstance(keys, str):
+        raise InvalidArgument("delete_tags must be a list of tag keys, not a string")
+    deleted = frozenset(check_key(k, "tag") for k in keys)
+    both = sorted(deleted & set(setting))
+    if both:
+        raise InvalidArgument(f"Tags {', '.join(both)} are both set and deleted in one change")
+    return deleted
+
+
+def merged(old: dict[str, str], setting: dict[str, str], deleted: frozenset[str]) -> dict[str, str]:
+    return {**{k: v for k, v in old.items() if k not in deleted}, **setting}
+
+
+def set_pairs(
+    conn: Connection,
+    table: Any,
+    owner: dict[str, Any],
+    pairs: dict[str, str],
+    deleted: Collection[str] = (),
+) -> None:
+    """Set or overwrite tags and delete others: delete the keys, insert the set ones again
+    (a portable upsert)."""
+    keys = [*pairs, *deleted]
+    if not keys:
         return
     where = [table.c[k] == v for k, v in owner.items()]
-    conn.execute(delete(table).where(*where, table.c.key.in_(list(pairs))))
-    conn.execute(insert(table), [{**owner, "key": k, "value": v} for k, v in pairs.items()])
+    conn.execute(delete(table).where(*where, table.c.key.in_(keys)))
+    if pairs:
+        conn.execute(insert(table), [{**owner, "key": k, "value": v} for k, v in pairs.items()])
+
+
+def next_version(conn: Connection, name: str) -> int:
+    """One more than the highest version ``name`` ever had: a deleted version's number is never
+    given again (``models:/NAME/3`` keeps meaning one package), even after the model itself was
+    deleted and created again, so the audit trail's creations count too."""
+    current = conn.execute(select(func.max(MV.version)).where(MV.name == name)).scalar() or 0
+    a = t.audit_events.c
+    created = conn.execute(
+        select(a.object_id).where(
+            a.action == "model_version.create",
+            a.object_type == "model_version",
+            a.object_id.startswith(f"{name}/", autoescape=True),
+        )
+    ).scalars()
+    issued = max((int(i.rpartition("/")[2]) for i in created), default=0)
+    return max(current, issued) + 1
 
 
 def package_digest(conn: Connection, run_id: str, prefix: str) -> str:

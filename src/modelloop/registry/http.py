@@ -9,7 +9,7 @@ user whose token the request carries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from modelloop.audit import AuditEvent, AuditVerification
@@ -59,9 +59,17 @@ class HttpRegistryStore(HttpStore):
         actor: str,
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
+        delete_tags: Collection[str] = (),
     ) -> RegisteredModel:
-        body = {"description": description, "tags": dict(tags or {})}
+        body = _changes(description, tags, delete_tags)
         return _model(self._call("PATCH", _m(name), body, actor=actor))
+
+    def rename_registered_model(self, name: str, new_name: str, *, actor: str) -> RegisteredModel:
+        body = {"new_name": new_name}
+        return _model(self._call("POST", f"{_m(name)}/rename", body, actor=actor))
+
+    def delete_registered_model(self, name: str, *, actor: str, reason: str) -> None:
+        self._call("DELETE", _m(name), {"reason": reason}, actor=actor)
 
     def create_model_version(self, spec: ModelVersionSpec, *, actor: str) -> ModelVersion:
         body = {
@@ -90,9 +98,13 @@ class HttpRegistryStore(HttpStore):
         actor: str,
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
+        delete_tags: Collection[str] = (),
     ) -> ModelVersion:
-        body = {"description": description, "tags": dict(tags or {})}
+        body = _changes(description, tags, delete_tags)
         return _version(self._call("PATCH", _v(name, version), body, actor=actor))
+
+    def delete_model_version(self, name: str, version: int, *, actor: str, reason: str) -> None:
+        self._call("DELETE", _v(name, version), {"reason": reason}, actor=actor)
 
     def set_version_status(
         self, name: str, version: int, status: VersionStatus, *, actor: str, reason: str
@@ -185,6 +197,14 @@ def _v(name: str, version: int) -> str:
 
 def _a(name: str, alias: str) -> str:
     return f"{_m(name)}/aliases/{segment(check_alias(alias))}"
+
+
+def _changes(
+    description: str | None, tags: Mapping[str, str] | None, delete_tags: Collection[str]
+) -> dict[str, Any]:
+    # A string is refused by the server's schema, as the local store refuses it.
+    deleted = delete_tags if isinstance(delete_tags, str) else list(delete_tags)
+    return {"description": description, "tags": dict(tags or {}), "delete_tags": deleted}
 
 
 def _model(data: dict[str, Any]) -> RegisteredModel:

@@ -10,9 +10,9 @@ writes are human-paced, so one at a time costs nothing; reads never wait.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from modelloop import audit
 from modelloop.artifacts import canonical_path
@@ -21,6 +21,7 @@ from modelloop.clock import now_ms
 from modelloop.errors import AlreadyExists, Conflict, Forbidden, InvalidArgument, NotFound
 from modelloop.registry import _rows
 from modelloop.registry._approvals import AliasRequests
+from modelloop.registry._lifecycle import Lifecycle
 from modelloop.registry.entities import (
     Alias,
     ModelVersion,
@@ -41,7 +42,7 @@ from modelloop.tracking.entities import check_key, check_run_id, check_value
 MV = t.model_versions.c
 
 
-class SqlRegistryStore(AliasRequests):
+class SqlRegistryStore(AliasRequests, Lifecycle):
     """Implements :class:`~modelloop.registry.store.RegistryStore` on a :class:`Database`."""
 
     def __init__(
@@ -91,16 +92,18 @@ class SqlRegistryStore(AliasRequests):
         actor: str,
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
+        delete_tags: Collection[str] = (),
     ) -> RegisteredModel:
         description = _rows.checked_description(description)
         checked = check_tags(tags)
+        deleted = _rows.checked_deletions(delete_tags, checked)
         with audit.recording(self.db, actor) as conn:
             row = _rows.require_model(conn, name)
             old_tags = _rows.load_pairs(conn, t.model_tags, t.model_tags.c.name == name)
-            new_tags = {**old_tags, **checked}
+            new_tags = _rows.merged(old_tags, checked, deleted)
             new_description = row.description if description is None else description
             if (new_description, new_tags) != (row.description, old_tags):
-                _rows.set_pairs(conn, t.model_tags, {"name": name}, checked)
+                _rows.set_pairs(conn, t.model_tags, {"name": name}, checked, deleted)
                 conn.execute(
                     update(t.registered_models)
                     .where(t.registered_models.c.name == name)
@@ -139,9 +142,7 @@ class SqlRegistryStore(AliasRequests):
             package_digest = _rows.package_digest(conn, run_id, prefix)
             if _rows.model_row(conn, name) is None:
                 _rows.insert_model(conn, name, None, {}, actor)
-            version = (
-                conn.execute(select(func.max(MV.version)).where(MV.name == name)).scalar() or 0
-            ) + 1
+            version = _rows.next_version(conn, name)
             created = now_ms()
             record = {
                 "run_id": run_id,
@@ -199,20 +200,21 @@ class SqlRegistryStore(AliasRequests):
         actor: str,
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
+        delete_tags: Collection[str] = (),
     ) -> ModelVersion:
         version = check_version(version)
         description = _rows.checked_description(description)
         checked = check_tags(tags)
+        deleted = _rows.checked_deletions(delete_tags, checked)
         where = (t.model_version_tags.c.name == name) & (t.model_version_tags.c.version == version)
         with audit.recording(self.db, actor) as conn:
             row = _rows.require_version(conn, name, version)
             old_tags = _rows.load_pairs(conn, t.model_version_tags, where)
-            new_tags = {**old_tags, **checked}
+            new_tags = _rows.merged(old_tags, checked, deleted)
             new_description = row.description if description is None else description
             if (new_description, new_tags) != (row.description, old_tags):
-                _rows.set_pairs(
-                    conn, t.model_version_tags, {"name": name, "version": version}, checked
-                )
+                owner = {"name": name, "version": version}
+                _rows.set_pairs(conn, t.model_version_tags, owner, checked, deleted)
                 conn.execute(
                     update(t.model_versions)
                     .where(MV.name == name, MV.version == version)

@@ -15,7 +15,7 @@ version n now"; a mismatch raises Conflict and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from modelloop.registry.entities import (
@@ -50,8 +50,18 @@ class ModelStore(Protocol):
         actor: str,
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
+        delete_tags: Collection[str] = (),
     ) -> RegisteredModel:
-        """Set the description (when given) and set or overwrite the given tags."""
+        """Set the description (when given), set or overwrite the given tags and delete the
+        ``delete_tags`` keys (a missing key is no change)."""
+        ...
+
+    def rename_registered_model(self, name: str, new_name: str, *, actor: str) -> RegisteredModel:
+        """Conflict while the model has aliases (what deployments name it by)."""
+        ...
+
+    def delete_registered_model(self, name: str, *, actor: str, reason: str) -> None:
+        """With its versions; Conflict while it has aliases or pending alias requests."""
         ...
 
     def create_model_version(self, spec: ModelVersionSpec, *, actor: str) -> ModelVersion:
@@ -69,7 +79,12 @@ class ModelStore(Protocol):
         actor: str,
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
+        delete_tags: Collection[str] = (),
     ) -> ModelVersion: ...
+    def delete_model_version(self, name: str, version: int, *, actor: str, reason: str) -> None:
+        """Conflict while an alias or a pending request names it; its number is never reused."""
+        ...
+
     def set_version_status(
         self, name: str, version: int, status: VersionStatus, *, actor: str, reason: str
     ) -> ModelVersion:

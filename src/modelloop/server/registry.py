@@ -105,6 +105,15 @@ class ModelCreate(_Body):
 class DescriptionAndTags(_Body):
     description: Value | None = None
     tags: Pairs = Field(default_factory=dict)
+    delete_tags: list[Key] = Field(default_factory=list, description="Tag keys to delete")
+
+
+class Rename(_Body):
+    new_name: ModelName
+
+
+class Deletion(_Body):
+    reason: Reason
 
 
 class VersionCreate(_Body):
@@ -196,9 +205,24 @@ def registry_router(store: SqlRegistryStore) -> APIRouter:
     def update_model(name: Name, body: DescriptionAndTags, actor: Actor) -> Response:
         return OrjsonResponse(
             store.update_registered_model(
-                name, actor=actor.name, description=body.description, tags=body.tags
+                name,
+                actor=actor.name,
+                description=body.description,
+                tags=body.tags,
+                delete_tags=body.delete_tags,
             )
         )
+
+    @router.post("/models/{name}/rename", response_model=RegisteredModelOut)
+    def rename_model(name: Name, body: Rename, actor: Actor) -> Response:
+        """Refused while the model has aliases: deployments name models by them."""
+        return OrjsonResponse(store.rename_registered_model(name, body.new_name, actor=actor.name))
+
+    @router.delete("/models/{name}", status_code=204, response_class=Response)
+    def delete_model(name: Name, body: Deletion, actor: Actor) -> Response:
+        """With its versions; refused while it has aliases or pending alias requests."""
+        store.delete_registered_model(name, actor=actor.name, reason=body.reason)
+        return Response(status_code=204)
 
     @router.get("/models/{name}/versions", response_model=VersionList)
     def list_versions(name: Name) -> Response:
@@ -220,9 +244,20 @@ def registry_router(store: SqlRegistryStore) -> APIRouter:
         name: Name, version: Version, body: DescriptionAndTags, actor: Actor
     ) -> Response:
         updated = store.update_model_version(
-            name, version, actor=actor.name, description=body.description, tags=body.tags
+            name,
+            version,
+            actor=actor.name,
+            description=body.description,
+            tags=body.tags,
+            delete_tags=body.delete_tags,
         )
         return OrjsonResponse(updated)
+
+    @router.delete("/models/{name}/versions/{version}", status_code=204, response_class=Response)
+    def delete_version(name: Name, version: Version, body: Deletion, actor: Actor) -> Response:
+        """Refused while an alias or a pending request names it; its number is not reused."""
+        store.delete_model_version(name, version, actor=actor.name, reason=body.reason)
+        return Response(status_code=204)
 
     @router.post("/models/{name}/versions/{version}/status", response_model=ModelVersionOut)
     def set_status(name: Name, version: Version, body: StatusChange, actor: Actor) -> Response:
