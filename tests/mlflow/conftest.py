@@ -26,6 +26,7 @@ os.environ.update(
 )
 
 import mlflow
+from tests.mlflow.mlflow_stores import MlflowStore, build_store
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,24 @@ def mlflow_server(
             while mlflow.active_run() is not None:
                 mlflow.end_run()
             mlflow.set_tracking_uri("")
+
+
+# -- MLflow stores to import from (modelloop import mlflow) --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mlflow_sqlite(tmp_path_factory: pytest.TempPathFactory) -> MlflowStore:
+    """A ``sqlite:///`` MLflow store (see tests/mlflow/mlflow_stores.py), built once."""
+    return build_store("sqlite", tmp_path_factory.mktemp("mlflow-sqlite"))
+
+
+@pytest.fixture(scope="session")
+def mlflow_file(tmp_path_factory: pytest.TempPathFactory) -> MlflowStore:
+    """The same content in an MLflow file store (``mlruns``), built once."""
+    return build_store("file", tmp_path_factory.mktemp("mlflow-file"))
+
+
+@pytest.fixture(params=["sqlite", "file"])
+def mlflow_store(request: pytest.FixtureRequest) -> MlflowStore:
+    store: MlflowStore = request.getfixturevalue(f"mlflow_{request.param}")
+    return store

@@ -5,6 +5,7 @@ point, artifact bytes, registered models, versions and aliases. A second import 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,25 +14,12 @@ import pytest
 
 import modelloop as ml
 from mlflow import MlflowClient
+from modelloop.errors import NotFound
 from modelloop.mlflow_import import KINDS, TAG_IMPORTED_FROM, ImportReport, import_mlflow
 from modelloop.settings import Settings
-from tests.mlflow.mlflow_stores import MODEL, MlflowStore, build_store
-
-
-@pytest.fixture(scope="session")
-def mlflow_sqlite(tmp_path_factory: pytest.TempPathFactory) -> MlflowStore:
-    return build_store("sqlite", tmp_path_factory.mktemp("mlflow-sqlite"))
-
-
-@pytest.fixture(scope="session")
-def mlflow_file(tmp_path_factory: pytest.TempPathFactory) -> MlflowStore:
-    return build_store("file", tmp_path_factory.mktemp("mlflow-file"))
-
-
-@pytest.fixture(params=["sqlite", "file"])
-def mlflow_store(request: pytest.FixtureRequest) -> MlflowStore:
-    store: MlflowStore = request.getfixturevalue(f"mlflow_{request.param}")
-    return store
+from modelloop.tracking.entities import Metric, RunSpec, RunStatus
+from tests.live_server import live_server
+from tests.mlflow.mlflow_stores import MODEL, MlflowStore
 
 
 @pytest.fixture
@@ -162,3 +150,145 @@ def test_an_mlflow_store_is_copied_whole_and_once(
     assert {k: c.new for k, c in again.counts.items()} == dict.fromkeys(KINDS, 0)
     assert len(client.find_runs()) == 4
     assert_same_as_source(mlflow_store, client, tmp_path)
+
+
+def test_an_interrupted_import_is_completed_by_the_next(
+    mlflow_sqlite: MlflowStore, sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    """Killed after the first run (the parent), then again half-way through the child's
+    history and artifacts (the state a kill between two batches leaves): nothing committed is
+    lost or copied twice, and the next import completes it."""
+    client = ml.Client(settings=sqlite_settings)
+
+    def stop_after_first_run(stage: str, done: int, total: int) -> None:
+        if stage == "runs" and done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_mlflow(mlflow_sqlite.uri, client=client, progress=stop_after_first_run)
+    (parent,) = _imported_runs(client).values()
+    assert (parent.name, parent.status) == ("sweep", RunStatus.FINISHED)
+
+    source = _source(mlflow_sqlite)
+    theirs = source.get_run(mlflow_sqlite.child)
+    history = source.get_metric_history(mlflow_sqlite.child, "loss")
+    half = client.store.create_run(
+        RunSpec(
+            experiment_id=parent.experiment_id,
+            name=theirs.info.run_name,
+            parent_run_id=parent.run_id,
+            user=theirs.info.user_id,
+            params=theirs.data.params,
+            tags={**theirs.data.tags, TAG_IMPORTED_FROM: f"mlflow:{mlflow_sqlite.child}"},
+            start_time=theirs.info.start_time,
+        )
+    )
+    first = [Metric(m.key, m.value, m.step, m.timestamp) for m in history[:120]]
+    client.store.log_batch(half.run_id, metrics=first)
+    roc = Path(source.download_artifacts(mlflow_sqlite.child, "plots/roc.csv", str(tmp_path)))
+    client.log_bytes(half.run_id, roc.read_bytes(), "plots/roc.csv")
+
+    report = import_mlflow(mlflow_sqlite.uri, client=client)
+
+    assert_counts_match(report)
+    assert report.counts["runs"].new == 2  # the failed sibling and the fraud run
+    points = report.counts["metric_points"]
+    parent_points = len(source.get_metric_history(mlflow_sqlite.parent, "best_auc"))
+    assert points.new == points.source - parent_points - 120
+    assert report.counts["artifact_files"].new == report.counts["artifact_files"].source - 1
+    assert_same_as_source(mlflow_sqlite, client, tmp_path)
+    client.close()
+
+
+def test_a_dry_run_counts_and_writes_nothing(
+    mlflow_sqlite: MlflowStore, sqlite_settings: Settings
+) -> None:
+    client = ml.Client(settings=sqlite_settings)
+    before = import_mlflow(mlflow_sqlite.uri, client=client, dry_run=True)
+
+    assert client.list_experiments() == []
+    assert not before.complete
+    for kind in KINDS:
+        count = before.counts[kind]
+        assert (count.imported, count.new) == (0, count.source), kind
+        assert count.source > 0, kind
+
+    real = import_mlflow(mlflow_sqlite.uri, client=client)
+    assert {k: c.source for k, c in real.counts.items()} == {
+        k: c.source for k, c in before.counts.items()
+    }
+    after = import_mlflow(mlflow_sqlite.uri, client=client, dry_run=True)
+    assert after.complete
+    assert {k: c.new for k, c in after.counts.items()} == dict.fromkeys(KINDS, 0)
+    client.close()
+
+
+def test_only_the_named_experiments_are_copied(
+    mlflow_sqlite: MlflowStore, sqlite_settings: Settings
+) -> None:
+    client = ml.Client(settings=sqlite_settings)
+    report = import_mlflow(mlflow_sqlite.uri, client=client, experiments=["fraud"])
+
+    assert_counts_match_where_present(report)
+    assert [e.name for e in client.list_experiments()] == ["fraud"]
+    (run,) = _imported_runs(client).values()
+    assert (run.name, run.status) == ("still going", RunStatus.RUNNING)
+    assert report.counts["models"].source == 0  # its versions come from churn's runs
+    assert client.registry.list_models() == []
+
+    with pytest.raises(NotFound, match=r"'nope'.*churn, fraud"):
+        import_mlflow(mlflow_sqlite.uri, client=client, experiments=["nope"])
+    client.close()
+
+
+def assert_counts_match_where_present(report: ImportReport) -> None:
+    assert report.complete, report.to_dict()
+    for kind in KINDS:
+        assert report.counts[kind].source == report.counts[kind].imported, kind
+
+
+def test_a_protected_alias_is_requested_not_set(
+    mlflow_sqlite: MlflowStore,
+    sqlite_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An import does not bypass four eyes: the alias waits for another user's approval, a
+    rerun does not request it twice, and once approved the import is complete."""
+    settings = dataclasses.replace(sqlite_settings, protected_aliases=frozenset({"challenger"}))
+    monkeypatch.setenv("MODELLOOP_USER", "importer")
+    client = ml.Client(settings=settings)
+
+    report = import_mlflow(mlflow_sqlite.uri, client=client)
+    assert not report.complete
+    assert (report.counts["aliases"].source, report.counts["aliases"].imported) == (1, 0)
+    (request,) = client.registry.list_requests(MODEL, "PENDING")
+    assert (request.alias, request.version, request.requested_by) == ("challenger", 2, "importer")
+    assert report.problems == [
+        f"alias {MODEL}@challenger is protected: requested for version 2, awaiting approval by "
+        f"another user (modelloop models approve {request.request_id})"
+    ]
+
+    again = import_mlflow(mlflow_sqlite.uri, client=client)
+    assert again.problems == report.problems
+    assert len(client.registry.list_requests(MODEL)) == 1
+
+    monkeypatch.setenv("MODELLOOP_USER", "approver")
+    client.registry.approve_request(request.request_id, "checked the MLflow import")
+    monkeypatch.setenv("MODELLOOP_USER", "importer")
+    done = import_mlflow(mlflow_sqlite.uri, client=client)
+    assert_counts_match(done)
+    assert client.registry.get_model(MODEL).aliases == {"challenger": 2}
+    client.close()
+
+
+def test_an_import_through_a_modelloop_server(
+    mlflow_sqlite: MlflowStore, sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    with live_server(sqlite_settings) as url:
+        client = ml.Client(settings=dataclasses.replace(sqlite_settings, tracking_uri=url))
+        report = import_mlflow(mlflow_sqlite.uri, client=client)
+        assert_counts_match(report)
+        assert_same_as_source(mlflow_sqlite, client, tmp_path)
+        again = import_mlflow(mlflow_sqlite.uri, client=client)
+        assert {k: c.new for k, c in again.counts.items()} == dict.fromkeys(KINDS, 0)
+        client.close()
