@@ -375,3 +375,131 @@ def test_artifact_errors(store: TrackingStore) -> None:
         store.open_artifact(run_id, "missing.txt")
     with pytest.raises(NotFound):
         store.put_artifact("0" * 32, "a.txt", b"x")
+
+
+# -- lifecycle: rename, delete, restore; experiment tags; inputs ------------------------------
+
+
+def test_experiment_rename_and_tags(store: TrackingStore) -> None:
+    exp = store.create_experiment("fraud")
+    store.create_experiment("churn")
+    assert store.rename_experiment(exp.experiment_id, "card-fraud").name == "card-fraud"
+    assert store.get_experiment_by_name("fraud") is None
+    with pytest.raises(AlreadyExists, match="churn"):
+        store.rename_experiment(exp.experiment_id, "churn")
+    with pytest.raises(NotFound):
+        store.rename_experiment("0" * 32, "x")
+    store.set_experiment_tags(exp.experiment_id, {"team": "risk", "stage": "dev"})
+    store.set_experiment_tags(exp.experiment_id, {"stage": "prod"})
+    assert store.get_experiment(exp.experiment_id).tags == {"team": "risk", "stage": "prod"}
+    store.delete_experiment_tag(exp.experiment_id, "team")
+    assert store.get_experiment(exp.experiment_id).tags == {"stage": "prod"}
+    with pytest.raises(NotFound, match="team"):
+        store.delete_experiment_tag(exp.experiment_id, "team")
+    with pytest.raises(InvalidArgument):
+        store.set_experiment_tags(exp.experiment_id, {"bad\nkey": "x"})
+
+
+def test_experiment_search(store: TrackingStore) -> None:
+    for name, team in [("fraud-a", "risk"), ("fraud-b", "risk"), ("churn", "growth")]:
+        exp = store.create_experiment(name)
+        store.set_experiment_tags(exp.experiment_id, {"team": team})
+
+    def names(filter: str | None = None, **kw: object) -> list[str]:
+        return [e.name for e in store.search_experiments(filter, **kw)]  # type: ignore[arg-type]
+
+    assert names() == ["churn", "fraud-a", "fraud-b"]
+    assert names("name LIKE 'fraud%'") == ["fraud-a", "fraud-b"]
+    assert names("tags.team = 'growth'") == ["churn"]
+    assert names("tags.team = 'risk' and name != 'fraud-a'") == ["fraud-b"]
+    assert names(order_by=["name DESC"]) == ["fraud-b", "fraud-a", "churn"]
+    assert names(order_by=["created_at DESC"], max_results=2) == ["churn", "fraud-b"]
+    assert names(order_by=["name"], max_results=2, offset=2) == ["fraud-b"]
+    with pytest.raises(InvalidFilter, match="metrics"):
+        names("metrics.auc > 1")
+
+
+def test_deleted_experiment_hides_its_runs_until_restored(store: TrackingStore) -> None:
+    earlier = _run(store, "fraud", name="deleted-before")
+    store.delete_run(earlier)
+    kept = _run(store, "fraud", name="kept")
+    exp = store.get_experiment_by_name("fraud")
+    assert exp is not None
+    deleted = store.delete_experiment(exp.experiment_id)
+    assert deleted.deleted_at is not None
+    assert store.get_experiment(exp.experiment_id).deleted_at is not None  # still found
+    assert [e.name for e in store.list_experiments()] == []
+    assert [e.name for e in store.list_experiments("deleted")] == ["fraud"]
+    assert store.search_runs([exp.experiment_id]) == []
+    with pytest.raises(Conflict, match="deleted"):
+        store.create_run(RunSpec(exp.experiment_id))
+    with pytest.raises(AlreadyExists):
+        store.create_experiment("fraud")  # the name stays taken
+    restored = store.restore_experiment(exp.experiment_id)
+    assert restored.deleted_at is None
+    assert [r.run_id for r in store.search_runs([exp.experiment_id])] == [kept]
+    assert [r.run_id for r in store.search_runs([exp.experiment_id], lifecycle="deleted")] == [
+        earlier
+    ]
+
+
+def test_deleted_run_is_hidden_and_read_only_until_restored(store: TrackingStore) -> None:
+    run_id = _run(store, "fraud", name="r", tags={"a": "1"})
+    other = _run(store, "fraud", name="other")
+    exp = store.get_experiment_by_name("fraud")
+    assert exp is not None
+    assert store.delete_run(run_id).deleted_at is not None
+    assert store.get_run(run_id).deleted_at is not None
+    assert [r.run_id for r in store.search_runs([exp.experiment_id])] == [other]
+    assert [r.run_id for r in store.search_runs([exp.experiment_id], lifecycle="deleted")] == [
+        run_id
+    ]
+    assert {r.run_id for r in store.search_runs([exp.experiment_id], lifecycle="all")} == {
+        run_id,
+        other,
+    }
+    with pytest.raises(Conflict, match="deleted"):
+        store.log_batch(run_id, [Metric("m", 1.0, 0, 1)])
+    with pytest.raises(Conflict, match="deleted"):
+        store.end_run(run_id, RunStatus.FINISHED)
+    with pytest.raises(InvalidArgument):
+        store.search_runs([exp.experiment_id], lifecycle="gone")  # type: ignore[arg-type]
+    assert store.restore_run(run_id).deleted_at is None
+    store.log_batch(run_id, [Metric("m", 1.0, 0, 1)])
+    assert store.get_run(run_id).metrics == {"m": 1.0}
+
+
+def test_rename_run_and_delete_tag(store: TrackingStore) -> None:
+    run_id = _run(store, name="first", tags={"a": "1", "b": "2"})
+    assert store.rename_run(run_id, "second").name == "second"
+    with pytest.raises(InvalidArgument):
+        store.rename_run(run_id, "a\nb")
+    store.delete_tag(run_id, "a")
+    assert store.get_run(run_id).tags == {"b": "2"}
+    with pytest.raises(NotFound, match="'a'"):
+        store.delete_tag(run_id, "a")
+    with pytest.raises(NotFound):
+        store.rename_run("0" * 32, "x")
+
+
+def test_run_inputs(store: TrackingStore) -> None:
+    from modelloop.tracking.entities import DatasetInput
+
+    run_id = _run(store)
+    train = DatasetInput(
+        "cards",
+        "abc123",
+        "local",
+        '{"uri": "/data/cards.parquet"}',
+        '{"cols": []}',
+        None,
+        {"mlflow.data.context": "train"},
+    )
+    evaluation = DatasetInput("cards-eval", "def456", "http", '{"url": "https://x"}')
+    store.log_inputs(run_id, [train, evaluation])
+    store.log_inputs(run_id, [DatasetInput("cards", "abc123", "local", "{}", tags={"x": "y"})])
+    assert store.run_inputs(run_id) == [train, evaluation]  # logged once, as first logged
+    with pytest.raises(InvalidArgument):
+        store.log_inputs(run_id, [DatasetInput("", "d", "local", "{}")])
+    with pytest.raises(NotFound):
+        store.log_inputs("0" * 32, [evaluation])

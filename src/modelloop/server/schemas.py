@@ -230,6 +230,47 @@ class ExperimentCreate(_Request):
     description: Value | None = None
 
 
+class Rename(_Request):
+    name: TextName
+
+
+Lifecycle = Literal["active", "deleted", "all"]
+
+
+class ExperimentSearch(_Request):
+    filter: str | None = Field(
+        default=None,
+        max_length=MAX_FILTER_LENGTH,
+        examples=["name LIKE 'fraud%' and tags.team = 'risk'"],
+        description="name, experiment_id, created_at and tags.<key>, as in run filters",
+    )
+    order_by: list[str] = Field(default_factory=list, examples=[["created_at DESC"]])
+    max_results: Annotated[int, Field(ge=1, le=MAX_SEARCH_RESULTS), INTEGRAL] = 1000
+    offset: Annotated[int, Field(ge=0, le=2**53), INTEGRAL] = 0
+    lifecycle: Lifecycle = "active"
+
+
+class TagsSet(_Request):
+    tags: Pairs
+
+
+InputText = Annotated[str, Field(max_length=1_000_000), *Pattern(VALUE, "contains a NUL character")]
+
+
+class DatasetInputIn(_Request):
+    name: Annotated[str, Field(min_length=1, max_length=500)]
+    digest: Annotated[str, Field(min_length=1, max_length=64)]
+    source_type: Annotated[str, Field(min_length=1, max_length=64)]
+    source: Value
+    schema_: InputText | None = Field(default=None, alias="schema")
+    profile: InputText | None = None
+    tags: Pairs = Field(default_factory=dict)
+
+
+class InputsLog(_Request):
+    inputs: list[DatasetInputIn]
+
+
 class RunCreate(_Request):
     experiment_id: str
     name: TextName | Literal[""] | None = Field(default=None, description="Default: run-<id>")
@@ -308,6 +349,7 @@ class RunSearch(_Request):
     offset: Annotated[
         int, Field(ge=0, le=2**53, description="Runs to skip: the start of a page"), INTEGRAL
     ] = 0
+    lifecycle: Lifecycle = "active"
 
 
 # -- responses (documentation only) ------------------------------------------------------------
@@ -323,6 +365,8 @@ class ExperimentOut(BaseModel):
     name: str
     created_at: int
     description: str | None
+    tags: dict[str, str]
+    deleted_at: int | None = Field(description="Set when deleted (restorable)")
 
 
 class ExperimentList(BaseModel):
@@ -344,10 +388,25 @@ class RunOut(BaseModel):
     params: dict[str, str]
     tags: dict[str, str]
     metrics: dict[str, MetricValue] = Field(description="Latest value per key")
+    deleted_at: int | None = Field(description="Set when deleted (restorable)")
 
 
 class RunList(BaseModel):
     runs: list[RunOut]
+
+
+class DatasetInputOut(BaseModel):
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema_: str | None = Field(alias="schema")
+    profile: str | None
+    tags: dict[str, str]
+
+
+class InputList(BaseModel):
+    inputs: list[DatasetInputOut]
 
 
 class MetricHistory(BaseModel):

@@ -39,20 +39,26 @@ from modelloop.server.schemas import (
     ExperimentCreate,
     ExperimentList,
     ExperimentOut,
+    ExperimentSearch,
+    InputList,
+    InputsLog,
+    Lifecycle,
     MetricHistory,
     Pattern,
+    Rename,
     RunCreate,
     RunEnd,
     RunList,
     RunOut,
     RunSearch,
+    TagsSet,
     TextName,
     blame,
     decode_metrics,
     encode_run,
     encode_values,
 )
-from modelloop.tracking.entities import RunSpec, RunStatus
+from modelloop.tracking.entities import DatasetInput, RunSpec, RunStatus
 from modelloop.tracking.sql import SqlTrackingStore
 from modelloop.web.responses import OrjsonResponse
 
@@ -123,8 +129,15 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
         return OrjsonResponse(store.create_experiment(body.name, body.description), 201)
 
     @router.get("/experiments", response_model=ExperimentList)
-    def list_experiments() -> Response:
-        return OrjsonResponse({"experiments": store.list_experiments()})
+    def list_experiments(lifecycle: Lifecycle = "active") -> Response:
+        return OrjsonResponse({"experiments": store.list_experiments(lifecycle)})
+
+    @router.post("/experiments/search", response_model=ExperimentList)
+    def search_experiments(body: ExperimentSearch) -> Response:
+        found = store.search_experiments(
+            body.filter, body.order_by, body.max_results, body.offset, body.lifecycle
+        )
+        return OrjsonResponse({"experiments": found})
 
     @router.get("/experiments/by-name/{name:path}", response_model=ExperimentOut)
     def get_experiment_by_name(name: Annotated[TextName, Path()]) -> Response:
@@ -136,6 +149,31 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
     @router.get("/experiments/{experiment_id}", response_model=ExperimentOut)
     def get_experiment(experiment_id: str) -> Response:
         return OrjsonResponse(store.get_experiment(experiment_id))
+
+    @router.patch("/experiments/{experiment_id}", response_model=ExperimentOut)
+    def rename_experiment(experiment_id: str, body: Rename) -> Response:
+        return OrjsonResponse(store.rename_experiment(experiment_id, body.name))
+
+    @router.delete("/experiments/{experiment_id}", response_model=ExperimentOut)
+    def delete_experiment(experiment_id: str) -> Response:
+        """Hide the experiment and its runs (restorable)."""
+        return OrjsonResponse(store.delete_experiment(experiment_id))
+
+    @router.post("/experiments/{experiment_id}/restore", response_model=ExperimentOut)
+    def restore_experiment(experiment_id: str) -> Response:
+        return OrjsonResponse(store.restore_experiment(experiment_id))
+
+    @router.put("/experiments/{experiment_id}/tags", status_code=204, response_class=Response)
+    def set_experiment_tags(experiment_id: str, body: TagsSet) -> Response:
+        store.set_experiment_tags(experiment_id, body.tags)
+        return Response(status_code=204)
+
+    @router.delete(
+        "/experiments/{experiment_id}/tags/{key:path}", status_code=204, response_class=Response
+    )
+    def delete_experiment_tag(experiment_id: str, key: MetricKey) -> Response:
+        store.delete_experiment_tag(experiment_id, key)
+        return Response(status_code=204)
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -150,13 +188,51 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
     @router.post("/runs/search", response_model=RunList)
     def search_runs(body: RunSearch) -> Response:
         runs = store.search_runs(
-            body.experiment_ids, body.filter, body.order_by, body.max_results, body.offset
+            body.experiment_ids,
+            body.filter,
+            body.order_by,
+            body.max_results,
+            body.offset,
+            body.lifecycle,
         )
         return OrjsonResponse({"runs": [encode_run(run) for run in runs]})
 
     @router.get("/runs/{run_id:run_id}", response_model=RunOut)
     def get_run(run_id: RunId) -> Response:
         return OrjsonResponse(encode_run(store.get_run(run_id)))
+
+    @router.patch("/runs/{run_id:run_id}", response_model=RunOut)
+    def rename_run(run_id: RunId, body: Rename) -> Response:
+        return OrjsonResponse(encode_run(store.rename_run(run_id, body.name)))
+
+    @router.delete("/runs/{run_id:run_id}", response_model=RunOut)
+    def delete_run(run_id: RunId) -> Response:
+        """Hide the run from searches (restorable)."""
+        return OrjsonResponse(encode_run(store.delete_run(run_id)))
+
+    @router.post("/runs/{run_id}/restore", response_model=RunOut)
+    def restore_run(run_id: RunId) -> Response:
+        return OrjsonResponse(encode_run(store.restore_run(run_id)))
+
+    @router.delete("/runs/{run_id}/tags/{key:path}", status_code=204, response_class=Response)
+    def delete_tag(run_id: RunId, key: MetricKey) -> Response:
+        store.delete_tag(run_id, key)
+        return Response(status_code=204)
+
+    @router.post("/runs/{run_id}/inputs", status_code=204, response_class=Response)
+    def log_inputs(run_id: RunId, body: InputsLog) -> Response:
+        inputs = [
+            DatasetInput(
+                i.name, i.digest, i.source_type, i.source, i.schema_, i.profile, dict(i.tags)
+            )
+            for i in body.inputs
+        ]
+        store.log_inputs(run_id, inputs)
+        return Response(status_code=204)
+
+    @router.get("/runs/{run_id}/inputs", response_model=InputList)
+    def run_inputs(run_id: RunId) -> Response:
+        return OrjsonResponse({"inputs": store.run_inputs(run_id)})
 
     @router.post("/runs/{run_id}/end", response_model=RunOut)
     def end_run(run_id: RunId, body: RunEnd) -> Response:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from modelloop.clock import now_ms as now_ms  # the stores' timestamps (many import it here)
 from modelloop.errors import InvalidArgument
@@ -32,12 +32,34 @@ class RunStatus(StrEnum):
         return self is not RunStatus.RUNNING
 
 
+# Which runs or experiments a search or listing shows: deleted ones are kept (restorable) but
+# hidden unless asked for.
+Lifecycle = Literal["active", "deleted", "all"]
+LIFECYCLES: tuple[Lifecycle, ...] = ("active", "deleted", "all")
+
+
 @dataclass(frozen=True, slots=True)
 class Experiment:
     experiment_id: str
     name: str
     created_at: int
     description: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    deleted_at: int | None = None  # ms since the epoch; None: not deleted
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInput:
+    """A dataset a run took as input, as the caller described it (an MLflow client's
+    ``log_input``): named by ``(name, digest)`` per run; ``tags`` say how (its context)."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str | None = None
+    profile: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 class Metric(NamedTuple):
@@ -94,6 +116,7 @@ class Run:
     params: dict[str, str]
     tags: dict[str, str]
     metrics: dict[str, float]  # the latest value of each metric
+    deleted_at: int | None = None  # ms since the epoch; None: not deleted
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +185,16 @@ def check_time(value: object, what: str) -> int:
             [{"field": what, "message": "an integer of milliseconds, 0 or more"}],
         )
     return value
+
+
+def check_lifecycle(value: object) -> Lifecycle:
+    for lifecycle in LIFECYCLES:
+        if value == lifecycle:
+            return lifecycle
+    raise InvalidArgument(
+        f"Invalid lifecycle {value!r}: expected one of {', '.join(LIFECYCLES)}",
+        [{"field": "lifecycle", "message": f"one of {', '.join(LIFECYCLES)}"}],
+    )
 
 
 def check_run_id(run_id: object) -> str:

@@ -39,7 +39,8 @@ MAX_FILTER_LENGTH = 4096
 # metrics./metric., params./param., tags./tag., attributes./attribute./attr.
 _PREFIXES: dict[str, Entity] = {f"{e}{s}": e for e in get_args(Entity) for s in ("", "s")}
 _PREFIXES["attr"] = "attribute"
-_ATTRIBUTE_ALIASES = {"run_name": "name"}
+# MLflow's names for the same attributes: its clients write them.
+_ATTRIBUTE_ALIASES = {"run_name": "name", "user_id": "user", "created": "start_time"}
 _NUMBER_OPS = ("=", "!=", "<", "<=", ">", ">=")
 _STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 _KEYWORDS = frozenset({"and", "or", "not", "in", "like", "ilike"})
@@ -90,6 +91,29 @@ class OrderBy:
 
 
 @dataclass(frozen=True, slots=True)
+class _Grammar:
+    """What a filter may name: entity prefixes and attributes (with their aliases)."""
+
+    prefixes: dict[str, Entity]
+    attributes: dict[str, Literal["string", "number"]]
+    aliases: dict[str, str]
+
+
+_RUNS = _Grammar(_PREFIXES, ATTRIBUTES, _ATTRIBUTE_ALIASES)
+# Experiments: their tags and attributes (MLflow calls created_at creation_time).
+EXPERIMENT_ATTRIBUTES: dict[str, Literal["string", "number"]] = {
+    "name": "string",
+    "experiment_id": "string",
+    "created_at": "number",
+}
+_EXPERIMENTS = _Grammar(
+    {p: e for p, e in _PREFIXES.items() if e in ("tag", "attribute")},
+    EXPERIMENT_ATTRIBUTES,
+    {"creation_time": "created_at"},
+)
+
+
+@dataclass(frozen=True, slots=True)
 class _Token:
     kind: str  # word, number, op, string, "(", ")", "," or end
     text: str  # as written
@@ -100,8 +124,8 @@ class _Token:
 class _Parser:
     """Recursive descent with one token of lookahead over a lazily tokenized text."""
 
-    def __init__(self, text: str, what: str) -> None:
-        self.text, self.what, self.depth = text, what, 0
+    def __init__(self, text: str, what: str, grammar: _Grammar = _RUNS) -> None:
+        self.text, self.what, self.depth, self.grammar = text, what, 0, grammar
         self._tokens = self._lex()
         self.tok = next(self._tokens)
 
@@ -190,23 +214,23 @@ class _Parser:
 
     def identifier(self) -> tuple[Entity, str]:
         tok = self.tok
+        entities = [f"{e}s" for e in get_args(Entity) if e in self.grammar.prefixes.values()]
         if tok.kind != "word" or tok.value.lower() in _KEYWORDS:
-            raise self.expected("metrics.<key>, params.<key>, tags.<key> or an attribute")
+            keyed = ", ".join(f"{e}.<key>" for e in entities if e != "attributes")
+            raise self.expected(f"{keyed} or an attribute")
         self.advance()
         prefix, dot, key = tok.value.partition(".")
         if not dot:
             prefix, key = "attributes", prefix
-        entity = _PREFIXES.get(prefix.lower())
+        entity = self.grammar.prefixes.get(prefix.lower())
         if entity is None:
-            raise self.unknown(
-                "entity prefix", tok, prefix, ("metrics", "params", "tags", "attributes")
-            )
+            raise self.unknown("entity prefix", tok, prefix, entities)
         if not key:
             raise self.error(f"missing key after {tok.text!r} at position {tok.pos}")
         if entity == "attribute":
-            name, key = key, _ATTRIBUTE_ALIASES.get(key.lower(), key.lower())
-            if key not in ATTRIBUTES:
-                raise self.unknown("attribute", tok, name, ATTRIBUTES)
+            name, key = key, self.grammar.aliases.get(key.lower(), key.lower())
+            if key not in self.grammar.attributes:
+                raise self.unknown("attribute", tok, name, self.grammar.attributes)
         return entity, key
 
     def operator(self, after: _Token) -> str:
@@ -221,7 +245,9 @@ class _Parser:
     def comparison(self) -> Comparison:
         ident = self.tok
         entity, key = self.identifier()
-        numeric = entity == "metric" or (entity == "attribute" and ATTRIBUTES[key] == "number")
+        numeric = entity == "metric" or (
+            entity == "attribute" and self.grammar.attributes[key] == "number"
+        )
         op_tok = self.tok
         op = self.operator(ident)
         allowed = _NUMBER_OPS if numeric else _STRING_OPS
@@ -272,6 +298,15 @@ class _Parser:
 
 def parse_filter(text: str | None) -> Expr | None:
     """Parse a run-search filter; ``None`` for ``None`` or a blank filter."""
+    return _parse(text, _RUNS)
+
+
+def parse_experiment_filter(text: str | None) -> Expr | None:
+    """Parse an experiment-search filter (``name LIKE 'fraud%' and tags.team = 'risk'``)."""
+    return _parse(text, _EXPERIMENTS)
+
+
+def _parse(text: str | None, grammar: _Grammar) -> Expr | None:
     if text is None or not text.strip():
         return None
     if len(text) > MAX_FILTER_LENGTH:
@@ -279,7 +314,7 @@ def parse_filter(text: str | None) -> Expr | None:
             f"Invalid filter {text[:40]!r}...: {len(text)} characters long, "
             f"expected at most {MAX_FILTER_LENGTH}"
         )
-    parser = _Parser(text, "filter")
+    parser = _Parser(text, "filter", grammar)
     expr = parser.or_expr()
     if parser.tok.kind == ")":
         raise parser.error(f"unbalanced ')' at position {parser.tok.pos}")
@@ -290,11 +325,20 @@ def parse_filter(text: str | None) -> Expr | None:
 
 def parse_order_by(items: Sequence[str] | None) -> list[OrderBy]:
     """Parse ``order_by`` items such as ``"metrics.auc DESC"``; ascending unless ``DESC``."""
+    return _parse_order_by(items, _RUNS)
+
+
+def parse_experiment_order_by(items: Sequence[str] | None) -> list[OrderBy]:
+    """Parse experiment ``order_by`` items such as ``"name"`` or ``"creation_time DESC"``."""
+    return _parse_order_by(items, _EXPERIMENTS)
+
+
+def _parse_order_by(items: Sequence[str] | None, grammar: _Grammar) -> list[OrderBy]:
     if isinstance(items, str):  # one item, not a sequence of one-character items
         items = [items]
     result = []
     for item in items or ():
-        parser = _Parser(item, "order_by item")
+        parser = _Parser(item, "order_by item", grammar)
         entity, key = parser.identifier()
         descending = False
         if parser.tok.kind == "word" and parser.tok.value.upper() in ("ASC", "DESC"):

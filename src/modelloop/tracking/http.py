@@ -18,7 +18,9 @@ from modelloop.artifacts import canonical_path
 from modelloop.errors import NotFound
 from modelloop.tracking.entities import (
     ArtifactInfo,
+    DatasetInput,
     Experiment,
+    Lifecycle,
     Metric,
     MetricSeries,
     Run,
@@ -61,8 +63,46 @@ class HttpTrackingStore:
         except NotFound:
             return None
 
-    def list_experiments(self) -> list[Experiment]:
-        return [_experiment(e) for e in self._call("GET", "/experiments")["experiments"]]
+    def list_experiments(self, lifecycle: Lifecycle = "active") -> list[Experiment]:
+        data = self._call("GET", "/experiments", params={"lifecycle": lifecycle})
+        return [_experiment(e) for e in data["experiments"]]
+
+    def search_experiments(
+        self,
+        filter: str | None = None,
+        order_by: Sequence[str] = (),
+        max_results: int = 1000,
+        offset: int = 0,
+        lifecycle: Lifecycle = "active",
+    ) -> list[Experiment]:
+        body = {
+            "filter": filter,
+            "order_by": list(order_by),
+            "max_results": max_results,
+            "offset": offset,
+            "lifecycle": lifecycle,
+        }
+        return [
+            _experiment(e) for e in self._call("POST", "/experiments/search", body)["experiments"]
+        ]
+
+    def rename_experiment(self, experiment_id: str, name: str) -> Experiment:
+        path = f"/experiments/{segment(experiment_id)}"
+        return _experiment(self._call("PATCH", path, {"name": name}))
+
+    def delete_experiment(self, experiment_id: str) -> Experiment:
+        return _experiment(self._call("DELETE", f"/experiments/{segment(experiment_id)}"))
+
+    def restore_experiment(self, experiment_id: str) -> Experiment:
+        path = f"/experiments/{segment(experiment_id)}/restore"
+        return _experiment(self._call("POST", path))
+
+    def set_experiment_tags(self, experiment_id: str, tags: Mapping[str, str]) -> None:
+        path = f"/experiments/{segment(experiment_id)}/tags"
+        self._call("PUT", path, {"tags": dict(tags)})
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        self._call("DELETE", f"/experiments/{segment(experiment_id)}/tags/{segment(key)}")
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -82,6 +122,50 @@ class HttpTrackingStore:
 
     def get_run(self, run_id: str) -> Run:
         return _run(self._call("GET", f"/runs/{check_run_id(run_id)}"))
+
+    def rename_run(self, run_id: str, name: str) -> Run:
+        return _run(self._call("PATCH", f"/runs/{check_run_id(run_id)}", {"name": name}))
+
+    def delete_run(self, run_id: str) -> Run:
+        return _run(self._call("DELETE", f"/runs/{check_run_id(run_id)}"))
+
+    def restore_run(self, run_id: str) -> Run:
+        return _run(self._call("POST", f"/runs/{check_run_id(run_id)}/restore"))
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self._call("DELETE", f"/runs/{check_run_id(run_id)}/tags/{segment(key)}")
+
+    def log_inputs(self, run_id: str, inputs: Sequence[DatasetInput]) -> None:
+        body = {
+            "inputs": [
+                {
+                    "name": i.name,
+                    "digest": i.digest,
+                    "source_type": i.source_type,
+                    "source": i.source,
+                    "schema": i.schema,
+                    "profile": i.profile,
+                    "tags": dict(i.tags),
+                }
+                for i in inputs
+            ]
+        }
+        self._call("POST", f"/runs/{check_run_id(run_id)}/inputs", body)
+
+    def run_inputs(self, run_id: str) -> list[DatasetInput]:
+        data = self._call("GET", f"/runs/{check_run_id(run_id)}/inputs")
+        return [
+            DatasetInput(
+                i["name"],
+                i["digest"],
+                i["source_type"],
+                i["source"],
+                i["schema"],
+                i["profile"],
+                i["tags"],
+            )
+            for i in data["inputs"]
+        ]
 
     def end_run(
         self,
@@ -134,6 +218,7 @@ class HttpTrackingStore:
         order_by: Sequence[str] = (),
         max_results: int = 1000,
         offset: int = 0,
+        lifecycle: Lifecycle = "active",
     ) -> list[Run]:
         body = {
             "experiment_ids": list(experiment_ids),
@@ -141,6 +226,7 @@ class HttpTrackingStore:
             "order_by": list(order_by),
             "max_results": max_results,
             "offset": offset,
+            "lifecycle": lifecycle,
         }
         return [_run(r) for r in self._call("POST", "/runs/search", body)["runs"]]
 
@@ -177,6 +263,8 @@ def _experiment(data: dict[str, Any]) -> Experiment:
         name=data["name"],
         created_at=data["created_at"],
         description=data.get("description"),
+        tags=data.get("tags", {}),
+        deleted_at=data.get("deleted_at"),
     )
 
 
@@ -196,6 +284,7 @@ def _run(data: dict[str, Any]) -> Run:
         params=data["params"],
         tags=data["tags"],
         metrics={k: math.nan if v is None else float(v) for k, v in data["metrics"].items()},
+        deleted_at=data.get("deleted_at"),
     )
 
 

@@ -17,10 +17,11 @@ from typing import Any, BinaryIO
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     and_,
+    delete,
     exists,
     insert,
-    literal,
     or_,
     select,
     update,
@@ -34,20 +35,32 @@ from modelloop.store import Database
 from modelloop.store import tables as t
 from modelloop.tracking.entities import (
     ArtifactInfo,
+    DatasetInput,
     Experiment,
+    Lifecycle,
     Metric,
     MetricSeries,
     Run,
     RunSpec,
     RunStatus,
     check_key,
+    check_lifecycle,
     check_run_id,
     check_time,
     check_value,
     new_id,
     now_ms,
 )
-from modelloop.tracking.filter import And, Comparison, Expr, Or, parse_filter, parse_order_by
+from modelloop.tracking.filter import (
+    And,
+    Comparison,
+    Expr,
+    Or,
+    parse_experiment_filter,
+    parse_experiment_order_by,
+    parse_filter,
+    parse_order_by,
+)
 
 MAX_SEARCH_RESULTS = 50_000
 _STATUSES = {s.value: s for s in RunStatus}
@@ -85,23 +98,138 @@ class SqlTrackingStore:
         return exp
 
     def get_experiment(self, experiment_id: str) -> Experiment:
+        """Deleted experiments too (``deleted_at`` says so): they can be restored."""
         with self.db.read() as conn:
-            row = conn.execute(
+            rows = conn.execute(
                 select(t.experiments).where(t.experiments.c.experiment_id == experiment_id)
-            ).first()
-        if row is None:
-            raise NotFound(f"Experiment {experiment_id!r} does not exist")
-        return _experiment(row)
+            ).all()
+            if not rows:
+                raise NotFound(f"Experiment {experiment_id!r} does not exist")
+            return _load_experiments(conn, rows)[0]
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         with self.db.read() as conn:
-            row = conn.execute(select(t.experiments).where(t.experiments.c.name == name)).first()
-        return None if row is None else _experiment(row)
+            rows = conn.execute(select(t.experiments).where(t.experiments.c.name == name)).all()
+            return _load_experiments(conn, rows)[0] if rows else None
 
-    def list_experiments(self) -> list[Experiment]:
+    def list_experiments(self, lifecycle: Lifecycle = "active") -> list[Experiment]:
+        """By name; deleted ones only when asked for."""
+        return self.search_experiments(lifecycle=lifecycle, max_results=MAX_SEARCH_RESULTS)
+
+    def search_experiments(
+        self,
+        filter: str | None = None,
+        order_by: Sequence[str] = (),
+        max_results: int = 1000,
+        offset: int = 0,
+        lifecycle: Lifecycle = "active",
+    ) -> list[Experiment]:
+        """Experiments matching ``filter`` (``name``, ``created_at``, ``tags.<key>``), by
+        ``order_by`` then name; a page of at most ``max_results`` after ``offset``."""
+        _check_page(max_results, offset)
+        e = t.experiments.c
+        query = _lifecycle(select(t.experiments), e.deleted_at, check_lifecycle(lifecycle))
+        expr = parse_experiment_filter(filter)
+        if expr is not None:
+            query = query.where(_compile_experiment(expr))
+        for i, order in enumerate(parse_experiment_order_by(order_by)):
+            if order.entity == "attribute":
+                column: Any = e[order.key]
+            else:
+                tag = t.experiment_tags.alias(f"order_{i}")
+                query = query.outerjoin(
+                    tag, and_(tag.c.experiment_id == e.experiment_id, tag.c.key == order.key)
+                )
+                column = tag.c.value
+            query = query.order_by(
+                column.desc().nulls_last() if order.descending else column.asc().nulls_last()
+            )
+        query = query.order_by(e.name).limit(max_results).offset(offset)
         with self.db.read() as conn:
-            rows = conn.execute(select(t.experiments).order_by(t.experiments.c.name)).all()
-        return [_experiment(r) for r in rows]
+            return _load_experiments(conn, conn.execute(query).all())
+
+    def rename_experiment(self, experiment_id: str, name: str) -> Experiment:
+        name = _check_name(name, "experiment")
+        try:
+            with self.db.write() as conn:
+                _require_experiment(conn, experiment_id, active=True)
+                conn.execute(
+                    update(t.experiments)
+                    .where(t.experiments.c.experiment_id == experiment_id)
+                    .values(name=name)
+                )
+        except IntegrityError:
+            raise AlreadyExists(f"Experiment {name!r} already exists") from None
+        return self.get_experiment(experiment_id)
+
+    def delete_experiment(self, experiment_id: str) -> Experiment:
+        """Mark the experiment and its live runs deleted (hidden, restorable, still stored);
+        its name stays taken until it is restored and renamed."""
+        when = now_ms()
+        with self.db.write() as conn:
+            if _require_experiment(conn, experiment_id) is None:
+                conn.execute(
+                    update(t.experiments)
+                    .where(t.experiments.c.experiment_id == experiment_id)
+                    .values(deleted_at=when)
+                )
+                conn.execute(
+                    update(t.runs)
+                    .where(t.runs.c.experiment_id == experiment_id, t.runs.c.deleted_at.is_(None))
+                    .values(deleted_at=when)
+                )
+        return self.get_experiment(experiment_id)
+
+    def restore_experiment(self, experiment_id: str) -> Experiment:
+        """Undo :meth:`delete_experiment`: the runs deleted with it come back, runs deleted
+        before it stay deleted."""
+        with self.db.write() as conn:
+            deleted_at = _require_experiment(conn, experiment_id)
+            if deleted_at is not None:
+                conn.execute(
+                    update(t.runs)
+                    .where(
+                        t.runs.c.experiment_id == experiment_id,
+                        t.runs.c.deleted_at == deleted_at,
+                    )
+                    .values(deleted_at=None)
+                )
+                conn.execute(
+                    update(t.experiments)
+                    .where(t.experiments.c.experiment_id == experiment_id)
+                    .values(deleted_at=None)
+                )
+        return self.get_experiment(experiment_id)
+
+    def set_experiment_tags(self, experiment_id: str, tags: Mapping[str, str]) -> None:
+        """Tags are overwritten, as a run's."""
+        checked = _checked_pairs(tags, "tag")
+        with self.db.write() as conn:
+            _require_experiment(conn, experiment_id, active=True)
+            if checked:
+                stmt = _upsert(self.db.dialect)(t.experiment_tags)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["experiment_id", "key"], set_={"value": stmt.excluded.value}
+                )
+                conn.execute(
+                    stmt,
+                    [
+                        {"experiment_id": experiment_id, "key": k, "value": v}
+                        for k, v in checked.items()
+                    ],
+                )
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        with self.db.write() as conn:
+            _require_experiment(conn, experiment_id, active=True)
+            gone = conn.execute(
+                delete(t.experiment_tags).where(
+                    t.experiment_tags.c.experiment_id == experiment_id,
+                    t.experiment_tags.c.key == key,
+                )
+            ).rowcount
+        if not gone:
+            raise NotFound(f"Experiment {experiment_id} has no tag {key!r}")
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -113,10 +241,7 @@ class SqlTrackingStore:
         tags = _checked_pairs(spec.tags, "tag")
         user = _check_name(spec.user, "user")
         with self.db.write() as conn:
-            if not conn.execute(
-                select(literal(1)).where(t.experiments.c.experiment_id == spec.experiment_id)
-            ).first():
-                raise NotFound(f"Experiment {spec.experiment_id!r} does not exist")
+            _require_experiment(conn, spec.experiment_id, active=True)
             if spec.parent_run_id is not None:
                 _require_run(conn, check_run_id(spec.parent_run_id))
             conn.execute(
@@ -139,6 +264,7 @@ class SqlTrackingStore:
         return self.get_run(run_id)
 
     def get_run(self, run_id: str) -> Run:
+        """Deleted runs too (``deleted_at`` says so): they can be restored."""
         check_run_id(run_id)
         with self.db.read() as conn:
             row = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
@@ -163,7 +289,7 @@ class SqlTrackingStore:
         if error is not None:
             error = check_value(error, "run", "error")
         with self.db.write() as conn:
-            current = _require_run(conn, run_id)
+            current = _require_run(conn, run_id, active=True)
             if current != RunStatus.RUNNING.value and current != status.value:
                 raise Conflict(
                     f"Run {run_id} already ended as {current}; cannot end it as {status}"
@@ -192,13 +318,101 @@ class SqlTrackingStore:
         for key in {m.key for m in metrics}:
             check_key(key, "metric")
         with self.db.write() as conn:
-            _require_run(conn, run_id)
+            _require_run(conn, run_id, active=True)
             if checked_params:
                 _insert_params(conn, run_id, checked_params)
             if checked_tags:
                 _upsert_tags(conn, self.db.dialect, run_id, checked_tags)
             if metrics:
                 _insert_metrics(conn, self.db.dialect, run_id, metrics)
+
+    def rename_run(self, run_id: str, name: str) -> Run:
+        name = _check_name(name, "run")
+        with self.db.write() as conn:
+            _require_run(conn, run_id, active=True)
+            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(name=name))
+        return self.get_run(run_id)
+
+    def delete_run(self, run_id: str) -> Run:
+        """Mark the run deleted: hidden from searches, restorable, nothing erased. Its children
+        are left as they are (delete them too if they should go)."""
+        check_run_id(run_id)
+        with self.db.write() as conn:
+            _require_run(conn, run_id)
+            conn.execute(
+                update(t.runs)
+                .where(t.runs.c.run_id == run_id, t.runs.c.deleted_at.is_(None))
+                .values(deleted_at=now_ms())
+            )
+        return self.get_run(run_id)
+
+    def restore_run(self, run_id: str) -> Run:
+        check_run_id(run_id)
+        with self.db.write() as conn:
+            _require_run(conn, run_id)
+            experiment_id = conn.execute(
+                select(t.runs.c.experiment_id).where(t.runs.c.run_id == run_id)
+            ).scalar_one()
+            _require_experiment(conn, experiment_id, active=True)
+            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(deleted_at=None))
+        return self.get_run(run_id)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        check_run_id(run_id)
+        with self.db.write() as conn:
+            _require_run(conn, run_id, active=True)
+            gone = conn.execute(
+                delete(t.tags).where(t.tags.c.run_id == run_id, t.tags.c.key == key)
+            ).rowcount
+        if not gone:
+            raise NotFound(f"Run {run_id} has no tag {key!r}")
+
+    def log_inputs(self, run_id: str, inputs: Sequence[DatasetInput]) -> None:
+        """Record datasets the run took as inputs; one already recorded for the run (same name
+        and digest) is kept as first logged."""
+        check_run_id(run_id)
+        rows = {(i.name, i.digest): _input_row(run_id, i) for i in inputs}
+        with self.db.write() as conn:
+            _require_run(conn, run_id, active=True)
+            if rows:
+                stmt = _upsert(self.db.dialect)(t.run_inputs).on_conflict_do_nothing(
+                    index_elements=["run_id", "name", "digest"]
+                )
+                conn.execute(stmt, list(rows.values()))
+
+    def run_inputs(self, run_id: str) -> list[DatasetInput]:
+        """The datasets the run took as inputs, in the order they were logged."""
+        check_run_id(run_id)
+        i = t.run_inputs.c
+        with self.db.read() as conn:
+            _require_run(conn, run_id)
+            rows = conn.execute(
+                select(t.run_inputs)
+                .where(i.run_id == run_id)
+                .order_by(i.created_at, i.name, i.digest)
+            ).all()
+        return [
+            DatasetInput(
+                r.name, r.digest, r.source_type, r.source, r.schema, r.profile, json.loads(r.tags)
+            )
+            for r in rows
+        ]
+
+    def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[Metric]]:
+        """The latest point (value, step and time) of each metric of each run."""
+        for run_id in run_ids:
+            check_run_id(run_id)
+        found: dict[str, list[Metric]] = {run_id: [] for run_id in run_ids}
+        m = t.latest_metrics.c
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(m.run_id, m.key, m.value, m.step, m.timestamp)
+                .where(m.run_id.in_(list(run_ids)))
+                .order_by(m.run_id, m.key)
+            ).all()
+        for run_id, key, value, step, timestamp in rows:
+            found[run_id].append(Metric(key, math.nan if value is None else value, step, timestamp))
+        return found
 
     def metric_history(self, run_id: str, key: str) -> MetricSeries:
         check_run_id(run_id)
@@ -220,13 +434,12 @@ class SqlTrackingStore:
         order_by: Sequence[str] = (),
         max_results: int = 1000,
         offset: int = 0,
+        lifecycle: Lifecycle = "active",
     ) -> list[Run]:
-        if not 1 <= max_results <= MAX_SEARCH_RESULTS:
-            raise InvalidArgument(f"max_results must be between 1 and {MAX_SEARCH_RESULTS}")
-        if offset < 0:
-            raise InvalidArgument(f"offset must be 0 or more, got {offset}")
+        _check_page(max_results, offset)
         expr = parse_filter(filter)
         query = select(t.runs).where(t.runs.c.experiment_id.in_(list(experiment_ids)))
+        query = _lifecycle(query, t.runs.c.deleted_at, check_lifecycle(lifecycle))
         if expr is not None:
             query = query.where(_compile(expr))
         for i, order in enumerate(parse_order_by(order_by)):
@@ -373,15 +586,100 @@ def _checked_pairs(pairs: Mapping[str, object], what: str) -> dict[str, str]:
     return {check_key(k, what): check_value(v, what, k) for k, v in pairs.items()}
 
 
-def _experiment(row: Any) -> Experiment:
-    return Experiment(row.experiment_id, row.name, row.created_at, row.description)
+def _check_page(max_results: int, offset: int) -> None:
+    if not 1 <= max_results <= MAX_SEARCH_RESULTS:
+        raise InvalidArgument(f"max_results must be between 1 and {MAX_SEARCH_RESULTS}")
+    if offset < 0:
+        raise InvalidArgument(f"offset must be 0 or more, got {offset}")
 
 
-def _require_run(conn: Connection, run_id: str) -> str:
-    status = conn.execute(select(t.runs.c.status).where(t.runs.c.run_id == run_id)).scalar()
-    if status is None:
+def _lifecycle(query: Select[Any], deleted_at: Any, lifecycle: Lifecycle) -> Select[Any]:
+    if lifecycle == "active":
+        return query.where(deleted_at.is_(None))
+    if lifecycle == "deleted":
+        return query.where(deleted_at.is_not(None))
+    return query
+
+
+def _load_experiments(conn: Connection, rows: Sequence[Any]) -> list[Experiment]:
+    tags: dict[str, dict[str, str]] = {r.experiment_id: {} for r in rows}
+    if tags:
+        x = t.experiment_tags.c
+        for experiment_id, key, value in conn.execute(
+            select(x.experiment_id, x.key, x.value).where(x.experiment_id.in_(list(tags)))
+        ).all():
+            tags[experiment_id][key] = value
+    return [
+        Experiment(
+            r.experiment_id,
+            r.name,
+            r.created_at,
+            r.description,
+            tags[r.experiment_id],
+            r.deleted_at,
+        )
+        for r in rows
+    ]
+
+
+def _require_experiment(
+    conn: Connection, experiment_id: str, *, active: bool = False
+) -> int | None:
+    """The experiment's ``deleted_at``; NotFound if there is none, Conflict if ``active`` and
+    it is deleted."""
+    row = conn.execute(
+        select(t.experiments.c.deleted_at).where(t.experiments.c.experiment_id == experiment_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"Experiment {experiment_id!r} does not exist")
+    if active and row.deleted_at is not None:
+        raise Conflict(f"Experiment {experiment_id} is deleted; restore it first")
+    return row.deleted_at  # type: ignore[no-any-return]
+
+
+def _require_run(conn: Connection, run_id: str, *, active: bool = False) -> str:
+    """The run's status; NotFound if there is none, Conflict if ``active`` and it is deleted."""
+    row = conn.execute(
+        select(t.runs.c.status, t.runs.c.deleted_at).where(t.runs.c.run_id == run_id)
+    ).first()
+    if row is None:
         raise NotFound(f"Run {run_id!r} does not exist")
-    return str(status)
+    if active and row.deleted_at is not None:
+        raise Conflict(f"Run {run_id} is deleted; restore it first")
+    return str(row.status)
+
+
+def _input_row(run_id: str, given: DatasetInput) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "name": _bounded(given.name, "dataset name", 500, required=True),
+        "digest": _bounded(given.digest, "dataset digest", 64, required=True),
+        "source_type": _bounded(given.source_type, "dataset source_type", 64, required=True),
+        "source": check_value(given.source, "dataset", "source"),
+        "schema": None if given.schema is None else _text_value(given.schema, "schema"),
+        "profile": None if given.profile is None else _text_value(given.profile, "profile"),
+        "tags": json.dumps(_checked_pairs(given.tags, "tag")),
+        "created_at": now_ms(),
+    }
+
+
+MAX_INPUT_TEXT = 1_000_000  # a dataset's schema or profile, as JSON text
+
+
+def _text_value(value: object, what: str) -> str:
+    if not isinstance(value, str) or "\x00" in value or len(value) > MAX_INPUT_TEXT:
+        raise InvalidArgument(
+            f"Dataset {what} must be text without NUL of at most {MAX_INPUT_TEXT} characters"
+        )
+    return value
+
+
+def _bounded(value: object, what: str, limit: int, *, required: bool) -> str:
+    if not isinstance(value, str) or (required and not value) or len(value) > limit:
+        raise InvalidArgument(f"Invalid {what} {value!r}: expected 1-{limit} characters")
+    if "\x00" in value:
+        raise InvalidArgument(f"Invalid {what} {value!r}: NUL characters are not allowed")
+    return value
 
 
 def _insert_pairs(conn: Connection, table: Any, run_id: str, pairs: Mapping[str, str]) -> None:
@@ -538,12 +836,31 @@ def _load_runs(conn: Connection, rows: Sequence[Any]) -> list[Run]:
             params=params[r.run_id],
             tags=tags[r.run_id],
             metrics=metrics[r.run_id],
+            deleted_at=r.deleted_at,
         )
         for r in rows
     ]
 
 
 # -- filter compilation ----------------------------------------------------------------------
+
+
+def _compile_experiment(expr: Expr) -> ColumnElement[bool]:
+    if isinstance(expr, And):
+        return and_(_compile_experiment(expr.left), _compile_experiment(expr.right))
+    if isinstance(expr, Or):
+        return or_(_compile_experiment(expr.left), _compile_experiment(expr.right))
+    assert isinstance(expr, Comparison)
+    e = t.experiments.c
+    if expr.entity == "attribute":
+        return _compare(e[expr.key], expr.op, expr.value)
+    x = t.experiment_tags.c
+    return exists().where(
+        x.experiment_id == e.experiment_id,
+        x.key == expr.key,
+        _compare(x.value, expr.op, expr.value),
+    )
+
 
 _ATTRIBUTE_COLUMNS = {"run_name": "name"}
 
