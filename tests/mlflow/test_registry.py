@@ -4,18 +4,29 @@ registry (the versions ``client.registry`` lists, its audit events, its approval
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException, RestException
+from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 from mlflow.tracking import MlflowClient
 
+import mlflow
 import modelloop as ml
+from modelloop.auth import Role, Users
+from modelloop.errors import Forbidden
+from modelloop.registry.http import HttpRegistryStore
 from modelloop.registry.store import RegistryStore
+from modelloop.settings import Settings
+from modelloop.store import open_database
 from modelloop.tracking.client import open_store
 from modelloop.tracking.logged_models import LoggedModels, LoggedModelSpec
 from modelloop.tracking.sql import SqlTrackingStore
+from tests.conftest import store_settings
+from tests.live_server import live_server
 from tests.mlflow.conftest import MlflowServer
 
 
@@ -318,8 +329,6 @@ def test_aliases_and_models_uris(mlflow_client: MlflowClient, ours: ml.Client) -
         "set through MLflow's set_registered_model_alias",
     )
     # models:/ URIs resolve through the registry endpoints, as the client resolves them.
-    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
-
     experiment = ours.get_run(run_ids[1]).experiment_id
     expected = f"mlflow-artifacts:/{experiment}/{run_ids[1]}/artifacts/model"
     assert ModelsArtifactRepository.get_underlying_uri("models:/fraud@challenger") == expected
@@ -415,3 +424,84 @@ def test_bad_input_is_an_mlflow_error(mlflow_server: MlflowServer) -> None:
         assert answer.status_code == 400, (path, answer.text)
         assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
         assert expected in answer.json()["message"], answer.text
+
+
+# -- who acts ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Team:
+    url: str
+    settings: Settings
+    tokens: dict[str, str]  # user -> token
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def team(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Team]:
+    """A server with authentication: alice edits, bob approves, vera only reads."""
+    with store_settings(tmp_path, request.param) as settings:
+        users = Users(open_database(settings.database_url))
+        tokens = {
+            name: users.add(name, role, actor="admin")[1]
+            for name, role in (
+                ("alice", Role.editor),
+                ("bob", Role.approver),
+                ("vera", Role.viewer),
+            )
+        }
+        with live_server(settings) as url:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+            mlflow.set_tracking_uri(url)
+            mlflow.set_registry_uri(url)
+            try:
+                yield Team(url, settings, tokens)
+            finally:
+                mlflow.set_tracking_uri("")
+
+
+def test_mlflow_calls_act_as_the_tokens_user(team: Team, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = MlflowClient(team.url, team.url)
+    local = ml.Client(settings=team.settings)
+    try:
+        run_id = _run(local)
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", team.tokens["alice"])
+        client.create_model_version("fraud", f"runs:/{run_id}/model", run_id)
+        client.set_registered_model_alias("fraud", "challenger", "1")
+        with pytest.raises(RestException) as raised:
+            client.set_registered_model_alias("fraud", "champion", "1")
+        assert raised.value.error_code == "PERMISSION_DENIED"
+        as_alice = HttpRegistryStore(team.url, token=team.tokens["alice"])
+        as_bob = HttpRegistryStore(team.url, token=team.tokens["bob"])
+        try:
+            request = as_alice.request_alias("fraud", "champion", 1, actor="-", reason="ready")
+            with pytest.raises(Forbidden, match="approver"):
+                as_alice.approve_request(request.request_id, actor="-")
+            as_bob.approve_request(request.request_id, actor="-")
+        finally:
+            as_alice.close()
+            as_bob.close()
+
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", team.tokens["vera"])
+        assert client.get_model_version_by_alias("fraud", "champion").version == "1"
+        assert [m.name for m in client.search_registered_models()] == ["fraud"]
+        latest = ModelsArtifactRepository.get_underlying_uri("models:/fraud/latest")
+        assert latest.endswith(f"/{run_id}/artifacts/model")  # a read, though MLflow POSTs it
+        with pytest.raises(RestException) as raised:
+            client.set_registered_model_tag("fraud", "k", "v")
+        assert "'vera' has the viewer role" in raised.value.message
+        assert local.registry.store.get_registered_model("fraud").tags == {}
+
+        events = [(e.action, e.actor) for e in local.registry.store.audit_events("fraud")]
+        assert events == [
+            ("model.create", "alice"),
+            ("model_version.create", "alice"),
+            ("alias.move", "alice"),
+            ("alias_request.create", "alice"),
+            ("alias_request.approve", "bob"),
+            ("alias.move", "bob"),
+        ]
+        assert local.registry.get_version("fraud", 1).created_by == "alice"
+    finally:
+        local.close()

@@ -55,6 +55,8 @@ TOKEN_COOKIE = "modelloop_token"  # noqa: S105 - a name; its value is the token,
 _READ_ONLY_POSTS = frozenset({"/api/v1/runs/search"})  # reads with a body: viewers may
 _READ_ONLY_POST_ROUTES = (  # the same, for routes with path parameters
     re.compile(r"/ui/datasets/[^/]+/versions/[^/]+/validate"),  # a pasted contract, not stored
+    # MLflow's client asks for the latest versions (models:/NAME/latest) with a POST first.
+    re.compile(r"/(?:ajax-)?api/2\.0/mlflow/registered-models/get-latest-versions"),
 )
 
 log = logging.getLogger("modelloop.server")
