@@ -395,6 +395,7 @@ def test_stages_are_not_modelloops(mlflow_client: MlflowClient, ours: ml.Client)
         ("runs:/nope/model", "run"),
         ("runs:/{run_id}/../escape", "unsafe"),
         ("runs:/{run_id}/missing", "no artifacts under 'missing'"),
+        ("mlflow-artifacts:/999/{run_id}/artifacts/model", "not 999"),
     ],
 )
 def test_bad_sources_are_named(

@@ -125,6 +125,12 @@ def test_version_needs_a_run_with_a_package(env: Env) -> None:
         env.store.create_model_version(ModelVersionSpec("m", run_id), actor="a")
     with pytest.raises(NotFound):
         env.store.get_registered_model("m")  # nothing half-created
+    deleted = env.run()
+    env.tracking.delete_run(deleted)
+    with pytest.raises(Conflict, match="deleted"):
+        env.store.create_model_version(ModelVersionSpec("m", deleted), actor="a")
+    env.tracking.restore_run(deleted)
+    assert env.store.create_model_version(ModelVersionSpec("m", deleted), actor="a").version == 1
 
 
 @pytest.mark.parametrize(

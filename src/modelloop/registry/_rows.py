@@ -85,8 +85,12 @@ def require_model(conn: Connection, name: str) -> Any:
 
 
 def require_run(conn: Connection, run_id: str) -> None:
-    if conn.execute(select(t.runs.c.run_id).where(t.runs.c.run_id == run_id)).first() is None:
+    """A run to register from: it exists and is not deleted (a deleted run is read-only)."""
+    row = conn.execute(select(t.runs.c.deleted_at).where(t.runs.c.run_id == run_id)).first()
+    if row is None:
         raise NotFound(f"Run {run_id!r} does not exist")
+    if row.deleted_at is not None:
+        raise Conflict(f"Run {run_id} is deleted: restore it before registering its model")
 
 
 def require_version(conn: Connection, name: str, version: int) -> Any:

@@ -521,6 +521,12 @@ def _source_location(store: SqlTrackingStore, source: str, run_id: str | None) -
         found = runs["run_id"], runs["path"]
     elif proxied is not None:
         found = proxied["run_id"], proxied["path"]
+        experiment = store.get_run(found[0]).experiment_id
+        if experiment != proxied["exp"]:
+            raise InvalidArgument(
+                f"Run {found[0]} belongs to experiment {experiment}, not {proxied['exp']}: "
+                f"the source {source!r} names no artifacts"
+            )
     elif logged is not None:
         found = logged_model_location(store, logged["model_id"])
     if found is None:
