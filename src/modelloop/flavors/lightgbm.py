@@ -32,6 +32,13 @@ def save(model: Any, directory: Path, trusted_types: Sequence[str]) -> SavedMode
     booster = model if isinstance(model, lightgbm.Booster) else model.booster_
     booster.save_model(directory / MODEL_FILE)
     text = (directory / MODEL_FILE).read_text(encoding="utf-8")
+    return describe(model, booster, text)
+
+
+def describe(model: Any, booster: Any, text: str) -> SavedModel:
+    """What the model is (output, features), from the model and its text form ``text``."""
+    import lightgbm
+
     objective = _header(text, "objective").split(" ")[0]
     classes = getattr(model, "classes_", None)
     if classes is None and objective == "binary":

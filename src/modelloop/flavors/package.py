@@ -31,6 +31,7 @@ from modelloop.errors import AlreadyExists, InvalidArgument, UnsafeFormat
 from modelloop.flavors.signature import OutputSpec, Signature, infer_signature
 
 MANIFEST_NAME = "modelloop-model.json"
+MLMODEL_NAME = "MLmodel"  # an MLflow model's description (modelloop.flavors.mlmodel reads it)
 FORMAT_VERSION = 1
 BACKGROUND_FILE = "background.npy"
 BACKGROUND_ROWS = 50
@@ -250,6 +251,11 @@ def load_model(
 ) -> LoadedModel:
     """Load a package written by :func:`save_model`; pickle only with ``allow_pickle=True``."""
     directory = Path(path)
+    if _is_mlflow_model(directory):  # what an MLflow client wrote, as it wrote it
+        mlflow_model: LoadedModel = _flavor_module("mlmodel").load_mlflow_model(
+            directory, allow_pickle=allow_pickle, trusted_types=tuple(trusted_types)
+        )
+        return mlflow_model
     manifest = read_manifest(directory)
     if manifest.flavor not in _FLAVORS:
         raise InvalidArgument(f"unknown model flavor {manifest.flavor!r}")
@@ -268,8 +274,12 @@ def load_model(
 
 
 def read_manifest(path: str | Path) -> ModelManifest:
-    """The manifest of the package in ``path``, without touching its model files."""
+    """The manifest of the package in ``path``, without touching its model files (an MLflow
+    model's is read from its model, which is opened for it, never unpickled)."""
     directory = Path(path)
+    if _is_mlflow_model(directory):
+        manifest: ModelManifest = _flavor_module("mlmodel").open_mlflow_model(directory)[0]
+        return manifest
     file = directory / MANIFEST_NAME
     if not file.is_file():
         raise InvalidArgument(f"{directory} is not a model package: no {MANIFEST_NAME}")
@@ -305,6 +315,11 @@ def _check_file(directory: Path, name: str, flavor: str) -> None:
         raise UnsafeFormat(
             f"refusing {name!r}: not a {flavor} model file (unexpected name or content header)"
         )
+
+
+def _is_mlflow_model(directory: Path) -> bool:
+    """An MLflow model directory: an ``MLmodel`` file and no modelloop manifest."""
+    return (directory / MLMODEL_NAME).is_file() and not (directory / MANIFEST_NAME).exists()
 
 
 def _detect(model: object) -> str:

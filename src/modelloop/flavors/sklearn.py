@@ -11,6 +11,7 @@ manifest, which could have been edited.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,6 @@ ALLOWED_TYPES = frozenset(
 
 
 def save(model: Any, directory: Path, trusted_types: Sequence[str]) -> SavedModel:
-    import sklearn
     import skops
     import skops.io as sio
     from sklearn.exceptions import NotFittedError
@@ -53,24 +53,38 @@ def save(model: Any, directory: Path, trusted_types: Sequence[str]) -> SavedMode
     file = directory / MODEL_FILE
     sio.dump(model, file)
     found = _check_trusted(file, trusted_types, "save")
+    described = describe(model)
+    return dataclasses.replace(
+        described,
+        libraries={**described.libraries, "skops": skops.__version__},
+        config={"skops_untrusted_types": found},
+    )
+
+
+def describe(model: Any) -> SavedModel:
+    """What a fitted estimator is (output, features); explained through shap."""
+    import sklearn
+
     names = getattr(model, "feature_names_in_", None)
     return SavedModel(
         files=(MODEL_FILE,),
         output=_output(model),
         feature_names=None if names is None else tuple(str(n) for n in names),
         n_features=getattr(model, "n_features_in_", None),
-        libraries={"scikit-learn": sklearn.__version__, "skops": skops.__version__},
-        config={"skops_untrusted_types": found},
+        libraries={"scikit-learn": sklearn.__version__},
         needs_background=True,
     )
 
 
 def load(directory: Path, manifest: ModelManifest, trusted_types: Sequence[str]) -> LoadedModel:
+    return SklearnModel(manifest, directory, read_skops(directory / MODEL_FILE, trusted_types))
+
+
+def read_skops(file: Path, trusted_types: Sequence[str]) -> Any:
+    """The object in a skops file, once its every non-default type is trusted."""
     import skops.io as sio
 
-    file = directory / MODEL_FILE
-    trusted = _check_trusted(file, trusted_types, "load")
-    return SklearnModel(manifest, directory, sio.load(file, trusted=trusted))
+    return sio.load(file, trusted=_check_trusted(file, trusted_types, "load"))
 
 
 def _check_trusted(file: Path, trusted_types: Sequence[str], verb: str) -> list[str]:
@@ -116,7 +130,9 @@ class SklearnModel(LoadedModel):
         self._binary = len(self.signature.output.classes or ()) == 2
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self._predict(self._features(frame))
+        features = self._features(frame)
+        # A model fit on an array warns on a DataFrame (and checks nothing more by its names).
+        return self._predict(features if self._fit_on_frame else features.to_numpy())
 
     def predict_matrix(self, X: np.ndarray) -> np.ndarray:
         # A model fit on a DataFrame warns (and may mis-handle categoricals) on a bare array.

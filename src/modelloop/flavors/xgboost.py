@@ -29,6 +29,13 @@ def save(model: Any, directory: Path, trusted_types: Sequence[str]) -> SavedMode
 
     booster = model if isinstance(model, xgboost.Booster) else model.get_booster()
     booster.save_model(directory / MODEL_FILE)
+    return describe(model, booster)
+
+
+def describe(model: Any, booster: Any) -> SavedModel:
+    """What the model is (output, features), from the model and its Booster."""
+    import xgboost
+
     learner = json.loads(booster.save_config())["learner"]
     objective = learner["objective"]["name"]
     classes = getattr(model, "classes_", None)
