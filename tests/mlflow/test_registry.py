@@ -64,7 +64,9 @@ def _error(raised: pytest.ExceptionInfo[MlflowException]) -> tuple[str, str]:
 # -- registered models ---------------------------------------------------------------------------
 
 
-def test_registered_models_round_trip(mlflow_client: MlflowClient, ours: ml.Client) -> None:
+def test_registered_models_round_trip(
+    mlflow_client: MlflowClient, ours: ml.Client, mlflow_server: MlflowServer
+) -> None:
     created = mlflow_client.create_registered_model(
         "fraud", tags={"team": "risk"}, description="card fraud"
     )
@@ -78,6 +80,10 @@ def test_registered_models_round_trip(mlflow_client: MlflowClient, ours: ml.Clie
     assert (stored.description, stored.tags) == ("card fraud", {"team": "risk"})
     assert created.creation_timestamp == stored.created_at
 
+    ajax = httpx.get(
+        f"{mlflow_server.url}/ajax-api/2.0/mlflow/registered-models/get", params={"name": "fraud"}
+    )
+    assert ajax.json()["registered_model"]["description"] == "card fraud"  # the UI's prefix
     got = mlflow_client.get_registered_model("fraud")
     assert (got.name, got.description, got.tags, got.latest_versions) == (
         "fraud",
@@ -377,8 +383,13 @@ def test_stages_are_not_modelloops(mlflow_client: MlflowClient, ours: ml.Client)
         mlflow_client.create_model_version("fraud", f"runs:/{run_id}/model", run_id)
     _registry(ours).set_version_status("fraud", 2, "ARCHIVED", actor="alice", reason="bad")
     latest = mlflow_client.get_latest_versions("fraud")
-    assert [(v.version, v.current_stage) for v in latest] == [("1", "None"), ("2", "Archived")]
-    assert [v.version for v in mlflow_client.get_latest_versions("fraud", ["None"])] == ["1"]
+    assert [(v.version, v.current_stage) for v in latest] == [("1", "None")]
+    both = mlflow_client.get_latest_versions("fraud", ["None", "Archived"])
+    assert [(v.version, v.current_stage) for v in both] == [("1", "None"), ("2", "Archived")]
+    # models:/NAME/latest is the highest READY version, never an archived one.
+    assert ModelsArtifactRepository.get_underlying_uri("models:/fraud/latest").endswith(
+        f"/{run_ids[0]}/artifacts/model"
+    )
     with pytest.raises(MlflowException) as raised:
         mlflow_client.get_latest_versions("fraud", ["Production"])
     assert "alias" in raised.value.message

@@ -10,7 +10,8 @@ rule wins and the answer says how to get what was asked:
   INVALID_STATE): deployments name models by their aliases;
 - stages are deprecated in MLflow and absent from modelloop: a version is READY (stage ``None``)
   or archived (stage ``Archived``); ``transition-stage`` answers 501 pointing to aliases, and
-  ``get-latest-versions`` answers for ``None`` and ``Archived`` only;
+  ``get-latest-versions`` answers for ``None`` and ``Archived`` only (without stages, ``None``:
+  ``models:/NAME/latest`` is the highest READY version, as in modelloop);
 - a version's source is a run's artifacts: ``runs:/RUN/PATH``, ``mlflow-artifacts:/EXP/RUN/
   artifacts/PATH`` or (MLflow 3) a logged model ``models:/m-...``; its download URI is the
   ``mlflow-artifacts:/`` URI the artifact proxy serves.
@@ -346,8 +347,11 @@ def registry_routes(
                 "get_model_version_by_alias; a version is READY (stage None) or archived"
             )
         versions = registry.list_model_versions(args.text("name"))
+        # Without stages, READY only: the client resolves models:/NAME/latest to the highest
+        # version answered, which must never be an archived one (modelloop's latest is READY).
+        latest = latest_per_stage(versions, stages or ["None"])
         shaped = answers()
-        return {"model_versions": [shaped.version(v) for v in latest_per_stage(versions, stages)]}
+        return {"model_versions": [shaped.version(v) for v in latest]}
 
     # -- versions ------------------------------------------------------------------------------
 
