@@ -9,14 +9,17 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.entities import LoggedModelStatus as MlflowLoggedModelStatus
 from mlflow.exceptions import MlflowException
 
 import mlflow
+import modelloop as ml
 from mlflow import MlflowClient
 from modelloop.artifacts import BlobStore
-from modelloop.errors import InvalidArgument, NotFound
+from modelloop.errors import InvalidArgument, NotFound, UnsafeFormat
+from modelloop.registry.reference import NoDriftReference
 from modelloop.settings import Settings
 from modelloop.store import open_database
 from modelloop.tracking.entities import RunSpec
@@ -282,3 +285,53 @@ def test_model_files_are_reached_only_through_their_experiment(
         assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     run_id, path = logged_model_location(store, model.model_id)
     assert store.list_artifacts(run_id, path) == []
+
+
+# -- registered and loaded by modelloop -----------------------------------------------------------
+
+
+def _log_with_mlflow(
+    server: MlflowServer, model: object, tmp_path: Path, **save: Any
+) -> tuple[str, str]:
+    """A logged model as MLflow's log_model uploads it; its run and path in modelloop."""
+    store = _store(server.settings)
+    exp = store.get_experiment_by_name("churn") or store.create_experiment("churn")
+    client = MlflowClient()
+    created = client.create_logged_model(exp.experiment_id, name="clf")
+    local = tmp_path / created.model_id
+    mlflow.sklearn.save_model(model, str(local), **save)
+    client.log_model_artifacts(created.model_id, str(local))
+    client.finalize_logged_model(created.model_id, MlflowLoggedModelStatus.READY)
+    return logged_model_location(store, created.model_id)
+
+
+@pytest.mark.filterwarnings("ignore:Saving scikit-learn models in the pickle")
+def test_modelloop_registers_and_loads_what_mlflow_logged(
+    mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    model, x = _fitted()
+    client = ml.Client(settings=mlflow_server.settings)
+    frame = pd.DataFrame(x, columns=["f0", "f1", "f2"])
+
+    run_id, path = _log_with_mlflow(mlflow_server, model, tmp_path)
+    with pytest.warns(NoDriftReference):
+        version = client.registry.register_model(run_id, "churn", artifact_path=path)
+    assert version.flavor == "sklearn"
+    assert [f["name"] for f in (version.signature or {})["inputs"]] == ["f0", "f1", "f2"]
+    loaded = client.registry.load_model("models:/churn/1")
+    np.testing.assert_allclose(loaded.predict(frame), model.predict_proba(x)[:, 1])
+
+    run_id, path = _log_with_mlflow(
+        mlflow_server,
+        model,
+        tmp_path,
+        serialization_format="cloudpickle",
+        signature=mlflow.models.infer_signature(frame),  # its inputs, without unpickling it
+    )
+    with pytest.warns(NoDriftReference):
+        pickled = client.registry.register_model(run_id, "churn", artifact_path=path)
+    assert pickled.flavor == "python"
+    with pytest.raises(UnsafeFormat, match=r"MLflow's sklearn flavor.*allow_pickle=True"):
+        client.registry.load_model("models:/churn/2")
+    unpickled = client.registry.load_model("models:/churn/2", allow_pickle=True)
+    np.testing.assert_allclose(unpickled.predict(frame), model.predict_proba(x)[:, 1])

@@ -9,6 +9,7 @@ flavor that needs it, when a model of that flavor is saved or loaded.
 
 from modelloop.flavors.package import (
     MANIFEST_NAME,
+    MLMODEL_NAME,
     Contributions,
     LoadedModel,
     ModelManifest,
@@ -27,6 +28,7 @@ from modelloop.flavors.signature import (
 __all__ = [
     "MANIFEST_NAME",
     "MAX_ROWS",
+    "MLMODEL_NAME",
     "Contributions",
     "FeatureSpec",
     "LoadedModel",

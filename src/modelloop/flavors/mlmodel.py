@@ -21,6 +21,7 @@ signature comes from the model (its feature names or count, its classes and obje
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import re
@@ -150,6 +151,24 @@ def describe_mlmodel(text: bytes | str) -> tuple[str, dict[str, Any] | None]:
     return found.flavor, None if inputs is None else Signature(inputs).to_dict()
 
 
+def read_mlflow_manifest(directory: Path) -> ModelManifest:
+    """The manifest of an MLflow model, never unpickling it: a pickled model's signature is
+    its ``MLmodel``'s (so it needs one with named columns); the others' their model's."""
+    mlmodel = parse_mlmodel(_read(directory / MLMODEL_NAME))
+    found = mlflow_format(mlmodel)
+    if found.encoding != "pickle":
+        return open_mlflow_model(directory)[0]
+    inputs = _colspec_inputs(mlmodel)
+    if inputs is None:
+        raise UnsafeFormat(
+            f"{directory} holds a model MLflow's {found.mlflow_flavor} flavor wrote with pickle "
+            f"and its {MLMODEL_NAME} has no signature with named columns, so its inputs are "
+            "only known by unpickling it: log it with a signature (or with "
+            "serialization_format='skops'), or load it with allow_pickle=True"
+        )
+    return _manifest(mlmodel, found, Signature(inputs), {})
+
+
 def open_mlflow_model(
     directory: Path, *, allow_pickle: bool = False, trusted_types: Sequence[str] = ()
 ) -> tuple[ModelManifest, Any, MlflowFormat]:
@@ -165,24 +184,35 @@ def open_mlflow_model(
         )
     file = _checked_file(directory, found)
     model, described = _read_model(file, found, trusted_types)
-    signature = _signature(mlmodel, described)
-    libraries = {str(k): str(v) for k, v in described.libraries.items()}
+    manifest = _manifest(mlmodel, found, _signature(mlmodel, described), described.libraries)
+    return (
+        dataclasses.replace(manifest, flavor_config={**described.config, **manifest.flavor_config}),
+        model,
+        found,
+    )
+
+
+def _manifest(
+    mlmodel: Mapping[str, Any],
+    found: MlflowFormat,
+    signature: Signature,
+    libraries: Mapping[str, str],
+) -> ModelManifest:
+    recorded = {str(k): str(v) for k, v in libraries.items()}
     if version := mlmodel.get("mlflow_version"):
-        libraries["mlflow"] = str(version)
-    manifest = ModelManifest(
+        recorded["mlflow"] = str(version)
+    return ModelManifest(
         flavor=found.flavor,
         model_files=(found.file,),
         signature=signature,
-        libraries=libraries,
+        libraries=recorded,
         metadata={},
         flavor_config={
-            **described.config,
             "source": SOURCE,
             "mlflow_flavor": found.mlflow_flavor,
             "encoding": found.encoding,
         },
     )
-    return manifest, model, found
 
 
 def load_mlflow_model(

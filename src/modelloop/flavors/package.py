@@ -278,7 +278,7 @@ def read_manifest(path: str | Path) -> ModelManifest:
     model's is read from its model, which is opened for it, never unpickled)."""
     directory = Path(path)
     if _is_mlflow_model(directory):
-        manifest: ModelManifest = _flavor_module("mlmodel").open_mlflow_model(directory)[0]
+        manifest: ModelManifest = _flavor_module("mlmodel").read_mlflow_manifest(directory)
         return manifest
     file = directory / MANIFEST_NAME
     if not file.is_file():
