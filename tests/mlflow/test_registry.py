@@ -221,6 +221,26 @@ def test_versions_from_logged_models(
     assert raised.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
+def test_copy_model_version(mlflow_client: MlflowClient, ours: ml.Client) -> None:
+    """``copy_model_version`` sends ``models:/NAME/VERSION``: the same run and package."""
+    run_id = _run(ours)
+    mlflow_client.create_model_version("fraud", f"runs:/{run_id}/model", run_id, tags={"a": "1"})
+    mlflow_client.set_registered_model_alias("fraud", "challenger", "1")
+    copied = mlflow_client.copy_model_version("models:/fraud@challenger", "fraud-eu")
+    assert (copied.name, copied.version, copied.run_id, copied.tags) == (
+        "fraud-eu",
+        "1",
+        run_id,
+        {"a": "1"},
+    )
+    original, copy = (_registry(ours).get_model_version(n, 1) for n in ("fraud", "fraud-eu"))
+    assert (copy.run_id, copy.artifact_path) == (original.run_id, original.artifact_path)
+    assert copy.package_digest == original.package_digest
+    with pytest.raises(MlflowException) as raised:
+        mlflow_client.copy_model_version("models:/fraud/7", "fraud-eu")
+    assert "no version 7" in raised.value.message
+
+
 def test_get_update_and_tag_versions(mlflow_client: MlflowClient, ours: ml.Client) -> None:
     run_id = _run(ours)
     mlflow_client.create_model_version("fraud", f"runs:/{run_id}/model", run_id)
@@ -517,3 +537,55 @@ def test_mlflow_calls_act_as_the_tokens_user(team: Team, monkeypatch: pytest.Mon
         assert local.registry.get_version("fraud", 1).created_by == "alice"
     finally:
         local.close()
+
+
+# -- the fluent API, end to end ------------------------------------------------------------------
+
+
+def test_register_model_from_a_run(
+    mlflow_server: MlflowServer, ours: ml.Client, tmp_path: Path
+) -> None:
+    """``mlflow.register_model("runs:/...")`` on a run whose ``model`` folder holds an MLmodel:
+    the version is that run and folder, and ``models:/`` URIs download it."""
+    package = tmp_path / "model"
+    package.mkdir()
+    (package / "MLmodel").write_text("flavors: {}\n")
+    (package / "weights.txt").write_text("0.5\n")
+    mlflow.set_experiment("fluent-registry")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(package), artifact_path="model")
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "fraud")
+    assert (version.name, version.version, version.status) == ("fraud", "1", "READY")
+    stored = ours.registry.get_version("fraud", 1)
+    assert (stored.run_id, stored.artifact_path) == (run.info.run_id, "model")
+    MlflowClient().set_registered_model_alias("fraud", "challenger", 1)
+    fetched = mlflow.artifacts.download_artifacts(
+        "models:/fraud@challenger", dst_path=str(tmp_path / "out")
+    )
+    assert (Path(fetched) / "weights.txt").read_text() == "0.5\n"
+    again = mlflow.register_model(f"runs:/{run.info.run_id}/model", "fraud")
+    assert again.version == "2"  # the model exists: a new version of it
+
+
+@pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
+def test_log_model_with_a_registered_name_loads_by_alias(
+    mlflow_server: MlflowServer, ours: ml.Client
+) -> None:
+    """MLflow 3: ``log_model(..., registered_model_name=)`` registers the logged model
+    (``models:/m-...``), and ``load_model("models:/NAME@ALIAS")`` predicts with it."""
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    import numpy as np
+
+    x = np.array([[0.0], [1.0], [2.0], [3.0]])
+    fitted = sklearn.LinearRegression().fit(x, 2 * x[:, 0] + 1)
+    mlflow.set_experiment("fluent-registry")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            fitted, name="clf", registered_model_name="fraud", pip_requirements=["scikit-learn"]
+        )
+    assert str(info.registered_model_version) == "1"
+    stored = ours.registry.get_version("fraud", 1)
+    assert stored.artifact_path == f"models/{info.model_id}"
+    MlflowClient().set_registered_model_alias("fraud", "challenger", 1)
+    loaded = mlflow.pyfunc.load_model("models:/fraud@challenger")
+    assert list(loaded.predict(np.array([[4.0]]))) == pytest.approx([9.0])

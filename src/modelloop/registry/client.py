@@ -71,6 +71,20 @@ def open_registry_store(settings: Settings) -> RegistryStore:
     )
 
 
+def resolve_model_uri(store: RegistryStore, uri: str) -> ModelVersion:
+    """The version ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``.../latest`` names
+    in ``store`` now (``latest``: the highest READY version)."""
+    parsed = parse_model_uri(uri)
+    if parsed.alias is not None:
+        return store.get_version_by_alias(parsed.name, parsed.alias)
+    if parsed.version is not None:
+        return store.get_model_version(parsed.name, parsed.version)
+    ready = [v for v in store.list_model_versions(parsed.name) if v.status is VersionStatus.READY]
+    if not ready:
+        raise NotFound(f"Model {parsed.name!r} has no READY version")
+    return ready[-1]
+
+
 class Registry:
     """Registered models, versions, aliases, approvals and the audit trail."""
 
@@ -362,19 +376,7 @@ class Registry:
     def resolve_model_uri(self, uri: str) -> ModelVersion:
         """The version ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``.../latest``
         names now (``latest``: the highest READY version)."""
-        parsed = parse_model_uri(uri)
-        if parsed.alias is not None:
-            return self.store.get_version_by_alias(parsed.name, parsed.alias)
-        if parsed.version is not None:
-            return self.store.get_model_version(parsed.name, parsed.version)
-        ready = [
-            v
-            for v in self.store.list_model_versions(parsed.name)
-            if v.status is VersionStatus.READY
-        ]
-        if not ready:
-            raise NotFound(f"Model {parsed.name!r} has no READY version")
-        return ready[-1]
+        return resolve_model_uri(self.store, uri)
 
     def reference_profile(self, uri: str) -> dict[str, ColumnReference]:
         """The drift reference of a version: one per input feature and ``score`` (the model's

@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelloop.errors import Forbidden, InvalidArgument, NotFound
+from modelloop.registry.client import resolve_model_uri
 from modelloop.registry.entities import (
     ModelVersion,
     ModelVersionSpec,
@@ -358,7 +359,7 @@ def registry_routes(
     def create_version(args: _Args, actor: str) -> dict[str, Any]:
         name = args.text("name")
         source = args.text("source")
-        run_id, artifact_path = _source_location(store, source, args.optional("run_id"))
+        run_id, artifact_path = _source_location(registry, store, source, args.optional("run_id"))
         spec = ModelVersionSpec(
             name=name,
             run_id=run_id,
@@ -515,7 +516,9 @@ def _protected(name: str, alias: str, version: int) -> str:
     )
 
 
-def _source_location(store: SqlTrackingStore, source: str, run_id: str | None) -> tuple[str, str]:
+def _source_location(
+    registry: RegistryStore, store: SqlTrackingStore, source: str, run_id: str | None
+) -> tuple[str, str]:
     """The run and artifact path a version's ``source`` names."""
     runs = _RUNS_URI.match(source)
     proxied = _PROXY_URI.match(source)
@@ -533,11 +536,15 @@ def _source_location(store: SqlTrackingStore, source: str, run_id: str | None) -
             )
     elif logged is not None:
         found = logged_model_location(store, logged["model_id"])
+    elif source.startswith("models:/"):  # another version (copy_model_version)
+        version = resolve_model_uri(registry, source)
+        found = version.run_id, version.artifact_path
     if found is None:
         raise InvalidArgument(
             f"Unsupported model version source {source!r}: modelloop registers a run's "
             "artifacts, named as runs:/RUN_ID/PATH, mlflow-artifacts:/EXPERIMENT_ID/RUN_ID/"
-            "artifacts/PATH or a logged model's models:/m-ID"
+            "artifacts/PATH, a logged model's models:/m-ID or another version's "
+            "models:/NAME/VERSION or models:/NAME@ALIAS"
         )
     if run_id and run_id != found[0]:
         raise InvalidArgument(
