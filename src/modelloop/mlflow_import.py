@@ -29,11 +29,13 @@ it afterwards, and what this import added); anything it could not copy is listed
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import socket
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +52,7 @@ from modelloop.errors import (
     ServerUnavailable,
 )
 from modelloop.registry.entities import RequestStatus, check_model_name
+from modelloop.registry.reference import NoDriftReference
 from modelloop.tracking.entities import RunSpec, RunStatus, check_metric
 
 if TYPE_CHECKING:
@@ -98,6 +101,7 @@ class ImportReport:
     dry_run: bool
     counts: dict[str, Count] = field(default_factory=lambda: {k: Count() for k in KINDS})
     problems: list[str] = field(default_factory=list)  # what was not copied, and why
+    notes: list[str] = field(default_factory=list)  # copied, but worth knowing
 
     @property
     def complete(self) -> bool:
@@ -111,6 +115,7 @@ class ImportReport:
             "complete": self.complete,
             "counts": {k: vars(c).copy() for k, c in self.counts.items()},
             "problems": list(self.problems),
+            "notes": list(self.notes),
         }
 
 
@@ -129,7 +134,7 @@ def import_mlflow(
     would add."""
     from modelloop.client import Client as SdkClient
 
-    with _quiet_mlflow():
+    with _reading_mlflow():
         mlflow_client, mlflow_errors = _open_source(source)
         owned = client is None
         target = SdkClient() if client is None else client
@@ -189,14 +194,20 @@ def _open_source(source: str) -> tuple[Any, tuple[type[BaseException], ...]]:
 
 
 @contextmanager
-def _quiet_mlflow() -> Iterator[None]:
-    """MLflow's chatter while it is read, none of it for the importing user to act on: its
-    store code trips its dependencies' deprecation warnings (SQLAlchemy's ``noload``), logs
-    its schema checks and draws a progress bar per downloaded file (the import has its own)."""
+def _reading_mlflow() -> Iterator[None]:
+    """MLflow's client as an import wants it. Quiet: its store code trips its dependencies'
+    deprecation warnings (SQLAlchemy's ``noload``), logs its schema checks and draws a progress
+    bar per downloaded file, none of it for the importing user to act on (the import has its
+    own progress). And a server that went away fails within seconds: MLflow's default of 7
+    retries backs off for minutes (a rerun resumes the import). Variables the user set win."""
+    defaults = {
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    }
+    added = [name for name in defaults if name not in os.environ]
+    os.environ.update({name: defaults[name] for name in added})
     logger = logging.getLogger("mlflow")
     level = logger.level
-    bar = os.environ.get(_PROGRESS_BAR)
-    os.environ[_PROGRESS_BAR] = "false"
     logger.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
@@ -205,13 +216,8 @@ def _quiet_mlflow() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
-        if bar is None:
-            os.environ.pop(_PROGRESS_BAR, None)
-        else:
-            os.environ[_PROGRESS_BAR] = bar
-
-
-_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def _reach(url: str) -> None:
@@ -419,6 +425,9 @@ class _Importer:
         self.count["tags"].imported += sum(current.tags.get(k) == v for k, v in tags.items())
 
     def _metric(self, mlflow_id: str, target_id: str, key: str) -> None:
+        """Copy the points of one history the destination lacks: compared as a multiset of
+        (step, timestamp, value), so a resumed import neither repeats nor skips a point, in
+        whatever order either side lists them."""
         history = self.source.get_metric_history(mlflow_id, key)
         count = self.count["metric_points"]
         count.source += len(history)
@@ -427,15 +436,28 @@ class _Importer:
         except InvalidArgument as exc:
             self.report.problems.append(f"run {mlflow_id}: metric {key!r} not copied: {exc}")
             return
-        have = len(self.store.metric_history(target_id, key))
-        todo = points[have:]
+        wanted = Counter(_identity(p.step, p.timestamp, p.value) for p in points)
+        held = self._held(target_id, key)
+        missing = wanted - held
+        todo = []
+        for point in points:
+            identity = _identity(point.step, point.timestamp, point.value)
+            if missing[identity] > 0:
+                missing[identity] -= 1
+                todo.append(point)
         count.new += len(todo)
-        if self.dry_run:
-            count.imported += have
-            return
-        for start in range(0, len(todo), METRIC_BATCH):
-            self.store.log_batch(target_id, metrics=todo[start : start + METRIC_BATCH])
-        count.imported += len(self.store.metric_history(target_id, key))
+        if not self.dry_run and todo:
+            for start in range(0, len(todo), METRIC_BATCH):
+                self.store.log_batch(target_id, metrics=todo[start : start + METRIC_BATCH])
+            held = self._held(target_id, key)
+        count.imported += sum((wanted & held).values())
+
+    def _held(self, target_id: str, key: str) -> Counter[tuple[int, int, float | str]]:
+        series = self.store.metric_history(target_id, key)
+        return Counter(
+            _identity(int(s), int(t), float(v))
+            for s, t, v in zip(series.steps, series.timestamps, series.values, strict=True)
+        )
 
     def _count_source_only(self, run: Any, logged: list[Any]) -> None:
         """A run that is not (or cannot be) in the destination: count what the source holds."""
@@ -598,13 +620,16 @@ class _Importer:
             tags = dict(version.tags or {})
             tags[TAG_IMPORTED_FROM] = f"mlflow:{name}/{number}"
             try:
-                created = registry.register_model(
-                    run_id,
-                    name,
-                    artifact_path=artifact_path,
-                    description=version.description or None,
-                    tags=tags,
-                )
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", NoDriftReference)
+                    created = registry.register_model(
+                        run_id,
+                        name,
+                        artifact_path=artifact_path,
+                        description=version.description or None,
+                        tags=tags,
+                    )
+                self._pass_on(caught)
             except (InvalidArgument, NotFound, Conflict) as exc:
                 count.new -= 1
                 self.report.problems.append(f"{name} version {number}: not copied: {exc.message}")
@@ -612,6 +637,17 @@ class _Importer:
             mapped[number] = created.version
             count.imported += 1
         return mapped
+
+    def _pass_on(self, caught: list[warnings.WarningMessage]) -> None:
+        """A version without a drift reference is a note of the report (MLflow keeps no
+        training data profile to make one from); other warnings go on as they came."""
+        for warning in caught:
+            if issubclass(warning.category, NoDriftReference):
+                self.report.notes.append(str(warning.message))
+            else:
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
 
     def _version_package(self, version: Any) -> tuple[str, str] | str:
         """(modelloop run id, artifact path) of a version's files, or why there are none."""
@@ -716,6 +752,11 @@ class _ModelFile:
         return download_artifacts(
             artifact_uri=uri, dst_path=directory, tracking_uri=self.tracking_uri
         )
+
+
+def _identity(step: int, timestamp: int, value: float) -> tuple[int, int, float | str]:
+    """A metric point as a multiset element (NaN equals NaN here)."""
+    return step, timestamp, "nan" if math.isnan(value) else value
 
 
 def _parents_first(runs: list[tuple[Any, str | None]]) -> list[tuple[Any, str | None]]:

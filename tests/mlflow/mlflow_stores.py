@@ -27,6 +27,8 @@ class MlflowStore:
     child: str  # the run whose folder "plots" is version 2 and that logged the model
     parent: str
     deleted: str
+    scored: tuple[tuple[float, float], ...]  # inputs of the logged sklearn model
+    scores: tuple[float, ...]  # its probability of class 1 for them
 
 
 def build_store(kind: str, root: Path) -> MlflowStore:
@@ -126,4 +128,6 @@ def _fill(client: MlflowClient, uri: str, root: Path) -> MlflowStore:
         MODEL, f"runs:/{cid}/plots", run_id=cid, tags={"kind": "files"}, description="the plots"
     )
     client.set_registered_model_alias(MODEL, "challenger", 2)
-    return MlflowStore(uri, cid, pid, deleted.info.run_id)
+    scored = ((0.0, 1.0), (1.0, 0.0), (0.2, 0.9))
+    scores = tuple(float(p) for p in model.predict_proba([list(x) for x in scored])[:, 1])
+    return MlflowStore(uri, cid, pid, deleted.info.run_id, scored, scores)

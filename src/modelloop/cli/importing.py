@@ -143,6 +143,8 @@ def _show(report: ImportReport) -> None:
     _output.print_table(title, columns, rows, "")
     for problem in report.problems:
         typer.echo(f"- {problem}")
+    for note in report.notes:
+        typer.echo(f"note: {note}")
     if report.dry_run:
         typer.echo("Dry run: nothing was written.")
     elif report.complete:
