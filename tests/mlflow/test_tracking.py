@@ -98,6 +98,8 @@ def test_a_failing_block_ends_the_run_failed_and_nested_runs_have_their_parent(
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", output_format="list"
     )
     assert [r.info.run_id for r in children] == [child.info.run_id]
+    named = mlflow.search_runs(filter_string="tags.mlflow.runName = 'child'", output_format="list")
+    assert [r.info.run_id for r in named] == [child.info.run_id]
 
 
 def test_the_default_experiment(mlflow_server: MlflowServer) -> None:
@@ -377,15 +379,23 @@ def test_bad_input_is_an_mlflow_error_that_says_why(mlflow_server: MlflowServer)
         assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", answer.text
 
 
-def test_update_run_refuses_to_reopen_an_ended_run(mlflow_server: MlflowServer) -> None:
+def test_an_ended_run_is_resumed_and_ends_again(mlflow_server: MlflowServer) -> None:
+    mlflow.set_experiment("resume")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("loss", 0.5, step=0)
+    with mlflow.start_run(run_id=run.info.run_id):
+        assert mlflow.get_run(run.info.run_id).info.status == "RUNNING"
+        mlflow.log_metric("loss", 0.25, step=1)
     client = MlflowClient()
-    run_id = client.create_run(client.create_experiment("reopen")).info.run_id
-    client.set_terminated(run_id)
-    with pytest.raises(MlflowException, match="reopen") as bad:
-        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [0.5, 0.25]
+    client.set_terminated(run.info.run_id)  # the same end again is a no-op
+    with pytest.raises(MlflowException, match="already ended as FINISHED") as bad:
+        client.set_terminated(run.info.run_id, "KILLED")  # modelloop: an end is not rewritten
     assert bad.value.error_code == "INVALID_STATE"
-    client.set_terminated(run_id)  # the same end again is a no-op
-    assert client.get_run(run_id).info.status == "FINISHED"
+    with pytest.raises(MlflowException, match="SCHEDULED") as bad:
+        client.update_run(run.info.run_id, status=RunStatus.to_string(RunStatus.SCHEDULED))
+    assert bad.value.error_code == "NOT_IMPLEMENTED"
 
 
 def test_log_input_records_the_dataset_on_the_run(mlflow_server: MlflowServer) -> None:

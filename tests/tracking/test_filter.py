@@ -110,6 +110,33 @@ def test_valid_filters_parse_to_their_ast(text: str, expected: Expr) -> None:
     assert parse_filter(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tags.mlflow.runName = 'r1'", attr("name", "=", "r1")),
+        ("tags.`mlflow.parentRunId` = 'abc'", attr("parent_run_id", "=", "abc")),
+        ("attributes.user_id = 'ann'", attr("user", "=", "ann")),
+        ("attribute.created > 5", attr("start_time", ">", 5.0)),
+        ("tags.mlflow.user = 'ann'", tag("mlflow.user", "=", "ann")),
+    ],
+)
+def test_mlflow_spellings_mean_modelloop_attributes(text: str, expected: Expr) -> None:
+    assert parse_filter(text) == expected
+
+
+def test_experiment_filters_know_experiments_only() -> None:
+    from modelloop.tracking.filter import parse_experiment_filter, parse_experiment_order_by
+
+    assert parse_experiment_filter("creation_time > 5 and tags.team = 'x'") == And(
+        attr("created_at", ">", 5.0), tag("team", "=", "x")
+    )
+    assert parse_experiment_order_by(["name DESC"]) == [OrderBy("attribute", "name", True)]
+    with pytest.raises(InvalidFilter, match="expected one of tags, attributes"):
+        parse_experiment_filter("metrics.auc > 1")
+    with pytest.raises(InvalidFilter, match="unknown attribute 'status'"):
+        parse_experiment_filter("status = 'RUNNING'")
+
+
 @pytest.mark.parametrize("text", [None, "", "   ", "\n\t"])
 def test_blank_filter_means_no_filter(text: str | None) -> None:
     assert parse_filter(text) is None

@@ -469,6 +469,18 @@ def test_deleted_run_is_hidden_and_read_only_until_restored(store: TrackingStore
     assert store.get_run(run_id).metrics == {"m": 1.0}
 
 
+def test_resume_run(store: TrackingStore) -> None:
+    run_id = _run(store)
+    store.end_run(run_id, RunStatus.FAILED, "boom")
+    resumed = store.resume_run(run_id)
+    assert (resumed.status, resumed.end_time, resumed.error) == (RunStatus.RUNNING, None, None)
+    assert store.resume_run(run_id).status is RunStatus.RUNNING  # already running: no-op
+    assert store.end_run(run_id, RunStatus.FINISHED).status is RunStatus.FINISHED
+    store.delete_run(run_id)
+    with pytest.raises(Conflict, match="deleted"):
+        store.resume_run(run_id)
+
+
 def test_rename_run_and_delete_tag(store: TrackingStore) -> None:
     run_id = _run(store, name="first", tags={"a": "1", "b": "2"})
     assert store.rename_run(run_id, "second").name == "second"

@@ -210,6 +210,11 @@ def tracking_router(store: SqlTrackingStore, *, max_upload_bytes: int) -> APIRou
         """Hide the run from searches (restorable)."""
         return OrjsonResponse(encode_run(store.delete_run(run_id)))
 
+    @router.post("/runs/{run_id}/resume", response_model=RunOut)
+    def resume_run(run_id: RunId) -> Response:
+        """An ended run RUNNING again, to log more to it."""
+        return OrjsonResponse(encode_run(store.resume_run(run_id)))
+
     @router.post("/runs/{run_id}/restore", response_model=RunOut)
     def restore_run(run_id: RunId) -> Response:
         return OrjsonResponse(encode_run(store.restore_run(run_id)))

@@ -13,6 +13,12 @@ Grammar (keywords case-insensitive, ``and`` binds tighter than ``or``, both left
     key        := [A-Za-z0-9_-./:]+ | `any text` | "any text"
     operator   := = | == | != | < | <= | > | >= | LIKE | ILIKE | IN | NOT IN
     value      := number | 'string' | "string" | "(" string ("," string)* ")"
+
+MLflow's spellings are understood, so that its clients' filters mean the same here: the
+attributes ``run_name``, ``user_id`` and ``created``, and the tags ``mlflow.runName`` and
+``mlflow.parentRunId`` (the run's name and parent). ``parse_experiment_filter`` reads the same
+language over experiments: ``name``, ``experiment_id``, ``created_at`` (``creation_time``) and
+``tags.<key>``.
 """
 
 from __future__ import annotations
@@ -97,9 +103,17 @@ class _Grammar:
     prefixes: dict[str, Entity]
     attributes: dict[str, Literal["string", "number"]]
     aliases: dict[str, str]
+    tag_attributes: dict[str, str]  # tags that are attributes under another name
 
 
-_RUNS = _Grammar(_PREFIXES, ATTRIBUTES, _ATTRIBUTE_ALIASES)
+# MLflow keeps a run's name and parent in the tags mlflow.runName and mlflow.parentRunId;
+# modelloop keeps them as attributes, so a filter naming those tags means the attributes.
+_RUNS = _Grammar(
+    _PREFIXES,
+    ATTRIBUTES,
+    _ATTRIBUTE_ALIASES,
+    {"mlflow.runName": "name", "mlflow.parentRunId": "parent_run_id"},
+)
 # Experiments: their tags and attributes (MLflow calls created_at creation_time).
 EXPERIMENT_ATTRIBUTES: dict[str, Literal["string", "number"]] = {
     "name": "string",
@@ -110,6 +124,7 @@ _EXPERIMENTS = _Grammar(
     {p: e for p, e in _PREFIXES.items() if e in ("tag", "attribute")},
     EXPERIMENT_ATTRIBUTES,
     {"creation_time": "created_at"},
+    {},
 )
 
 
@@ -227,6 +242,8 @@ class _Parser:
             raise self.unknown("entity prefix", tok, prefix, entities)
         if not key:
             raise self.error(f"missing key after {tok.text!r} at position {tok.pos}")
+        if entity == "tag" and key in self.grammar.tag_attributes:
+            entity, key = "attribute", self.grammar.tag_attributes[key]
         if entity == "attribute":
             name, key = key, self.grammar.aliases.get(key.lower(), key.lower())
             if key not in self.grammar.attributes:

@@ -126,6 +126,9 @@ class HttpTrackingStore:
     def rename_run(self, run_id: str, name: str) -> Run:
         return _run(self._call("PATCH", f"/runs/{check_run_id(run_id)}", {"name": name}))
 
+    def resume_run(self, run_id: str) -> Run:
+        return _run(self._call("POST", f"/runs/{check_run_id(run_id)}/resume"))
+
     def delete_run(self, run_id: str) -> Run:
         return _run(self._call("DELETE", f"/runs/{check_run_id(run_id)}"))
 

@@ -333,6 +333,17 @@ class SqlTrackingStore:
             conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(name=name))
         return self.get_run(run_id)
 
+    def resume_run(self, run_id: str) -> Run:
+        check_run_id(run_id)
+        with self.db.write() as conn:
+            _require_run(conn, run_id, active=True)
+            conn.execute(
+                update(t.runs)
+                .where(t.runs.c.run_id == run_id)
+                .values(status=RunStatus.RUNNING.value, end_time=None, error=None)
+            )
+        return self.get_run(run_id)
+
     def delete_run(self, run_id: str) -> Run:
         """Mark the run deleted: hidden from searches, restorable, nothing erased. Its children
         are left as they are (delete them too if they should go)."""

@@ -319,12 +319,13 @@ class _Edge:
         if status is not None:
             if status not in _STATUSES:
                 raise p._wrong("status", "one of " + ", ".join(sorted(_STATUSES)))
-            if status in ("RUNNING", "SCHEDULED"):
-                if run.status is not RunStatus.RUNNING:
-                    raise Conflict(
-                        f"Run {run_id} already ended as {run.status}; modelloop does not "
-                        "reopen an ended run (start a new run)"
-                    )
+            if status == "SCHEDULED":
+                raise NotSupported(
+                    "runs/update to SCHEDULED: modelloop runs are RUNNING until they end"
+                )
+            if status == "RUNNING":
+                if run.status is not RunStatus.RUNNING:  # mlflow.start_run(run_id=...) resumes
+                    run = self.store.resume_run(run_id)
             else:
                 run = self.store.end_run(run_id, RunStatus(status), end_time=p.integer("end_time"))
         return {"run_info": self.run(run)["info"]}
