@@ -172,7 +172,7 @@ def test_versions_from_runs_uris(mlflow_client: MlflowClient, ours: ml.Client) -
     )
     experiment = ours.get_run(run_id).experiment_id
     expected_uri = f"mlflow-artifacts:/{experiment}/{run_id}/artifacts/model"
-    assert version.source == expected_uri
+    assert version.source == f"runs:/{run_id}/model"
     assert mlflow_client.get_model_version_download_uri("fraud", "1") == expected_uri
 
     stored = _registry(ours).get_model_version("fraud", 1)
@@ -204,7 +204,7 @@ def test_versions_from_logged_models(
     tracking.put_artifact(logged.run_id, f"{logged.artifact_path}/MLmodel", b"flavors: {}\n")
     source = f"models:/{logged.model_id}"
     version = mlflow_client.create_model_version("fraud", source, model_id=logged.model_id)
-    assert version.run_id == logged.run_id
+    assert (version.run_id, version.source) == (logged.run_id, source)
     answer = httpx.get(
         f"{mlflow_server.url}/api/2.0/mlflow/model-versions/get",
         params={"name": "fraud", "version": "1"},
@@ -300,6 +300,8 @@ def test_search_model_versions(mlflow_client: MlflowClient, ours: ml.Client) -> 
         f"run_id IN ('{runs[0]}', '{runs[2]}')", order_by=["name ASC"]
     )
     assert [(v.name, v.version) for v in in_runs] == [("churn", "1"), ("fraud", "1")]
+    by_source = mlflow_client.search_model_versions(f"source_path = 'runs:/{runs[1]}/model'")
+    assert [(v.name, v.version) for v in by_source] == [("fraud", "2")]
     tagged = mlflow_client.search_model_versions("tags.validated = 'yes'")
     assert [(v.name, v.version) for v in tagged] == [("fraud", "2")]
     newer = mlflow_client.search_model_versions("name = 'fraud' AND version_number > 1")

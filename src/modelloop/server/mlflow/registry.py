@@ -13,8 +13,9 @@ rule wins and the answer says how to get what was asked:
   ``get-latest-versions`` answers for ``None`` and ``Archived`` only (without stages, ``None``:
   ``models:/NAME/latest`` is the highest READY version, as in modelloop);
 - a version's source is a run's artifacts: ``runs:/RUN/PATH``, ``mlflow-artifacts:/EXP/RUN/
-  artifacts/PATH`` or (MLflow 3) a logged model ``models:/m-...``; its download URI is the
-  ``mlflow-artifacts:/`` URI the artifact proxy serves.
+  artifacts/PATH``, (MLflow 3) a logged model ``models:/m-...`` or another version
+  ``models:/NAME/VERSION``; it is answered as ``runs:/RUN/PATH`` (or ``models:/m-...``), and
+  its download URI is the ``mlflow-artifacts:/`` URI the artifact proxy serves.
 
 Searching filters and orders the registry's entities by MLflow's registry filter syntax
 (:mod:`.registry_search`); writes name the request's principal as their actor.
@@ -185,7 +186,7 @@ class _Answers:
             "last_updated_timestamp": v.created_at,
             "user_id": v.created_by,
             "current_stage": _STAGES[v.status],
-            "source": self.download_uri(v),
+            "source": _source(v),
             "run_id": v.run_id,
             "status": "READY",
             "tags": _pairs(v.tags),
@@ -194,7 +195,7 @@ class _Answers:
         if v.description is not None:
             answer["description"] = v.description
         logged = _LOGGED_MODEL_PATH.fullmatch(v.artifact_path)
-        if logged is not None:  # registered from an MLflow 3 logged model
+        if logged is not None:
             answer["model_id"] = logged["model_id"]
         return answer
 
@@ -241,21 +242,29 @@ _MODEL_FIELDS: Fields[RegisteredModel] = Fields(
 )
 
 
-def _version_fields(shaped: _Answers) -> Fields[ModelVersion]:
-    return Fields(
-        attributes={
-            "name": lambda v: v.name,
-            "version_number": lambda v: v.version,
-            "run_id": lambda v: v.run_id,
-            "source_path": shaped.download_uri,
-            "user_id": lambda v: v.created_by,
-            "creation_timestamp": lambda v: v.created_at,
-            "last_updated_timestamp": lambda v: v.created_at,
-        },
-        numeric=frozenset({"version_number", "creation_timestamp", "last_updated_timestamp"}),
-        tags=lambda v: v.tags,
-        default_order=("last_updated_timestamp DESC", "name ASC", "version_number DESC"),
-    )
+def _source(version: ModelVersion) -> str:
+    """Where the version's files are, as an MLflow client names them without a lookup: the
+    logged model (MLflow 3) or the run's folder. The download URI is the proxy's."""
+    logged = _LOGGED_MODEL_PATH.fullmatch(version.artifact_path)
+    if logged is not None:
+        return f"models:/{logged['model_id']}"
+    return f"runs:/{version.run_id}/{version.artifact_path}"
+
+
+_VERSION_FIELDS: Fields[ModelVersion] = Fields(
+    attributes={
+        "name": lambda v: v.name,
+        "version_number": lambda v: v.version,
+        "run_id": lambda v: v.run_id,
+        "source_path": _source,
+        "user_id": lambda v: v.created_by,
+        "creation_timestamp": lambda v: v.created_at,
+        "last_updated_timestamp": lambda v: v.created_at,
+    },
+    numeric=frozenset({"version_number", "creation_timestamp", "last_updated_timestamp"}),
+    tags=lambda v: v.tags,
+    default_order=("last_updated_timestamp DESC", "name ASC", "version_number DESC"),
+)
 
 
 def _pairs(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -399,16 +408,16 @@ def registry_routes(
             for m in registry.list_registered_models()
             for v in registry.list_model_versions(m.name)
         ]
-        shaped = answers()
         page: Page[ModelVersion] = search(
             everything,
-            _version_fields(shaped),
+            _VERSION_FIELDS,
             "model version",
             args.optional("filter"),
             args.texts("order_by"),
             args.max_results(_VERSIONS_MAX_RESULTS),
             args.optional("page_token"),
         )
+        shaped = answers()
         return _paged("model_versions", [shaped.version(v) for v in page.items], page.next_token)
 
     def download_uri(args: _Args, actor: str) -> dict[str, Any]:
