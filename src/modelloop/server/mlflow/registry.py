@@ -9,9 +9,10 @@ rule wins and the answer says how to get what was asked:
 - a model with aliases cannot be renamed or deleted, nor a version an alias points at (400
   INVALID_STATE): deployments name models by their aliases;
 - stages are deprecated in MLflow and absent from modelloop: a version is READY (stage ``None``)
-  or archived (stage ``Archived``); ``transition-stage`` answers 501 pointing to aliases, and
-  ``get-latest-versions`` answers for ``None`` and ``Archived`` only (without stages, ``None``:
-  ``models:/NAME/latest`` is the highest READY version, as in modelloop);
+  or archived (stage ``Archived``); ``transition-stage`` is left to the catch-all's 501, which
+  points to aliases, and ``get-latest-versions`` answers for ``None`` and ``Archived`` only
+  (without stages, ``None``: ``models:/NAME/latest`` is the highest READY version, as in
+  modelloop);
 - a version's source is a run's artifacts: ``runs:/RUN/PATH``, ``mlflow-artifacts:/EXP/RUN/
   artifacts/PATH``, (MLflow 3) a logged model ``models:/m-...`` or another version
   ``models:/NAME/VERSION``; it is answered as ``runs:/RUN/PATH`` (or ``models:/m-...``), and
@@ -435,14 +436,6 @@ def registry_routes(
         )
         return {}
 
-    def transition_stage(args: _Args, actor: str) -> dict[str, Any]:
-        raise NotSupported(
-            "Model version stages are deprecated in MLflow and do not exist in modelloop: point "
-            "an alias at the version instead (set_registered_model_alias(name, 'challenger', "
-            "version); a protected alias such as champion moves by an approved request), or "
-            "archive it with 'modelloop models archive NAME VERSION --reason ...'"
-        )
-
     # -- aliases -------------------------------------------------------------------------------
 
     def set_alias(args: _Args, actor: str) -> dict[str, Any]:
@@ -501,7 +494,6 @@ def registry_routes(
         ("/model-versions/get-download-uri", "GET", download_uri),
         ("/model-versions/set-tag", "POST", set_version_tag),
         ("/model-versions/delete-tag", "DELETE", delete_version_tag),
-        ("/model-versions/transition-stage", "POST", transition_stage),
     ):
         route(path, method, handler)
     return router
