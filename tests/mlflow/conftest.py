@@ -5,10 +5,16 @@ would and yields the server's URL and the settings of the store behind it."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from modelloop.settings import Settings
@@ -70,3 +76,48 @@ def mlflow_file(tmp_path_factory: pytest.TempPathFactory) -> MlflowStore:
 def mlflow_store(request: pytest.FixtureRequest) -> MlflowStore:
     store: MlflowStore = request.getfixturevalue(f"mlflow_{request.param}")
     return store
+
+
+@pytest.fixture(scope="session")
+def mlflow_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowStore]:
+    """The same content written through a real ``mlflow server`` (SQLite behind it, artifacts
+    proxied as ``mlflow-artifacts:/``), which keeps serving it for the session."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "served"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below, after the server
+    server = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180  # MLflow migrates its database first
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"mlflow server did not start: {(root / 'server.log').read_text()}"
+                )
+            time.sleep(0.5)
+        yield build_store("server", root, server=url)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()

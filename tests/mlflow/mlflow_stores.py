@@ -31,10 +31,15 @@ class MlflowStore:
     scores: tuple[float, ...]  # its probability of class 1 for them
 
 
-def build_store(kind: str, root: Path) -> MlflowStore:
-    """An MLflow store of ``kind`` ("sqlite" or "file") under ``root``."""
+def build_store(kind: str, root: Path, server: str | None = None) -> MlflowStore:
+    """An MLflow store of ``kind`` ("sqlite" or "file") under ``root``, or ("server") the store
+    of the MLflow server at ``server``, whose artifacts it serves (``mlflow-artifacts:/``)."""
     root.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{root / 'mlflow.db'}" if kind == "sqlite" else (root / "mlruns").as_uri()
+    if kind == "server":
+        assert server is not None
+        uri = server
+    else:
+        uri = f"sqlite:///{root / 'mlflow.db'}" if kind == "sqlite" else (root / "mlruns").as_uri()
     previous = os.environ.get("MLFLOW_ALLOW_FILE_STORE")
     os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
     try:
@@ -42,7 +47,8 @@ def build_store(kind: str, root: Path) -> MlflowStore:
             warnings.simplefilter("ignore")
             mlflow.set_tracking_uri(uri)
             mlflow.set_registry_uri(uri)
-            return _fill(MlflowClient(tracking_uri=uri, registry_uri=uri), uri, root)
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            return _fill(client, uri, root, served=kind == "server")
     finally:
         while mlflow.active_run() is not None:
             mlflow.end_run()
@@ -52,12 +58,13 @@ def build_store(kind: str, root: Path) -> MlflowStore:
             os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
 
 
-def _fill(client: MlflowClient, uri: str, root: Path) -> MlflowStore:
-    churn = client.create_experiment(
-        "churn", artifact_location=(root / "artifacts" / "churn").as_uri()
-    )
+def _fill(client: MlflowClient, uri: str, root: Path, *, served: bool) -> MlflowStore:
+    def location(name: str) -> str | None:  # a server chooses its own
+        return None if served else (root / "artifacts" / name).as_uri()
+
+    churn = client.create_experiment("churn", artifact_location=location("churn"))
     client.set_experiment_tag(churn, "mlflow.note.content", "Who leaves, and when")
-    fraud = client.create_experiment("fraud", artifact_location=(root / "artifacts/fraud").as_uri())
+    fraud = client.create_experiment("fraud", artifact_location=location("fraud"))
 
     parent = client.create_run(churn, run_name="sweep", start_time=T0, tags={"team": "risk"})
     pid = parent.info.run_id
@@ -122,7 +129,11 @@ def _fill(client: MlflowClient, uri: str, root: Path) -> MlflowStore:
 
     client.create_registered_model(MODEL, tags={"domain": "churn"}, description="Churn scorer")
     client.create_model_version(
-        MODEL, logged.model_uri, run_id=cid, description="the sklearn model"
+        MODEL,
+        logged.model_uri,
+        run_id=cid,
+        description="the sklearn model",
+        model_id=logged.model_id,
     )
     client.create_model_version(
         MODEL, f"runs:/{cid}/plots", run_id=cid, tags={"kind": "files"}, description="the plots"

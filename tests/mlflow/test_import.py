@@ -118,7 +118,8 @@ def assert_same_as_source(store: MlflowStore, client: ml.Client, tmp: Path) -> N
 
             logged = source.get_logged_model(theirs_version.source.removeprefix("models:/"))
             where = str(tmp / "v1")
-            root = Path(download_artifacts(logged.artifact_location, dst_path=where))
+            location = logged.artifact_location
+            root = Path(download_artifacts(location, dst_path=where, tracking_uri=store.uri))
         assert _tree(package) == _tree(root)
 
 
@@ -303,3 +304,17 @@ def test_an_import_through_a_modelloop_server(
         again = import_mlflow(mlflow_sqlite.uri, client=client)
         assert {k: c.new for k, c in again.counts.items()} == dict.fromkeys(KINDS, 0)
         client.close()
+
+
+@pytest.mark.slow
+def test_an_mlflow_server_is_copied(
+    mlflow_http: MlflowStore, sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    """Through MLflow's REST API, its artifacts (logged models' too) proxied by the server."""
+    client = ml.Client(settings=sqlite_settings)
+    report = import_mlflow(mlflow_http.uri, client=client)
+    assert_counts_match(report)
+    assert_same_as_source(mlflow_http, client, tmp_path)
+    again = import_mlflow(mlflow_http.uri, client=client)
+    assert {k: c.new for k, c in again.counts.items()} == dict.fromkeys(KINDS, 0)
+    client.close()
