@@ -263,3 +263,47 @@ def test_multipart_presigned_and_delete_answer_501(mlflow_server: MlflowServer) 
         deleted = http.delete(f"/api/2.0/mlflow-artifacts/artifacts/{root}/x.txt")
         assert deleted.status_code == 501
         assert "immutable" in deleted.json()["message"]
+
+
+def test_the_fluent_api_and_mlflow_client(mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    mlflow.set_experiment("fluent")
+    (tmp_path / "report.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "dir" / "sub").mkdir(parents=True)
+    (tmp_path / "dir" / "sub" / "w.bin").write_bytes(b"\x00\x01\x02")
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(tmp_path / "report.csv"), "reports")
+        mlflow.log_artifacts(str(tmp_path / "dir"), "tree")
+        mlflow.log_text("some notes\n", "notes/readme.txt")
+        mlflow.log_dict({"lr": 0.1, "layers": [3, 2]}, "config.json")
+    run_id = run.info.run_id
+
+    stored = ml.Client(settings=mlflow_server.settings)
+    assert [a.path for a in stored.list_artifacts(run_id)] == [
+        "config.json",
+        "notes/readme.txt",
+        "reports/report.csv",
+        "tree/sub/w.bin",
+    ]
+    assert stored.read_artifact(run_id, "notes/readme.txt") == b"some notes\n"
+    assert json.loads(stored.read_artifact(run_id, "config.json")) == {"lr": 0.1, "layers": [3, 2]}
+
+    client = mlflow.MlflowClient()
+    assert [(f.path, f.is_dir) for f in client.list_artifacts(run_id)] == [
+        ("config.json", False),
+        ("notes", True),
+        ("reports", True),
+        ("tree", True),
+    ]
+    assert [f.path for f in client.list_artifacts(run_id, "tree/sub")] == ["tree/sub/w.bin"]
+    local = Path(client.download_artifacts(run_id, "tree", str(tmp_path)))
+    assert (local / "sub" / "w.bin").read_bytes() == b"\x00\x01\x02"
+    text = mlflow.artifacts.load_text(f"runs:/{run_id}/notes/readme.txt")
+    assert text == "some notes\n"
+    assert mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json") == {
+        "lr": 0.1,
+        "layers": [3, 2],
+    }
+    got = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="reports/report.csv", dst_path=str(tmp_path / "dl")
+    )
+    assert Path(got).read_text() == "a,b\n1,2\n"

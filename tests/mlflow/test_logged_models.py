@@ -22,6 +22,7 @@ from modelloop.errors import InvalidArgument, NotFound, UnsafeFormat
 from modelloop.registry.reference import NoDriftReference
 from modelloop.settings import Settings
 from modelloop.store import open_database
+from modelloop.tracking.client import DEFAULT_EXPERIMENT
 from modelloop.tracking.entities import RunSpec
 from modelloop.tracking.logged_models import (
     TAG_LOGGED_MODEL,
@@ -335,3 +336,13 @@ def test_modelloop_registers_and_loads_what_mlflow_logged(
         client.registry.load_model("models:/churn/2")
     unpickled = client.registry.load_model("models:/churn/2", allow_pickle=True)
     np.testing.assert_allclose(unpickled.predict(frame), model.predict_proba(x)[:, 1])
+
+
+def test_the_default_experiment_0_is_modelloops_default(mlflow_server: MlflowServer) -> None:
+    client = MlflowClient()
+    model = client.create_logged_model("0", name="anywhere")
+    store = _store(mlflow_server.settings)
+    default = store.get_experiment_by_name(DEFAULT_EXPERIMENT)
+    assert default is not None
+    assert model.experiment_id == default.experiment_id
+    assert [m.model_id for m in client.search_logged_models(["0"])] == [model.model_id]

@@ -27,10 +27,11 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 
 from modelloop.artifacts import canonical_path
 from modelloop.auth import Principal
-from modelloop.errors import InvalidArgument, NotFound
+from modelloop.errors import AlreadyExists, InvalidArgument, NotFound
 from modelloop.server.mlflow.errors import NotSupported
 from modelloop.server.schemas import blame
 from modelloop.server.tracking import _blob_chunks, _body_blocks
+from modelloop.tracking.client import DEFAULT_EXPERIMENT
 from modelloop.tracking.entities import check_run_id
 from modelloop.tracking.logged_models import (
     LoggedModel,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 _RUN_ROOT = "artifacts"  # <experiment_id>/<run_id>/artifacts/<path>
 _MODELS = "models"  # <experiment_id>/models/<model_id>/artifacts/<path>
 _NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+DEFAULT_EXPERIMENT_ID = "0"  # what MLflow clients send when no experiment is set
 
 # MLflow's status enum on the wire <-> the domain's
 _STATUS_OUT = {
@@ -265,10 +267,22 @@ def logged_model_routes(store: SqlTrackingStore, settings: Settings) -> APIRoute
     router = APIRouter()
     models = LoggedModels(store)
 
+    def experiment_id(given: str) -> str:
+        """MLflow's default experiment "0" is modelloop's default experiment, as for runs."""
+        if given != DEFAULT_EXPERIMENT_ID:
+            return given
+        found = store.get_experiment_by_name(DEFAULT_EXPERIMENT)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return store.create_experiment(DEFAULT_EXPERIMENT).experiment_id
+        except AlreadyExists:  # made by another request in between
+            return experiment_id(given)
+
     @router.post("/logged-models")
     def create_logged_model(body: _CreateLoggedModel, actor: Actor) -> Response:
         spec = LoggedModelSpec(
-            experiment_id=body.experiment_id,
+            experiment_id=experiment_id(body.experiment_id),
             name=body.name or None,
             source_run_id=body.source_run_id or None,
             model_type=body.model_type,
@@ -287,7 +301,7 @@ def logged_model_routes(store: SqlTrackingStore, settings: Settings) -> APIRoute
         offset = _offset(body.page_token)
         with blame("filter"):
             page = models.search(
-                body.experiment_ids,
+                [experiment_id(e) for e in body.experiment_ids],
                 body.filter,
                 order_by=[(o.field_name, o.ascending) for o in body.order_by],
                 max_results=body.max_results or 100,
