@@ -140,6 +140,8 @@ def test_mlflow_client_end_to_end(mlflow_server: MlflowServer) -> None:
         params=[Param("depth", "6")],
         tags=[RunTag("c", "3")],
     )
+    client.set_tag(run_id, "mlflow.runName", "tagged")  # MLflow's way to rename
+    assert client.get_run(run_id).info.run_name == "tagged"
     client.update_run(run_id, name="renamed")
     client.set_terminated(run_id, "KILLED", end_time=start + 10_000)
     got = client.get_run(run_id)
@@ -285,6 +287,23 @@ def test_metric_history_round_trips_exactly(mlflow_server: MlflowServer) -> None
     assert bad.status_code == 400
     assert bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
+    # what MLflow's UI charts ask for: a few points per run, spread over the steps in range
+    bulk = httpx.get(
+        f"{mlflow_server.url}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval",
+        params={
+            "run_ids": [run_id],
+            "metric_key": "loss",
+            "max_results": 5,
+            "start_step": 0,
+            "end_step": 2000,
+        },
+    )
+    assert bulk.status_code == 200, bulk.text
+    spread = bulk.json()["metrics"]
+    assert [m["step"] for m in spread] == [0, 500, 1000, 1500, 2000]
+    assert {m["run_id"] for m in spread} == {run_id}
+    assert [m["value"] for m in spread] == [points[s].value for s in (0, 500, 1000, 1500, 2000)]
+
 
 def test_delete_and_restore(mlflow_server: MlflowServer) -> None:
     client = MlflowClient()
@@ -344,6 +363,10 @@ def test_params_are_immutable_and_batches_are_limited(mlflow_server: MlflowServe
         assert why in answer.json()["message"]
     with pytest.raises(MlflowException, match="6000"):
         client.log_param(run_id, "long", "x" * 6001)
+    params = [{"key": "a", "value": "1"}, {"key": "a", "value": "2"}]
+    twice = httpx.post(url, json={"run_id": run_id, "params": params})
+    assert twice.status_code == 400
+    assert "twice" in twice.json()["message"]
     assert client.get_run(run_id).data.params == {"lr": "0.1"}
     client.log_batch(run_id, metrics=[Metric("m", 1.0, 1, s) for s in range(1000)])
     assert len(client.get_metric_history(run_id, "m")) == 1000

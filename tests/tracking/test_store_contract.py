@@ -433,7 +433,7 @@ def test_deleted_experiment_hides_its_runs_until_restored(store: TrackingStore) 
     assert store.search_runs([exp.experiment_id]) == []
     with pytest.raises(Conflict, match="deleted"):
         store.create_run(RunSpec(exp.experiment_id))
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(AlreadyExists, match="deleted"):
         store.create_experiment("fraud")  # the name stays taken
     restored = store.restore_experiment(exp.experiment_id)
     assert restored.deleted_at is None

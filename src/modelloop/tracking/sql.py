@@ -94,7 +94,7 @@ class SqlTrackingStore:
                     )
                 )
         except IntegrityError:
-            raise AlreadyExists(f"Experiment {name!r} already exists") from None
+            raise _name_taken(self.get_experiment_by_name(name), name) from None
         return exp
 
     def get_experiment(self, experiment_id: str) -> Experiment:
@@ -159,7 +159,7 @@ class SqlTrackingStore:
                     .values(name=name)
                 )
         except IntegrityError:
-            raise AlreadyExists(f"Experiment {name!r} already exists") from None
+            raise _name_taken(self.get_experiment_by_name(name), name) from None
         return self.get_experiment(experiment_id)
 
     def delete_experiment(self, experiment_id: str) -> Experiment:
@@ -595,6 +595,15 @@ def _invalid_name(name: object, what: str, field: str, reason: str) -> InvalidAr
 
 def _checked_pairs(pairs: Mapping[str, object], what: str) -> dict[str, str]:
     return {check_key(k, what): check_value(v, what, k) for k, v in pairs.items()}
+
+
+def _name_taken(holder: Experiment | None, name: str) -> AlreadyExists:
+    if holder is not None and holder.deleted_at is not None:
+        return AlreadyExists(
+            f"Experiment {name!r} already exists, deleted (id {holder.experiment_id}): restore "
+            "it, or rename it first to reuse the name"
+        )
+    return AlreadyExists(f"Experiment {name!r} already exists")
 
 
 def _check_page(max_results: int, offset: int) -> None:

@@ -400,7 +400,8 @@ class _Edge:
         run_id = p.run_id()
         points = [_metric(m) for m in metrics]
         values: dict[str, str] = {}
-        for key, value in _pairs(params, "params").items():
+        for param in params:
+            ((key, value),) = _pairs([param], "params").items()
             if values.get(key, value) != value:
                 raise InvalidArgument(
                     f"Param {key!r} is given twice with different values in one batch"
