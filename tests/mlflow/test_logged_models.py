@@ -4,6 +4,7 @@ against a real ``modelloop server``: create, get, finalize, tags, params, search
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import mlflow
 import modelloop as ml
 from mlflow import MlflowClient
 from modelloop.artifacts import BlobStore
+from modelloop.auth import Role, Users
 from modelloop.errors import InvalidArgument, NotFound, UnsafeFormat
 from modelloop.registry.reference import NoDriftReference
 from modelloop.settings import Settings
@@ -33,6 +35,8 @@ from modelloop.tracking.logged_models import (
     logged_model_location,
 )
 from modelloop.tracking.sql import SqlTrackingStore
+from tests.conftest import store_settings
+from tests.live_server import live_server
 from tests.mlflow.conftest import MlflowServer
 
 # MLflow's own import-time notice (mlflow.pyfunc describes its agent types with Any).
@@ -346,3 +350,57 @@ def test_the_default_experiment_0_is_modelloops_default(mlflow_server: MlflowSer
     assert default is not None
     assert model.experiment_id == default.experiment_id
     assert [m.model_id for m in client.search_logged_models(["0"])] == [model.model_id]
+
+
+@pytest.fixture
+def viewer_and_editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A server with users: alice edits, vera only reads; yields (url, settings, tokens)."""
+    with store_settings(tmp_path, "sqlite") as settings:
+        users = Users(open_database(settings.database_url))
+        tokens = {
+            name: users.add(name, role, actor="admin")[1]
+            for name, role in (("alice", Role.editor), ("vera", Role.viewer))
+        }
+        with live_server(settings) as url:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+            mlflow.set_tracking_uri(url)
+            try:
+                yield url, settings, tokens
+            finally:
+                mlflow.set_tracking_uri("")
+
+
+def test_viewers_read_logged_models_and_editors_write_them(
+    viewer_and_editor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url, settings, tokens = viewer_and_editor
+    store = _store(settings)
+    exp = store.create_experiment("churn")
+    client = MlflowClient(url)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", tokens["alice"])
+    model = client.create_logged_model(exp.experiment_id, name="clf")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "MLmodel").write_text("flavors: {}\n")
+    client.log_model_artifacts(model.model_id, str(tmp_path / "m"))
+    run = store.get_run(logged_model_location(store, model.model_id)[0])
+    assert run.user == "alice"  # the run made to hold the model is the token's user's
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", tokens["vera"])
+    assert [m.model_id for m in client.search_logged_models([exp.experiment_id])] == [
+        model.model_id
+    ]
+    assert client.get_logged_model(model.model_id).name == "clf"
+    names = [f.path for f in client.list_logged_model_artifacts(model.model_id)]
+    assert names == ["MLmodel"]
+    # Refused by the server's role check, before any route (403, in modelloop's own code).
+    with pytest.raises(MlflowException, match="'vera' has the viewer role"):
+        client.create_logged_model(exp.experiment_id, name="nope")
+    with pytest.raises(MlflowException, match="'vera' has the viewer role"):
+        client.set_logged_model_tags(model.model_id, {"k": "v"})
+    assert client.get_logged_model(model.model_id).tags == {}
+    root = f"{exp.experiment_id}/models/{model.model_id}/artifacts"
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tokens['vera']}"}) as h:
+        assert h.get(f"/api/2.0/mlflow-artifacts/artifacts/{root}/MLmodel").status_code == 200
+        refused = h.put(f"/api/2.0/mlflow-artifacts/artifacts/{root}/other.txt", content=b"x")
+    assert refused.status_code == 403
+    assert [f.path for f in client.list_logged_model_artifacts(model.model_id)] == ["MLmodel"]

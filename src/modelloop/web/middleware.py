@@ -57,6 +57,7 @@ _READ_ONLY_POST_ROUTES = (  # the same, for routes with path parameters
     re.compile(r"/ui/datasets/[^/]+/versions/[^/]+/validate"),  # a pasted contract, not stored
     # MLflow's client asks for the latest versions (models:/NAME/latest) with a POST first.
     re.compile(r"/(?:ajax-)?api/2\.0/mlflow/registered-models/get-latest-versions"),
+    re.compile(r"/(?:ajax-)?api/2\.0/mlflow/logged-models/search"),  # MLflow 3 POSTs it
 )
 
 log = logging.getLogger("modelloop.server")
