@@ -26,6 +26,7 @@ from modelloop.store import open_database
 from modelloop.tracking.logged_models import LoggedModels, logged_model_location
 from modelloop.tracking.sql import SqlTrackingStore
 from tests.mlflow.conftest import MlflowServer
+from tests.serving.conftest import serving
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning"),
@@ -164,6 +165,15 @@ def test_lightgbm_autolog(mlflow_server: MlflowServer, data: Any) -> None:
     loaded = client.registry.load_model("models:/fraud/1")
     assert loaded.signature.names == ("amount", "age", "score", "tenure")
     np.testing.assert_allclose(loaded.predict(frame), booster.predict(frame))
+
+    # And served by modelloop, as any registered version.
+    client.registry.set_alias("fraud", "live", 1, reason="autologged")
+    deployment = {"name": "fraud-online", "model": "fraud@live"}
+    with serving(mlflow_server.settings, deployment) as live:
+        answer = live.post("/predict", frame.iloc[:5].to_dict(orient="records"))
+    assert answer.status_code == 200, answer.text
+    served = [row["prediction"] for row in answer.json()["predictions"]]
+    np.testing.assert_allclose(served, booster.predict(frame.iloc[:5]), rtol=1e-12)
 
 
 def test_run_outputs_name_the_logged_model(mlflow_server: MlflowServer, data: Any) -> None:
