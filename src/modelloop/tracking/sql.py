@@ -394,35 +394,48 @@ class SqlTrackingStore:
     def run_inputs(self, run_id: str) -> list[DatasetInput]:
         """The datasets the run took as inputs, in the order they were logged."""
         check_run_id(run_id)
-        i = t.run_inputs.c
         with self.db.read() as conn:
             _require_run(conn, run_id)
-            rows = conn.execute(
-                select(t.run_inputs)
-                .where(i.run_id == run_id)
-                .order_by(i.created_at, i.name, i.digest)
-            ).all()
-        return [
-            DatasetInput(
-                r.name, r.digest, r.source_type, r.source, r.schema, r.profile, json.loads(r.tags)
-            )
-            for r in rows
-        ]
+        return self.inputs_of_runs([run_id])[run_id]
+
+    def inputs_of_runs(self, run_ids: Sequence[str]) -> dict[str, list[DatasetInput]]:
+        """:meth:`run_inputs` of many runs at once (a page of search results)."""
+        found: dict[str, list[DatasetInput]] = {check_run_id(r): [] for r in run_ids}
+        i = t.run_inputs.c
+        with self.db.read() as conn:
+            for chunk in _chunks(list(found)):
+                for r in conn.execute(
+                    select(t.run_inputs)
+                    .where(i.run_id.in_(chunk))
+                    .order_by(i.created_at, i.name, i.digest)
+                ).all():
+                    found[r.run_id].append(
+                        DatasetInput(
+                            r.name,
+                            r.digest,
+                            r.source_type,
+                            r.source,
+                            r.schema,
+                            r.profile,
+                            json.loads(r.tags),
+                        )
+                    )
+        return found
 
     def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[Metric]]:
         """The latest point (value, step and time) of each metric of each run."""
-        for run_id in run_ids:
-            check_run_id(run_id)
-        found: dict[str, list[Metric]] = {run_id: [] for run_id in run_ids}
+        found: dict[str, list[Metric]] = {check_run_id(r): [] for r in run_ids}
         m = t.latest_metrics.c
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(m.run_id, m.key, m.value, m.step, m.timestamp)
-                .where(m.run_id.in_(list(run_ids)))
-                .order_by(m.run_id, m.key)
-            ).all()
-        for run_id, key, value, step, timestamp in rows:
-            found[run_id].append(Metric(key, math.nan if value is None else value, step, timestamp))
+            for chunk in _chunks(list(found)):
+                rows = conn.execute(
+                    select(m.run_id, m.key, m.value, m.step, m.timestamp)
+                    .where(m.run_id.in_(chunk))
+                    .order_by(m.run_id, m.key)
+                ).all()
+                for run_id, key, value, step, timestamp in rows:
+                    point = Metric(key, math.nan if value is None else value, step, timestamp)
+                    found[run_id].append(point)
         return found
 
     def metric_history(self, run_id: str, key: str) -> MetricSeries:
@@ -621,12 +634,17 @@ def _lifecycle(query: Select[Any], deleted_at: Any, lifecycle: Lifecycle) -> Sel
     return query
 
 
+def _chunks(ids: list[str], size: int = 1000) -> list[list[str]]:
+    """Ids in bounded groups: SQLite takes at most 32766 bound parameters per statement."""
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
 def _load_experiments(conn: Connection, rows: Sequence[Any]) -> list[Experiment]:
     tags: dict[str, dict[str, str]] = {r.experiment_id: {} for r in rows}
-    if tags:
-        x = t.experiment_tags.c
+    x = t.experiment_tags.c
+    for chunk in _chunks(list(tags)):
         for experiment_id, key, value in conn.execute(
-            select(x.experiment_id, x.key, x.value).where(x.experiment_id.in_(list(tags)))
+            select(x.experiment_id, x.key, x.value).where(x.experiment_id.in_(chunk))
         ).all():
             tags[experiment_id][key] = value
     return [

@@ -518,8 +518,9 @@ class _Edge:
         return self.runs([run])[0]
 
     def runs(self, runs: Sequence[Run]) -> list[dict[str, Any]]:
-        latest = self.store.latest_metrics([r.run_id for r in runs])
-        return [_run(r, latest[r.run_id], self.store.run_inputs(r.run_id)) for r in runs]
+        ids = [r.run_id for r in runs]
+        latest, inputs = self.store.latest_metrics(ids), self.store.inputs_of_runs(ids)
+        return [_run(r, latest[r.run_id], inputs[r.run_id]) for r in runs]
 
 
 def _principal(request: Request) -> str | None:
