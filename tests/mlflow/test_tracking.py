@@ -445,3 +445,34 @@ def test_log_input_records_the_dataset_on_the_run(mlflow_server: MlflowServer) -
         )
     finally:
         client.close()
+
+
+def test_sklearn_autolog_records_params_metrics_and_its_dataset(
+    mlflow_server: MlflowServer,
+) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    features, target = load_iris(return_X_y=True, as_frame=True)
+    mlflow.set_experiment("autolog")
+    mlflow.sklearn.autolog(log_models=False, silent=True)
+    try:
+        with mlflow.start_run() as run:
+            LogisticRegression(max_iter=300, C=0.5).fit(features, target)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    got = mlflow.get_run(run.info.run_id)
+    assert got.data.params["C"] == "0.5"
+    assert got.data.params["max_iter"] == "300"
+    assert 0.9 < got.data.metrics["training_accuracy_score"] <= 1.0
+    assert [d.dataset.name for d in got.inputs.dataset_inputs] == ["dataset"]
+    client = _modelloop(mlflow_server)
+    try:
+        stored = client.get_run(run.info.run_id)
+        assert stored.params == got.data.params
+        assert stored.metrics == got.data.metrics
+        assert [i.digest for i in client.store.run_inputs(run.info.run_id)] == [
+            got.inputs.dataset_inputs[0].dataset.digest
+        ]
+    finally:
+        client.close()
