@@ -307,3 +307,48 @@ def test_the_fluent_api_and_mlflow_client(mlflow_server: MlflowServer, tmp_path:
         run_id=run_id, artifact_path="reports/report.csv", dst_path=str(tmp_path / "dl")
     )
     assert Path(got).read_text() == "a,b\n1,2\n"
+
+
+def test_the_ui_listing_of_a_run(mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    run = _run(mlflow_server)
+    client = ml.Client(settings=mlflow_server.settings)
+    client.log_bytes(run.run_id, b"abc", "tree/sub/w.bin")
+    client.log_bytes(run.run_id, b"12345", "tree/top.txt")
+    with httpx.Client(base_url=mlflow_server.url) as http:
+        for api in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):
+            answer = http.get(f"{api}/artifacts/list", params={"run_id": run.run_id})
+            assert answer.json() == {
+                "root_uri": _uri(run),
+                "files": [{"path": "tree", "is_dir": True}],
+            }
+        inside = http.get(
+            "/api/2.0/mlflow/artifacts/list", params={"run_id": run.run_id, "path": "tree"}
+        ).json()["files"]
+        assert inside == [
+            {"path": "tree/sub", "is_dir": True},
+            {"path": "tree/top.txt", "is_dir": False, "file_size": 5},
+        ]
+        escape = http.get(
+            "/api/2.0/mlflow/artifacts/list", params={"run_id": run.run_id, "path": "../.."}
+        )
+        assert escape.status_code == 400
+        assert escape.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_client_asking_for_multipart_falls_back_to_the_plain_proxy(
+    mlflow_server: MlflowServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client told to use multipart uploads and presigned downloads hears 501 and uses the
+    proxy: the file arrives and comes back whole."""
+    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "true")
+    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "true")
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", "1024")
+    run = _run(mlflow_server)
+    repo = get_artifact_repository(_uri(run))
+    data = os.urandom(64 * 1024)
+    (tmp_path / "blob.bin").write_bytes(data)
+    repo.log_artifact(str(tmp_path / "blob.bin"))
+    assert ml.Client(settings=mlflow_server.settings).read_artifact(run.run_id, "blob.bin") == data
+    out = tmp_path / "out"
+    out.mkdir()
+    assert Path(repo.download_artifacts("blob.bin", str(out))).read_bytes() == data

@@ -229,6 +229,17 @@ def test_a_logged_model_round_trips_through_the_client(
     assert (mlflow.pyfunc.load_model(uri).predict(x) == model.predict(x)).all()
     names = {f.path for f in client.list_logged_model_artifacts(created.model_id)}
     assert "MLmodel" in names
+    with httpx.Client(base_url=mlflow_server.url) as http:
+        listed = http.get(
+            f"/ajax-api/2.0/mlflow/logged-models/{created.model_id}/artifacts/directories"
+        ).json()
+        assert listed["root_uri"] == created.artifact_location
+        assert {f["path"] for f in listed["files"]} == names
+        escape = http.get(
+            f"/api/2.0/mlflow/logged-models/{created.model_id}/artifacts/directories",
+            params={"artifact_directory_path": "../../.."},
+        )
+        assert escape.status_code == 400
 
 
 def test_tags_params_search_and_delete_through_the_client(mlflow_server: MlflowServer) -> None:

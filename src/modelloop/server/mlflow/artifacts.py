@@ -182,20 +182,29 @@ def _split_root(logical: str) -> tuple[str, str, str]:
     return parts[0], "/".join(parts[1:size]), "/".join(parts[size:])
 
 
-def _children(artifacts: list[Any], prefix: str) -> list[dict[str, Any]]:
-    """MLflow's listing of one folder: its files with sizes, then its subfolders, by name.
-    A path naming a file lists nothing, as MLflow's own stores answer."""
+def _children(artifacts: list[Any], prefix: str, shown: str = "") -> list[dict[str, Any]]:
+    """MLflow's listing of one folder: its files with sizes and its subfolders, by name (each
+    path ``shown/name``). A path naming a file lists nothing, as MLflow's own stores answer."""
     start = f"{prefix}/" if prefix else ""
     files: dict[str, dict[str, Any]] = {}
     for info in artifacts:
         if not info.path.startswith(start):
             continue
         name, _, deeper = info.path[len(start) :].partition("/")
+        path = f"{shown}/{name}" if shown else name
         if deeper:
-            files.setdefault(name, {"path": name, "is_dir": True})
+            files.setdefault(name, {"path": path, "is_dir": True})
         else:
-            files[name] = {"path": name, "is_dir": False, "file_size": info.size}
+            files[name] = {"path": path, "is_dir": False, "file_size": info.size}
     return [files[name] for name in sorted(files)]
+
+
+def _folder(path: str | None) -> str:
+    """A folder inside a run's or model's artifacts, contained ('' for the root)."""
+    if not path:
+        return ""
+    with blame("path"):
+        return canonical_path(path)
 
 
 # -- logged models -----------------------------------------------------------------------------
@@ -350,6 +359,35 @@ def logged_model_routes(store: SqlTrackingStore, settings: Settings) -> APIRoute
     def log_logged_model_params(model_id: str, body: _Params) -> Response:
         models.log_params(model_id, _pairs(body.params, "params"))
         return OrjsonResponse({})
+
+    @router.get("/artifacts/list")
+    def list_run_artifacts(
+        run_id: str = "", run_uuid: str = "", path: str | None = None
+    ) -> Response:
+        """A run's artifacts in one folder, paths from the run's root (the UI's listing)."""
+        run = store.get_run(check_run_id(run_id or run_uuid))
+        folder = _folder(path)
+        return OrjsonResponse(
+            {
+                "root_uri": f"mlflow-artifacts:/{run.experiment_id}/{run.run_id}/{_RUN_ROOT}",
+                "files": _children(store.list_artifacts(run.run_id), folder, folder),
+            }
+        )
+
+    @router.get("/logged-models/{model_id}/artifacts/directories")
+    def list_logged_model_artifacts(
+        model_id: str, artifact_directory_path: str | None = None
+    ) -> Response:
+        """A logged model's files in one folder, paths from the model's root."""
+        model = models.get(model_id)
+        folder = _folder(artifact_directory_path)
+        inside = f"{model.artifact_path}/{folder}" if folder else model.artifact_path
+        return OrjsonResponse(
+            {
+                "root_uri": _model_json(model)["info"]["artifact_uri"],
+                "files": _children(store.list_artifacts(model.run_id), inside, folder),
+            }
+        )
 
     @router.post("/runs/outputs")
     def log_outputs(body: _LogOutputs) -> Response:
