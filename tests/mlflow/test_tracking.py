@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,7 +15,11 @@ from mlflow.tracking import MlflowClient
 
 import mlflow
 import modelloop as ml
+from modelloop.auth import Role, Users
+from modelloop.store import open_database
 from modelloop.tracking.entities import RunStatus as MlRunStatus
+from tests.conftest import store_settings
+from tests.live_server import live_server
 from tests.mlflow.conftest import MlflowServer
 
 
@@ -476,3 +481,37 @@ def test_sklearn_autolog_records_params_metrics_and_its_dataset(
         ]
     finally:
         client.close()
+
+
+def test_on_a_server_with_users_runs_are_the_tokens_and_viewers_only_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with store_settings(tmp_path, "sqlite") as settings:
+        users = Users(open_database(settings.database_url))
+        tokens = {
+            name: users.add(name, role, actor="admin")[1]
+            for name, role in (("alice", Role.editor), ("vera", Role.viewer))
+        }
+        with live_server(settings) as url:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+            mlflow.set_tracking_uri(url)
+            try:
+                monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", tokens["alice"])
+                client = MlflowClient()
+                experiment_id = client.create_experiment("shared")
+                run = client.create_run(experiment_id)  # the client says its OS user
+                client.log_metric(run.info.run_id, "auc", 0.9)
+                assert client.get_run(run.info.run_id).info.user_id == "alice"
+
+                monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", tokens["vera"])
+                assert [r.info.run_id for r in client.search_runs([experiment_id])] == [
+                    run.info.run_id
+                ]
+                assert [e.name for e in client.search_experiments()] == ["shared"]
+                assert client.get_metric_history(run.info.run_id, "auc")[0].value == 0.9
+                with pytest.raises(MlflowException, match="'vera' has the viewer role"):
+                    client.log_metric(run.info.run_id, "auc", 0.1)
+                with pytest.raises(MlflowException, match="'vera' has the viewer role"):
+                    client.delete_run(run.info.run_id)
+            finally:
+                mlflow.set_tracking_uri("")

@@ -52,12 +52,13 @@ _UPLOAD_ROUTE = re.compile(
 _PUBLIC_PATHS = frozenset({"/health", "/", "/ui", "/ui/login", "/ui/logout"})  # or redirects
 _PUBLIC_PREFIXES = ("/ui/static/",)  # the UI's CSS and scripts, which the login page needs
 TOKEN_COOKIE = "modelloop_token"  # noqa: S105 - a name; its value is the token, %-encoded
-_READ_ONLY_POSTS = frozenset({"/api/v1/runs/search"})  # reads with a body: viewers may
+_READ_ONLY_POSTS = frozenset({"/api/v1/runs/search", "/api/v1/experiments/search"})  # reads
 _READ_ONLY_POST_ROUTES = (  # the same, for routes with path parameters
     re.compile(r"/ui/datasets/[^/]+/versions/[^/]+/validate"),  # a pasted contract, not stored
     # MLflow's client asks for the latest versions (models:/NAME/latest) with a POST first.
     re.compile(r"/(?:ajax-)?api/2\.0/mlflow/registered-models/get-latest-versions"),
     re.compile(r"/(?:ajax-)?api/2\.0/mlflow/logged-models/search"),  # MLflow 3 POSTs it
+    re.compile(r"/(?:ajax-)?api/2\.0/mlflow/(?:runs|experiments)/search"),
 )
 
 log = logging.getLogger("modelloop.server")
