@@ -15,6 +15,8 @@ from modelloop.audit import AuditEvent
 from modelloop.errors import AlreadyExists, Conflict, Forbidden, InvalidArgument, NotFound
 from modelloop.registry.client import open_registry_store
 from modelloop.registry.entities import ModelVersionSpec, RequestStatus, VersionStatus
+from modelloop.serving.deployment import Deployment
+from modelloop.serving.store import open_deployment_store
 from modelloop.settings import Settings, load_settings
 from modelloop.tracking.client import open_store
 from tests.registry.conftest import Env, package_digest
@@ -473,6 +475,27 @@ def test_aliases_and_pending_requests_block_deletion(env: Env) -> None:
     assert event.before["versions"] == [1]
     with pytest.raises(NotFound):
         env.store.delete_registered_model("fraud", actor="bob", reason="again")
+    assert env.store.verify_audit().ok
+
+
+def test_stored_deployments_block_renaming_and_deleting_what_they_name(env: Env) -> None:
+    env.version("fraud")
+    env.version("fraud")
+    deployments = open_deployment_store(env.settings)
+    try:
+        pinned = Deployment.model_validate({"name": "api", "model": "fraud/1"})
+        deployments.apply(pinned, actor="alice")
+        with pytest.raises(Conflict, match=r"deployment 'api' \(model: fraud/1\)"):
+            env.store.delete_model_version("fraud", 1, actor="bob", reason="x")
+        env.store.delete_model_version("fraud", 2, actor="bob", reason="not pinned")
+        with pytest.raises(Conflict, match="deployment 'api'"):
+            env.store.rename_registered_model("fraud", "fraud-v2", actor="bob")
+        with pytest.raises(Conflict, match="deployment 'api'"):
+            env.store.delete_registered_model("fraud", actor="bob", reason="x")
+        deployments.delete("api", actor="alice")
+    finally:
+        deployments.close()
+    env.store.rename_registered_model("fraud", "fraud-v2", actor="bob")
     assert env.store.verify_audit().ok
 
 

@@ -5,6 +5,9 @@ protected alias moves only through an approved request. So:
 
 - a model with aliases can be neither renamed nor deleted (delete or move the aliases first; a
   protected alias cannot be deleted at all), nor can a version an alias points at;
+- nor can a model a stored deployment, monitor or policy names (their ``model`` and
+  ``challenger`` fields: ``NAME``, ``NAME@ALIAS``, ``NAME/VERSION``), nor a version one of them
+  pins (``NAME/VERSION``): change those first;
 - a model or version with a PENDING alias request cannot be deleted (decide or cancel it first);
 - a deleted version's number is never given again (see :func:`_rows.next_version`).
 
@@ -14,6 +17,8 @@ that :mod:`modelloop.audit.state` folds like the others; the run and its artifac
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
@@ -49,6 +54,7 @@ class Lifecycle:
             if _rows.model_row(conn, new_name) is not None:
                 raise AlreadyExists(f"Registered model {new_name!r} already exists")
             _refuse_if_aliased(conn, name, f"rename {name!r}")
+            _refuse_if_configured(conn, name, None, f"rename {name!r}")
             conn.execute(
                 insert(t.registered_models).values(
                     name=new_name,
@@ -86,6 +92,7 @@ class Lifecycle:
         with audit.recording(self.db, actor) as conn:
             row = _rows.require_model(conn, name)
             _refuse_if_aliased(conn, name, f"delete {name!r}")
+            _refuse_if_configured(conn, name, None, f"delete {name!r}")
             _refuse_if_pending(conn, name, None)
             numbers = list(
                 conn.execute(select(MV.version).where(MV.name == name).order_by(MV.version))
@@ -120,6 +127,7 @@ class Lifecycle:
                     f"Version {version} of {name!r} is aliased as {', '.join(aliased)}; move "
                     "or delete those aliases before deleting it"
                 )
+            _refuse_if_configured(conn, name, version, f"delete version {version} of {name!r}")
             _refuse_if_pending(conn, name, version)
             c = t.model_version_tags.c
             conn.execute(delete(t.model_version_tags).where(c.name == name, c.version == version))
@@ -152,6 +160,31 @@ def _refuse_if_aliased(conn: Connection, name: str, what: str) -> None:
             f"and policies may name (models:/{name}@{found[0]}); delete those aliases first (a "
             "protected alias such as champion cannot be deleted: remove it from "
             "MODELLOOP_PROTECTED_ALIASES first)"
+        )
+
+
+_CONFIGS = {"deployment": t.deployments, "monitor": t.monitors, "policy": t.policies}
+_REFERENCE = re.compile(r"^(?:models:/)?(?P<name>[^@/\s]+)(?:@[^@/\s]+|/(?P<version>[0-9]+))?$")
+
+
+def _refuse_if_configured(conn: Connection, name: str, version: int | None, what: str) -> None:
+    """Refuse while a stored deployment, monitor or policy names the model (or pins the
+    version): serving, monitoring or retraining would fail at their next load."""
+    naming = []
+    for kind, table in _CONFIGS.items():
+        for row in conn.execute(select(table.c.name, table.c.config).order_by(table.c.name)):
+            config = json.loads(row.config)
+            for field in ("model", "challenger"):
+                value = config.get(field) if isinstance(config, dict) else None
+                found = _REFERENCE.match(value) if isinstance(value, str) else None
+                if found is None or found["name"] != name:
+                    continue
+                if version is None or found["version"] == str(version):
+                    naming.append(f"{kind} {row.name!r} ({field}: {value})")
+    if naming:
+        raise Conflict(
+            f"Cannot {what}: {', '.join(naming)} still name it; change or delete "
+            f"{'it' if len(naming) == 1 else 'them'} first"
         )
 
 
