@@ -104,6 +104,26 @@ def test_search_runs_returns_a_dataframe(home: Path) -> None:
         ml.search_runs("no-such-experiment")
 
 
+def test_deleted_runs_and_experiments_are_hidden_until_restored(home: Path) -> None:
+    with ml.start_run(experiment="fraud", name="kept") as kept:
+        pass
+    with ml.start_run(experiment="fraud", name="gone") as gone:
+        pass
+    client = ml.get_client()
+    assert client.delete_run(gone.run_id).deleted_at is not None
+    assert ml.search_runs("fraud")["name"].tolist() == ["kept"]
+    assert client.get_run(gone.run_id).name == "gone"  # still there by id
+    client.delete_experiment("fraud")
+    assert ml.search_runs()["name"].tolist() == []
+    with pytest.raises(ml.Conflict, match="deleted"), ml.start_run(experiment="fraud"):
+        pass
+    client.restore_experiment("fraud")
+    assert ml.search_runs("fraud")["name"].tolist() == ["kept"]  # gone was deleted before
+    client.restore_run(gone.run_id)
+    assert ml.search_runs("fraud")["name"].tolist() == ["gone", "kept"]
+    assert kept.run_id != gone.run_id
+
+
 def test_artifacts_log_and_download(home: Path, tmp_path: Path) -> None:
     src = tmp_path / "out"
     (src / "plots").mkdir(parents=True)

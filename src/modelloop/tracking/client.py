@@ -87,6 +87,14 @@ class Client:
     def list_experiments(self) -> list[Experiment]:
         return self.store.list_experiments()
 
+    def delete_experiment(self, name_or_id: str) -> Experiment:
+        """Hide the experiment and its runs from listings and searches (restorable)."""
+        return self.store.delete_experiment(self.get_experiment(name_or_id).experiment_id)
+
+    def restore_experiment(self, name_or_id: str) -> Experiment:
+        """Undo :meth:`delete_experiment`; runs deleted before it stay deleted."""
+        return self.store.restore_experiment(self.get_experiment(name_or_id).experiment_id)
+
     def get_or_create_experiment(self, name: str) -> Experiment:
         from modelloop.errors import AlreadyExists
 
@@ -141,6 +149,13 @@ class Client:
 
     def get_run(self, run_id: str) -> Run:
         return self.store.get_run(run_id)
+
+    def delete_run(self, run_id: str) -> Run:
+        """Hide the run from searches; it stays readable by id, and restorable."""
+        return self.store.delete_run(run_id)
+
+    def restore_run(self, run_id: str) -> Run:
+        return self.store.restore_run(run_id)
 
     def end_run(
         self, run_id: str, status: RunStatus = RunStatus.FINISHED, error: str | None = None
