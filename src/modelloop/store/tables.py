@@ -40,6 +40,7 @@ experiments = Table(
     Column("description", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("deleted_at", BigInteger, nullable=True),  # deleted (restorable) when set
+    Column("updated_at", BigInteger, nullable=True),  # last change; null: never changed (0013)
 )
 
 # Free-form labels on an experiment, as on a run (migration 0011).
