@@ -389,6 +389,9 @@ def test_protected_alias_needs_an_approved_request(
     )
     _registry(ours).approve_request(request.request_id, actor="bob")
     assert mlflow_client.get_model_version_by_alias("fraud", "champion").version == "1"
+    events = len(_registry(ours).audit_events("fraud"))
+    mlflow_client.set_registered_model_alias("fraud", "champion", "1")  # already there: a no-op
+    assert len(_registry(ours).audit_events("fraud")) == events
     with pytest.raises(RestException) as raised:
         mlflow_client.delete_registered_model_alias("fraud", "champion")
     assert raised.value.error_code == "PERMISSION_DENIED"

@@ -193,3 +193,24 @@ def test_through_a_server(
         assert ml.verify_audit().ok
         ml.get_client().close()
     assert (home / "cache" / "models" / version.package_digest).is_dir()  # cached client-side
+
+
+def test_rename_and_delete(
+    home: Path, trained: tuple[Any, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELLOOP_USER", "alice")
+    _register(trained)
+    _register(trained)
+    registry = ml.get_client().registry
+    assert registry.rename_model("fraud-detector", "fraud").latest_version == 2
+    registry.delete_version("fraud", 2, reason="superseded")
+    assert [v.version for v in registry.list_versions("fraud")] == [1]
+    registry.delete_model("fraud", reason="retired")
+    with pytest.raises(NotFound):
+        registry.get_model("fraud")
+    events = registry.audit_log("fraud")
+    assert [(e.action, e.actor) for e in events][-2:] == [
+        ("model_version.delete", "alice"),
+        ("model.delete", "alice"),
+    ]
+    assert registry.verify_audit().ok

@@ -338,26 +338,10 @@ class Registry:
 
     def _mlflow_manifest(self, run_id: str, prefix: str) -> tuple[str | None, Any]:
         """The flavor and signature of a model an MLflow client logged there (an ``MLmodel``
-        file), read from the model itself, which is opened for it but never unpickled (a
-        pickled one keeps what its ``MLmodel`` says); other files are registered as files."""
-        from modelloop import flavors
-        from modelloop.errors import UnsafeFormat
-        from modelloop.flavors.mlmodel import describe_mlmodel
+        file), or none: files modelloop did not write, loaded as files."""
+        from modelloop.tracking.logged_models import describe_mlflow_model
 
-        try:
-            raw = self.client.read_artifact(run_id, f"{prefix}/{flavors.MLMODEL_NAME}")
-        except NotFound:
-            return None, None  # a package of files modelloop did not write: loaded as files
-        try:
-            flavor, signature = describe_mlmodel(raw)
-        except UnsafeFormat:  # an MLflow flavor modelloop does not load
-            return None, None
-        if flavor == "python":  # pickled: described by its MLmodel alone, or not at all
-            return (flavor, signature) if signature is not None else (None, None)
-        with tempfile.TemporaryDirectory(prefix="modelloop-mlflow-") as tmp:
-            self.client.download_artifacts(run_id, tmp, prefix)
-            manifest = flavors.read_manifest(Path(tmp).joinpath(*prefix.split("/")))
-        return manifest.flavor, manifest.signature.to_dict()
+        return describe_mlflow_model(self.client.store, run_id, prefix)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -512,6 +496,19 @@ class Registry:
         return self.store.set_version_status(
             name, version, check_version_status(status), actor=self.actor, reason=reason
         )
+
+    def rename_model(self, name: str, new_name: str) -> RegisteredModel:
+        """Refused while the model has aliases or a deployment, monitor or policy names it."""
+        return self.store.rename_registered_model(name, new_name, actor=self.actor)
+
+    def delete_model(self, name: str, *, reason: str) -> None:
+        """With its versions; refused while aliases, pending requests or configs name it."""
+        self.store.delete_registered_model(name, actor=self.actor, reason=reason)
+
+    def delete_version(self, name: str, version: int, *, reason: str) -> None:
+        """Refused while an alias, a pending request or a deployment names it; its number is
+        never given again."""
+        self.store.delete_model_version(name, version, actor=self.actor, reason=reason)
 
     def audit_log(self, model: str | None = None, limit: int | None = None) -> list[AuditEvent]:
         return self.store.audit_events(model, limit)

@@ -449,6 +449,8 @@ def registry_routes(
                 reason="set through MLflow's set_registered_model_alias",
             )
         except Forbidden:
+            if _points_at(registry, name, alias) == version:
+                return {}  # already there: nothing moves, so nothing needs approving
             raise Forbidden(_protected(name, alias, version)) from None
         return {}
 
@@ -504,6 +506,13 @@ def _paged(key: str, items: list[dict[str, Any]], token: str | None) -> dict[str
     if token is not None:
         answer["next_page_token"] = token
     return answer
+
+
+def _points_at(registry: RegistryStore, name: str, alias: str) -> int | None:
+    try:
+        return registry.get_version_by_alias(name, alias).version
+    except NotFound:
+        return None
 
 
 def _protected(name: str, alias: str, version: int) -> str:
