@@ -4,6 +4,7 @@ against a real ``modelloop server``: create, get, finalize, tags, params, search
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from modelloop.tracking.logged_models import (
     LoggedModels,
     LoggedModelSpec,
     LoggedModelStatus,
+    describe_mlflow_model,
     logged_model_location,
 )
 from modelloop.tracking.sql import SqlTrackingStore
@@ -415,3 +417,23 @@ def test_viewers_read_logged_models_and_editors_write_them(
         refused = h.put(f"/api/2.0/mlflow-artifacts/artifacts/{root}/other.txt", content=b"x")
     assert refused.status_code == 403
     assert [f.path for f in client.list_logged_model_artifacts(model.model_id)] == ["MLmodel"]
+
+
+def test_describe_mlflow_model_reads_the_model_or_nothing(settings: Settings) -> None:
+    store = _store(settings)
+    exp = store.create_experiment("churn")
+    run = store.create_run(RunSpec(exp.experiment_id))
+    assert describe_mlflow_model(store, run.run_id, "model") == (None, None)  # no MLmodel
+    store.put_artifact(run.run_id, "torch/MLmodel", b"flavors:\n  pytorch:\n    model_data: data\n")
+    assert describe_mlflow_model(store, run.run_id, "torch") == (None, None)
+    model, _ = _fitted()
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.sklearn.save_model(model, tmp + "/m")
+        for file in Path(tmp, "m").iterdir():
+            store.put_artifact(run.run_id, f"sk/{file.name}", file)
+    flavor, signature = describe_mlflow_model(store, run.run_id, "sk")
+    assert flavor == "sklearn"
+    assert signature is not None
+    assert [f["name"] for f in signature["inputs"]] == ["f0", "f1", "f2"]
+    assert signature["output"]["kind"] == "probability"
+    assert list(signature["output"]["classes"]) == ["0", "1"]

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, insert, literal, select, update
 
-from modelloop.errors import InvalidArgument, NotFound
+from modelloop.artifacts import canonical_path, contained_path
+from modelloop.errors import InvalidArgument, NotFound, UnsafeFormat
 from modelloop.store import Database
 from modelloop.store import tables as t
 from modelloop.tracking.entities import (
@@ -31,6 +35,7 @@ from modelloop.tracking.entities import (
     now_ms,
 )
 from modelloop.tracking.sql import SqlTrackingStore
+from modelloop.tracking.store import TrackingStore
 
 # On a run created to hold a logged model's files: the model's id.
 TAG_LOGGED_MODEL = "modelloop.logged_model"
@@ -105,6 +110,39 @@ def logged_model_location(
     if model.deleted:
         raise NotFound(f"Logged model {model_id!r} was deleted")
     return model.run_id, model.artifact_path
+
+
+def describe_mlflow_model(
+    store: TrackingStore, run_id: str, artifact_path: str
+) -> tuple[str | None, dict[str, Any] | None]:
+    """The modelloop flavor and signature of what an MLflow client logged under
+    ``artifact_path`` of a run (an ``MLmodel`` file): what a registered version records. Read
+    from the model itself, downloaded and opened but never unpickled (a pickled one is
+    described by its ``MLmodel`` signature, or not at all); ``(None, None)`` when there is no
+    ``MLmodel`` or its flavor is not one modelloop loads, so the version holds plain files."""
+    from modelloop import flavors
+    from modelloop.flavors.mlmodel import describe_mlmodel
+
+    prefix = canonical_path(artifact_path)
+    try:
+        with store.open_artifact(run_id, f"{prefix}/{flavors.MLMODEL_NAME}") as f:
+            raw = f.read()
+    except NotFound:
+        return None, None
+    try:
+        flavor, signature = describe_mlmodel(raw)
+    except UnsafeFormat:  # an MLflow flavor modelloop does not load
+        return None, None
+    if flavor == "python":  # pickled
+        return (flavor, signature) if signature is not None else (None, None)
+    with tempfile.TemporaryDirectory(prefix="modelloop-mlflow-") as tmp:
+        for info in store.list_artifacts(run_id, prefix):
+            out = contained_path(Path(tmp), info.path)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with store.open_artifact(run_id, info.path) as src, out.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+        manifest = flavors.read_manifest(Path(tmp).joinpath(*prefix.split("/")))
+    return manifest.flavor, manifest.signature.to_dict()
 
 
 class LoggedModels:
