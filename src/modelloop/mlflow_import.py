@@ -172,6 +172,9 @@ def _open_source(source: str) -> tuple[Any, tuple[type[BaseException], ...]]:
         database = source.split("://", 1)[1].split("?", 1)[0].removeprefix("/")
         if not database or database == ":memory:" or not Path(database).is_file():
             raise NotFound(f"No MLflow database at {shown}: {database or '(none)'} is not a file")
+        _require_mlflow_tables(source)
+    elif scheme.partition("+")[0] in _DATABASES:
+        _require_mlflow_tables(source)
     elif scheme in ("http", "https"):
         _reach(source)
     try:
@@ -218,6 +221,41 @@ def _reading_mlflow() -> Iterator[None]:
         logger.setLevel(level)
         for name in added:
             os.environ.pop(name, None)
+
+
+_DATABASES = ("postgresql", "mysql", "mssql")
+
+
+def _require_mlflow_tables(uri: str) -> None:
+    """Refuse a database that holds no MLflow store: MLflow's client would create its ~70
+    tables in it (a mistyped database name, or modelloop's own), and a source is only read."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    shown = _hide_password(uri)
+    try:
+        engine = create_engine(uri)
+    except ImportError as exc:
+        raise ModelloopError(f"Reading {shown} needs its database driver: {exc}") from None
+    except (ArgumentError, ValueError) as exc:
+        raise InvalidArgument(f"Invalid database URI {shown}: {exc}") from None
+    try:
+        with engine.connect() as conn:
+            found = inspect(conn)
+            tables = set(found.get_table_names())
+            columns = set()
+            if "experiments" in tables:
+                columns = {c["name"] for c in found.get_columns("experiments")}
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ServerUnavailable(f"Cannot read the MLflow database at {shown}: {reason}") from None
+    finally:
+        engine.dispose()
+    if not {"experiments", "runs", "metrics"} <= tables or "lifecycle_stage" not in columns:
+        raise NotFound(
+            f"No MLflow store in the database at {shown}: it has no MLflow tables (MLflow's "
+            "client would create them there; check the URI)"
+        )
 
 
 def _reach(url: str) -> None:

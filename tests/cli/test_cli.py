@@ -165,6 +165,7 @@ def test_the_examples_in_the_help_work(home: Path) -> None:
         "name: quickstart-loop\ndeployment: quickstart\nmodel: quickstart-lgbm\n"
         "monitor: quickstart\ntraining: {function: 'my_package.training:train'}\n"
     )
+    _mlflow_file_store(Path("mlruns"))  # what the `import mlflow` examples read
     fluent.close_clients()
     examples = []
     for path in _command_paths(typer.main.get_command(app)):
@@ -184,6 +185,22 @@ def test_the_examples_in_the_help_work(home: Path) -> None:
             fluent.close_clients()
         result = invoke(*[run_id if a == "<run-id>" else a for a in args[1:]])
         assert result.exit_code == 0, (args, result.output)
+
+
+def _mlflow_file_store(path: Path) -> None:
+    """An MLflow file store with an experiment "churn" and a run, written by MLflow's client."""
+    import warnings
+
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's, about its file store and dependencies
+        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=path.absolute().as_uri())
+        run = client.create_run(client.create_experiment("churn"), run_name="baseline")
+        client.log_metric(run.info.run_id, "auc", 0.9, step=1)
+        client.set_terminated(run.info.run_id)
 
 
 def test_no_arguments_prints_help() -> None:

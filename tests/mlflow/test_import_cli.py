@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect
 
 from modelloop.mlflow_import import KINDS
 from tests.cli_helpers import fails, invoke, ok
+from tests.conftest import postgres_schema
 from tests.mlflow.mlflow_stores import MlflowStore
 
 
@@ -72,10 +75,48 @@ def test_a_missing_source_is_an_error(tmp_path: Path, home: Path) -> None:
     assert not database.exists()  # MLflow would have created an empty store there
 
 
-def test_an_unreachable_server_is_an_error(home: Path) -> None:
+def test_a_database_without_an_mlflow_store_is_refused_untouched(
+    tmp_path: Path, home: Path
+) -> None:
+    """MLflow's client would create its tables in any database it is pointed at."""
+    database = tmp_path / "other.db"
+    with sqlite3.connect(database) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    message = fails(3, "import", "mlflow", f"sqlite:///{database}")
+    assert "No MLflow store in the database" in message
+    with sqlite3.connect(database) as conn:
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    assert tables == [("notes",)]
+
+
+@pytest.mark.postgres
+def test_a_postgres_database_without_an_mlflow_store_is_refused_untouched(home: Path) -> None:
+    with postgres_schema() as url:
+        assert "No MLflow store in the database" in fails(3, "import", "mlflow", url)
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            assert inspect(conn).get_table_names() == []
+        engine.dispose()
+
+
+def test_an_unreachable_database_is_an_error(home: Path) -> None:
+    port = _free_port()
+    message = fails(6, "import", "mlflow", f"postgresql+psycopg://u:pw@127.0.0.1:{port}/mlflow")
+    assert message.startswith(
+        "Error: Cannot read the MLflow database at postgresql+psycopg://u:***@"
+    )
+    assert "pw" not in message
+
+
+def _free_port() -> int:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_an_unreachable_server_is_an_error(home: Path) -> None:
+    port = _free_port()
     message = fails(6, "import", "mlflow", f"http://u:secret@127.0.0.1:{port}")
     assert message.startswith(
         f"Error: Cannot reach the MLflow server at http://u:***@127.0.0.1:{port}"
@@ -110,5 +151,6 @@ def test_without_mlflow_the_command_says_what_to_install(tmp_path: Path) -> None
 def test_the_help_teaches_with_examples() -> None:
     shown = ok("import", "mlflow", "--help")
     assert "modelloop import mlflow ./mlruns --dry-run" in shown
-    assert "sqlite:///mlflow.db" in shown
+    for kind in ("sqlite:///mlflow.db", "postgresql://", "http://mlflow.internal:5000"):
+        assert kind in shown
     assert "pip install 'modelloop[mlflow]'" in " ".join(shown.split())

@@ -10,6 +10,7 @@
     modelloop db upgrade [--database-url]
     modelloop db current [--database-url]
     modelloop clock [--simulated WHEN | --wall]
+    modelloop import mlflow SOURCE [--experiment NAME ...] [--dry-run] [--output table|json]
 
 Commands translate options into SDK calls and render the results; they decide nothing. Where the
 data lives comes from the SDK's settings (``MODELLOOP_HOME``, ``MODELLOOP_DATABASE_URL``,

@@ -44,9 +44,11 @@ _LABELS = {
     "start and end time, params, tags, every metric point with its step and timestamp, "
     "artifacts, MLflow 3 logged models), registered models, their versions and aliases.\n\n"
     "SOURCE is what MLFLOW_TRACKING_URI would be: a file store (./mlruns or file:///...), a "
-    "database (sqlite:///mlflow.db, postgresql://...) or a server (http://host:5000). The "
-    "destination is the store of the current settings ($MODELLOOP_HOME, "
-    "$MODELLOOP_DATABASE_URL, or a server at $MODELLOOP_TRACKING_URI).\n\n"
+    "database (sqlite:///mlflow.db, postgresql://user@host/mlflow) or a server "
+    "(http://mlflow.internal:5000). The destination is the store of the current settings "
+    "($MODELLOOP_HOME, $MODELLOOP_DATABASE_URL, or a server at $MODELLOOP_TRACKING_URI, e.g. "
+    "MODELLOOP_TRACKING_URI=http://127.0.0.1:8765 modelloop import mlflow sqlite:///mlflow.db)."
+    "\n\n"
     "Safe to repeat: what an earlier import copied is recognised (runs and versions carry the "
     "tag modelloop.imported_from) and not copied twice, so an interrupted import is completed "
     "by running it again. Deleted MLflow runs and experiments are left out. A protected alias "
@@ -56,10 +58,8 @@ _LABELS = {
     "'modelloop\\[mlflow]'.",
     epilog=_examples(
         "modelloop import mlflow ./mlruns --dry-run",
-        "modelloop import mlflow sqlite:///mlflow.db",
-        "modelloop import mlflow http://mlflow.internal:5000 --experiment churn -e fraud",
-        "MODELLOOP_TRACKING_URI=http://127.0.0.1:8765 modelloop import mlflow ./mlruns",
-        "modelloop import mlflow ./mlruns --output json | jq .counts.runs",
+        "modelloop import mlflow ./mlruns",
+        "modelloop import mlflow ./mlruns --experiment churn --output json | jq .counts.runs",
     ),
 )
 def import_mlflow(
