@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from modelloop.registry.sql import SqlRegistryStore
     from modelloop.server.automation import automation_router
     from modelloop.server.datasets import datasets_router
-    from modelloop.server.mlflow import mlflow_router
+    from modelloop.server.mlflow import mlflow_apps, unsupported
     from modelloop.server.monitoring import monitoring_router
     from modelloop.server.registry import registry_router
     from modelloop.server.serving import serving_router
@@ -98,15 +98,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=OrjsonResponse,
         redirect_slashes=False,  # an API answers the URL it was given, or 404
     )
-    app.include_router(tracking_router(store, max_upload_bytes=settings.max_upload_bytes))
     registry = SqlRegistryStore(store.db, protected_aliases=settings.protected_aliases)
+    for prefix, mlflow_app in mlflow_apps(store, registry, settings, _answer_errors).items():
+        app.mount(prefix, mlflow_app)  # MLflow's REST API: /api/2.0/mlflow...
+    app.add_api_route("/graphql", unsupported, methods=["GET", "POST"], include_in_schema=False)
+    app.include_router(tracking_router(store, max_upload_bytes=settings.max_upload_bytes))
     app.include_router(registry_router(registry))
     app.include_router(datasets_router(store.db, store.blobs))
     app.include_router(monitoring_router(settings))
     app.include_router(automation_router(settings))
     app.include_router(serving_router(settings))
     app.include_router(users_router(users))
-    app.include_router(mlflow_router(store, registry, settings))  # /api/2.0/mlflow...
     app.include_router(ui_router(store, settings, authenticated=authenticated))  # /ui, / -> /ui/
 
     @app.get("/health", tags=["server"], response_model=Health, openapi_extra={"security": []})
@@ -121,10 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return OrjsonResponse(store_clock(settings).to_dict())
 
-    app.add_exception_handler(ModelloopError, _modelloop_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(ClientDisconnect, _client_disconnect)
+    _answer_errors(app)
     # Added innermost first: requests meet the boundary, the Host check, auth, the body limit.
     app.add_middleware(BodyLimit, upload_limit=settings.max_upload_bytes)
     app.add_middleware(Auth, token=settings.token, users=users if authenticated else None)
@@ -254,6 +253,14 @@ class _App(FastAPI):
 
 # Error bodies echo caller input; nosniff stops a browser reading them as HTML or script.
 _NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+
+
+def _answer_errors(app: FastAPI) -> None:
+    """Every error as ``{"error_code", "message"}`` (MLflow's codes on MLflow's paths)."""
+    app.add_exception_handler(ModelloopError, _modelloop_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
 
 
 def _error(

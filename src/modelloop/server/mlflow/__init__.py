@@ -19,18 +19,20 @@ docs/mlflow.md lists every endpoint and its status.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 
 from modelloop.server.mlflow.errors import NotSupported, as_mlflow, is_mlflow_path
+from modelloop.web.responses import OrjsonResponse
 
 if TYPE_CHECKING:
     from modelloop.registry.store import RegistryStore
     from modelloop.settings import Settings
     from modelloop.tracking.sql import SqlTrackingStore
 
-__all__ = ["NotSupported", "as_mlflow", "is_mlflow_path", "mlflow_router"]
+__all__ = ["NotSupported", "as_mlflow", "is_mlflow_path", "mlflow_apps", "unsupported"]
 
 API = "/api/2.0/mlflow"
 AJAX_API = "/ajax-api/2.0/mlflow"
@@ -39,29 +41,48 @@ ARTIFACTS_API = "/api/2.0/mlflow-artifacts"
 UNIMPLEMENTED = ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
 
 
-def mlflow_router(
-    store: SqlTrackingStore, registry: RegistryStore, settings: Settings
-) -> APIRouter:
-    """Every MLflow route, then a catch-all that names what is not implemented."""
+def mlflow_apps(
+    store: SqlTrackingStore,
+    registry: RegistryStore,
+    settings: Settings,
+    configure: Callable[[FastAPI], None],
+) -> dict[str, FastAPI]:
+    """MLflow's API as apps to mount, by path prefix; ``configure`` gives each the server's
+    error handlers. Mounted, a prefix is one cheap check for every other request, where
+    included routes would each be tried in turn (FastAPI does not skip an included router by
+    its prefix). Each app ends in a catch-all that names what is not implemented."""
     from modelloop.server.mlflow.artifacts import artifacts_routes, logged_model_routes
     from modelloop.server.mlflow.registry import registry_routes
     from modelloop.server.mlflow.tracking import tracking_routes
 
-    # Not in modelloop's OpenAPI document: MLflow's API is MLflow's, documented in docs/mlflow.md.
-    router = APIRouter(include_in_schema=False)
-    api = APIRouter()
-    api.include_router(tracking_routes(store, settings))
-    api.include_router(logged_model_routes(store, settings))
-    api.include_router(registry_routes(registry, store, settings))
-    router.include_router(api, prefix=API)
-    router.include_router(api, prefix=AJAX_API)
-    router.include_router(artifacts_routes(store, settings), prefix=ARTIFACTS_API)
+    def app(*routers: APIRouter) -> FastAPI:
+        # Not in modelloop's OpenAPI document: MLflow's API is MLflow's (docs/mlflow.md).
+        made = FastAPI(
+            openapi_url=None,
+            docs_url=None,
+            redoc_url=None,
+            default_response_class=OrjsonResponse,
+            redirect_slashes=False,
+        )
+        for router in routers:
+            made.include_router(router, include_in_schema=False)
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+        made.add_api_route("/{endpoint:path}", unsupported, methods=methods)
+        configure(made)
+        return made
 
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    for prefix in (API, AJAX_API, ARTIFACTS_API, *UNIMPLEMENTED):
-        router.add_api_route(f"{prefix}/{{endpoint:path}}", unsupported, methods=methods)
-    router.add_api_route("/graphql", unsupported, methods=methods)  # MLflow UI's
-    return router
+    api = app(
+        tracking_routes(store, settings),
+        logged_model_routes(store, settings),
+        registry_routes(registry, store, settings),
+    )
+    genai = app()
+    return {
+        API: api,
+        AJAX_API: api,
+        ARTIFACTS_API: app(artifacts_routes(store, settings)),
+        **dict.fromkeys(UNIMPLEMENTED, genai),
+    }
 
 
 async def unsupported(request: Request) -> None:
