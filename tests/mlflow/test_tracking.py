@@ -262,6 +262,10 @@ def test_search_experiments_and_pages(mlflow_server: MlflowServer) -> None:
         "other",
     ]
     assert second.token is None
+    client.set_experiment_tag(client.get_experiment_by_name("exp-a").experiment_id, "k", "v")
+    latest = client.search_experiments(order_by=["last_update_time DESC"], max_results=1)
+    assert [e.name for e in latest] == ["exp-a"]
+    assert latest[0].last_update_time >= latest[0].creation_time
 
 
 def test_metric_history_round_trips_exactly(mlflow_server: MlflowServer) -> None:

@@ -383,7 +383,11 @@ def test_artifact_errors(store: TrackingStore) -> None:
 def test_experiment_rename_and_tags(store: TrackingStore) -> None:
     exp = store.create_experiment("fraud")
     store.create_experiment("churn")
-    assert store.rename_experiment(exp.experiment_id, "card-fraud").name == "card-fraud"
+    assert exp.updated_at == exp.created_at
+    renamed = store.rename_experiment(exp.experiment_id, "card-fraud")
+    assert renamed.name == "card-fraud"
+    assert renamed.updated_at is not None
+    assert renamed.updated_at >= exp.created_at
     assert store.get_experiment_by_name("fraud") is None
     with pytest.raises(AlreadyExists, match="churn"):
         store.rename_experiment(exp.experiment_id, "churn")
@@ -415,6 +419,12 @@ def test_experiment_search(store: TrackingStore) -> None:
     assert names(order_by=["name DESC"]) == ["fraud-b", "fraud-a", "churn"]
     assert names(order_by=["created_at DESC"], max_results=2) == ["churn", "fraud-b"]
     assert names(order_by=["name"], max_results=2, offset=2) == ["fraud-b"]
+    churn = store.get_experiment_by_name("churn")
+    assert churn is not None
+    store.set_experiment_tags(churn.experiment_id, {"team": "growth"})  # changes it last
+    assert names(order_by=["updated_at DESC"])[0] == "churn"
+    assert churn.updated_at is not None
+    assert names(f"updated_at > {churn.updated_at}") == ["churn"]
     with pytest.raises(InvalidFilter, match="metrics"):
         names("metrics.auc > 1")
 

@@ -367,6 +367,7 @@ class ExperimentOut(BaseModel):
     description: str | None
     tags: dict[str, str]
     deleted_at: int | None = Field(description="Set when deleted (restorable)")
+    updated_at: int = Field(description="Last renamed, tagged, deleted or restored")
 
 
 class ExperimentList(BaseModel):

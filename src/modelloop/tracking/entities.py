@@ -46,6 +46,7 @@ class Experiment:
     description: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     deleted_at: int | None = None  # ms since the epoch; None: not deleted
+    updated_at: int | None = None  # last renamed, tagged, deleted or restored; None: created_at
 
 
 @dataclass(frozen=True, slots=True)

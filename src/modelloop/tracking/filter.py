@@ -17,8 +17,8 @@ Grammar (keywords case-insensitive, ``and`` binds tighter than ``or``, both left
 MLflow's spellings are understood, so that its clients' filters mean the same here: the
 attributes ``run_name``, ``user_id`` and ``created``, and the tags ``mlflow.runName`` and
 ``mlflow.parentRunId`` (the run's name and parent). ``parse_experiment_filter`` reads the same
-language over experiments: ``name``, ``experiment_id``, ``created_at`` (``creation_time``) and
-``tags.<key>``.
+language over experiments: ``name``, ``experiment_id``, ``created_at`` (``creation_time``),
+``updated_at`` (``last_update_time``) and ``tags.<key>``.
 """
 
 from __future__ import annotations
@@ -119,11 +119,12 @@ EXPERIMENT_ATTRIBUTES: dict[str, Literal["string", "number"]] = {
     "name": "string",
     "experiment_id": "string",
     "created_at": "number",
+    "updated_at": "number",
 }
 _EXPERIMENTS = _Grammar(
     {p: e for p, e in _PREFIXES.items() if e in ("tag", "attribute")},
     EXPERIMENT_ATTRIBUTES,
-    {"creation_time": "created_at"},
+    {"creation_time": "created_at", "last_update_time": "updated_at"},
     {},
 )
 

@@ -268,6 +268,7 @@ def _experiment(data: dict[str, Any]) -> Experiment:
         description=data.get("description"),
         tags=data.get("tags", {}),
         deleted_at=data.get("deleted_at"),
+        updated_at=data.get("updated_at"),
     )
 
 

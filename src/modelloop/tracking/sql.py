@@ -21,6 +21,7 @@ from sqlalchemy import (
     and_,
     delete,
     exists,
+    func,
     insert,
     or_,
     select,
@@ -82,7 +83,8 @@ class SqlTrackingStore:
         name = _check_name(name, "experiment")
         if description is not None:
             check_value(description, "experiment", "description")
-        exp = Experiment(new_id(), name, now_ms(), description)
+        created = now_ms()
+        exp = Experiment(new_id(), name, created, description, updated_at=created)
         try:
             with self.db.write() as conn:
                 conn.execute(
@@ -134,7 +136,7 @@ class SqlTrackingStore:
             query = query.where(_compile_experiment(expr))
         for i, order in enumerate(parse_experiment_order_by(order_by)):
             if order.entity == "attribute":
-                column: Any = e[order.key]
+                column: Any = _experiment_column(order.key)
             else:
                 tag = t.experiment_tags.alias(f"order_{i}")
                 query = query.outerjoin(
@@ -156,7 +158,7 @@ class SqlTrackingStore:
                 conn.execute(
                     update(t.experiments)
                     .where(t.experiments.c.experiment_id == experiment_id)
-                    .values(name=name)
+                    .values(name=name, updated_at=now_ms())
                 )
         except IntegrityError:
             raise _name_taken(self.get_experiment_by_name(name), name) from None
@@ -171,7 +173,7 @@ class SqlTrackingStore:
                 conn.execute(
                     update(t.experiments)
                     .where(t.experiments.c.experiment_id == experiment_id)
-                    .values(deleted_at=when)
+                    .values(deleted_at=when, updated_at=when)
                 )
                 conn.execute(
                     update(t.runs)
@@ -197,7 +199,7 @@ class SqlTrackingStore:
                 conn.execute(
                     update(t.experiments)
                     .where(t.experiments.c.experiment_id == experiment_id)
-                    .values(deleted_at=None)
+                    .values(deleted_at=None, updated_at=now_ms())
                 )
         return self.get_experiment(experiment_id)
 
@@ -218,6 +220,7 @@ class SqlTrackingStore:
                         for k, v in checked.items()
                     ],
                 )
+                _touch(conn, experiment_id)
 
     def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
         with self.db.write() as conn:
@@ -228,6 +231,8 @@ class SqlTrackingStore:
                     t.experiment_tags.c.key == key,
                 )
             ).rowcount
+            if gone:
+                _touch(conn, experiment_id)
         if not gone:
             raise NotFound(f"Experiment {experiment_id} has no tag {key!r}")
 
@@ -655,9 +660,18 @@ def _load_experiments(conn: Connection, rows: Sequence[Any]) -> list[Experiment]
             r.description,
             tags[r.experiment_id],
             r.deleted_at,
+            r.updated_at if r.updated_at is not None else r.created_at,
         )
         for r in rows
     ]
+
+
+def _touch(conn: Connection, experiment_id: str) -> None:
+    conn.execute(
+        update(t.experiments)
+        .where(t.experiments.c.experiment_id == experiment_id)
+        .values(updated_at=now_ms())
+    )
 
 
 def _require_experiment(
@@ -883,6 +897,11 @@ def _load_runs(conn: Connection, rows: Sequence[Any]) -> list[Run]:
 # -- filter compilation ----------------------------------------------------------------------
 
 
+def _experiment_column(key: str) -> Any:
+    e = t.experiments.c
+    return func.coalesce(e.updated_at, e.created_at) if key == "updated_at" else e[key]
+
+
 def _compile_experiment(expr: Expr) -> ColumnElement[bool]:
     if isinstance(expr, And):
         return and_(_compile_experiment(expr.left), _compile_experiment(expr.right))
@@ -891,7 +910,7 @@ def _compile_experiment(expr: Expr) -> ColumnElement[bool]:
     assert isinstance(expr, Comparison)
     e = t.experiments.c
     if expr.entity == "attribute":
-        return _compare(e[expr.key], expr.op, expr.value)
+        return _compare(_experiment_column(expr.key), expr.op, expr.value)
     x = t.experiment_tags.c
     return exists().where(
         x.experiment_id == e.experiment_id,

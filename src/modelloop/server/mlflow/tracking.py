@@ -651,6 +651,7 @@ def _experiment(exp: Experiment) -> dict[str, Any]:
         "artifact_location": f"mlflow-artifacts:/{exp.experiment_id}",
         "lifecycle_stage": "active" if exp.deleted_at is None else "deleted",
         "creation_time": exp.created_at,
+        "last_update_time": exp.updated_at if exp.updated_at is not None else exp.created_at,
         "tags": [{"key": k, "value": v} for k, v in exp.tags.items()],
     }
 
