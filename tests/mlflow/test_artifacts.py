@@ -352,3 +352,19 @@ def test_a_client_asking_for_multipart_falls_back_to_the_plain_proxy(
     out = tmp_path / "out"
     out.mkdir()
     assert Path(repo.download_artifacts("blob.bin", str(out))).read_bytes() == data
+
+
+def test_empty_files_and_names_with_spaces_and_accents(mlflow_server: MlflowServer) -> None:
+    mlflow.set_experiment("names")
+    with mlflow.start_run() as run:
+        mlflow.log_text("", "empty.txt")
+        mlflow.log_text("ünïcode ✓", "dir with space/naïve file.txt")
+    run_id = run.info.run_id
+    stored = ml.Client(settings=mlflow_server.settings)
+    assert [(a.path, a.size) for a in stored.list_artifacts(run_id)] == [
+        ("dir with space/naïve file.txt", len("ünïcode ✓".encode())),
+        ("empty.txt", 0),
+    ]
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/empty.txt") == ""
+    text = mlflow.artifacts.load_text(f"runs:/{run_id}/dir with space/naïve file.txt")
+    assert text == "ünïcode ✓"
