@@ -1,47 +1,16 @@
-"""Copy an MLflow tracking store into modelloop: ``modelloop import mlflow SOURCE``.
-
-The source is read with MLflow's own client (``mlflow.MlflowClient``, imported only here, so
-modelloop imports without it) and written through :class:`modelloop.Client` and its registry,
-so the destination is whatever the settings name: a local store or a modelloop server::
-
-    MLflow                         modelloop
-    experiment                 ->  the experiment of the same name (reused if it exists)
-    run                        ->  a run tagged modelloop.imported_from = "mlflow:<run id>":
-                                   name, user, status, start and end time, params, tags,
-                                   every metric point (step, timestamp, value), artifacts,
-                                   and the files of its logged models under models/<model id>/
-    mlflow.parentRunId         ->  the parent run
-    registered model           ->  the model of the same name: description, tags
-    model version              ->  the next version, tagged "mlflow:<name>/<version>", on the
-                                   imported run and artifact path, with description and tags
-    alias                      ->  set; a protected alias is *requested* (another user approves)
-
-Every step can be repeated: a run, version or alias already imported is found by its tag and
-not copied again, metric histories are appended from the first point the destination lacks
-(each batch is written whole or not at all), and artifacts already present are skipped. So an
-import killed half-way loses nothing committed, and running it again completes it. Deleted
-MLflow experiments and runs are not copied.
-
-The report counts each kind on both sides (what the source holds, what the destination holds of
-it afterwards, and what this import added); anything it could not copy is listed with why.
-"""
+"""The copy itself: experiments and runs, then registered models, versions and aliases, each
+step safe to repeat (see the package docstring)."""
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import re
-import socket
 import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from modelloop.errors import (
     Conflict,
@@ -49,8 +18,9 @@ from modelloop.errors import (
     InvalidArgument,
     ModelloopError,
     NotFound,
-    ServerUnavailable,
 )
+from modelloop.mlflow_import._report import TAG_IMPORTED_FROM, ImportReport, Progress
+from modelloop.mlflow_import._source import _pages
 from modelloop.registry.entities import RequestStatus, check_model_name
 from modelloop.registry.reference import NoDriftReference
 from modelloop.tracking.entities import RunSpec, RunStatus, check_metric
@@ -59,234 +29,15 @@ if TYPE_CHECKING:
     from modelloop.client import Client
     from modelloop.registry.client import Registry
 
-TAG_IMPORTED_FROM = "modelloop.imported_from"  # "mlflow:<run id>" or "mlflow:<name>/<version>"
 TAG_PARENT = "mlflow.parentRunId"
 ALIAS_REASON = "imported from MLflow"
 METRIC_BATCH = 5000  # points per log_batch: one transaction (or request) each
 _PAGE = 1000
-KINDS = (
-    "experiments",
-    "runs",
-    "params",
-    "tags",
-    "metric_points",
-    "artifact_files",
-    "artifact_bytes",
-    "models",
-    "versions",
-    "aliases",
-)
 _STATUS = {
     "FINISHED": RunStatus.FINISHED,
     "FAILED": RunStatus.FAILED,
     "KILLED": RunStatus.KILLED,
 }  # RUNNING and SCHEDULED stay RUNNING
-
-Progress = Callable[[str, int, int], None]
-"""Called as ``progress(stage, done, total)``; stages are ``"runs"`` and ``"versions"``."""
-
-
-@dataclass
-class Count:
-    """One kind: in the source, in the destination (of what the source holds), added now."""
-
-    source: int = 0
-    imported: int = 0
-    new: int = 0
-
-
-@dataclass
-class ImportReport:
-    source: str  # the source URI, any password hidden
-    dry_run: bool
-    counts: dict[str, Count] = field(default_factory=lambda: {k: Count() for k in KINDS})
-    problems: list[str] = field(default_factory=list)  # what was not copied, and why
-    notes: list[str] = field(default_factory=list)  # copied, but worth knowing
-
-    @property
-    def complete(self) -> bool:
-        """Everything the source holds is in the destination (a dry run: already was)."""
-        return not self.problems and all(c.source == c.imported for c in self.counts.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "dry_run": self.dry_run,
-            "complete": self.complete,
-            "counts": {k: vars(c).copy() for k, c in self.counts.items()},
-            "problems": list(self.problems),
-            "notes": list(self.notes),
-        }
-
-
-def import_mlflow(
-    source: str,
-    *,
-    client: Client | None = None,
-    experiments: Sequence[str] | None = None,
-    dry_run: bool = False,
-    progress: Progress | None = None,
-) -> ImportReport:
-    """Copy the MLflow store at ``source`` (a tracking URI: ``./mlruns``, ``file:///...``,
-    ``sqlite:///mlflow.db``, ``postgresql://...``, ``http://host:5000``) into ``client``'s store
-    (default: the current settings'); only the experiments named in ``experiments`` when given.
-    ``dry_run`` reads both sides and writes nothing: the report's ``new`` is what an import
-    would add."""
-    from modelloop.client import Client as SdkClient
-
-    with _reading_mlflow():
-        mlflow_client, mlflow_errors = _open_source(source)
-        owned = client is None
-        target = SdkClient() if client is None else client
-        report = ImportReport(_hide_password(source), dry_run)
-        try:
-            _Importer(mlflow_client, source, target, report, dry_run, progress).run(experiments)
-        except mlflow_errors as exc:
-            message = getattr(exc, "message", None) or str(exc).splitlines()[0]
-            raise ModelloopError(
-                f"Reading the MLflow store {report.source} failed: {message}"
-            ) from None
-        finally:
-            if owned:
-                target.close()
-    return report
-
-
-# -- the source ----------------------------------------------------------------------------------
-
-
-def _open_source(source: str) -> tuple[Any, tuple[type[BaseException], ...]]:
-    """An ``MlflowClient`` on ``source`` and the exceptions reading it may raise, after checking
-    the source is there: MLflow would otherwise create an empty store where a path is wrong."""
-    if not source or not source.strip():
-        raise InvalidArgument("SOURCE is empty: give an MLflow tracking URI such as ./mlruns")
-    scheme = urlsplit(source).scheme.lower()
-    shown = _hide_password(source)
-    if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
-        path = Path(urlsplit(source).path if scheme == "file" else source)
-        if not path.is_dir():
-            raise NotFound(f"No MLflow file store at {shown}: {path} is not a directory")
-        # MLflow refuses file stores unless told; reading one to move off it is the point here.
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    elif scheme == "sqlite":
-        database = source.split("://", 1)[1].split("?", 1)[0].removeprefix("/")
-        if not database or database == ":memory:" or not Path(database).is_file():
-            raise NotFound(f"No MLflow database at {shown}: {database or '(none)'} is not a file")
-        _require_mlflow_tables(source)
-    elif scheme.partition("+")[0] in _DATABASES:
-        _require_mlflow_tables(source)
-    elif scheme in ("http", "https"):
-        _reach(source)
-    try:
-        import requests
-        from mlflow.exceptions import MlflowException
-
-        import mlflow
-    except ImportError:
-        raise ModelloopError(
-            "Importing from MLflow needs the mlflow client: pip install 'modelloop[mlflow]'"
-        ) from None
-    errors: tuple[type[BaseException], ...] = (MlflowException, requests.RequestException)
-    try:
-        mlflow_client = mlflow.MlflowClient(tracking_uri=source, registry_uri=source)
-        mlflow_client.search_experiments(max_results=1)  # fails now if the store is unreadable
-    except errors as exc:
-        message = getattr(exc, "message", None) or str(exc).splitlines()[0]
-        raise ServerUnavailable(f"Cannot read the MLflow store at {shown}: {message}") from None
-    return mlflow_client, errors
-
-
-@contextmanager
-def _reading_mlflow() -> Iterator[None]:
-    """MLflow's client as an import wants it. Quiet: its store code trips its dependencies'
-    deprecation warnings (SQLAlchemy's ``noload``), logs its schema checks and draws a progress
-    bar per downloaded file, none of it for the importing user to act on (the import has its
-    own progress). And a server that went away fails within seconds: MLflow's default of 7
-    retries backs off for minutes (a rerun resumes the import). Variables the user set win."""
-    defaults = {
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    }
-    added = [name for name in defaults if name not in os.environ]
-    os.environ.update({name: defaults[name] for name in added})
-    logger = logging.getLogger("mlflow")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            yield
-    finally:
-        logger.setLevel(level)
-        for name in added:
-            os.environ.pop(name, None)
-
-
-_DATABASES = ("postgresql", "mysql", "mssql")
-
-
-def _require_mlflow_tables(uri: str) -> None:
-    """Refuse a database that holds no MLflow store: MLflow's client would create its ~70
-    tables in it (a mistyped database name, or modelloop's own), and a source is only read."""
-    from sqlalchemy import create_engine, inspect
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
-    shown = _hide_password(uri)
-    try:
-        engine = create_engine(uri)
-    except ImportError as exc:
-        raise ModelloopError(f"Reading {shown} needs its database driver: {exc}") from None
-    except (ArgumentError, ValueError) as exc:
-        raise InvalidArgument(f"Invalid database URI {shown}: {exc}") from None
-    try:
-        with engine.connect() as conn:
-            found = inspect(conn)
-            tables = set(found.get_table_names())
-            columns = set()
-            if "experiments" in tables:
-                columns = {c["name"] for c in found.get_columns("experiments")}
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise ServerUnavailable(f"Cannot read the MLflow database at {shown}: {reason}") from None
-    finally:
-        engine.dispose()
-    if not {"experiments", "runs", "metrics"} <= tables or "lifecycle_stage" not in columns:
-        raise NotFound(
-            f"No MLflow store in the database at {shown}: it has no MLflow tables (MLflow's "
-            "client would create them there; check the URI)"
-        )
-
-
-def _reach(url: str) -> None:
-    """Fail fast on a server that does not answer (MLflow's client would retry for minutes)."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname or "", port), timeout=10):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ServerUnavailable(
-            f"Cannot reach the MLflow server at {_hide_password(url)}: {reason}"
-        ) from None
-
-
-def _hide_password(uri: str) -> str:
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", uri)
-
-
-def _pages(search: Callable[..., Any], **query: Any) -> Iterator[Any]:
-    token = None
-    while True:
-        page = search(**query, page_token=token)
-        yield from page
-        token = page.token
-        if not token:
-            return
-
-
-# -- the copy ------------------------------------------------------------------------------------
 
 
 class _Importer:
@@ -398,8 +149,8 @@ class _Importer:
         self.count["tags"].source += len(tags)
         target_id = self.runs.get(mlflow_id)
         if target_id is None:
-            self.count["runs"].new += 1
             if self.dry_run or experiment_id is None:
+                self.count["runs"].new += 1
                 self._count_source_only(run, logged)
                 return
             try:
@@ -408,6 +159,7 @@ class _Importer:
                 self.report.problems.append(f"run {mlflow_id}: not copied: {exc.message}")
                 self._count_source_only(run, logged)
                 return
+            self.count["runs"].new += 1
             self.runs[mlflow_id] = target_id
         self.count["runs"].imported += 1
         self._params_and_tags(target_id, params, tags)
