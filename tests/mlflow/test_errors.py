@@ -8,6 +8,8 @@ import pytest
 from mlflow.exceptions import RestException
 from mlflow.tracking import MlflowClient
 
+from modelloop.settings import Settings
+from tests.live_server import live_server
 from tests.mlflow.conftest import MlflowServer
 
 
@@ -25,3 +27,27 @@ def test_the_client_raises_mlflows_exception(mlflow_server: MlflowServer) -> Non
     with pytest.raises(RestException) as raised:
         client.get_run("0" * 32)
     assert raised.value.error_code in {"RESOURCE_DOES_NOT_EXIST", "NOT_IMPLEMENTED"}
+
+
+def test_the_middlewares_answers_keep_mlflows_codes(
+    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Errors raised before any route (auth, the Host check) carry MLflow's codes on MLflow's
+    paths too, so the client raises what it would against MLflow's server."""
+    token = "t" * 40
+    with live_server(sqlite_settings, token=token) as url:
+        path = f"{url}/api/2.0/mlflow/experiments/get-by-name"
+        anonymous = httpx.get(path, params={"experiment_name": "x"})
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error_code"] == "UNAUTHENTICATED"
+        own = httpx.get(f"{url}/api/v1/experiments")
+        assert own.json()["error_code"] == "UNAUTHORIZED"  # modelloop's paths keep modelloop's
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "wrong" * 10)
+        with pytest.raises(RestException) as raised:
+            MlflowClient(url).get_experiment_by_name("x")
+        assert raised.value.error_code == "UNAUTHENTICATED"
+    with live_server(sqlite_settings) as url:  # no auth: the Host check guards loopback
+        path = f"{url}/api/2.0/mlflow/experiments/get-by-name"
+        other_host = httpx.get(path, headers={"Host": "evil.example"})
+        assert other_host.status_code == 400
+        assert other_host.json()["error_code"] == "INVALID_PARAMETER_VALUE"

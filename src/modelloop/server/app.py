@@ -37,7 +37,6 @@ from modelloop.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from modelloop.server.mlflow import as_mlflow, is_mlflow_path
 from modelloop.server.schemas import Clock, Health
 from modelloop.settings import Settings, load_settings
 from modelloop.web import KEEP_ALIVE_SECONDS
@@ -273,9 +272,7 @@ def _error(
 ) -> Response:
     """The error answer; on MLflow's paths with MLflow's status and code, which its client acts
     on (:mod:`modelloop.server.mlflow.errors`)."""
-    if is_mlflow_path(request.url.path):
-        status, error_code = as_mlflow(status, error_code)
-    return error_response(status, error_code, message, headers, details)
+    return error_response(status, error_code, message, headers, details, path=request.url.path)
 
 
 async def _modelloop_error(request: Request, exc: Exception) -> Response:

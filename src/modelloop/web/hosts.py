@@ -96,5 +96,8 @@ class HostCheck:
             + f". To reach it by another name, set {ALLOWED_HOSTS_ENV}={name} "
             "(comma-separated names, host:port for one port, or * for any) and restart it"
         )
-        response = error_response(400, InvalidArgument.error_code, message, {"Connection": "close"})
+        close = {"Connection": "close"}
+        response = error_response(
+            400, InvalidArgument.error_code, message, close, path=scope["path"]
+        )
         await response(scope, receive, send)

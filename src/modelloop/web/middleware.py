@@ -64,8 +64,11 @@ _READ_ONLY_POST_ROUTES = (  # the same, for routes with path parameters
 log = logging.getLogger("modelloop.server")
 
 
-async def send_error(send: Send, exc: ModelloopError, headers: dict[str, str]) -> None:
-    response = error_response(exc.status_code, exc.error_code, exc.message, headers)
+async def send_error(
+    scope: Scope, send: Send, exc: ModelloopError, headers: dict[str, str]
+) -> None:
+    path = scope.get("path")
+    response = error_response(exc.status_code, exc.error_code, exc.message, headers, path=path)
     await send(
         {
             "type": "http.response.start",
@@ -100,6 +103,7 @@ class ErrorBoundary:
             if started:  # too late for a clean answer: let the server drop the connection
                 raise
             await send_error(
+                scope,
                 send,
                 ModelloopError("Internal server error; the server log has the details"),
                 {"Connection": "close"},
@@ -124,6 +128,7 @@ class Auth:
             principal = _claimed_principal(scope)
             if principal is None:
                 await send_error(
+                    scope,
                     send,
                     InvalidArgument(
                         f"Invalid {USER_HEADER} header: use a name of 1-256 characters"
@@ -145,6 +150,7 @@ class Auth:
                 )
                 # Close: whatever body the request carries is not worth reading.
                 await send_error(
+                    scope,
                     send,
                     Unauthorized(reason),
                     {"WWW-Authenticate": "Bearer", "Connection": "close"},
@@ -156,7 +162,7 @@ class Auth:
                     f"User {principal.name!r} has the {principal.role.value} role; "
                     f"{scope['method']} {scope['path']} needs {needed.value} or higher"
                 )
-                await send_error(send, Forbidden(message), {"Connection": "close"})
+                await send_error(scope, send, Forbidden(message), {"Connection": "close"})
                 return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
@@ -257,6 +263,7 @@ class BodyLimit:
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         if declared.isdigit() and int(declared) > limit:
             await send_error(
+                scope,
                 send,
                 PayloadTooLarge(
                     f"The request body ({int(declared)} bytes) is larger than the limit of "

@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from starlette.responses import JSONResponse, Response
 
+from modelloop.web.mlflow import as_mlflow, is_mlflow_path
+
 
 class OrjsonResponse(JSONResponse):
     """JSON rendered by orjson: dataclasses, enums and numpy arrays as they are; NaN as null.
@@ -25,7 +27,11 @@ def error_response(
     message: str,
     headers: Mapping[str, str] | None = None,
     details: list[dict[str, Any]] | None = None,
+    path: str | None = None,
 ) -> Response:
+    r"""The error answer; on MLflow's ``path``\s with MLflow's status and code."""
+    if path is not None and is_mlflow_path(path):
+        status, error_code = as_mlflow(status, error_code)
     body: dict[str, Any] = {"error_code": error_code, "message": message}
     if details:
         body["details"] = details
