@@ -404,6 +404,11 @@ def test_bad_input_is_an_mlflow_error_that_says_why(mlflow_server: MlflowServer)
         ("POST", "/runs/log-metric", '{"run_id": "' + "a" * 32 + '", "key": "m"}'),
         ("POST", "/runs/search", '{"experiment_ids": "x", "max_results": 0}'),
         ("POST", "/runs/search", '{"run_view_type": "SOMETIMES"}'),
+        ("POST", "/runs/search", '{"run_view_type": ["ALL"]}'),
+        ("POST", "/experiments/search", '{"view_type": true}'),
+        ("POST", "/runs/update", '{"run_id": "' + run_id + '", "status": {"a": 1}}'),
+        ("POST", "/runs/log-batch", '{"run_id": "' + run_id + '", "params": [{"key": 1}]}'),
+        ("POST", "/runs/log-inputs", '{"run_id": "' + run_id + '", "datasets": [{}]}'),
         ("GET", "/experiments/get", None),
     ]:
         answer = httpx.request(method, url + path, content=body)

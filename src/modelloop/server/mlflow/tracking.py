@@ -317,7 +317,7 @@ class _Edge:
             run = self.store.rename_run(run_id, name)
         status = p.values.get("status")
         if status is not None:
-            if status not in _STATUSES:
+            if not isinstance(status, str) or status not in _STATUSES:
                 raise p._wrong("status", "one of " + ", ".join(sorted(_STATUSES)))
             if status == "SCHEDULED":
                 raise NotSupported(
@@ -590,7 +590,7 @@ def _view_type(p: _Params, name: str) -> Lifecycle:
         return "active"
     if isinstance(value, str) and value.isdigit():
         value = int(value)
-    if value not in _VIEW_TYPES:
+    if isinstance(value, bool) or not isinstance(value, str | int) or value not in _VIEW_TYPES:
         raise p._wrong(name, "ACTIVE_ONLY, DELETED_ONLY or ALL")
     return _VIEW_TYPES[value]
 
