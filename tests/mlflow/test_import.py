@@ -145,6 +145,8 @@ def test_an_mlflow_store_is_copied_whole_and_once(
         k: c.source for k, c in report.counts.items()
     }
     assert report.counts["runs"].source == 4  # the deleted run is left out
+    names = sorted(e.name for e in client.list_experiments())
+    assert names == ["churn", "default", "fraud"]  # MLflow's "Default" is modelloop's
     assert_same_as_source(mlflow_store, client, tmp_path)
     # MLflow's sklearn model is a modelloop model now: it loads and scores as it did
     (note,) = report.notes  # MLflow keeps no training data to fit a drift reference on

@@ -23,6 +23,7 @@ from modelloop.mlflow_import._report import TAG_IMPORTED_FROM, ImportReport, Pro
 from modelloop.mlflow_import._source import _pages
 from modelloop.registry.entities import RequestStatus, check_model_name
 from modelloop.registry.reference import NoDriftReference
+from modelloop.tracking.client import DEFAULT_EXPERIMENT
 from modelloop.tracking.entities import RunSpec, RunStatus, check_metric
 
 if TYPE_CHECKING:
@@ -97,10 +98,15 @@ class _Importer:
     # -- experiments and runs --------------------------------------------------------------------
 
     def _experiment(self, experiment: Any) -> str | None:
-        """The modelloop experiment of this name (created unless dry), or None (dry, missing)."""
+        """The modelloop experiment of this name (created unless dry), or None (dry, missing).
+        MLflow's default experiment ("Default", id 0) is modelloop's ("default"), as on
+        modelloop's MLflow API."""
         count = self.count["experiments"]
         count.source += 1
-        existing = self.store.get_experiment_by_name(experiment.name)
+        name = experiment.name
+        if experiment.experiment_id == "0" and name == "Default":
+            name = DEFAULT_EXPERIMENT
+        existing = self.store.get_experiment_by_name(name)
         if existing is not None:
             count.imported += 1
             return existing.experiment_id
@@ -108,7 +114,7 @@ class _Importer:
         if self.dry_run:
             return None
         description = (experiment.tags or {}).get("mlflow.note.content") or None
-        created = self.store.create_experiment(experiment.name, description)
+        created = self.store.create_experiment(name, description)
         count.imported += 1
         return created.experiment_id
 
