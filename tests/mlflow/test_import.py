@@ -320,3 +320,29 @@ def test_an_mlflow_server_is_copied(
     again = import_mlflow(mlflow_http.uri, client=client)
     assert {k: c.new for k, c in again.counts.items()} == dict.fromkeys(KINDS, 0)
     client.close()
+
+
+def test_a_param_that_differs_is_reported_not_overwritten(
+    mlflow_sqlite: MlflowStore, sqlite_settings: Settings
+) -> None:
+    client = ml.Client(settings=sqlite_settings)
+    experiment = client.create_experiment("churn")
+    mine = client.store.create_run(
+        RunSpec(
+            experiment_id=experiment.experiment_id,
+            name="sweep",
+            params={"folds": "10"},
+            tags={TAG_IMPORTED_FROM: f"mlflow:{mlflow_sqlite.parent}"},
+        )
+    )
+    report = import_mlflow(mlflow_sqlite.uri, client=client)
+
+    assert not report.complete
+    params = report.counts["params"]
+    assert params.imported == params.source - 1
+    assert report.problems == [
+        f"run {mine.run_id}: param 'folds' is '10' in modelloop but '5' in MLflow (params "
+        "cannot change)"
+    ]
+    assert client.get_run(mine.run_id).params == {"folds": "10", "model": "lgbm"}
+    client.close()

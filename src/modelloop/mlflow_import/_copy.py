@@ -218,6 +218,12 @@ class _Importer:
             self.count["params"].new += len(missing_params)
             self.count["tags"].new += len(stale_tags)
         self.count["params"].imported += sum(current.params.get(k) == v for k, v in params.items())
+        for key, value in params.items():
+            if key in current.params and current.params[key] != value:
+                self.report.problems.append(
+                    f"run {target_id}: param {key!r} is {current.params[key]!r} in modelloop "
+                    f"but {value!r} in MLflow (params cannot change)"
+                )
         self.count["tags"].imported += sum(current.tags.get(k) == v for k, v in tags.items())
 
     def _metric(self, mlflow_id: str, target_id: str, key: str) -> None:
@@ -230,7 +236,9 @@ class _Importer:
         try:
             points = [check_metric(m.key, m.value, m.step, m.timestamp) for m in history]
         except InvalidArgument as exc:
-            self.report.problems.append(f"run {mlflow_id}: metric {key!r} not copied: {exc}")
+            self.report.problems.append(
+                f"run {mlflow_id}: metric {key!r} not copied: {exc.message}"
+            )
             return
         wanted = Counter(_identity(p.step, p.timestamp, p.value) for p in points)
         held = self._held(target_id, key)
