@@ -33,8 +33,6 @@ def _open_source(source: str) -> tuple[Any, tuple[type[BaseException], ...]]:
         path = Path(urlsplit(source).path if scheme == "file" else source)
         if not path.is_dir():
             raise NotFound(f"No MLflow file store at {shown}: {path} is not a directory")
-        # MLflow refuses file stores unless told; reading one to move off it is the point here.
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     elif scheme == "sqlite":
         database = source.split("://", 1)[1].split("?", 1)[0].removeprefix("/")
         if not database or database == ":memory:" or not Path(database).is_file():
@@ -68,11 +66,14 @@ def _reading_mlflow() -> Iterator[None]:
     """MLflow's client as an import wants it. Quiet: its store code trips its dependencies'
     deprecation warnings (SQLAlchemy's ``noload``), logs its schema checks and draws a progress
     bar per downloaded file, none of it for the importing user to act on (the import has its
-    own progress). And a server that went away fails within seconds: MLflow's default of 7
-    retries backs off for minutes (a rerun resumes the import). Variables the user set win."""
+    own progress). A server that went away fails within seconds: MLflow's default of 7
+    retries backs off for minutes (a rerun resumes the import). And a file store is read,
+    which MLflow 3 refuses unless told (moving off one is the point here). Variables the user
+    set win; the others are restored afterwards."""
     defaults = {
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_ALLOW_FILE_STORE": "true",
     }
     added = [name for name in defaults if name not in os.environ]
     os.environ.update({name: defaults[name] for name in added})
