@@ -446,6 +446,11 @@ def test_log_input_records_the_dataset_on_the_run(mlflow_server: MlflowServer) -
     with mlflow.start_run() as run:
         mlflow.log_input(dataset, context="training")
     (logged,) = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    found = mlflow.search_runs(
+        filter_string="datasets.name = 'cards' and datasets.context = 'training'",
+        output_format="list",
+    )
+    assert [r.info.run_id for r in found] == [run.info.run_id]
     assert (logged.dataset.name, logged.dataset.digest) == ("cards", dataset.digest)
     assert {t.key: t.value for t in logged.tags}["mlflow.data.context"] == "training"
     assert '"num_rows": 2' in logged.dataset.profile

@@ -118,10 +118,21 @@ def test_valid_filters_parse_to_their_ast(text: str, expected: Expr) -> None:
         ("attributes.user_id = 'ann'", attr("user", "=", "ann")),
         ("attribute.created > 5", attr("start_time", ">", 5.0)),
         ("tags.mlflow.user = 'ann'", tag("mlflow.user", "=", "ann")),
+        ("datasets.context = 'training'", Comparison("dataset", "context", "=", "training")),
+        ("dataset.name IN ('a', 'b')", Comparison("dataset", "name", "IN", ("a", "b"))),
     ],
 )
 def test_mlflow_spellings_mean_modelloop_attributes(text: str, expected: Expr) -> None:
     assert parse_filter(text) == expected
+
+
+def test_dataset_keys_are_checked_and_not_sortable() -> None:
+    with pytest.raises(InvalidFilter, match="unknown dataset key 'size'"):
+        parse_filter("datasets.size = '1'")
+    with pytest.raises(InvalidFilter, match="does not apply to string"):
+        parse_filter("datasets.name > 'a'")
+    with pytest.raises(InvalidFilter, match="cannot be ordered by their datasets"):
+        parse_order_by(["datasets.name"])
 
 
 def test_experiment_filters_know_experiments_only() -> None:

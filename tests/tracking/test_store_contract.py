@@ -523,5 +523,21 @@ def test_run_inputs(store: TrackingStore) -> None:
     assert store.run_inputs(run_id) == [train, evaluation]  # logged once, as first logged
     with pytest.raises(InvalidArgument):
         store.log_inputs(run_id, [DatasetInput("", "d", "local", "{}")])
+    other = _run(store)
+    store.log_inputs(other, [DatasetInput("cards", "zzz999", "local", "{}")])
+    exp = store.get_run(run_id).experiment_id
+
+    def found(filter: str) -> set[str]:
+        return {r.run_id for r in store.search_runs([exp], filter)}
+
+    assert found("datasets.name = 'cards'") == {run_id, other}
+    assert found("datasets.digest = 'abc123'") == {run_id}
+    assert found("datasets.context = 'train'") == {run_id}
+    assert found("datasets.name = 'cards-eval' and datasets.context IN ('train')") == {run_id}
+    assert found("datasets.name LIKE 'cards%' and datasets.digest != 'abc123'") == {
+        run_id,
+        other,
+    }  # the other input of the first run matches
+    assert found("datasets.context = 'test'") == set()
     with pytest.raises(NotFound):
         store.log_inputs("0" * 32, [evaluation])

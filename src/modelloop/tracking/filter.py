@@ -9,16 +9,18 @@ Grammar (keywords case-insensitive, ``and`` binds tighter than ``or``, both left
     filter     := and_expr ("or" and_expr)*
     and_expr   := primary ("and" primary)*
     primary    := "(" filter ")" | identifier operator value
-    identifier := (metrics|params|tags|attributes) "." key | attribute
+    identifier := (metrics|params|tags|attributes|datasets) "." key | attribute
     key        := [A-Za-z0-9_-./:]+ | `any text` | "any text"
     operator   := = | == | != | < | <= | > | >= | LIKE | ILIKE | IN | NOT IN
     value      := number | 'string' | "string" | "(" string ("," string)* ")"
 
 MLflow's spellings are understood, so that its clients' filters mean the same here: the
-attributes ``run_name``, ``user_id`` and ``created``, and the tags ``mlflow.runName`` and
-``mlflow.parentRunId`` (the run's name and parent). ``parse_experiment_filter`` reads the same
-language over experiments: ``name``, ``experiment_id``, ``created_at`` (``creation_time``),
-``updated_at`` (``last_update_time``) and ``tags.<key>``.
+attributes ``run_name``, ``user_id`` and ``created``, the tags ``mlflow.runName`` and
+``mlflow.parentRunId`` (the run's name and parent), and ``datasets.name``, ``datasets.digest``
+and ``datasets.context`` (a run that took such a dataset as input; strings only, not for
+ordering). ``parse_experiment_filter`` reads the same language over experiments: ``name``,
+``experiment_id``, ``created_at`` (``creation_time``), ``updated_at`` (``last_update_time``) and
+``tags.<key>``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from typing import Literal, get_args
 
 from modelloop.errors import InvalidFilter
 
-Entity = Literal["metric", "param", "tag", "attribute"]
+Entity = Literal["metric", "param", "tag", "attribute", "dataset"]
+# What a dataset comparison names: a run's input dataset by name or digest, or its context
+# (the ``mlflow.data.context`` tag of the input, e.g. "training").
+DATASET_KEYS = ("name", "digest", "context")
 
 ATTRIBUTES: dict[str, Literal["string", "number"]] = {
     **dict.fromkeys(
@@ -243,6 +248,8 @@ class _Parser:
             raise self.unknown("entity prefix", tok, prefix, entities)
         if not key:
             raise self.error(f"missing key after {tok.text!r} at position {tok.pos}")
+        if entity == "dataset" and key not in DATASET_KEYS:
+            raise self.unknown("dataset key", tok, key, DATASET_KEYS)
         if entity == "tag" and key in self.grammar.tag_attributes:
             entity, key = "attribute", self.grammar.tag_attributes[key]
         if entity == "attribute":
@@ -358,6 +365,8 @@ def _parse_order_by(items: Sequence[str] | None, grammar: _Grammar) -> list[Orde
     for item in items or ():
         parser = _Parser(item, "order_by item", grammar)
         entity, key = parser.identifier()
+        if entity == "dataset":
+            raise parser.error("runs cannot be ordered by their datasets")
         descending = False
         if parser.tok.kind == "word" and parser.tok.value.upper() in ("ASC", "DESC"):
             descending = parser.advance().value.upper() == "DESC"

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    cast,
     delete,
     exists,
     func,
@@ -470,7 +471,7 @@ class SqlTrackingStore:
         query = select(t.runs).where(t.runs.c.experiment_id.in_(list(experiment_ids)))
         query = _lifecycle(query, t.runs.c.deleted_at, check_lifecycle(lifecycle))
         if expr is not None:
-            query = query.where(_compile(expr))
+            query = query.where(_compile(expr, self.db.dialect))
         for i, order in enumerate(parse_order_by(order_by)):
             if order.entity == "attribute":
                 column: Any = t.runs.c[_attribute_column(order.key)]
@@ -950,14 +951,28 @@ def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     raise InvalidArgument(f"Unsupported operator {op!r}")  # the parser admits no other
 
 
-def _compile(expr: Expr) -> ColumnElement[bool]:
+_CONTEXT_TAG = "mlflow.data.context"  # how an MLflow client says what an input was for
+
+
+def _compile(expr: Expr, dialect: str) -> ColumnElement[bool]:
     if isinstance(expr, And):
-        return and_(_compile(expr.left), _compile(expr.right))
+        return and_(_compile(expr.left, dialect), _compile(expr.right, dialect))
     if isinstance(expr, Or):
-        return or_(_compile(expr.left), _compile(expr.right))
+        return or_(_compile(expr.left, dialect), _compile(expr.right, dialect))
     assert isinstance(expr, Comparison)
     if expr.entity == "attribute":
         return _compare(t.runs.c[_attribute_column(expr.key)], expr.op, expr.value)
+    if expr.entity == "dataset":
+        inputs = t.run_inputs.c
+        if expr.key != "context":
+            column: Any = inputs[expr.key]
+        elif dialect == "postgresql":
+            column = cast(inputs.tags, postgresql.JSON)[_CONTEXT_TAG].astext
+        else:
+            column = func.json_extract(inputs.tags, f'$."{_CONTEXT_TAG}"')
+        return exists().where(
+            inputs.run_id == t.runs.c.run_id, _compare(column, expr.op, expr.value)
+        )
     table = {"metric": t.latest_metrics, "param": t.params, "tag": t.tags}[expr.entity]
     return exists().where(
         table.c.run_id == t.runs.c.run_id,
