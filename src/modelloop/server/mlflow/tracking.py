@@ -10,21 +10,16 @@ and view types, and opaque page tokens (an offset bound to the query that issued
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
 
 from modelloop.auth import Principal
-from modelloop.errors import AlreadyExists, Conflict, InvalidArgument
+from modelloop.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from modelloop.server.mlflow.errors import NotSupported
+from modelloop.server.mlflow.requests import Handler, Params, endpoint, page_offset, page_token
 from modelloop.settings import Settings
 from modelloop.tracking.client import DEFAULT_EXPERIMENT
 from modelloop.tracking.entities import (
@@ -38,7 +33,6 @@ from modelloop.tracking.entities import (
     check_metric,
 )
 from modelloop.tracking.sql import MAX_SEARCH_RESULTS, SqlTrackingStore
-from modelloop.web.responses import OrjsonResponse
 
 DEFAULT_EXPERIMENT_ID = "0"  # what MLflow clients send when no experiment is set
 TAG_RUN_NAME = "mlflow.runName"
@@ -63,8 +57,6 @@ _VIEW_TYPES: dict[object, Lifecycle] = {
 }
 _STATUSES = {"RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"}
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-Handler = Callable[["_Params", Request], Any]
 
 
 def tracking_routes(store: SqlTrackingStore, settings: Settings) -> APIRouter:
@@ -98,102 +90,8 @@ def tracking_routes(store: SqlTrackingStore, settings: Settings) -> APIRouter:
         ("GET", "/metrics/get-history-bulk-interval", edge.metric_history_bulk_interval),
     ]
     for method, path, handler in routes:
-        router.add_api_route(path, _endpoint(method, handler), methods=[method])
+        router.add_api_route(path, endpoint(method, handler), methods=[method])
     return router
-
-
-def _endpoint(method: str, handler: Handler) -> Callable[[Request], Any]:
-    async def endpoint(request: Request) -> Response:
-        if method == "GET":
-            params = _Params({k: _one_or_all(request, k) for k in request.query_params}, True)
-        else:
-            params = _Params(await _json_body(request), False)
-        return OrjsonResponse(await run_in_threadpool(handler, params, request))
-
-    return endpoint
-
-
-def _one_or_all(request: Request, key: str) -> object:
-    values = request.query_params.getlist(key)
-    return values[0] if len(values) == 1 else values
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidArgument(f"The request body is not valid JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("The request body must be a JSON object")
-    return body
-
-
-class _Params:
-    """One request's fields, read with MLflow's rules: proto3 JSON may send an int64 as a
-    string, and a GET sends everything as strings."""
-
-    def __init__(self, values: Mapping[str, Any], from_query: bool) -> None:
-        self.values = values
-        self.from_query = from_query
-
-    def _missing(self, name: str) -> InvalidArgument:
-        return InvalidArgument(f"Missing value for required parameter '{name}'")
-
-    def _wrong(self, name: str, expected: str) -> InvalidArgument:
-        value = self.values.get(name)
-        return InvalidArgument(
-            f"Invalid value {value!r} for parameter '{name}' supplied: expected {expected}"
-        )
-
-    def text(self, name: str, *, required: bool = False, default: str | None = None) -> str | None:
-        value = self.values.get(name)
-        if value is None or (value == "" and required):
-            if required:
-                raise self._missing(name)
-            return default
-        if not isinstance(value, str):
-            raise self._wrong(name, "a string")
-        return value
-
-    def required(self, name: str) -> str:
-        value = self.text(name, required=True)
-        assert value is not None
-        return value
-
-    def integer(self, name: str, *, default: int | None = None) -> int | None:
-        value = self.values.get(name)
-        if value is None or value == "":
-            return default
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._wrong(name, "an integer")
-        return value
-
-    def strings(self, name: str) -> list[str]:
-        value = self.values.get(name, [])
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self._wrong(name, "a list of strings")
-        return value
-
-    def objects(self, name: str) -> list[dict[str, Any]]:
-        value = self.values.get(name, [])
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise self._wrong(name, "a list of objects")
-        return value
-
-    def run_id(self) -> str:
-        run_id = self.values.get("run_id") or self.values.get("run_uuid")
-        if run_id is None:
-            raise self._missing("run_id")
-        if not isinstance(run_id, str):
-            raise self._wrong("run_id", "a string")
-        return run_id
 
 
 class _Edge:
@@ -217,7 +115,7 @@ class _Edge:
             assert found is not None
             return found.experiment_id
 
-    def create_experiment(self, p: _Params, request: Request) -> dict[str, Any]:
+    def create_experiment(self, p: Params, request: Request) -> dict[str, Any]:
         name = p.required("name")
         if p.text("artifact_location"):
             raise NotSupported(
@@ -230,62 +128,60 @@ class _Edge:
             self.store.set_experiment_tags(created.experiment_id, tags)
         return {"experiment_id": created.experiment_id}
 
-    def get_experiment(self, p: _Params, request: Request) -> dict[str, Any]:
+    def get_experiment(self, p: Params, request: Request) -> dict[str, Any]:
         experiment_id = self.experiment_id(p.required("experiment_id"))
         return {"experiment": _experiment(self.store.get_experiment(experiment_id))}
 
-    def get_experiment_by_name(self, p: _Params, request: Request) -> dict[str, Any]:
-        from modelloop.errors import NotFound
-
+    def get_experiment_by_name(self, p: Params, request: Request) -> dict[str, Any]:
         name = p.required("experiment_name")
         found = self.store.get_experiment_by_name(name)
         if found is None:
             raise NotFound(f"Could not find experiment with name '{name}'")
         return {"experiment": _experiment(found)}
 
-    def search_experiments(self, p: _Params, request: Request) -> dict[str, Any]:
+    def search_experiments(self, p: Params, request: Request) -> dict[str, Any]:
         lifecycle = _view_type(p, "view_type")
         max_results = _max_results(p, 1000)
         filter, order_by = p.text("filter"), p.strings("order_by")
         query = ("experiments", filter, order_by, lifecycle)
-        offset = _page_offset(p.text("page_token"), query)
+        offset = page_offset(p.text("page_token"), query)
         fetch = min(max_results + 1, MAX_SEARCH_RESULTS)
         found = self.store.search_experiments(filter, order_by, fetch, offset, lifecycle)
         answer: dict[str, Any] = {"experiments": [_experiment(e) for e in found[:max_results]]}
         if len(found) > max_results:
-            answer["next_page_token"] = _page_token(offset + max_results, query)
+            answer["next_page_token"] = page_token(offset + max_results, query)
         return answer
 
-    def rename_experiment(self, p: _Params, request: Request) -> dict[str, Any]:
+    def rename_experiment(self, p: Params, request: Request) -> dict[str, Any]:
         experiment_id = self.experiment_id(p.required("experiment_id"))
         self.store.rename_experiment(experiment_id, p.required("new_name"))
         return {}
 
-    def delete_experiment(self, p: _Params, request: Request) -> dict[str, Any]:
+    def delete_experiment(self, p: Params, request: Request) -> dict[str, Any]:
         given = p.required("experiment_id")
         if given == DEFAULT_EXPERIMENT_ID:
             raise InvalidArgument("The default experiment (id '0') cannot be deleted")
         self.store.delete_experiment(given)
         return {}
 
-    def restore_experiment(self, p: _Params, request: Request) -> dict[str, Any]:
+    def restore_experiment(self, p: Params, request: Request) -> dict[str, Any]:
         self.store.restore_experiment(self.experiment_id(p.required("experiment_id")))
         return {}
 
-    def set_experiment_tag(self, p: _Params, request: Request) -> dict[str, Any]:
+    def set_experiment_tag(self, p: Params, request: Request) -> dict[str, Any]:
         experiment_id = self.experiment_id(p.required("experiment_id"))
         tag = {p.required("key"): p.text("value", default="") or ""}
         self.store.set_experiment_tags(experiment_id, tag)
         return {}
 
-    def delete_experiment_tag(self, p: _Params, request: Request) -> dict[str, Any]:
+    def delete_experiment_tag(self, p: Params, request: Request) -> dict[str, Any]:
         experiment_id = self.experiment_id(p.required("experiment_id"))
         self.store.delete_experiment_tag(experiment_id, p.required("key"))
         return {}
 
     # -- runs ----------------------------------------------------------------------------------
 
-    def create_run(self, p: _Params, request: Request) -> dict[str, Any]:
+    def create_run(self, p: Params, request: Request) -> dict[str, Any]:
         tags = _pairs(p.objects("tags"), "tags")
         name = p.text("run_name") or tags.pop(TAG_RUN_NAME, None) or None
         tags.pop(TAG_RUN_NAME, None)  # the name is the run's own field
@@ -309,7 +205,7 @@ class _Edge:
         )
         return {"run": self.run(self.store.create_run(spec))}
 
-    def update_run(self, p: _Params, request: Request) -> dict[str, Any]:
+    def update_run(self, p: Params, request: Request) -> dict[str, Any]:
         run_id = p.run_id()
         run = self.store.get_run(run_id)
         name = p.text("run_name")
@@ -318,7 +214,7 @@ class _Edge:
         status = p.values.get("status")
         if status is not None:
             if not isinstance(status, str) or status not in _STATUSES:
-                raise p._wrong("status", "one of " + ", ".join(sorted(_STATUSES)))
+                raise p.wrong("status", "one of " + ", ".join(sorted(_STATUSES)))
             if status == "SCHEDULED":
                 raise NotSupported(
                     "runs/update to SCHEDULED: modelloop runs are RUNNING until they end"
@@ -330,45 +226,45 @@ class _Edge:
                 run = self.store.end_run(run_id, RunStatus(status), end_time=p.integer("end_time"))
         return {"run_info": self.run(run)["info"]}
 
-    def get_run(self, p: _Params, request: Request) -> dict[str, Any]:
+    def get_run(self, p: Params, request: Request) -> dict[str, Any]:
         return {"run": self.run(self.store.get_run(p.run_id()))}
 
-    def delete_run(self, p: _Params, request: Request) -> dict[str, Any]:
+    def delete_run(self, p: Params, request: Request) -> dict[str, Any]:
         self.store.delete_run(p.run_id())
         return {}
 
-    def restore_run(self, p: _Params, request: Request) -> dict[str, Any]:
+    def restore_run(self, p: Params, request: Request) -> dict[str, Any]:
         self.store.restore_run(p.run_id())
         return {}
 
-    def search_runs(self, p: _Params, request: Request) -> dict[str, Any]:
+    def search_runs(self, p: Params, request: Request) -> dict[str, Any]:
         experiment_ids = [self.experiment_id(e) for e in p.strings("experiment_ids")]
         lifecycle = _view_type(p, "run_view_type")
         max_results = _max_results(p, 1000)
         filter, order_by = p.text("filter"), p.strings("order_by")
         query = ("runs", sorted(experiment_ids), filter, order_by, lifecycle)
-        offset = _page_offset(p.text("page_token"), query)
+        offset = page_offset(p.text("page_token"), query)
         fetch = min(max_results + 1, MAX_SEARCH_RESULTS)
         found = self.store.search_runs(experiment_ids, filter, order_by, fetch, offset, lifecycle)
         page = found[:max_results]
         answer: dict[str, Any] = {"runs": self.runs(page)}
         if len(found) > max_results:
-            answer["next_page_token"] = _page_token(offset + max_results, query)
+            answer["next_page_token"] = page_token(offset + max_results, query)
         return answer
 
     # -- params, metrics, tags -----------------------------------------------------------------
 
-    def log_metric(self, p: _Params, request: Request) -> dict[str, Any]:
+    def log_metric(self, p: Params, request: Request) -> dict[str, Any]:
         point = _metric(p.values)
         self._log(p.run_id(), metrics=[point])
         return {}
 
-    def log_param(self, p: _Params, request: Request) -> dict[str, Any]:
+    def log_param(self, p: Params, request: Request) -> dict[str, Any]:
         key = p.required("key")
         self._log(p.run_id(), params={key: _param_value(key, p.text("value", default=""))})
         return {}
 
-    def set_tag(self, p: _Params, request: Request) -> dict[str, Any]:
+    def set_tag(self, p: Params, request: Request) -> dict[str, Any]:
         run_id, key, value = p.run_id(), p.required("key"), p.text("value", default="") or ""
         if key == TAG_RUN_NAME:
             self.store.rename_run(run_id, value)
@@ -376,11 +272,11 @@ class _Edge:
             self._log(run_id, tags={key: value})
         return {}
 
-    def delete_tag(self, p: _Params, request: Request) -> dict[str, Any]:
+    def delete_tag(self, p: Params, request: Request) -> dict[str, Any]:
         self.store.delete_tag(p.run_id(), p.required("key"))
         return {}
 
-    def log_batch(self, p: _Params, request: Request) -> dict[str, Any]:
+    def log_batch(self, p: Params, request: Request) -> dict[str, Any]:
         metrics, params, tags = p.objects("metrics"), p.objects("params"), p.objects("tags")
         for what, items, limit in (
             ("metrics", metrics, MAX_BATCH_METRICS),
@@ -428,7 +324,7 @@ class _Edge:
         except Conflict as e:
             raise InvalidArgument(e.message) from None
 
-    def log_inputs(self, p: _Params, request: Request) -> dict[str, Any]:
+    def log_inputs(self, p: Params, request: Request) -> dict[str, Any]:
         if p.objects("models"):
             raise NotSupported(
                 "runs/log-inputs with models (a logged model as a run's input) is not supported; "
@@ -458,11 +354,11 @@ class _Edge:
         self.store.log_inputs(p.run_id(), inputs)
         return {}
 
-    def metric_history(self, p: _Params, request: Request) -> dict[str, Any]:
+    def metric_history(self, p: Params, request: Request) -> dict[str, Any]:
         run_id, key = p.run_id(), p.required("metric_key")
         max_results = _max_results(p, MAX_HISTORY_PAGE, limit=MAX_SEARCH_RESULTS)
         query = ("history", run_id, key)
-        offset = _page_offset(p.text("page_token"), query)
+        offset = page_offset(p.text("page_token"), query)
         series = self.store.metric_history(run_id, key)
         end = min(offset + max_results, len(series))
         answer: dict[str, Any] = {
@@ -477,10 +373,10 @@ class _Edge:
             ]
         }
         if end < len(series):
-            answer["next_page_token"] = _page_token(end, query)
+            answer["next_page_token"] = page_token(end, query)
         return answer
 
-    def metric_history_bulk_interval(self, p: _Params, request: Request) -> dict[str, Any]:
+    def metric_history_bulk_interval(self, p: Params, request: Request) -> dict[str, Any]:
         """Up to ``max_results`` points per run, evenly spread over the steps in range (always
         the first and last), as the charts of MLflow's UI ask for them."""
         run_ids, key = p.strings("run_ids"), p.required("metric_key")
@@ -584,55 +480,23 @@ def _number(value: float) -> float | str:
     return value
 
 
-def _view_type(p: _Params, name: str) -> Lifecycle:
+def _view_type(p: Params, name: str) -> Lifecycle:
     value = p.values.get(name)
     if value is None or value == "":
         return "active"
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, str | int) or value not in _VIEW_TYPES:
-        raise p._wrong(name, "ACTIVE_ONLY, DELETED_ONLY or ALL")
+        raise p.wrong(name, "ACTIVE_ONLY, DELETED_ONLY or ALL")
     return _VIEW_TYPES[value]
 
 
-def _max_results(p: _Params, default: int, *, limit: int = MAX_SEARCH_RESULTS) -> int:
+def _max_results(p: Params, default: int, *, limit: int = MAX_SEARCH_RESULTS) -> int:
     value = p.integer("max_results", default=default)
     assert value is not None
     if not 1 <= value <= limit:
         raise InvalidArgument(f"Invalid value {value} for parameter 'max_results': 1 to {limit}")
     return value
-
-
-def _fingerprint(query: object) -> str:
-    return hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _page_token(offset: int, query: object) -> str:
-    """Opaque to the caller: the next offset, bound to the query that issued it."""
-    raw = json.dumps({"offset": offset, "query": _fingerprint(query)}).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _page_offset(token: str | None, query: object) -> int:
-    if not token:
-        return 0
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, binascii.Error, UnicodeError):
-        data = None
-    if (
-        not isinstance(data, dict)
-        or isinstance(data.get("offset"), bool)
-        or not isinstance(data.get("offset"), int)
-        or data["offset"] < 0
-    ):
-        raise InvalidArgument(f"Invalid page_token {token[:64]!r}: not one this server issued")
-    if data.get("query") != _fingerprint(query):
-        raise InvalidArgument(
-            "Invalid page_token: it was issued for another query (filter, order, view or "
-            "experiments differ); ask for the first page again"
-        )
-    return int(data["offset"])
 
 
 def _spread(steps: Sequence[int], count: int) -> list[int]:
