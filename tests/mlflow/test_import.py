@@ -67,6 +67,10 @@ def assert_same_as_source(store: MlflowStore, client: ml.Client, tmp: Path) -> N
     assert set(imported) == set(expected)
     assert store.deleted not in imported
     names = {e.experiment_id: e.name for e in client.list_experiments()}
+    for theirs_experiment in source.search_experiments():
+        if theirs_experiment.name != "Default":
+            ours_experiment = client.get_experiment(theirs_experiment.name)
+            assert ours_experiment.tags == theirs_experiment.tags
     for run_id, theirs in expected.items():
         ours = imported[run_id]
         info = theirs.info

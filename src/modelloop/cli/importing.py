@@ -26,6 +26,7 @@ import_app: typer.Typer = typer.Typer(
 
 _LABELS = {
     "experiments": "experiments",
+    "experiment_tags": "experiment tags",
     "runs": "runs",
     "params": "params",
     "tags": "tags",

@@ -24,7 +24,7 @@ from modelloop.mlflow_import._source import _pages
 from modelloop.registry.entities import RequestStatus, check_model_name
 from modelloop.registry.reference import NoDriftReference
 from modelloop.tracking.client import DEFAULT_EXPERIMENT
-from modelloop.tracking.entities import RunSpec, RunStatus, check_metric
+from modelloop.tracking.entities import Experiment, RunSpec, RunStatus, check_metric
 
 if TYPE_CHECKING:
     from modelloop.client import Client
@@ -98,25 +98,37 @@ class _Importer:
     # -- experiments and runs --------------------------------------------------------------------
 
     def _experiment(self, experiment: Any) -> str | None:
-        """The modelloop experiment of this name (created unless dry), or None (dry, missing).
-        MLflow's default experiment ("Default", id 0) is modelloop's ("default"), as on
-        modelloop's MLflow API."""
+        """The modelloop experiment of this name (created unless dry), or None (dry, missing),
+        with the MLflow experiment's tags. MLflow's default experiment ("Default", id 0) is
+        modelloop's ("default"), as on modelloop's MLflow API."""
         count = self.count["experiments"]
         count.source += 1
         name = experiment.name
         if experiment.experiment_id == "0" and name == "Default":
             name = DEFAULT_EXPERIMENT
+        tags = dict(experiment.tags or {})
+        self.count["experiment_tags"].source += len(tags)
         existing = self.store.get_experiment_by_name(name)
-        if existing is not None:
-            count.imported += 1
-            return existing.experiment_id
-        count.new += 1
-        if self.dry_run:
-            return None
-        description = (experiment.tags or {}).get("mlflow.note.content") or None
-        created = self.store.create_experiment(name, description)
+        if existing is None:
+            count.new += 1
+            if self.dry_run:
+                self.count["experiment_tags"].new += len(tags)
+                return None
+            description = tags.get("mlflow.note.content") or None
+            existing = self.store.create_experiment(name, description)
         count.imported += 1
-        return created.experiment_id
+        self._experiment_tags(existing, tags)
+        return existing.experiment_id
+
+    def _experiment_tags(self, experiment: Experiment, tags: dict[str, str]) -> None:
+        count = self.count["experiment_tags"]
+        current = experiment.tags
+        stale = {k: v for k, v in tags.items() if current.get(k) != v}
+        count.new += len(stale)
+        if stale and not self.dry_run:
+            self.store.set_experiment_tags(experiment.experiment_id, stale)
+            current = self.store.get_experiment(experiment.experiment_id).tags
+        count.imported += sum(current.get(k) == v for k, v in tags.items())
 
     def _imported_runs(self, experiment_id: str) -> dict[str, str]:
         """MLflow run id -> modelloop run id of the runs an earlier import made."""

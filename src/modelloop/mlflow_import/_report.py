@@ -9,6 +9,7 @@ from typing import Any
 TAG_IMPORTED_FROM = "modelloop.imported_from"  # "mlflow:<run id>" or "mlflow:<name>/<version>"
 KINDS = (
     "experiments",
+    "experiment_tags",
     "runs",
     "params",
     "tags",
