@@ -394,6 +394,9 @@ def test_bad_input_is_an_mlflow_error_that_says_why(mlflow_server: MlflowServer)
     with pytest.raises(MlflowException, match="already exists") as taken:
         client.create_experiment("bad")
     assert taken.value.error_code == "RESOURCE_ALREADY_EXISTS"
+    with pytest.raises(MlflowException, match="Invalid tag key"):
+        client.create_experiment("tagged", tags={"bad\nkey": "x"})
+    assert client.get_experiment_by_name("tagged") is None  # all or nothing
     with pytest.raises(MlflowException, match="artifact_location") as unsupported:
         client.create_experiment("elsewhere", artifact_location="s3://bucket/path")
     assert unsupported.value.error_code == "NOT_IMPLEMENTED"

@@ -30,7 +30,9 @@ from modelloop.tracking.entities import (
     Run,
     RunSpec,
     RunStatus,
+    check_key,
     check_metric,
+    check_value,
 )
 from modelloop.tracking.sql import MAX_SEARCH_RESULTS, SqlTrackingStore
 
@@ -123,6 +125,8 @@ class _Edge:
                 "artifacts itself (served as mlflow-artifacts:/<experiment_id>); leave it empty"
             )
         tags = _pairs(p.objects("tags"), "tags")
+        for key, value in tags.items():  # before the experiment exists: all or nothing
+            check_value(value, "tag", check_key(key, "tag"))
         created = self.store.create_experiment(name)
         if tags:
             self.store.set_experiment_tags(created.experiment_id, tags)
