@@ -5,7 +5,8 @@ modelloop imports without it) and written through :class:`modelloop.Client` and 
 so the destination is whatever the settings name: a local store or a modelloop server::
 
     MLflow                         modelloop
-    experiment                 ->  the experiment of the same name (reused if it exists)
+    experiment                 ->  the experiment of the same name (reused if it exists),
+                                   with its tags; MLflow's "Default" is modelloop's "default"
     run                        ->  a run tagged modelloop.imported_from = "mlflow:<run id>":
                                    name, user, status, start and end time, params, tags,
                                    every metric point (step, timestamp, value), artifacts,
@@ -13,14 +14,17 @@ so the destination is whatever the settings name: a local store or a modelloop s
     mlflow.parentRunId         ->  the parent run
     registered model           ->  the model of the same name: description, tags
     model version              ->  the next version, tagged "mlflow:<name>/<version>", on the
-                                   imported run and artifact path, with description and tags
+                                   imported run and artifact path (runs:/ sources, and
+                                   models:/m-... logged models), with description and tags;
+                                   a model MLflow's sklearn, xgboost or lightgbm flavor wrote
+                                   is a modelloop model (the registry reads its MLmodel)
     alias                      ->  set; a protected alias is *requested* (another user approves)
 
 Every step can be repeated: a run, version or alias already imported is found by its tag and
-not copied again, metric histories are appended from the first point the destination lacks
-(each batch is written whole or not at all), and artifacts already present are skipped. So an
-import killed half-way loses nothing committed, and running it again completes it. Deleted
-MLflow experiments and runs are not copied.
+not copied again, a metric history gets the points the destination lacks (compared as a
+multiset of (step, timestamp, value); each batch is written whole or not at all), and
+artifacts already present are skipped. So an import killed half-way loses nothing committed,
+and running it again completes it. Deleted MLflow experiments and runs are not copied.
 
 The report counts each kind on both sides (what the source holds, what the destination holds of
 it afterwards, and what this import added); anything it could not copy is listed with why.
