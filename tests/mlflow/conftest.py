@@ -54,6 +54,9 @@ def mlflow_server(
         finally:
             while mlflow.active_run() is not None:
                 mlflow.end_run()
+            # The client remembers the last set_experiment process-wide: a test that does not
+            # call it would log into an id from the previous test's server.
+            mlflow.tracking.fluent._active_experiment_id = None
             mlflow.set_tracking_uri("")
 
 
