@@ -11,8 +11,10 @@ import httpx
 import pytest
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException, RestException
+from mlflow.models import ModelSignature
 from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
 
 import mlflow
 import modelloop as ml
@@ -594,3 +596,39 @@ def test_log_model_with_a_registered_name_loads_by_alias(
     MlflowClient().set_registered_model_alias("fraud", "challenger", 1)
     loaded = mlflow.pyfunc.load_model("models:/fraud@challenger")
     assert list(loaded.predict(np.array([[4.0]]))) == pytest.approx([9.0])
+
+
+@pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")  # mlflow's import
+def test_a_version_registered_through_mlflow_serves_in_modelloop(
+    mlflow_server: MlflowServer, ours: ml.Client
+) -> None:
+    """``mlflow.lightgbm.log_model(..., registered_model_name=)``: the version records the
+    LightGBM flavor and signature read from the files, so modelloop loads it natively (no
+    pickle) and predicts what the booster predicts."""
+    lightgbm = pytest.importorskip("lightgbm")
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"amount": rng.random(200), "hour": rng.integers(0, 24, 200)})
+    label = (frame["amount"] > 0.5).astype(int)
+    booster = lightgbm.train(
+        {"objective": "binary", "verbose": -1}, lightgbm.Dataset(frame, label), num_boost_round=5
+    )
+    mlflow.set_experiment("fluent-registry")
+    with mlflow.start_run():
+        mlflow.lightgbm.log_model(
+            booster,
+            name="model",
+            registered_model_name="fraud",
+            signature=ModelSignature(
+                Schema([ColSpec("double", "amount"), ColSpec("long", "hour")]),
+                Schema([ColSpec("double")]),
+            ),
+        )
+    stored = ours.registry.get_version("fraud", 1)
+    assert stored.flavor == "lightgbm"
+    assert stored.signature is not None
+    assert [c["name"] for c in stored.signature["inputs"]] == ["amount", "hour"]
+    model = ours.registry.load_model("models:/fraud/1")
+    np.testing.assert_allclose(model.predict(frame.head(20)), booster.predict(frame.head(20)))

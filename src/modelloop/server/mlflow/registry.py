@@ -44,7 +44,11 @@ from modelloop.registry.entities import (
 )
 from modelloop.server.mlflow.errors import NotSupported
 from modelloop.server.mlflow.registry_search import Fields, Page, search
-from modelloop.tracking.logged_models import MODELS_FOLDER, logged_model_location
+from modelloop.tracking.logged_models import (
+    MODELS_FOLDER,
+    describe_mlflow_model,
+    logged_model_location,
+)
 from modelloop.web.middleware import request_principal
 from modelloop.web.responses import OrjsonResponse
 
@@ -370,10 +374,14 @@ def registry_routes(
         name = args.text("name")
         source = args.text("source")
         run_id, artifact_path = _source_location(registry, store, source, args.optional("run_id"))
+        # What modelloop loads and serves it as: read off the files an MLflow flavor wrote.
+        flavor, signature = describe_mlflow_model(store, run_id, artifact_path)
         spec = ModelVersionSpec(
             name=name,
             run_id=run_id,
             artifact_path=artifact_path,
+            flavor=flavor,
+            signature=signature,
             description=args.optional("description") or None,
             tags=args.tags(),
         )
