@@ -8,19 +8,19 @@ import time
 from pathlib import Path
 
 import httpx
+import mlflow
 import pytest
 from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-import mlflow
 import modelloop as ml
 from modelloop.auth import Role, Users
 from modelloop.store import open_database
 from modelloop.tracking.entities import RunStatus as MlRunStatus
 from tests.conftest import store_settings
 from tests.live_server import live_server
-from tests.mlflow.conftest import MlflowServer
+from tests.mlflow_compat.conftest import MlflowServer
 
 
 @pytest.fixture(autouse=True)

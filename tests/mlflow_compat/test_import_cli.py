@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, inspect
 from modelloop.mlflow_import import KINDS
 from tests.cli_helpers import fails, invoke, ok
 from tests.conftest import postgres_schema
-from tests.mlflow.mlflow_stores import MlflowStore
+from tests.mlflow_compat.mlflow_stores import MlflowStore
 
 
 def test_the_command_copies_and_reports_in_json(mlflow_sqlite: MlflowStore, home: Path) -> None:

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus as MlflowLoggedModelStatus
 from mlflow.exceptions import MlflowException
 
-import mlflow
 import modelloop as ml
-from mlflow import MlflowClient
 from modelloop.artifacts import BlobStore
 from modelloop.auth import Role, Users
 from modelloop.errors import InvalidArgument, NotFound, UnsafeFormat
@@ -39,7 +39,7 @@ from modelloop.tracking.logged_models import (
 from modelloop.tracking.sql import SqlTrackingStore
 from tests.conftest import store_settings
 from tests.live_server import live_server
-from tests.mlflow.conftest import MlflowServer
+from tests.mlflow_compat.conftest import MlflowServer
 
 # MLflow's own import-time notice (mlflow.pyfunc describes its agent types with Any).
 pytestmark = pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")

@@ -32,7 +32,8 @@ os.environ.update(
 )
 
 import mlflow
-from tests.mlflow.mlflow_stores import MlflowStore, build_store
+
+from tests.mlflow_compat.mlflow_stores import MlflowStore, build_store
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def mlflow_server(
 
 @pytest.fixture(scope="session")
 def mlflow_sqlite(tmp_path_factory: pytest.TempPathFactory) -> MlflowStore:
-    """A ``sqlite:///`` MLflow store (see tests/mlflow/mlflow_stores.py), built once."""
+    """A ``sqlite:///`` MLflow store (see tests/mlflow_compat/mlflow_stores.py), built once."""
     return build_store("sqlite", tmp_path_factory.mktemp("mlflow-sqlite"))
 
 

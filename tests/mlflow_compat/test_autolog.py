@@ -10,22 +10,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import lightgbm as lgb
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 
-import mlflow
 import modelloop as ml
-from mlflow import MlflowClient
 from modelloop.artifacts import BlobStore
 from modelloop.errors import UnsafeFormat
 from modelloop.registry.reference import NoDriftReference
 from modelloop.store import open_database
 from modelloop.tracking.logged_models import LoggedModels, logged_model_location
 from modelloop.tracking.sql import SqlTrackingStore
-from tests.mlflow.conftest import MlflowServer
+from tests.mlflow_compat.conftest import MlflowServer
 from tests.serving.conftest import serving
 
 pytestmark = [

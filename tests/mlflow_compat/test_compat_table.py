@@ -12,7 +12,7 @@ import httpx
 from modelloop.server import create_app
 from modelloop.server.mlflow import compat
 from modelloop.settings import Settings
-from tests.mlflow.conftest import MlflowServer
+from tests.mlflow_compat.conftest import MlflowServer
 
 DOC = Path(__file__).parents[2] / "docs" / "mlflow.md"
 

@@ -14,15 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import mlflow
 import pytest
 import requests
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-import mlflow
 import modelloop as ml
 from modelloop.tracking.entities import Run
 from tests.live_server import live_server
-from tests.mlflow.conftest import MlflowServer
+from tests.mlflow_compat.conftest import MlflowServer
 
 
 def _run(server: MlflowServer, experiment: str = "churn") -> Run:

@@ -12,10 +12,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
-
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
 
 MODEL = "churn-model"
 T0 = 1_700_000_000_000  # the runs' own times, far from now: an import must keep them

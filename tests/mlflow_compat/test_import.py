@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 import modelloop as ml
-from mlflow import MlflowClient
 from modelloop.errors import NotFound
 from modelloop.mlflow_import import KINDS, TAG_IMPORTED_FROM, ImportReport, import_mlflow
 from modelloop.settings import Settings
 from modelloop.tracking.entities import Metric, RunSpec, RunStatus
 from tests.live_server import live_server
-from tests.mlflow.mlflow_stores import MODEL, MlflowStore
+from tests.mlflow_compat.mlflow_stores import MODEL, MlflowStore
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import mlflow
 import pytest
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException, RestException
@@ -16,7 +17,6 @@ from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-import mlflow
 import modelloop as ml
 from modelloop.auth import Role, Users
 from modelloop.errors import Forbidden
@@ -29,7 +29,7 @@ from modelloop.tracking.logged_models import LoggedModels, LoggedModelSpec
 from modelloop.tracking.sql import SqlTrackingStore
 from tests.conftest import store_settings
 from tests.live_server import live_server
-from tests.mlflow.conftest import MlflowServer
+from tests.mlflow_compat.conftest import MlflowServer
 
 
 @pytest.fixture

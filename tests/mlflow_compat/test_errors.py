@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from modelloop.settings import Settings
 from tests.live_server import live_server
-from tests.mlflow.conftest import MlflowServer
+from tests.mlflow_compat.conftest import MlflowServer
 
 
 def test_an_unknown_endpoint_is_named_in_mlflows_shape(mlflow_server: MlflowServer) -> None:
