@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +17,6 @@ import xgboost as xgb
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-import mlflow
 from modelloop import flavors
 from modelloop.errors import UnsafeFormat
 

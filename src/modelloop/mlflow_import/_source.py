@@ -43,10 +43,9 @@ def _open_source(source: str) -> tuple[Any, tuple[type[BaseException], ...]]:
     elif scheme in ("http", "https"):
         _reach(source)
     try:
+        import mlflow
         import requests
         from mlflow.exceptions import MlflowException
-
-        import mlflow
     except ImportError:
         raise ModelloopError(
             "Importing from MLflow needs the mlflow client: pip install 'modelloop[mlflow]'"
