@@ -195,7 +195,7 @@ CORPUS = [
     Case("unknown-experiment", "GET", "/api/v1/experiments/" + "0" * 32),
     Case("unknown-route", "GET", "/api/v1/nothing-here"),
     Case("trailing-slash", "GET", "/api/v1/experiments/"),
-    Case("wrong-method", "DELETE", f"/api/v1/runs/{RUN}"),
+    Case("wrong-method", "PUT", f"/api/v1/runs/{RUN}"),  # GET, PATCH and DELETE exist
     Case("wrong-method-batch", "GET", BATCH),
 ]
 
