@@ -41,6 +41,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tracking.py
+	$(BIN)/python benchmarks/mlflow_compat.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/pipelines.py
 	$(BIN)/python benchmarks/drift.py
