@@ -12,8 +12,8 @@ part of MLflow's API (``/api/2.0/mlflow`` and the UI's ``/ajax-api/2.0/mlflow``)
 - :mod:`.registry`: registered models, versions, aliases and tags, under modelloop's approval
   rules and audit trail.
 
-Errors keep MLflow's shape and codes (:mod:`.errors`); an endpoint not implemented answers which
-it is and what to use instead (:func:`unsupported`), never a 500 or a silent no-op.
+Errors keep MLflow's shape and codes (:mod:`modelloop.web.mlflow`); an endpoint not implemented
+answers which it is and what to use instead (:func:`unsupported`), never a 500 or a silent no-op.
 docs/mlflow.md lists every endpoint and its status.
 """
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request
 
-from modelloop.server.mlflow.errors import NotSupported, as_mlflow, is_mlflow_path
+from modelloop.server.mlflow.errors import NotSupported
 from modelloop.web.responses import OrjsonResponse
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from modelloop.settings import Settings
     from modelloop.tracking.sql import SqlTrackingStore
 
-__all__ = ["NotSupported", "as_mlflow", "is_mlflow_path", "mlflow_apps", "unsupported"]
+__all__ = ["NotSupported", "mlflow_apps", "unsupported"]
 
 API = "/api/2.0/mlflow"
 AJAX_API = "/ajax-api/2.0/mlflow"

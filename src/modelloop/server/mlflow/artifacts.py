@@ -16,7 +16,6 @@ routes answer 501 naming the plain upload instead.
 
 from __future__ import annotations
 
-import base64
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -29,6 +28,7 @@ from modelloop.artifacts import canonical_path
 from modelloop.auth import Principal
 from modelloop.errors import AlreadyExists, InvalidArgument, NotFound
 from modelloop.server.mlflow.errors import NotSupported
+from modelloop.server.mlflow.requests import page_offset, page_token
 from modelloop.server.schemas import blame
 from modelloop.server.tracking import _blob_chunks, _body_blocks
 from modelloop.tracking.client import DEFAULT_EXPERIMENT
@@ -255,7 +255,7 @@ class _Search(BaseModel):
     datasets: list[dict[str, Any]] = Field(default_factory=list)
     max_results: int | None = Field(default=None, ge=1, le=1000)
     order_by: list[_OrderBy] = Field(default_factory=list, max_length=20)
-    page_token: str | None = Field(default=None, max_length=64)
+    page_token: str | None = Field(default=None, max_length=256)
 
 
 class _ModelOutput(BaseModel):
@@ -307,7 +307,9 @@ def logged_model_routes(store: SqlTrackingStore, settings: Settings) -> APIRoute
                 "Searching logged models by dataset is not supported: modelloop keeps no "
                 "per-dataset model metrics; filter on name, status, tags or params"
             )
-        offset = _offset(body.page_token)
+        order = [o.model_dump() for o in body.order_by]
+        query = ("logged-models", body.experiment_ids, body.filter, order)
+        offset = page_offset(body.page_token, query)
         with blame("filter"):
             page = models.search(
                 [experiment_id(e) for e in body.experiment_ids],
@@ -318,7 +320,7 @@ def logged_model_routes(store: SqlTrackingStore, settings: Settings) -> APIRoute
             )
         answer: dict[str, Any] = {"models": [_model_json(m) for m in page.models]}
         if page.next_offset is not None:
-            answer["next_page_token"] = _token(page.next_offset)
+            answer["next_page_token"] = page_token(page.next_offset, query)
         return OrjsonResponse(answer)
 
     @router.get("/logged-models/{model_id}")
@@ -434,23 +436,3 @@ def _model_json(model: LoggedModel) -> dict[str, Any]:
         info["status_message"] = model.status_message
     params = [{"key": k, "value": v} for k, v in model.params.items()]
     return {"info": info, "data": {"params": params, "metrics": []}}
-
-
-def _token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
-
-
-def _offset(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-        kind, _, number = text.partition(":")
-        if kind == "offset" and number.isdigit():
-            return int(number)
-    except (ValueError, UnicodeError):
-        pass
-    raise InvalidArgument(
-        f"Invalid page_token {token!r}: pass the next_page_token of a previous answer",
-        [{"field": "page_token", "message": "a next_page_token from a previous answer"}],
-    )

@@ -1,16 +1,9 @@
-"""MLflow's error contract: ``{"error_code", "message"}`` with MLflow's codes and statuses.
-
-modelloop answers in the same shape with its own codes; on MLflow's paths the code and status are
-the ones the ``mlflow`` client acts on (``RESOURCE_DOES_NOT_EXIST`` lets ``set_experiment``
-create the experiment, 5xx makes it retry), so this edge translates them.
-"""
+"""What MLflow's edge raises beyond modelloop's errors. The codes and statuses of every error on
+MLflow's paths are translated by :mod:`modelloop.web.mlflow`."""
 
 from __future__ import annotations
 
 from modelloop.errors import ModelloopError
-from modelloop.web.mlflow import as_mlflow, is_mlflow_path
-
-__all__ = ["NotSupported", "as_mlflow", "is_mlflow_path"]
 
 
 class NotSupported(ModelloopError):

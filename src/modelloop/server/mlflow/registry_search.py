@@ -11,20 +11,20 @@ MLflow's registry filters are conjunctions of comparisons (no ``OR``, no parenth
 Which attributes there are, and which compare as numbers, is the caller's (a registered model
 has ``name`` and timestamps, a version also ``version_number``, ``run_id``, ``source_path``...).
 A registry is human-sized (models and versions, not metrics), so matching happens here, over
-the entities the store lists; page tokens are offsets into the ordered result.
+the entities the store lists; page tokens are offsets into the ordered result, bound to the
+query that issued them (:mod:`.requests`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from modelloop.errors import InvalidArgument
+from modelloop.server.mlflow.requests import page_offset
+from modelloop.server.mlflow.requests import page_token as page_token_for
 
 T = TypeVar("T")
 Value = str | int
@@ -80,9 +80,10 @@ def search(
     matching = [i for i in items if all(_matches(i, c, fields) for c in conditions)]
     for field, descending in reversed(_order(order_by, fields, what)):
         matching.sort(key=_sort_key(field, fields), reverse=descending)
-    start = _offset(page_token)
+    query = (what, filter_string, list(order_by))
+    start = page_offset(page_token, query)
     end = start + max_results
-    return Page(matching[start:end], _token(end) if end < len(matching) else None)
+    return Page(matching[start:end], page_token_for(end, query) if end < len(matching) else None)
 
 
 def parse_filter(text: str | None, fields: Fields[T], what: str) -> list[_Comparison]:
@@ -249,19 +250,3 @@ def _order(order_by: Sequence[str], fields: Fields[T], what: str) -> list[tuple[
 def _sort_key(field: str, fields: Fields[T]) -> Callable[[T], Value]:
     getter = fields.attributes[field]
     return lambda item: getter(item)
-
-
-def _token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def _offset(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        offset = None
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise InvalidArgument(f"Invalid page_token {token!r}: pass the token a search returned")
-    return offset
