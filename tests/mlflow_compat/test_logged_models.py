@@ -1,9 +1,11 @@
 """Logged models (MLflow 3): the domain on SQLite and PostgreSQL, then the real ``mlflow`` client
-against a real ``modelloop server``: create, get, finalize, tags, params, search, delete, and
-``log_model`` / ``load_model`` through ``models:/m-...``."""
+against a real ``modelloop server``: create, get, finalize, tags, params, search, delete,
+``log_model`` / ``load_model`` through ``models:/m-...``, metrics logged for a model, and the
+models a run took as inputs and output."""
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +31,13 @@ from modelloop.tracking.client import DEFAULT_EXPERIMENT
 from modelloop.tracking.entities import RunSpec
 from modelloop.tracking.logged_models import (
     TAG_LOGGED_MODEL,
+    DatasetRef,
     LoggedModel,
     LoggedModels,
     LoggedModelSpec,
     LoggedModelStatus,
+    ModelMetric,
+    OrderBy,
     describe_mlflow_model,
     logged_model_location,
 )
@@ -164,9 +169,11 @@ def test_search_filters_orders_and_pages(settings: Settings) -> None:
     assert names(rest.models) == ["m0"]
     assert rest.next_offset is None
     with pytest.raises(InvalidArgument, match="Unsupported logged model filter"):
-        models.search([exp.experiment_id], "metrics.auc > 0.5")
+        models.search([exp.experiment_id], "name LIKE 'm%'")
+    with pytest.raises(InvalidArgument, match="Unsupported logged model filter"):
+        models.search([exp.experiment_id], "metrics.auc > 'high'")
     with pytest.raises(InvalidArgument, match="Cannot order"):
-        models.search([exp.experiment_id], order_by=[("metrics.auc", True)])
+        models.search([exp.experiment_id], order_by=[("params.C", True)])
 
 
 def test_run_outputs_are_recorded_once(settings: Settings) -> None:
@@ -180,6 +187,94 @@ def test_run_outputs_are_recorded_once(settings: Settings) -> None:
     assert models.outputs_of_run(run.run_id) == [(model.model_id, 3)]
     with pytest.raises(NotFound):
         models.record_output("0" * 32, model.model_id)
+
+
+def test_metrics_logged_for_a_model_are_its_own(settings: Settings) -> None:
+    store = _store(settings)
+    exp = store.create_experiment("churn")
+    run = store.create_run(RunSpec(exp.experiment_id))
+    models = LoggedModels(store)
+    model = models.create(LoggedModelSpec(exp.experiment_id, source_run_id=run.run_id))
+    other = models.create(LoggedModelSpec(exp.experiment_id))
+    points = [
+        ModelMetric(model.model_id, "acc", 0.8, 0, 1000, run.run_id),
+        ModelMetric(model.model_id, "acc", 0.9, 1, 2000, run.run_id, "holdout", "d1"),
+        ModelMetric(model.model_id, "loss", math.nan, 1, 2000, run.run_id),
+    ]
+    models.log_metrics(points)
+    got = models.get(model.model_id).metrics
+    assert got[:2] == tuple(points[:2])  # in the order logged, every field kept
+    assert got[2][:2] == (model.model_id, "loss")
+    assert math.isnan(got[2].value)  # NaN is kept
+    assert models.get(other.model_id).metrics == ()
+    page = models.search([exp.experiment_id], f"name = '{model.name}'").models
+    assert [len(m.metrics) for m in page] == [3]
+
+    with pytest.raises(NotFound):
+        models.log_metrics([ModelMetric(f"m-{'0' * 32}", "acc", 1.0, 0, 1, run.run_id)])
+    with pytest.raises(NotFound):
+        models.log_metrics([ModelMetric(model.model_id, "acc", 1.0, 0, 1, "0" * 32)])
+    with pytest.raises(InvalidArgument, match="give both or neither"):
+        models.log_metrics([ModelMetric(model.model_id, "acc", 1.0, 0, 1, run.run_id, "holdout")])
+    models.delete(other.model_id)
+    with pytest.raises(NotFound, match="does not exist or was deleted"):
+        models.log_metrics([ModelMetric(other.model_id, "acc", 1.0, 0, 1, run.run_id)])
+    assert len(models.get(model.model_id).metrics) == 3  # nothing of the refused batches
+
+
+def test_search_compares_and_orders_by_a_models_latest_metric(settings: Settings) -> None:
+    store = _store(settings)
+    exp = store.create_experiment("churn")
+    run = store.create_run(RunSpec(exp.experiment_id))
+    models = LoggedModels(store)
+    a, b, c = (models.create(LoggedModelSpec(exp.experiment_id, name=n)) for n in "abc")
+    models.log_metrics(
+        [
+            ModelMetric(a.model_id, "acc", 0.7, 0, 10, run.run_id),
+            ModelMetric(a.model_id, "acc", 0.95, 1, 5, run.run_id),  # a later step wins
+            ModelMetric(b.model_id, "acc", 0.8, 0, 10, run.run_id),
+            ModelMetric(b.model_id, "acc", 0.99, 0, 20, run.run_id, "holdout", "d1"),
+            ModelMetric(c.model_id, "loss", 0.1, 0, 10, run.run_id),
+        ]
+    )
+
+    def names(filter: str | None = None, **kwargs: Any) -> list[str]:
+        return [m.name for m in models.search([exp.experiment_id], filter, **kwargs).models]
+
+    assert names("metrics.acc > 0.9", order_by=[("name", True)]) == ["a", "b"]
+    assert names("metrics.acc >= 0.99") == ["b"]  # b's latest: same step, later time
+    assert names("metrics.acc < 0.96") == ["a"]
+    assert names("metrics.acc != 0.95") == ["b"]  # c has no acc: it never matches
+    assert names("metrics.`acc` = 0.95 AND name = 'a'") == ["a"]
+    assert names("metrics.acc > 0.5 AND name = 'c'") == []
+    assert names("metrics.loss <= 1e-1") == ["c"]
+    # Models without the metric sort last, ascending or descending.
+    assert names(order_by=[OrderBy("metrics.acc", ascending=False)]) == ["b", "a", "c"]
+    assert names(order_by=[OrderBy("metrics.acc")]) == ["a", "b", "c"]
+    # Datasets narrow the metrics: only b's holdout point counts.
+    holdout = [DatasetRef("holdout")]
+    assert names(datasets=holdout) == ["b"]
+    assert names("metrics.acc > 0.5", datasets=holdout) == ["b"]
+    assert names(datasets=[DatasetRef("holdout", "other-digest")]) == []
+    by_holdout = OrderBy("metrics.acc", True, dataset_name="holdout")
+    assert names(order_by=[by_holdout, ("name", True)]) == ["b", "a", "c"]
+
+
+def test_a_run_names_the_models_it_took_and_output(settings: Settings) -> None:
+    store = _store(settings)
+    exp = store.create_experiment("churn")
+    train = store.create_run(RunSpec(exp.experiment_id))
+    evaluate = store.create_run(RunSpec(exp.experiment_id))
+    models = LoggedModels(store)
+    model = models.create(LoggedModelSpec(exp.experiment_id, source_run_id=train.run_id))
+    models.record_output(train.run_id, model.model_id, step=2)
+    models.record_input(evaluate.run_id, model.model_id)
+    models.record_input(evaluate.run_id, model.model_id)
+    links = models.models_of_runs([train.run_id, evaluate.run_id])
+    assert (links[train.run_id].inputs, links[train.run_id].outputs) == ([], [(model.model_id, 2)])
+    assert (links[evaluate.run_id].inputs, links[evaluate.run_id].outputs) == ([model.model_id], [])
+    with pytest.raises(NotFound):
+        models.record_input("0" * 32, model.model_id)
 
 
 # -- through a server, with the real mlflow client -----------------------------------------------
@@ -272,7 +367,7 @@ def test_tags_params_search_and_delete_through_the_client(mlflow_server: MlflowS
     assert [m.name for m in rest] == ["b"]
     assert rest.token is None
     with pytest.raises(MlflowException) as caught:
-        client.search_logged_models([exp.experiment_id], filter_string="metrics.auc > 0.5")
+        client.search_logged_models([exp.experiment_id], filter_string="name LIKE 'a%'")
     assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
 
     client.delete_logged_model(b.model_id)
@@ -437,3 +532,75 @@ def test_describe_mlflow_model_reads_the_model_or_nothing(settings: Settings) ->
     assert [f["name"] for f in signature["inputs"]] == ["f0", "f1", "f2"]
     assert signature["output"]["kind"] == "probability"
     assert list(signature["output"]["classes"]) == ["0", "1"]
+
+
+def test_metrics_logged_with_a_model_id_are_the_models_and_the_runs(
+    mlflow_server: MlflowServer,
+) -> None:
+    model, x = _fitted()
+    holdout = mlflow.data.from_pandas(pd.DataFrame(x, columns=["f0", "f1", "f2"]), name="holdout")
+    mlflow.set_experiment("evals")
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(model, name="clf")
+        mlflow.log_metric("acc", 0.9, step=1, model_id=info.model_id)
+        mlflow.log_metrics({"f1": 0.8, "auc": 0.7}, step=1, model_id=info.model_id)
+        mlflow.log_metric("acc", 0.95, step=2, model_id=info.model_id, dataset=holdout)
+        mlflow.log_metric("loss", 0.3, step=5)  # no model at step 5: the run's alone
+    run_id = run.info.run_id
+
+    got = mlflow.get_logged_model(info.model_id).metrics
+    assert sorted((m.key, m.value, m.step, m.run_id, m.model_id) for m in got) == [
+        ("acc", 0.9, 1, run_id, info.model_id),
+        ("acc", 0.95, 2, run_id, info.model_id),
+        ("auc", 0.7, 1, run_id, info.model_id),
+        ("f1", 0.8, 1, run_id, info.model_id),
+    ]
+    on_holdout = [(m.dataset_name, m.dataset_digest) for m in got if m.step == 2]
+    assert on_holdout == [("holdout", holdout.digest)]
+    client = MlflowClient()
+    fetched = client.get_run(run_id)
+    assert fetched.data.metrics == {"acc": 0.95, "f1": 0.8, "auc": 0.7, "loss": 0.3}
+    assert [(o.model_id, o.step) for o in fetched.outputs.model_outputs] == [(info.model_id, 0)]
+    [found] = mlflow.search_runs(output_format="list")
+    assert [o.model_id for o in found.outputs.model_outputs] == [info.model_id]
+
+    # An unknown model fails the request before the run has the point.
+    with pytest.raises(MlflowException) as caught:
+        client.log_metric(run_id, "late", 1.0, model_id=f"m-{'0' * 32}")
+    assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert "late" not in client.get_run(run_id).data.metrics
+
+
+def test_search_logged_models_by_metrics_through_the_client(mlflow_server: MlflowServer) -> None:
+    mlflow.set_experiment("evals")
+    ids = {}
+    with mlflow.start_run():
+        for name, acc in (("good", 0.9), ("poor", 0.4), ("unscored", None)):
+            model = mlflow.create_external_model(name=name)
+            ids[name] = model.model_id
+            if acc is not None:
+                mlflow.log_metric("acc", acc, model_id=model.model_id)
+
+    def names(**kwargs: Any) -> list[str]:
+        found = mlflow.search_logged_models(output_format="list", **kwargs)
+        return [m.name for m in found]
+
+    assert names(filter_string="metrics.acc > 0.5") == ["good"]
+    assert names(filter_string="metrics.acc <= 0.5") == ["poor"]
+    assert names(filter_string="metrics.acc >= 0.4 AND name = 'poor'") == ["poor"]
+    descending = [{"field_name": "metrics.acc", "ascending": False}]
+    assert names(order_by=descending) == ["good", "poor", "unscored"]
+
+
+def test_an_evaluation_run_takes_the_model_as_an_input(mlflow_server: MlflowServer) -> None:
+    model, _ = _fitted()
+    mlflow.set_experiment("evals")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(model, name="clf")
+    with mlflow.start_run() as evaluation:
+        mlflow.log_metric("acc", 0.9, model_id=info.model_id)  # the client logs the input
+    fetched = MlflowClient().get_run(evaluation.info.run_id)
+    assert [i.model_id for i in fetched.inputs.model_inputs] == [info.model_id]
+    assert list(fetched.outputs.model_outputs) == []
+    [point] = mlflow.get_logged_model(info.model_id).metrics
+    assert (point.key, point.run_id) == ("acc", evaluation.info.run_id)

@@ -25,7 +25,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from modelloop.errors import InvalidArgument, ServerUnavailable
 
-HEAD_REVISION = "0013"
+HEAD_REVISION = "0014"
 _MIGRATIONS = str(Path(__file__).parent / "migrations")
 _PG_MIGRATION_LOCK = 0x6D6C6F6F70  # pg_advisory_lock key: "mloop"
 

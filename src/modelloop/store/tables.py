@@ -174,6 +174,34 @@ run_outputs = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
+# The logged models a run took as inputs (MLflow's run model inputs, migration 0014): an
+# evaluation run names the model it scored.
+run_model_inputs = Table(
+    "run_model_inputs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id"), primary_key=True),
+    Column("model_id", String(40), ForeignKey("logged_models.model_id"), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Metric points a run logged for a logged model, optionally on a dataset (MLflow 3's model
+# metrics, migration 0014). The run keeps the same points in its own history; this is the
+# model's view of them, one row per point (few: evaluations, not training curves). NaN is null.
+logged_model_metrics = Table(
+    "logged_model_metrics",
+    metadata,
+    Column("metric_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("model_id", String(40), ForeignKey("logged_models.model_id"), nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.run_id"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Float(precision=53), nullable=True),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("dataset_name", String(500), nullable=True),
+    Column("dataset_digest", String(64), nullable=True),
+    Index(None, "model_id", "key"),
+)
+
 # -- registry (migration 0002) ------------------------------------------------------------------
 # JSON columns are text (the same on both databases). Versions number from 1 per model; the
 # registry serialises its writes (see ``modelloop.audit.lock``), so ``max(version) + 1`` is safe.

@@ -29,15 +29,19 @@ from modelloop.auth import Principal
 from modelloop.errors import AlreadyExists, InvalidArgument, NotFound
 from modelloop.server.mlflow.errors import NotSupported
 from modelloop.server.mlflow.requests import page_offset, page_token
+from modelloop.server.mlflow.tracking import json_number
 from modelloop.server.schemas import blame
 from modelloop.server.tracking import _blob_chunks, _body_blocks
 from modelloop.tracking.client import DEFAULT_EXPERIMENT
 from modelloop.tracking.entities import check_run_id
 from modelloop.tracking.logged_models import (
+    DatasetRef,
     LoggedModel,
     LoggedModels,
     LoggedModelSpec,
     LoggedModelStatus,
+    ModelMetric,
+    OrderBy,
 )
 from modelloop.web.middleware import request_principal
 from modelloop.web.responses import OrjsonResponse
@@ -246,13 +250,20 @@ class _OrderBy(BaseModel):
     field_name: str
     ascending: bool = True
     dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
+class _Dataset(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    dataset_name: str = Field(min_length=1)
+    dataset_digest: str | None = None
 
 
 class _Search(BaseModel):
     model_config = ConfigDict(extra="ignore")
     experiment_ids: list[str] = Field(default_factory=list, max_length=1000)
     filter: str | None = Field(default=None, max_length=4096)
-    datasets: list[dict[str, Any]] = Field(default_factory=list)
+    datasets: list[_Dataset] = Field(default_factory=list, max_length=100)
     max_results: int | None = Field(default=None, ge=1, le=1000)
     order_by: list[_OrderBy] = Field(default_factory=list, max_length=20)
     page_token: str | None = Field(default=None, max_length=256)
@@ -302,19 +313,19 @@ def logged_model_routes(store: SqlTrackingStore, settings: Settings) -> APIRoute
 
     @router.post("/logged-models/search")
     def search_logged_models(body: _Search) -> Response:
-        if body.datasets or any(o.dataset_name for o in body.order_by):
-            raise NotSupported(
-                "Searching logged models by dataset is not supported: modelloop keeps no "
-                "per-dataset model metrics; filter on name, status, tags or params"
-            )
         order = [o.model_dump() for o in body.order_by]
-        query = ("logged-models", body.experiment_ids, body.filter, order)
+        datasets = [d.model_dump() for d in body.datasets]
+        query = ("logged-models", body.experiment_ids, body.filter, order, datasets)
         offset = page_offset(body.page_token, query)
         with blame("filter"):
             page = models.search(
                 [experiment_id(e) for e in body.experiment_ids],
                 body.filter,
-                order_by=[(o.field_name, o.ascending) for o in body.order_by],
+                order_by=[
+                    OrderBy(o.field_name, o.ascending, o.dataset_name, o.dataset_digest)
+                    for o in body.order_by
+                ],
+                datasets=[DatasetRef(d.dataset_name, d.dataset_digest) for d in body.datasets],
                 max_results=body.max_results or 100,
                 offset=offset,
             )
@@ -435,4 +446,21 @@ def _model_json(model: LoggedModel) -> dict[str, Any]:
     if model.status_message:
         info["status_message"] = model.status_message
     params = [{"key": k, "value": v} for k, v in model.params.items()]
-    return {"info": info, "data": {"params": params, "metrics": []}}
+    metrics = [_metric_json(m) for m in model.metrics]
+    return {"info": info, "data": {"params": params, "metrics": metrics}}
+
+
+def _metric_json(point: ModelMetric) -> dict[str, Any]:
+    """MLflow's ``Metric`` message as a logged model carries it."""
+    found: dict[str, Any] = {
+        "key": point.key,
+        "value": json_number(point.value),
+        "timestamp": point.timestamp,
+        "step": point.step,
+        "run_id": point.run_id,
+        "model_id": point.model_id,
+    }
+    if point.dataset_name is not None:
+        found["dataset_name"] = point.dataset_name
+        found["dataset_digest"] = point.dataset_digest
+    return found

@@ -5,7 +5,9 @@ store and answers in MLflow's JSON; every rule (names, keys, immutable params, l
 is the store's, so a run written here is a modelloop run like any other. What only MLflow has is
 translated here: its experiment id ``"0"`` is modelloop's default experiment, its system tags
 ``mlflow.runName`` and ``mlflow.parentRunId`` are the run's name and parent, its batch limits
-and view types, and opaque page tokens (an offset bound to the query that issued it).
+and view types, and opaque page tokens (an offset bound to the query that issued it). MLflow 3's
+links between runs and logged models are :mod:`modelloop.tracking.logged_models`' facts: a metric
+naming a model is the model's too, and a run answers with the models it took and output.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ from modelloop.tracking.entities import (
     check_key,
     check_metric,
     check_value,
+)
+from modelloop.tracking.logged_models import (
+    LoggedModels,
+    ModelMetric,
+    RunModels,
+    check_model_id,
 )
 from modelloop.tracking.sql import MAX_SEARCH_RESULTS, SqlTrackingStore
 
@@ -99,6 +107,7 @@ def tracking_routes(store: SqlTrackingStore, settings: Settings) -> APIRouter:
 class _Edge:
     def __init__(self, store: SqlTrackingStore) -> None:
         self.store = store
+        self.models = LoggedModels(store)
 
     # -- experiments ---------------------------------------------------------------------------
 
@@ -259,8 +268,9 @@ class _Edge:
     # -- params, metrics, tags -----------------------------------------------------------------
 
     def log_metric(self, p: Params, request: Request) -> dict[str, Any]:
-        point = _metric(p.values)
-        self._log(p.run_id(), metrics=[point])
+        point, run_id = _metric(p.values), p.run_id()
+        linked = [_model_metric(run_id, p.values, point)] if p.values.get("model_id") else []
+        self._log(run_id, metrics=[point], linked=linked)
         return {}
 
     def log_param(self, p: Params, request: Request) -> dict[str, Any]:
@@ -299,6 +309,11 @@ class _Edge:
             )
         run_id = p.run_id()
         points = [_metric(m) for m in metrics]
+        linked = [
+            _model_metric(run_id, m, point)
+            for m, point in zip(metrics, points, strict=True)
+            if m.get("model_id")
+        ]
         values: dict[str, str] = {}
         for param in params:
             ((key, value),) = _pairs([param], "params").items()
@@ -309,7 +324,7 @@ class _Edge:
             values[key] = _param_value(key, value)
         tag_values = _pairs(tags, "tags")
         name = tag_values.pop(TAG_RUN_NAME, None)
-        self._log(run_id, points, values, tag_values)
+        self._log(run_id, points, values, tag_values, linked)
         if name:
             self.store.rename_run(run_id, name)
         return {}
@@ -320,20 +335,29 @@ class _Edge:
         metrics: Sequence[Metric] = (),
         params: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None,
+        linked: Sequence[ModelMetric] = (),
     ) -> None:
         """MLflow answers INVALID_PARAMETER_VALUE where modelloop says Conflict (a param given
-        another value, a deleted or ended run's params)."""
+        another value, a deleted or ended run's params). Points naming a logged model go to
+        the run and to the model: its models are checked first, so a missing one fails the
+        request before the run has it; points without one cost nothing more."""
+        if linked:
+            self.models.require_live({m.model_id for m in linked})
         try:
             self.store.log_batch(run_id, metrics, params, tags)
         except Conflict as e:
             raise InvalidArgument(e.message) from None
+        if linked:
+            self.models.log_metrics(linked)
 
     def log_inputs(self, p: Params, request: Request) -> dict[str, Any]:
-        if p.objects("models"):
-            raise NotSupported(
-                "runs/log-inputs with models (a logged model as a run's input) is not supported; "
-                "log datasets as inputs, and models as the run's outputs"
-            )
+        run_id = p.run_id()
+        model_ids = []
+        for item in p.objects("models"):
+            if not isinstance(item, dict) or not item.get("model_id"):
+                raise InvalidArgument("Each model input needs a 'model_id'")
+            model_ids.append(check_model_id(item["model_id"]))
+        self.models.require_live(model_ids)
         inputs = []
         for item in p.objects("datasets"):
             dataset = item.get("dataset")
@@ -355,7 +379,9 @@ class _Edge:
                     tags=_pairs(item.get("tags") or [], "tags"),
                 )
             )
-        self.store.log_inputs(p.run_id(), inputs)
+        self.store.log_inputs(run_id, inputs)  # checks that the run is active, as MLflow does
+        for model_id in model_ids:
+            self.models.record_input(run_id, model_id)
         return {}
 
     def metric_history(self, p: Params, request: Request) -> dict[str, Any]:
@@ -369,7 +395,7 @@ class _Edge:
             "metrics": [
                 {
                     "key": key,
-                    "value": _number(float(series.values[i])),
+                    "value": json_number(float(series.values[i])),
                     "timestamp": int(series.timestamps[i]),
                     "step": int(series.steps[i]),
                 }
@@ -404,7 +430,7 @@ class _Edge:
                     points.append(
                         {
                             "key": key,
-                            "value": _number(float(series.values[i])),
+                            "value": json_number(float(series.values[i])),
                             "timestamp": int(series.timestamps[i]),
                             "step": int(series.steps[i]),
                             "run_id": run_id,
@@ -420,7 +446,8 @@ class _Edge:
     def runs(self, runs: Sequence[Run]) -> list[dict[str, Any]]:
         ids = [r.run_id for r in runs]
         latest, inputs = self.store.latest_metrics(ids), self.store.inputs_of_runs(ids)
-        return [_run(r, latest[r.run_id], inputs[r.run_id]) for r in runs]
+        models = self.models.models_of_runs(ids)
+        return [_run(r, latest[r.run_id], inputs[r.run_id], models[r.run_id]) for r in runs]
 
 
 def _principal(request: Request) -> str | None:
@@ -469,13 +496,29 @@ def _metric(item: Mapping[str, Any]) -> Metric:
     return check_metric(item.get("key"), value, step, timestamp)
 
 
+def _model_metric(run_id: str, item: Mapping[str, Any], point: Metric) -> ModelMetric:
+    """A point's link to a logged model (MLflow 3's ``model_id``, ``dataset_name`` and
+    ``dataset_digest`` on a metric)."""
+    texts = {k: item.get(k) or None for k in ("dataset_name", "dataset_digest")}
+    for key, value in texts.items():
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgument(f"Metric {point.key!r}: {key} must be a string")
+    return ModelMetric(
+        check_model_id(item.get("model_id")),
+        *point,
+        run_id=run_id,
+        dataset_name=texts["dataset_name"],
+        dataset_digest=texts["dataset_digest"],
+    )
+
+
 def _int_field(value: object, what: str) -> object:
     if isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
     return value if value is not None else 0
 
 
-def _number(value: float) -> float | str:
+def json_number(value: float) -> float | str:
     """Non-finite values as proto3 JSON writes them (JSON has no NaN)."""
     if math.isnan(value):
         return "NaN"
@@ -524,7 +567,9 @@ def _experiment(exp: Experiment) -> dict[str, Any]:
     }
 
 
-def _run(run: Run, latest: Sequence[Metric], inputs: Sequence[DatasetInput]) -> dict[str, Any]:
+def _run(
+    run: Run, latest: Sequence[Metric], inputs: Sequence[DatasetInput], models: RunModels
+) -> dict[str, Any]:
     info: dict[str, Any] = {
         "run_id": run.run_id,
         "run_uuid": run.run_id,
@@ -545,7 +590,12 @@ def _run(run: Run, latest: Sequence[Metric], inputs: Sequence[DatasetInput]) -> 
         "info": info,
         "data": {
             "metrics": [
-                {"key": m.key, "value": _number(m.value), "timestamp": m.timestamp, "step": m.step}
+                {
+                    "key": m.key,
+                    "value": json_number(m.value),
+                    "timestamp": m.timestamp,
+                    "step": m.step,
+                }
                 for m in latest
             ],
             "params": [{"key": k, "value": v} for k, v in run.params.items()],
@@ -565,6 +615,12 @@ def _run(run: Run, latest: Sequence[Metric], inputs: Sequence[DatasetInput]) -> 
                     },
                 }
                 for i in inputs
+            ],
+            "model_inputs": [{"model_id": model_id} for model_id in models.inputs],
+        },
+        "outputs": {
+            "model_outputs": [
+                {"model_id": model_id, "step": step} for model_id, step in models.outputs
             ]
         },
     }
