@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -36,6 +37,7 @@ from modelloop.tracking.liveness import (
     process_gone,
     this_process,
 )
+from modelloop.tracking.store import TrackingStore
 from modelloop.tracking.sweep import NO_HEARTBEAT, PROCESS_GONE, TAG_SWEPT, UNTRACKED, sweep_runs
 from tests.cli_helpers import invoke
 from tests.live_server import live_server
@@ -335,6 +337,62 @@ def test_modelloop_server_sweeps_at_start_and_then_periodically(sqlite_settings:
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=60)
     assert "marked KILLED" in err  # the server says what it did
+
+
+class _Between:
+    """The real store, with ``between`` called after the first of the sweep's two writes."""
+
+    def __init__(self, store: TrackingStore, between: Callable[[], object]) -> None:
+        self._store, self._between, self._writes = store, between, 0
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._store, name)
+        if name not in ("end_run", "log_batch"):
+            return found
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            self._writes += 1
+            if self._writes == 2:
+                self._between()
+            return found(*args, **kwargs)
+
+        return write
+
+
+def test_a_swept_run_is_never_killed_without_its_tag(client: Client) -> None:
+    """The sweep tags a run, then ends it: a reader that sees it KILLED sees why (the server
+    test above read the status, then the tag), a sweep cut off between the two writes leaves it
+    RUNNING for the next sweep to mark (not KILLED for good, untagged), and a run that ended
+    by itself in between keeps no tag."""
+    every = timedelta(0)
+    cut = client.create_run("cut")  # untracked: swept when asked, no process to start
+    time.sleep(0.005)
+
+    def die() -> None:
+        raise ConnectionError("the sweeper died here")
+
+    with pytest.raises(ConnectionError):
+        sweep_runs(cast(TrackingStore, _Between(client.store, die)), untracked_older_than=every)
+    assert client.get_run(cut.run_id).status is RunStatus.RUNNING
+    assert [r.run_id for r in sweep_runs(client.store, untracked_older_than=every).killed] == [
+        cut.run_id
+    ]
+    swept = client.get_run(cut.run_id)
+    assert (swept.status, swept.tags[TAG_SWEPT]) == (RunStatus.KILLED, UNTRACKED)
+
+    ends = client.create_run("ends")
+    time.sleep(0.005)
+
+    def finish() -> None:
+        client.store.end_run(ends.run_id, RunStatus.FINISHED)
+
+    sweep = sweep_runs(
+        cast(TrackingStore, _Between(client.store, finish)), untracked_older_than=every
+    )
+    assert sweep.killed == ()
+    ended = client.get_run(ends.run_id)
+    assert ended.status is RunStatus.FINISHED
+    assert TAG_SWEPT not in ended.tags
 
 
 def _healthy(url: str, server: subprocess.Popen[str]) -> bool:

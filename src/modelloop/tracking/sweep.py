@@ -224,8 +224,16 @@ def _running_runs(store: TrackingStore) -> list[Run]:
 
 
 def _mark_killed(store: TrackingStore, swept: SweptRun) -> None:
-    store.end_run(swept.run_id, RunStatus.KILLED, swept.reason, end_time=swept.last_seen)
+    """Tag, then end: two writes, so that no reader sees a swept run KILLED without its tag,
+    and a sweep cut off between them leaves a RUNNING run the next sweep marks again (the
+    other order left it KILLED for good without the tag). A run that ended by itself in
+    between (Conflict) loses the tag again: it was not swept."""
     store.log_batch(swept.run_id, tags={TAG_SWEPT: swept.cause})
+    try:
+        store.end_run(swept.run_id, RunStatus.KILLED, swept.reason, end_time=swept.last_seen)
+    except Conflict:
+        store.delete_tag(swept.run_id, TAG_SWEPT)
+        raise
 
 
 def _heartbeat(run: Run) -> int:
