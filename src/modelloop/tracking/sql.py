@@ -6,6 +6,7 @@ goes through :meth:`Database.write` so SQLite never reports "database is locked"
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    bindparam,
     cast,
     delete,
     exists,
@@ -690,11 +692,14 @@ def _require_experiment(
     return row.deleted_at  # type: ignore[no-any-return]
 
 
+_RUN_STATE = select(t.runs.c.status, t.runs.c.deleted_at).where(
+    t.runs.c.run_id == bindparam("run_id")
+)  # built once: every logging call asks it
+
+
 def _require_run(conn: Connection, run_id: str, *, active: bool = False) -> str:
     """The run's status; NotFound if there is none, Conflict if ``active`` and it is deleted."""
-    row = conn.execute(
-        select(t.runs.c.status, t.runs.c.deleted_at).where(t.runs.c.run_id == run_id)
-    ).first()
+    row = conn.execute(_RUN_STATE, {"run_id": run_id}).first()
     if row is None:
         raise NotFound(f"Run {run_id!r} does not exist")
     if active and row.deleted_at is not None:
@@ -763,12 +768,19 @@ def _upsert(dialect: str) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
-def _upsert_tags(conn: Connection, dialect: str, run_id: str, tags: Mapping[str, str]) -> None:
+@functools.cache
+def _tags_upsert(dialect: str) -> Any:
+    """Built once per dialect: constructing an upsert (its ``excluded`` alias) costs more than
+    running it, and a per-call ``log_metric`` pays for every statement it builds."""
     stmt = _upsert(dialect)(t.tags)
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
     )
-    conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
+
+
+def _upsert_tags(conn: Connection, dialect: str, run_id: str, tags: Mapping[str, str]) -> None:
+    rows = [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()]
+    conn.execute(_tags_upsert(dialect), rows)
 
 
 def _pack(values: array[Any]) -> bytes:
@@ -811,9 +823,15 @@ def _insert_metrics(conn: Connection, dialect: str, run_id: str, metrics: Sequen
                 "timestamp": best.timestamp,
             }
         )
+    conn.execute(_latest_upsert(dialect), latest)
+
+
+@functools.cache
+def _latest_upsert(dialect: str) -> Any:
+    """The latest point per key moves only forward in (step, timestamp); built once per dialect."""
     stmt = _upsert(dialect)(t.latest_metrics)
     current = t.latest_metrics.c
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=["run_id", "key"],
         set_={
             "value": stmt.excluded.value,
@@ -825,7 +843,6 @@ def _insert_metrics(conn: Connection, dialect: str, run_id: str, metrics: Sequen
             and_(stmt.excluded.step == current.step, stmt.excluded.timestamp >= current.timestamp),
         ),
     )
-    conn.execute(stmt, latest)
 
 
 def _series(key: str, chunks: Sequence[Any]) -> MetricSeries:
