@@ -257,18 +257,9 @@ class LoggedModels:
         """Raise unless every model exists and is not deleted: what logging a metric for
         them or naming them as a run's input or output needs."""
         wanted = {check_model_id(m) for m in model_ids}
-        if not wanted:
-            return
-        m = t.logged_models.c
-        with self.db.read() as conn:
-            live = set(
-                conn.execute(
-                    select(m.model_id).where(m.model_id.in_(wanted), m.deleted_at.is_(None))
-                ).scalars()
-            )
-        missing = sorted(wanted - live)
-        if missing:
-            raise NotFound(f"Logged model {missing[0]!r} does not exist or was deleted")
+        if wanted:
+            with self.db.read() as conn:
+                _require_live(conn, wanted)
 
     def log_metrics(self, metrics: Sequence[ModelMetric]) -> None:
         """Record points runs logged for models; the runs keep them in their own histories
@@ -277,9 +268,9 @@ class LoggedModels:
         if not metrics:
             return
         rows = [_metric_row(point) for point in metrics]
-        self.require_live({point.model_id for point in metrics})
         run_ids = {point.run_id for point in metrics}
         with self.db.write() as conn:
+            _require_live(conn, {point.model_id for point in metrics})
             found = set(
                 conn.execute(select(t.runs.c.run_id).where(t.runs.c.run_id.in_(run_ids))).scalars()
             )
@@ -494,6 +485,18 @@ def _live(conn: Connection, model_id: str) -> LoggedModel:
     if model.deleted:
         raise NotFound(f"Logged model {model_id!r} was deleted")
     return model
+
+
+def _require_live(conn: Connection, model_ids: set[str]) -> None:
+    m = t.logged_models.c
+    live = set(
+        conn.execute(
+            select(m.model_id).where(m.model_id.in_(model_ids), m.deleted_at.is_(None))
+        ).scalars()
+    )
+    missing = sorted(model_ids - live)
+    if missing:
+        raise NotFound(f"Logged model {missing[0]!r} does not exist or was deleted")
 
 
 def _write(conn: Connection, model_id: str, **values: Any) -> None:
