@@ -1,8 +1,10 @@
 """Real MLflow stores to import from, written by the real mlflow client: a ``sqlite:///`` store
 and a file store, each with experiments, nested runs with params, tags and metric histories of
-hundreds of points, artifacts in folders, a deleted run, an MLflow 3 logged model
-(``mlflow.sklearn.log_model``), a registered model with two versions (one from the logged model,
-one from a run's folder) and an alias. Built once per session: importing reads, never writes."""
+hundreds of points, dataset inputs (``mlflow.log_input``), artifacts in folders, a deleted run,
+an MLflow 3 logged model (``mlflow.sklearn.log_model``) that another run took as input, a
+registered model with two versions (one from the logged model, in stage Production, one from a
+run's folder) and an alias; and what an import leaves out: a deleted experiment, a trace, a
+prompt. Built once per session: importing reads, never writes."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import DatasetInput, InputTag, LoggedModelInput, Metric, Param, RunTag
 
 MODEL = "churn-model"
 T0 = 1_700_000_000_000  # the runs' own times, far from now: an import must keep them
@@ -67,6 +70,14 @@ def _fill(client: MlflowClient, uri: str, root: Path, *, served: bool) -> Mlflow
 
     parent = client.create_run(churn, run_name="sweep", start_time=T0, tags={"team": "risk"})
     pid = parent.info.run_id
+    customers = mlflow.data.from_pandas(
+        pd.DataFrame({"tenure": [1, 24], "churned": [1, 0]}),
+        source="s3://lake/churn/customers.parquet",
+        name="customers",
+        targets="churned",
+    )
+    context = [InputTag("mlflow.data.context", "training")]
+    client.log_inputs(pid, [DatasetInput(customers._to_mlflow_entity(), context)])
     client.log_batch(
         pid,
         metrics=[Metric("best_auc", 0.91, T0 + 5, 0)],
@@ -104,6 +115,9 @@ def _fill(client: MlflowClient, uri: str, root: Path, *, served: bool) -> Mlflow
             [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0]], [0, 1, 0, 1]
         )
         logged = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
+        mlflow.log_input(customers, context="training")
+        holdout = pd.DataFrame({"tenure": [3], "churned": [1]})
+        mlflow.log_input(mlflow.data.from_pandas(holdout, name="holdout"), context="eval")
     client.set_terminated(cid, "FINISHED", end_time=T0 + 9000)
     client.set_terminated(pid, "FINISHED", end_time=T0 + 10_000)
 
@@ -115,6 +129,7 @@ def _fill(client: MlflowClient, uri: str, root: Path, *, served: bool) -> Mlflow
         metrics=[Metric("loss", math.nan, T0 + 1600, 0), Metric("loss", 3.5, T0 + 1601, 1)],
         params=[Param("learning_rate", "0.3")],
     )
+    client.log_inputs(failed.info.run_id, models=[LoggedModelInput(logged.model_id)])
     client.set_terminated(failed.info.run_id, "FAILED", end_time=T0 + 1700)
 
     running = client.create_run(fraud, run_name="still going", start_time=T0 + 50_000)
@@ -138,6 +153,15 @@ def _fill(client: MlflowClient, uri: str, root: Path, *, served: bool) -> Mlflow
         MODEL, f"runs:/{cid}/plots", run_id=cid, tags={"kind": "files"}, description="the plots"
     )
     client.set_registered_model_alias(MODEL, "challenger", 2)
+    client.transition_model_version_stage(MODEL, "1", "Production")  # deprecated, still found
+
+    abandoned = client.create_experiment("abandoned", artifact_location=location("abandoned"))
+    client.create_run(abandoned, run_name="never mind")
+    client.delete_experiment(abandoned)
+    span = client.start_trace("predict", experiment_id=churn, inputs={"tenure": 3})
+    client.end_trace(span.trace_id, outputs={"churn": 0.7})
+    mlflow.flush_trace_async_logging()
+    mlflow.genai.register_prompt("churn-explainer", "Why would {{customer}} leave?")
     scored = ((0.0, 1.0), (1.0, 0.0), (0.2, 0.9))
     scores = tuple(float(p) for p in model.predict_proba([list(x) for x in scored])[:, 1])
     return MlflowStore(uri, cid, pid, deleted.info.run_id, scored, scores)

@@ -1,7 +1,8 @@
 """``import_mlflow``: real MLflow stores (SQLite and file, written by the real mlflow client) copied
 into a fresh modelloop store (SQLite, PostgreSQL, or a live modelloop server), then compared with
-what MLflow's own client reads from the source: runs and their times, params, tags, every metric
-point, artifact bytes, registered models, versions and aliases. A second import copies nothing."""
+what MLflow's own client reads from the source: runs and their times, params, tags, dataset
+inputs, every metric point, artifact bytes, registered models, versions (a stage kept as a tag)
+and aliases; what is not copied is counted. A second import copies nothing."""
 
 from __future__ import annotations
 
@@ -16,9 +17,15 @@ from mlflow import MlflowClient
 
 import modelloop as ml
 from modelloop.errors import NotFound
-from modelloop.mlflow_import import KINDS, TAG_IMPORTED_FROM, ImportReport, import_mlflow
+from modelloop.mlflow_import import (
+    KINDS,
+    TAG_IMPORTED_FROM,
+    TAG_STAGE,
+    ImportReport,
+    import_mlflow,
+)
 from modelloop.settings import Settings
-from modelloop.tracking.entities import Metric, RunSpec, RunStatus
+from modelloop.tracking.entities import DatasetInput, Metric, RunSpec, RunStatus
 from tests.live_server import live_server
 from tests.mlflow_compat.mlflow_stores import MODEL, MlflowStore
 
@@ -83,6 +90,22 @@ def assert_same_as_source(store: MlflowStore, client: ml.Client, tmp: Path) -> N
         assert {k: v for k, v in ours.tags.items() if k != TAG_IMPORTED_FROM} == theirs.data.tags
         parent = theirs.data.tags.get("mlflow.parentRunId")
         assert ours.parent_run_id == (imported[parent].run_id if parent else None)
+        inputs = client.store.run_inputs(ours.run_id)
+        assert sorted(inputs, key=lambda i: i.name) == sorted(
+            (
+                DatasetInput(
+                    i.dataset.name,
+                    i.dataset.digest,
+                    i.dataset.source_type,
+                    i.dataset.source,
+                    i.dataset.schema,
+                    i.dataset.profile,
+                    {t.key: t.value for t in i.tags},
+                )
+                for i in theirs.inputs.dataset_inputs
+            ),
+            key=lambda i: i.name,
+        )
         for key in theirs.data.metrics:
             history = source.get_metric_history(run_id, key)
             copied = client.metric_history(ours.run_id, key)
@@ -110,9 +133,11 @@ def assert_same_as_source(store: MlflowStore, client: ml.Client, tmp: Path) -> N
         theirs_version = source.get_model_version(MODEL, str(version.version))
         assert version.run_id == child.run_id
         assert version.description == theirs_version.description
+        stage = theirs_version.current_stage
         assert version.tags == {
             **theirs_version.tags,
             TAG_IMPORTED_FROM: f"mlflow:{MODEL}/{version.version}",
+            **({TAG_STAGE: stage} if stage != "None" else {}),
         }
         package = client.registry.download_model(version)
         if theirs_version.source.startswith("runs:/"):
@@ -149,12 +174,20 @@ def test_an_mlflow_store_is_copied_whole_and_once(
         k: c.source for k, c in report.counts.items()
     }
     assert report.counts["runs"].source == 4  # the deleted run is left out
+    assert report.counts["dataset_inputs"].source == 3  # the parent's one, the child's two
     names = sorted(e.name for e in client.list_experiments())
     assert names == ["churn", "default", "fraud"]  # MLflow's "Default" is modelloop's
     assert_same_as_source(mlflow_store, client, tmp_path)
+    assert report.not_copied == not_copied(mlflow_store)
+    # stages are deprecated and modelloop has none: the fact is kept, and said
+    stage, drift = report.notes
+    assert stage == (
+        f"{MODEL}: MLflow stages (deprecated in MLflow 3; modelloop has none) are kept as the "
+        "version tag mlflow.stage, with no other effect: MLflow version 1 Production"
+    )
+    assert client.registry.get_version(MODEL, 1).status.value == "READY"
     # MLflow's sklearn model is a modelloop model now: it loads and scores as it did
-    (note,) = report.notes  # MLflow keeps no training data to fit a drift reference on
-    assert note.startswith(f"models:/{MODEL}/1 has no drift reference")
+    assert drift.startswith(f"models:/{MODEL}/1 has no drift reference")  # no training data
     version = client.registry.get_version(MODEL, 1)
     assert version.flavor == "sklearn"
     loaded = client.registry.load_model(f"models:/{MODEL}/1")
@@ -162,11 +195,38 @@ def test_an_mlflow_store_is_copied_whole_and_once(
     scores = loaded.predict(pd.DataFrame(mlflow_store.scored, columns=names))
     assert list(scores) == pytest.approx(mlflow_store.scores, abs=1e-12)
 
+    # an import by an earlier modelloop kept no stage: a rerun adds it, copying nothing else
+    client.registry.store.update_model_version(MODEL, 1, actor="test", delete_tags=[TAG_STAGE])
     again = import_mlflow(mlflow_store.uri, client=client)
     assert_counts_match(again)
     assert {k: c.new for k, c in again.counts.items()} == dict.fromkeys(KINDS, 0)
+    assert again.not_copied == report.not_copied
     assert len(client.find_runs()) == 4
     assert_same_as_source(mlflow_store, client, tmp_path)
+
+
+def not_copied(store: MlflowStore) -> list[str]:
+    """What an import of the whole store says it left out, counted with MLflow's own client."""
+    from mlflow.entities import ViewType
+
+    source = _source(store)
+    experiments = [e.experiment_id for e in source.search_experiments()]
+    deleted = source.search_experiments(view_type=ViewType.DELETED_ONLY)
+    runs = source.search_runs(experiments, run_view_type=ViewType.DELETED_ONLY)
+    traces = source.search_traces(locations=experiments, include_spans=False)
+    found = [source.get_run(r.info.run_id) for r in source.search_runs(experiments)]
+    models = [m for r in found for m in r.inputs.model_inputs]  # not in search results
+    prompts = source.search_prompts()
+    assert {len(deleted), len(runs), len(traces), len(models), len(prompts)} == {1}
+    restore = "deleted in MLflow (restored there, the next import copies them)"
+    return [
+        f"{len(deleted)} deleted experiment(s) and their runs: {restore}",
+        f"{len(runs)} deleted run(s): {restore}",
+        f"{len(traces)} trace(s): GenAI tracing is not part of modelloop",
+        f"{len(models)} logged model input(s) of runs: logged models are copied as files of the "
+        "run that logged them, not as models a run can take as input",
+        f"{len(prompts)} prompt(s): MLflow's prompt registry is not part of modelloop's",
+    ]
 
 
 def test_an_interrupted_import_is_completed_by_the_next(
@@ -253,6 +313,9 @@ def test_only_the_named_experiments_are_copied(
     assert (run.name, run.status) == ("still going", RunStatus.RUNNING)
     assert report.counts["models"].source == 0  # its versions come from churn's runs
     assert client.registry.list_models() == []
+    assert report.not_copied == [  # of fraud only
+        "1 deleted run(s): deleted in MLflow (restored there, the next import copies them)"
+    ]
 
     with pytest.raises(NotFound, match=r"'nope'.*churn, fraud"):
         import_mlflow(mlflow_sqlite.uri, client=client, experiments=["nope"])

@@ -26,6 +26,7 @@ def test_the_command_copies_and_reports_in_json(mlflow_sqlite: MlflowStore, home
 
     assert first["complete"] is True
     assert first["problems"] == []
+    assert len(first["not_copied"]) == 5  # deleted, traces, ...: see test_import.py
     assert set(first["counts"]) == set(KINDS)
     for kind, count in first["counts"].items():
         assert count["source"] == count["imported"] == count["new"] > 0, kind
@@ -46,8 +47,10 @@ def test_the_table_says_what_was_copied(mlflow_file: MlflowStore, home: Path) ->
 
     shown = ok("import", "mlflow", mlflow_file.uri, "-e", "fraud")
     assert "metric points" in shown
+    assert "dataset inputs" in shown
     assert "copied now" in shown
-    assert "Complete: modelloop holds everything the MLflow store does." in shown
+    assert "not copied: 1 deleted run(s): deleted in MLflow" in shown  # fraud's "mistake"
+    assert "Complete: modelloop holds all the MLflow store does but what is not copied." in shown
     (experiment,) = json.loads(ok("experiments", "list", "--output", "json"))
     assert experiment["name"] == "fraud"
 

@@ -30,6 +30,7 @@ _LABELS = {
     "runs": "runs",
     "params": "params",
     "tags": "tags",
+    "dataset_inputs": "dataset inputs",
     "metric_points": "metric points",
     "artifact_files": "artifact files",
     "artifact_bytes": "artifact bytes",
@@ -43,7 +44,8 @@ _LABELS = {
     "mlflow",
     help="Copy an MLflow tracking store into modelloop: experiments, runs (name, user, status, "
     "start and end time, params, tags, every metric point with its step and timestamp, "
-    "artifacts, MLflow 3 logged models), registered models, their versions and aliases.\n\n"
+    "dataset inputs, artifacts, MLflow 3 logged models), registered models, their versions "
+    "(a deprecated stage kept as the tag mlflow.stage) and aliases.\n\n"
     "SOURCE is what MLFLOW_TRACKING_URI would be: a file store (./mlruns or file:///...), a "
     "database (sqlite:///mlflow.db, postgresql://user@host/mlflow) or a server "
     "(http://mlflow.internal:5000). The destination is the store of the current settings "
@@ -52,7 +54,8 @@ _LABELS = {
     "\n\n"
     "Safe to repeat: what an earlier import copied is recognised (runs and versions carry the "
     "tag modelloop.imported_from) and not copied twice, so an interrupted import is completed "
-    "by running it again. Deleted MLflow runs and experiments are left out. A protected alias "
+    "by running it again. Deleted MLflow runs and experiments, traces and prompts are left out "
+    "(the report counts them). A protected alias "
     "(MODELLOOP_PROTECTED_ALIASES) is requested, not set: another user approves it.\n\n"
     "The report counts each kind in MLflow and in modelloop; the command fails when they "
     "differ, saying what was not copied and why. Needs the mlflow client: pip install "
@@ -146,7 +149,11 @@ def _show(report: ImportReport) -> None:
         typer.echo(f"- {problem}")
     for note in report.notes:
         typer.echo(f"note: {note}")
+    for left in report.not_copied:
+        typer.echo(f"not copied: {left}")
     if report.dry_run:
         typer.echo("Dry run: nothing was written.")
+    elif report.complete and report.not_copied:
+        typer.echo("Complete: modelloop holds all the MLflow store does but what is not copied.")
     elif report.complete:
         typer.echo("Complete: modelloop holds everything the MLflow store does.")

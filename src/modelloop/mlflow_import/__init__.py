@@ -11,6 +11,8 @@ so the destination is whatever the settings name: a local store or a modelloop s
                                    name, user, status, start and end time, params, tags,
                                    every metric point (step, timestamp, value), artifacts,
                                    and the files of its logged models under models/<model id>/
+    dataset inputs (log_input) ->  the run's inputs (name, digest, source, schema, profile, and
+                                   tags such as mlflow.data.context), as runs/log-inputs records
     mlflow.parentRunId         ->  the parent run
     registered model           ->  the model of the same name: description, tags
     model version              ->  the next version, tagged "mlflow:<name>/<version>", on the
@@ -18,13 +20,20 @@ so the destination is whatever the settings name: a local store or a modelloop s
                                    models:/m-... logged models), with description and tags;
                                    a model MLflow's sklearn, xgboost or lightgbm flavor wrote
                                    is a modelloop model (the registry reads its MLmodel)
+    stage (Staging, Production,->  the version tag mlflow.stage, and a note in the report:
+      Archived; deprecated)        modelloop has no stages, so the tag has no effect (an
+                                   Archived version stays usable, as MLflow's "latest" is)
     alias                      ->  set; a protected alias is *requested* (another user approves)
 
 Every step can be repeated: a run, version or alias already imported is found by its tag and
 not copied again, a metric history gets the points the destination lacks (compared as a
 multiset of (step, timestamp, value); each batch is written whole or not at all), and
 artifacts already present are skipped. So an import killed half-way loses nothing committed,
-and running it again completes it. Deleted MLflow experiments and runs are not copied.
+and running it again completes it.
+
+Not copied, by design, and listed with counts in the report's ``not_copied``: deleted
+experiments and runs, traces (GenAI tracing is not part of modelloop), prompts, and runs'
+logged-model inputs (a logged model is copied as files of the run that logged it).
 
 The report counts each kind on both sides (what the source holds, what the destination holds of
 it afterwards, and what this import added); anything it could not copy is listed with why.
@@ -37,7 +46,14 @@ from typing import TYPE_CHECKING
 
 from modelloop.errors import ModelloopError
 from modelloop.mlflow_import._copy import _Importer
-from modelloop.mlflow_import._report import KINDS, TAG_IMPORTED_FROM, Count, ImportReport, Progress
+from modelloop.mlflow_import._report import (
+    KINDS,
+    TAG_IMPORTED_FROM,
+    TAG_STAGE,
+    Count,
+    ImportReport,
+    Progress,
+)
 from modelloop.mlflow_import._source import _hide_password, _open_source, _reading_mlflow
 
 if TYPE_CHECKING:
@@ -46,6 +62,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KINDS",
     "TAG_IMPORTED_FROM",
+    "TAG_STAGE",
     "Count",
     "ImportReport",
     "Progress",

@@ -9,6 +9,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from inspect import signature
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,21 +20,30 @@ from modelloop.errors import (
     ModelloopError,
     NotFound,
 )
-from modelloop.mlflow_import._report import TAG_IMPORTED_FROM, ImportReport, Progress
+from modelloop.mlflow_import._report import TAG_IMPORTED_FROM, TAG_STAGE, ImportReport, Progress
 from modelloop.mlflow_import._source import _pages
 from modelloop.registry.entities import RequestStatus, check_model_name
 from modelloop.registry.reference import NoDriftReference
 from modelloop.tracking.client import DEFAULT_EXPERIMENT
-from modelloop.tracking.entities import Experiment, RunSpec, RunStatus, check_metric
+from modelloop.tracking.entities import (
+    DatasetInput,
+    Experiment,
+    RunSpec,
+    RunStatus,
+    check_metric,
+)
 
 if TYPE_CHECKING:
     from modelloop.client import Client
     from modelloop.registry.client import Registry
+    from modelloop.registry.entities import ModelVersion
 
 TAG_PARENT = "mlflow.parentRunId"
 ALIAS_REASON = "imported from MLflow"
 METRIC_BATCH = 5000  # points per log_batch: one transaction (or request) each
 _PAGE = 1000
+_COUNT_PAGES = 10  # pages read to count what is not copied (traces): "at least" beyond
+_RESTORE = "deleted in MLflow (restored there, the next import copies them)"
 _STATUS = {
     "FINISHED": RunStatus.FINISHED,
     "FAILED": RunStatus.FAILED,
@@ -60,6 +70,7 @@ class _Importer:
         self.progress = progress or (lambda stage, done, total: None)
         self.count = report.counts
         self.runs: dict[str, str] = {}  # MLflow run id -> modelloop run id
+        self.model_inputs = 0  # MLflow 3 logged models runs took as inputs: not copied
 
     def run(self, names: Sequence[str] | None) -> None:
         from mlflow.entities import ViewType
@@ -94,6 +105,57 @@ class _Importer:
             self._run(run, experiment_id, logged.get(run.info.run_id, []))
         self.progress("runs", len(ordered), len(ordered))
         self._models(only_runs=None if not names else {r.info.run_id for r, _ in ordered})
+        self._left_out([e.experiment_id for e in found], everything=not names)
+
+    def _left_out(self, experiment_ids: list[str], *, everything: bool) -> None:
+        """Say what the source holds that no import copies, counted where that is cheap:
+        deleted experiments (only when importing all) and runs, traces (up to a few pages),
+        prompts, and the logged models runs took as inputs."""
+        from mlflow.entities import ViewType
+        from mlflow.exceptions import MlflowException
+
+        def say(count: int, what: str, why: str, *, at_least: bool = False) -> None:
+            if count:
+                self.report.not_copied.append(f"{'at least ' * at_least}{count} {what}: {why}")
+
+        if everything:
+            deleted = _pages(self.source.search_experiments, view_type=ViewType.DELETED_ONLY)
+            say(sum(1 for _ in deleted), "deleted experiment(s) and their runs", _RESTORE)
+        if experiment_ids:
+            runs = _pages(
+                self.source.search_runs,
+                experiment_ids=experiment_ids,
+                run_view_type=ViewType.DELETED_ONLY,
+                max_results=_PAGE,
+            )
+            say(sum(1 for _ in runs), "deleted run(s)", _RESTORE)
+            try:
+                search = self.source.search_traces  # newer clients call experiment_ids locations
+                scope = (
+                    "locations" if "locations" in signature(search).parameters else "experiment_ids"
+                )
+                query = {scope: experiment_ids, "include_spans": False, "max_results": 500}
+                traces, more = _count(search, **query)
+            except (MlflowException, NotImplementedError, AttributeError):
+                traces, more = 0, False  # MLflow 2 stores and servers: no traces
+            say(traces, "trace(s)", "GenAI tracing is not part of modelloop", at_least=more)
+        say(
+            self.model_inputs,
+            "logged model input(s) of runs",
+            "logged models are copied as files of the run that logged them, not as models a run "
+            "can take as input",
+        )
+        if everything:
+            try:
+                prompts, more = _count(self.source.search_prompts, max_results=_PAGE)
+            except (MlflowException, NotImplementedError, AttributeError):
+                prompts, more = 0, False  # MLflow 2 stores and servers: no prompt registry
+            say(
+                prompts,
+                "prompt(s)",
+                "MLflow's prompt registry is not part of modelloop's",
+                at_least=more,
+            )
 
     # -- experiments and runs --------------------------------------------------------------------
 
@@ -161,6 +223,9 @@ class _Importer:
 
     def _run(self, run: Any, experiment_id: str | None, logged: list[Any]) -> None:
         mlflow_id = run.info.run_id
+        inputs = self.source.get_run(mlflow_id).inputs  # a search leaves models out (SQL store)
+        datasets = _dataset_inputs(inputs)
+        self.model_inputs += len(getattr(inputs, "model_inputs", None) or [])
         params = dict(run.data.params)
         tags = dict(run.data.tags)
         self.count["params"].source += len(params)
@@ -169,18 +234,19 @@ class _Importer:
         if target_id is None:
             if self.dry_run or experiment_id is None:
                 self.count["runs"].new += 1
-                self._count_source_only(run, logged)
+                self._count_source_only(run, logged, len(datasets))
                 return
             try:
                 target_id = self._create_run(run, experiment_id, params, tags)
             except (InvalidArgument, NotFound, Conflict) as exc:
                 self.report.problems.append(f"run {mlflow_id}: not copied: {exc.message}")
-                self._count_source_only(run, logged)
+                self._count_source_only(run, logged, len(datasets))
                 return
             self.count["runs"].new += 1
             self.runs[mlflow_id] = target_id
         self.count["runs"].imported += 1
         self._params_and_tags(target_id, params, tags)
+        self._inputs(mlflow_id, target_id, datasets)
         for key in sorted(run.data.metrics):
             self._metric(mlflow_id, target_id, key)
         present = {a.path: a.size for a in self.store.list_artifacts(target_id)}
@@ -238,6 +304,26 @@ class _Importer:
                 )
         self.count["tags"].imported += sum(current.tags.get(k) == v for k, v in tags.items())
 
+    def _inputs(self, mlflow_id: str, target_id: str, inputs: list[DatasetInput]) -> None:
+        """Log the datasets (``mlflow.log_input``) the destination run lacks, through the store
+        call modelloop's MLflow API (``runs/log-inputs``) uses; a dataset is one per run by
+        (name, digest) there as in MLflow, so one already logged is not logged again."""
+        count = self.count["dataset_inputs"]
+        count.source += len(inputs)
+        held = {(i.name, i.digest) for i in self.store.run_inputs(target_id)}
+        missing = [i for i in inputs if (i.name, i.digest) not in held]
+        count.new += len(missing)
+        if missing and not self.dry_run:
+            try:
+                self.store.log_inputs(target_id, missing)
+            except (InvalidArgument, Conflict) as exc:
+                count.new -= len(missing)
+                self.report.problems.append(
+                    f"run {mlflow_id}: dataset inputs not copied: {exc.message}"
+                )
+            held = {(i.name, i.digest) for i in self.store.run_inputs(target_id)}
+        count.imported += sum((i.name, i.digest) in held for i in inputs)
+
     def _metric(self, mlflow_id: str, target_id: str, key: str) -> None:
         """Copy the points of one history the destination lacks: compared as a multiset of
         (step, timestamp, value), so a resumed import neither repeats nor skips a point, in
@@ -275,10 +361,12 @@ class _Importer:
             for s, t, v in zip(series.steps, series.timestamps, series.values, strict=True)
         )
 
-    def _count_source_only(self, run: Any, logged: list[Any]) -> None:
+    def _count_source_only(self, run: Any, logged: list[Any], datasets: int) -> None:
         """A run that is not (or cannot be) in the destination: count what the source holds."""
         self.count["params"].new += len(run.data.params) if self.dry_run else 0
         self.count["tags"].new += len(run.data.tags) if self.dry_run else 0
+        self.count["dataset_inputs"].source += datasets
+        self.count["dataset_inputs"].new += datasets if self.dry_run else 0
         for key in run.data.metrics:
             points = len(self.source.get_metric_history(run.info.run_id, key))
             self.count["metric_points"].source += points
@@ -412,18 +500,29 @@ class _Importer:
         self._aliases(registry, name, aliases, mapped)
 
     def _versions(self, registry: Registry, name: str, versions: list[Any]) -> dict[int, int]:
-        """MLflow version -> modelloop version, importing the ones missing."""
+        """MLflow version -> modelloop version, importing the ones missing; a version's MLflow
+        stage is kept as its tag ``mlflow.stage`` (modelloop has no stages)."""
         count = self.count["versions"]
         mapped: dict[int, int] = {}
+        earlier: dict[int, ModelVersion] = {}
         for existing in registry.list_versions(name):
             origin = existing.tags.get(TAG_IMPORTED_FROM, "")
             prefix = f"mlflow:{name}/"
             if origin.startswith(prefix) and origin[len(prefix) :].isdigit():
                 mapped[int(origin[len(prefix) :])] = existing.version
+                earlier[int(origin[len(prefix) :])] = existing
+        staged = {int(v.version): _stage(v) for v in versions if _stage(v)}
+        if staged:
+            listed = ", ".join(f"{number} {stage}" for number, stage in staged.items())
+            self.report.notes.append(
+                f"{name}: MLflow stages (deprecated in MLflow 3; modelloop has none) are kept as "
+                f"the version tag {TAG_STAGE}, with no other effect: MLflow version {listed}"
+            )
         for version in versions:
             number = int(version.version)
             if number in mapped:
                 count.imported += 1
+                self._restage(registry, earlier[number], _stage(version))
                 continue
             where = self._version_package(version)
             if isinstance(where, str):
@@ -435,6 +534,8 @@ class _Importer:
             run_id, artifact_path = where
             tags = dict(version.tags or {})
             tags[TAG_IMPORTED_FROM] = f"mlflow:{name}/{number}"
+            if number in staged:
+                tags[TAG_STAGE] = staged[number]
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", NoDriftReference)
@@ -453,6 +554,18 @@ class _Importer:
             mapped[number] = created.version
             count.imported += 1
         return mapped
+
+    def _restage(self, registry: Registry, ours: ModelVersion, stage: str | None) -> None:
+        """The stage tag of a version imported earlier, brought up to date with MLflow's."""
+        if ours.tags.get(TAG_STAGE) == stage or self.dry_run:
+            return
+        registry.store.update_model_version(
+            ours.name,
+            ours.version,
+            actor=registry.actor,
+            tags={TAG_STAGE: stage} if stage else None,
+            delete_tags=() if stage else (TAG_STAGE,),
+        )
 
     def _pass_on(self, caught: list[warnings.WarningMessage]) -> None:
         """A version without a drift reference is a note of the report (MLflow keeps no
@@ -568,6 +681,47 @@ class _ModelFile:
         return download_artifacts(
             artifact_uri=uri, dst_path=directory, tracking_uri=self.tracking_uri
         )
+
+
+def _stage(version: Any) -> str | None:
+    """An MLflow version's stage: Staging, Production or Archived; None without one."""
+    stage = str(getattr(version, "current_stage", None) or "None")
+    return None if stage == "None" else stage
+
+
+def _dataset_inputs(inputs: Any) -> list[DatasetInput]:
+    """The datasets of an MLflow run's inputs (``mlflow.log_input``), as modelloop records
+    them, one per (name, digest); the input's tags say how (``mlflow.data.context``). A store
+    older than MLflow 2.4 has none."""
+    found: dict[tuple[str, str], DatasetInput] = {}
+    for item in getattr(inputs, "dataset_inputs", None) or []:
+        data = item.dataset
+        found.setdefault(
+            (data.name, data.digest),
+            DatasetInput(
+                data.name,
+                data.digest,
+                data.source_type,
+                data.source,
+                data.schema or None,
+                data.profile or None,
+                {tag.key: tag.value for tag in item.tags or []},
+            ),
+        )
+    return list(found.values())
+
+
+def _count(search: Callable[..., Any], **query: Any) -> tuple[int, bool]:
+    """How many results a paged search has, reading at most ``_COUNT_PAGES`` pages, and
+    whether there are more."""
+    token, total = None, 0
+    for _ in range(_COUNT_PAGES):
+        page = search(**query, page_token=token)
+        total += len(page)
+        token = page.token
+        if not token:
+            return total, False
+    return total, True
 
 
 def _identity(step: int, timestamp: int, value: float) -> tuple[int, int, float | str]:

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TAG_IMPORTED_FROM = "modelloop.imported_from"  # "mlflow:<run id>" or "mlflow:<name>/<version>"
+TAG_STAGE = "mlflow.stage"  # a version's MLflow stage (Staging, Production, Archived), kept
 KINDS = (
     "experiments",
     "experiment_tags",
     "runs",
     "params",
     "tags",
+    "dataset_inputs",
     "metric_points",
     "artifact_files",
     "artifact_bytes",
@@ -40,10 +42,12 @@ class ImportReport:
     counts: dict[str, Count] = field(default_factory=lambda: {k: Count() for k in KINDS})
     problems: list[str] = field(default_factory=list)  # what was not copied, and why
     notes: list[str] = field(default_factory=list)  # copied, but worth knowing
+    not_copied: list[str] = field(default_factory=list)  # left out by design, with counts
 
     @property
     def complete(self) -> bool:
-        """Everything the source holds is in the destination (a dry run: already was)."""
+        """Everything of the kinds counted is in the destination (a dry run: already was);
+        what an import leaves out by design (``not_copied``) does not make it incomplete."""
         return not self.problems and all(c.source == c.imported for c in self.counts.values())
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,4 +58,5 @@ class ImportReport:
             "counts": {k: vars(c).copy() for k, c in self.counts.items()},
             "problems": list(self.problems),
             "notes": list(self.notes),
+            "not_copied": list(self.not_copied),
         }
