@@ -580,6 +580,8 @@ def test_search_logged_models_by_metrics_through_the_client(mlflow_server: Mlflo
             ids[name] = model.model_id
             if acc is not None:
                 mlflow.log_metric("acc", acc, model_id=model.model_id)
+        holdout = mlflow.data.from_pandas(pd.DataFrame({"f0": [1.0]}), name="holdout")
+        mlflow.log_metric("recall", 0.5, model_id=ids["poor"], dataset=holdout)
 
     def names(**kwargs: Any) -> list[str]:
         found = mlflow.search_logged_models(output_format="list", **kwargs)
@@ -590,6 +592,11 @@ def test_search_logged_models_by_metrics_through_the_client(mlflow_server: Mlflo
     assert names(filter_string="metrics.acc >= 0.4 AND name = 'poor'") == ["poor"]
     descending = [{"field_name": "metrics.acc", "ascending": False}]
     assert names(order_by=descending) == ["good", "poor", "unscored"]
+    assert names(datasets=[{"dataset_name": "holdout"}]) == ["poor"]
+    assert names(datasets=[{"dataset_name": "holdout", "dataset_digest": holdout.digest}]) == [
+        "poor"
+    ]
+    assert names(datasets=[{"dataset_name": "train"}]) == []
 
 
 def test_an_evaluation_run_takes_the_model_as_an_input(mlflow_server: MlflowServer) -> None:
