@@ -17,7 +17,14 @@ ROOT = Path(modelloop.__file__).parent
 LAYERS: list[set[str]] = [
     {"cli", "__main__"},  # the command line: translates
     {"examples"},  # programs written against the SDK
-    {"modelloop", "client", "server", "ui", "mlflow_import"},  # the SDK and the web edges
+    {
+        "modelloop",
+        "client",
+        "server",
+        "ui",
+        "mlflow_import",
+        "mlflow_store",
+    },  # the SDK and the web edges
     {"automation"},  # policies, the loop, the scheduler
     {"monitoring", "serving", "pipelines", "registry", "datasets", "tracking", "store_clock"},
     {"flavors", "explain", "audit", "auth", "configs", "web"},

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
 from modelloop.auth import Role, Users
-from modelloop.mlflow_store import ModelloopTrackingStore, http_uri
+from modelloop.mlflow_store._stores import ModelloopTrackingStore, http_uri
 from modelloop.store import open_database
 from tests.conftest import store_settings
 from tests.live_server import live_server

@@ -1,21 +1,4 @@
-"""MLflow's stores for ``modelloop://`` tracking URIs: MLflow code, unchanged, at modelloop's pace.
-
-MLflow's REST client spends 3-5 ms of its own on every call (request-header providers that probe
-for Databricks, proxy settings read from the environment, protobuf JSON both ways), more than a
-modelloop server needs to answer. Over ``http://`` that caps how much faster any server can make
-``log_metric`` (``docs/benchmarks.md`` measures the cap). With modelloop installed next to MLflow,
-``MLFLOW_TRACKING_URI=modelloop://127.0.0.1:5000`` (``modelloop+https://`` for TLS) selects these
-stores through MLflow's plugin entry points:
-
-- the hot tracking calls (``log_metric``, ``log_param``, ``set_tag``, ``log_batch``, metric
-  history, run search) go as plain JSON over one keep-alive connection per thread, to the same
-  MLflow-compatible endpoints, raising what MLflow's client raises (``RestException``);
-- every other call is MLflow's own REST store against the same server, so it behaves exactly as
-  over ``http://``; so does anything needing credentials beyond a token or a user and password;
-- ``mlflow-artifacts:`` URIs resolve against the server the tracking URI names.
-
-Imported only by MLflow (through the entry points in ``pyproject.toml``), never by modelloop.
-"""
+"""The stores behind ``modelloop://`` URIs (see :mod:`modelloop.mlflow_store`)."""
 
 from __future__ import annotations
 
@@ -203,15 +186,10 @@ class ModelloopTrackingStore(RestStore):
         return [_run(r) for r in answer.get("runs", ())], answer.get("next_page_token") or None
 
 
-def tracking_store(store_uri: str, artifact_uri: str | None = None) -> ModelloopTrackingStore:
-    """Entry point ``mlflow.tracking_store``."""
-    return ModelloopTrackingStore(store_uri)
-
-
-def registry_store(store_uri: str, tracking_uri: str | None = None) -> RestRegistryStore:
-    """Entry point ``mlflow.model_registry_store``: MLflow's REST registry store, unchanged."""
-    uri = http_uri(store_uri)
-    return RestRegistryStore(lambda: get_default_host_creds(uri))
+def registry_store(uri: str) -> RestRegistryStore:
+    """MLflow's REST registry store, unchanged, on the server ``uri`` names."""
+    server = http_uri(uri)
+    return RestRegistryStore(lambda: get_default_host_creds(server))
 
 
 class ArtifactsRepository(MlflowArtifactsRepository):
