@@ -18,6 +18,7 @@ set, and it refuses to listen beyond loopback unless requests must authenticate.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 from typing import Any
@@ -184,7 +185,7 @@ def _serve(settings: Settings, workers: int, options: dict[str, Any]) -> None:
     import uvicorn
 
     if workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(_long_lived(create_app(settings)), **options)
         return
     # Worker processes import the app by name; they read these settings from the environment.
     os.environ[_SETTINGS_ENV] = settings.to_json()
@@ -196,9 +197,16 @@ def _serve(settings: Settings, workers: int, options: dict[str, Any]) -> None:
 def app_from_environment() -> FastAPI:
     """The app of one worker process started by :func:`run_server`."""
     raw = os.environ.get(_SETTINGS_ENV)
-    if raw is None:
-        return create_app()
-    return create_app(Settings.from_json(raw))
+    return _long_lived(create_app(None if raw is None else Settings.from_json(raw)))
+
+
+def _long_lived(app: FastAPI) -> FastAPI:
+    """Exempt what exists once the app is built (modules, routes, the store's engine) from
+    garbage collection: a full collection otherwise walks all of it, inside whichever request
+    happened to allocate enough, and a 1,000-run MLflow search took twice as long for it."""
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def check_bind_address(host: str, settings: Settings) -> None:

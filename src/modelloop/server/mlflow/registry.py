@@ -288,7 +288,7 @@ def registry_routes(
             return OrjsonResponse(await run_in_threadpool(handler, args, actor))
 
         endpoint.__name__ = f"mlflow_{handler.__name__}"
-        router.add_api_route(path, endpoint, methods=[method])
+        router.add_route(path, endpoint, methods=[method])
 
     def answers() -> _Answers:
         return _Answers(registry, store)

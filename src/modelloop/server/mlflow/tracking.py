@@ -74,6 +74,14 @@ def tracking_routes(store: SqlTrackingStore, settings: Settings) -> APIRouter:
     router = APIRouter()
     edge = _Edge(store)
     routes: list[tuple[str, str, Handler]] = [
+        # What a training loop calls at every step first: routes are tried in order.
+        ("POST", "/runs/log-metric", edge.log_metric),
+        ("POST", "/runs/log-batch", edge.log_batch),
+        ("POST", "/runs/log-parameter", edge.log_param),
+        ("POST", "/runs/set-tag", edge.set_tag),
+        ("GET", "/metrics/get-history", edge.metric_history),
+        ("GET", "/runs/get", edge.get_run),
+        ("POST", "/runs/search", edge.search_runs),
         ("POST", "/experiments/create", edge.create_experiment),
         ("GET", "/experiments/get", edge.get_experiment),
         ("GET", "/experiments/get-by-name", edge.get_experiment_by_name),
@@ -86,21 +94,14 @@ def tracking_routes(store: SqlTrackingStore, settings: Settings) -> APIRouter:
         ("POST", "/experiments/delete-experiment-tag", edge.delete_experiment_tag),
         ("POST", "/runs/create", edge.create_run),
         ("POST", "/runs/update", edge.update_run),
-        ("GET", "/runs/get", edge.get_run),
         ("POST", "/runs/delete", edge.delete_run),
         ("POST", "/runs/restore", edge.restore_run),
-        ("POST", "/runs/search", edge.search_runs),
-        ("POST", "/runs/log-metric", edge.log_metric),
-        ("POST", "/runs/log-parameter", edge.log_param),
-        ("POST", "/runs/set-tag", edge.set_tag),
         ("POST", "/runs/delete-tag", edge.delete_tag),
-        ("POST", "/runs/log-batch", edge.log_batch),
         ("POST", "/runs/log-inputs", edge.log_inputs),
-        ("GET", "/metrics/get-history", edge.metric_history),
         ("GET", "/metrics/get-history-bulk-interval", edge.metric_history_bulk_interval),
     ]
     for method, path, handler in routes:
-        router.add_api_route(path, endpoint(method, handler), methods=[method])
+        router.add_route(path, endpoint(method, handler), methods=[method])
     return router
 
 
