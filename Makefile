@@ -31,7 +31,7 @@ browser:
 
 # Every core, a test file per worker (module fixtures such as the UI's server are set up once).
 pytest: $(STAMP) browser
-	$(BIN)/pytest -q -n auto --dist loadfile
+	$(BIN)/pytest -q -n auto --dist loadfile --durations=15
 
 test: lint typecheck pytest
 
