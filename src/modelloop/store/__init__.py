@@ -1,5 +1,19 @@
 """The metadata store: SQLAlchemy tables, Alembic migrations and the engine discipline."""
 
-from modelloop.store.database import HEAD_REVISION, Database, close_database, open_database
+from modelloop.store.database import (
+    HEAD_REVISION,
+    Database,
+    WouldWait,
+    close_database,
+    first_write_without_waiting,
+    open_database,
+)
 
-__all__ = ["HEAD_REVISION", "Database", "close_database", "open_database"]
+__all__ = [
+    "HEAD_REVISION",
+    "Database",
+    "WouldWait",
+    "close_database",
+    "first_write_without_waiting",
+    "open_database",
+]

@@ -16,6 +16,7 @@ import fcntl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,26 @@ def after_commit(conn: Connection, key: str, callback: Callable[[], None]) -> No
     """Run ``callback`` once the write transaction of ``conn`` (from ``Database.write``) has
     committed, never if it rolls back; a later callback with the same ``key`` replaces it."""
     conn.info.setdefault(_AFTER_COMMIT, {})[key] = callback
+
+
+_NO_WAIT: ContextVar[bool] = ContextVar("modelloop_first_write_without_waiting", default=False)
+
+
+class WouldWait(Exception):
+    """Another writer holds the lock, and the caller asked not to wait: nothing was written."""
+
+
+@contextmanager
+def first_write_without_waiting() -> Iterator[None]:
+    """Make the block's first :meth:`Database.write` raise :class:`WouldWait` rather than wait
+    for another writer (later writes wait as usual). The server runs a short write this way on
+    its event loop, where waiting would stall every request, and hands the work to a thread
+    only when it would have to wait: the hand-off costs more than the write."""
+    token = _NO_WAIT.set(True)
+    try:
+        yield
+    finally:
+        _NO_WAIT.reset(token)
 
 
 class Database:
@@ -68,11 +89,21 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A transaction that commits on exit; one writer at a time on SQLite."""
-        with self._thread_lock:
+        """A transaction that commits on exit; one writer at a time on SQLite. Inside
+        :func:`first_write_without_waiting`, the first write raises :class:`WouldWait` instead
+        of waiting for another writer."""
+        wait = not _NO_WAIT.get()
+        if not wait:
+            _NO_WAIT.set(False)  # only the first write of the block
+        if not self._thread_lock.acquire(blocking=wait):
+            raise WouldWait
+        callbacks: dict[str, Callable[[], None]] = {}
+        try:
             if self._lock_file is not None:
-                fcntl.flock(self._lock_file, fcntl.LOCK_EX)
-            callbacks: dict[str, Callable[[], None]] = {}
+                try:
+                    fcntl.flock(self._lock_file, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                except BlockingIOError:  # another process is writing
+                    raise WouldWait from None
             try:
                 with self._connect(self._writer) as conn:
                     try:
@@ -84,6 +115,8 @@ class Database:
             finally:
                 if self._lock_file is not None:
                     fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
         for callback in callbacks.values():  # committed: what must follow it, outside the lock
             callback()
 

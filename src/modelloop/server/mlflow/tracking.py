@@ -100,8 +100,12 @@ def tracking_routes(store: SqlTrackingStore, settings: Settings) -> APIRouter:
         ("POST", "/runs/log-inputs", edge.log_inputs),
         ("GET", "/metrics/get-history-bulk-interval", edge.metric_history_bulk_interval),
     ]
+    # One short write each: on the event loop while no other writer holds the lock (SQLite).
+    quick = {"/runs/log-metric", "/runs/log-parameter", "/runs/set-tag"}
+    local = store.db if store.db.dialect == "sqlite" else None
     for method, path, handler in routes:
-        router.add_route(path, endpoint(method, handler), methods=[method])
+        made = endpoint(method, handler, quick_write=local if path in quick else None)
+        router.add_route(path, made, methods=[method])
     return router
 
 
