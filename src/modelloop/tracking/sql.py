@@ -433,17 +433,16 @@ class SqlTrackingStore:
     def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[Metric]]:
         """The latest point (value, step and time) of each metric of each run."""
         found: dict[str, list[Metric]] = {check_run_id(r): [] for r in run_ids}
-        m = t.latest_metrics.c
+        if not found:
+            return found
         with self.db.read() as conn:
-            for chunk in _chunks(list(found)):
-                rows = conn.execute(
-                    select(m.run_id, m.key, m.value, m.step, m.timestamp)
-                    .where(m.run_id.in_(chunk))
-                    .order_by(m.run_id, m.key)
-                ).all()
-                for run_id, key, value, step, timestamp in rows:
-                    point = Metric(key, math.nan if value is None else value, step, timestamp)
-                    found[run_id].append(point)
+            rows = conn.exec_driver_sql(
+                "SELECT run_id, key, value, step, timestamp FROM latest_metrics "  # noqa: S608
+                f"WHERE {_among_ids(conn)} ORDER BY run_id, key",
+                (json.dumps(list(found)),),
+            ).all()
+        for run_id, key, value, step, timestamp in rows:
+            found[run_id].append(Metric(key, math.nan if value is None else value, step, timestamp))
         return found
 
     def metric_history(self, run_id: str, key: str) -> MetricSeries:
@@ -861,6 +860,14 @@ def _series(key: str, chunks: Sequence[Any]) -> MetricSeries:
     return MetricSeries(key, steps, values, timestamps)
 
 
+def _among_ids(conn: Connection) -> str:
+    """``run_id`` among the ids of one JSON parameter: one bound value for any number of runs,
+    where thousands of bound parameters would cost more to build than to run."""
+    if conn.dialect.name == "postgresql":
+        return "run_id IN (SELECT json_array_elements_text(%s::json))"
+    return "run_id IN (SELECT value FROM json_each(?))"
+
+
 def _load_runs(conn: Connection, rows: Sequence[Any]) -> list[Run]:
     """Attach params, tags and latest metrics to run rows: one query per table for all runs.
 
@@ -871,10 +878,7 @@ def _load_runs(conn: Connection, rows: Sequence[Any]) -> list[Run]:
     ids = [r.run_id for r in rows]
     if not ids:
         return []
-    if conn.dialect.name == "postgresql":
-        among = "run_id IN (SELECT json_array_elements_text(%s::json))"
-    else:
-        among = "run_id IN (SELECT value FROM json_each(?))"
+    among = _among_ids(conn)
     id_list = (json.dumps(ids),)
     params: dict[str, dict[str, str]] = {i: {} for i in ids}
     tags: dict[str, dict[str, str]] = {i: {} for i in ids}
