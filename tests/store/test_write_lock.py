@@ -78,12 +78,33 @@ def test_only_the_first_write_of_the_block_refuses(db: Database) -> None:
     assert _count(db) == 3
 
 
+@contextmanager
+def _held_until_released(db: Database) -> Iterator[threading.Event]:
+    """Another thread holds the write lock until the yielded event is set."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db.write():
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(5)
+    try:
+        yield release
+    finally:
+        release.set()
+        thread.join()
+
+
 def test_a_log_metric_waiting_for_the_lock_leaves_the_server_answering(
     tmp_path: Path,
 ) -> None:
     """The MLflow edge writes a metric on the event loop only when it need not wait; while
     another writer holds the lock the request waits in a thread, and the server keeps
-    answering others meanwhile."""
+    answering others meanwhile: the lock is released only after another request is answered,
+    which could never happen if the waiting write held the event loop."""
     from modelloop.store import open_database
 
     with store_settings(tmp_path, "sqlite") as settings, live_server(settings) as url:
@@ -92,17 +113,19 @@ def test_a_log_metric_waiting_for_the_lock_leaves_the_server_answering(
         run = httpx.post(f"{api}/runs/create", json=experiment).json()["run"]["info"]["run_id"]
         point = {"run_id": run, "key": "loss", "value": 0.5, "timestamp": 1, "step": 0}
         db = open_database(settings.database_url)  # the server's own Database object
-        with _holding(db, 1.0):
-            answers: list[httpx.Response] = []
+        answers: list[httpx.Response] = []
+        with _held_until_released(db) as release:
             writer = threading.Thread(
-                target=lambda: answers.append(httpx.post(f"{api}/runs/log-metric", json=point))
+                target=lambda: answers.append(
+                    httpx.post(f"{api}/runs/log-metric", json=point, timeout=60)
+                )
             )
             writer.start()
-            time.sleep(0.2)
-            started = time.monotonic()
-            assert httpx.get(f"{url}/health").status_code == 200
-            assert time.monotonic() - started < 0.5  # not stalled behind the waiting write
-            assert not answers  # still waiting for the lock
+            time.sleep(0.5)  # for the request to reach the server and wait for the lock
+            other = httpx.get(f"{api}/runs/get", params={"run_id": run}, timeout=10)
+            assert other.status_code == 200
+            assert not answers  # the metric is still waiting for the lock
+            release.set()
             writer.join()
         assert answers[0].status_code == 200
         history = httpx.get(
