@@ -36,6 +36,19 @@ import mlflow
 from tests.mlflow_compat.mlflow_stores import MlflowStore, build_store
 
 
+@pytest.fixture(autouse=True)
+def _forget_the_active_experiment() -> Iterator[None]:
+    """``mlflow.set_experiment`` remembers its id process-wide, in the module and in the
+    ``MLFLOW_EXPERIMENT_ID`` environment variable, which every later fluent call (and MLflow's
+    own store building in session fixtures) then asks the current server for: each test starts
+    and ends without it, as a fresh process would."""
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    mlflow.tracking.fluent._active_experiment_id = None
+    yield
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    mlflow.tracking.fluent._active_experiment_id = None
+
+
 @dataclass(frozen=True)
 class MlflowServer:
     url: str
@@ -55,9 +68,6 @@ def mlflow_server(
         finally:
             while mlflow.active_run() is not None:
                 mlflow.end_run()
-            # The client remembers the last set_experiment process-wide: a test that does not
-            # call it would log into an id from the previous test's server.
-            mlflow.tracking.fluent._active_experiment_id = None
             mlflow.set_tracking_uri("")
 
 

@@ -37,8 +37,6 @@ def plugin_server(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) 
     """The server, with MLflow pointed at it by a ``modelloop://`` URI."""
     uri = _modelloop_uri(mlflow_server.url)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    mlflow.tracking.fluent._active_experiment_id = None
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     assert isinstance(MlflowClient()._tracking_client.store, ModelloopTrackingStore)

@@ -23,14 +23,6 @@ from tests.live_server import live_server
 from tests.mlflow_compat.conftest import MlflowServer
 
 
-@pytest.fixture(autouse=True)
-def _no_active_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts as a fresh process would: ``mlflow.set_experiment`` in an earlier test
-    (against another server) leaves its id in the client's module state and the environment."""
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    mlflow.tracking.fluent._active_experiment_id = None
-
-
 def _modelloop(server: MlflowServer) -> ml.Client:
     return ml.Client(settings=server.settings)
 
