@@ -26,7 +26,16 @@ LAYERS: list[set[str]] = [
         "mlflow_store",
     },  # the SDK and the web edges
     {"automation"},  # policies, the loop, the scheduler
-    {"monitoring", "serving", "pipelines", "registry", "datasets", "tracking", "store_clock"},
+    {
+        "monitoring",
+        "serving",
+        "pipelines",
+        "registry",
+        "datasets",
+        "tracking",
+        "store_clock",
+        "ranking",
+    },
     {"flavors", "explain", "audit", "auth", "configs", "web"},
     {"store", "artifacts", "transport"},
     {"settings", "errors", "clock", "_version"},
