@@ -347,7 +347,8 @@ def ranking_metrics(
     with ``popularity`` (training interactions) also ``novelty``, ``popularity_bias`` and
     ``catalog_coverage`` (over the items seen in training unless ``catalog`` is given); with
     ``features`` also ``diversity``."""
-    table = per_user(recommendations, truth, k, users=users, gains=gains)
+    shown = top_k(recommendations, k)  # once: with its rank column it passes through as is
+    table = per_user(shown, truth, k, users=users, gains=gains)
     out = {
         f"precision_at_{k}": _mean(table, "precision"),
         f"recall_at_{k}": _mean(table, "recall"),
@@ -359,10 +360,10 @@ def ranking_metrics(
     if catalog is None and popularity is not None:
         catalog = list(_counts(popularity).index)
     if catalog is not None:
-        out["catalog_coverage"] = catalog_coverage(recommendations, catalog, k)
+        out["catalog_coverage"] = catalog_coverage(shown, catalog, k)
     if popularity is not None:
-        out["novelty"] = novelty(recommendations, popularity, k)
-        out["popularity_bias"] = popularity_bias(recommendations, popularity, k)
+        out["novelty"] = novelty(shown, popularity, k)
+        out["popularity_bias"] = popularity_bias(shown, popularity, k)
     if features is not None:
-        out["diversity"] = intra_list_diversity(recommendations, features, k)
+        out["diversity"] = intra_list_diversity(shown, features, k)
     return out
