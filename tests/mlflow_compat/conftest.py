@@ -115,7 +115,7 @@ def mlflow_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowStor
         "1",
     ]
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below, after the server
-    server = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    server = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True, cwd=root)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180  # MLflow migrates its database first
