@@ -21,12 +21,15 @@ from modelloop.settings import Settings
 from tests.conftest import store_settings
 from tests.live_server import live_server
 
-# Before mlflow is imported: no telemetry leaves the machine, and a failing call fails at once
-# instead of being retried with backoff.
+# Before mlflow is imported: no telemetry leaves the machine, a failing call fails at once
+# instead of being retried with backoff, and traces are written when logged (exported later in
+# the background, the test stores' trace went to MLflow's default store, ./mlruns, once the
+# builder had reset the tracking URI).
 os.environ.update(
     MLFLOW_DISABLE_TELEMETRY="true",
     DO_NOT_TRACK="true",
     MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+    MLFLOW_ENABLE_ASYNC_TRACE_LOGGING="false",
     MLFLOW_HTTP_REQUEST_TIMEOUT="60",
     GIT_PYTHON_REFRESH="quiet",
 )
