@@ -326,38 +326,27 @@ class LoggedModels:
 
     def record_output(self, run_id: str, model_id: str, step: int = 0) -> None:
         """Run ``run_id`` produced ``model_id`` (MLflow's run outputs); recorded once."""
-        check_run_id(run_id)
-        with self.db.write() as conn:
-            _live(conn, model_id)
-            if conn.execute(select(literal(1)).where(t.runs.c.run_id == run_id)).first() is None:
-                raise NotFound(f"Run {run_id!r} does not exist")
-            o = t.run_outputs.c
-            if conn.execute(
-                select(literal(1)).where(o.run_id == run_id, o.model_id == model_id)
-            ).first():
-                return
-            conn.execute(
-                insert(t.run_outputs).values(
-                    run_id=run_id, model_id=model_id, step=step, created_at=now_ms()
-                )
-            )
+        self._link(t.run_outputs, run_id, model_id, step=step)
 
     def record_input(self, run_id: str, model_id: str) -> None:
         """Run ``run_id`` took ``model_id`` as an input (MLflow's run model inputs: an
         evaluation names the model it scored); recorded once."""
+        self._link(t.run_model_inputs, run_id, model_id)
+
+    def _link(self, table: Any, run_id: str, model_id: str, **values: Any) -> None:
         check_run_id(run_id)
         with self.db.write() as conn:
             _live(conn, model_id)
             if conn.execute(select(literal(1)).where(t.runs.c.run_id == run_id)).first() is None:
                 raise NotFound(f"Run {run_id!r} does not exist")
-            i = t.run_model_inputs.c
+            c = table.c
             if conn.execute(
-                select(literal(1)).where(i.run_id == run_id, i.model_id == model_id)
+                select(literal(1)).where(c.run_id == run_id, c.model_id == model_id)
             ).first():
                 return
             conn.execute(
-                insert(t.run_model_inputs).values(
-                    run_id=run_id, model_id=model_id, created_at=now_ms()
+                insert(table).values(
+                    run_id=run_id, model_id=model_id, created_at=now_ms(), **values
                 )
             )
 
